@@ -1,0 +1,66 @@
+// Package sockcheck tells, without blocking and without consuming data,
+// whether a pooled socket is still usable: whether the peer has closed or
+// reset it, and whether bytes are waiting that nobody asked for.
+//
+// It peeks at the socket (recv with MSG_PEEK on a non-blocking fd) on
+// platforms that have it, behind build tags; elsewhere [New] returns nil and
+// the pool skips the check. A Checker is set up once per conn, so that a
+// check allocates nothing.
+package sockcheck
+
+import (
+	"io"
+	"net"
+	"syscall"
+)
+
+// Checker peeks at one socket. It is not safe for concurrent use: only the
+// current holder of a conn checks it.
+type Checker struct {
+	rc   syscall.RawConn
+	peek func(fd uintptr) // ck.peekFD, bound once so Check does not allocate
+	n    int
+	err  error
+	buf  [1]byte
+}
+
+// New returns a Checker for c, or nil when c exposes no socket (a *tls.Conn,
+// a net.Pipe, a custom conn without [syscall.Conn]) or the platform cannot
+// peek.
+func New(c net.Conn) *Checker {
+	if !supported {
+		return nil
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	ck := &Checker{rc: rc}
+	ck.peek = ck.peekFD
+	return ck
+}
+
+// Check reports the socket's state. It returns io.EOF when the peer has
+// closed its side (FIN), the socket's error when it was reset or failed,
+// and pending true when bytes are waiting to be read.
+func (ck *Checker) Check() (pending bool, err error) {
+	if err := ck.rc.Control(ck.peek); err != nil {
+		return false, err
+	}
+	n, err := ck.n, ck.err
+	ck.err = nil
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
+		return false, nil
+	case err != nil:
+		return false, err
+	case n == 0:
+		return false, io.EOF
+	default:
+		return true, nil
+	}
+}
