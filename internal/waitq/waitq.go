@@ -31,6 +31,12 @@ type Queue[T any] struct {
 // Len returns the number of elements in q.
 func (q *Queue[T]) Len() int { return q.n }
 
+// Front returns the element at the front of q, or nil if q is empty.
+func (q *Queue[T]) Front() *Elem[T] { return q.head }
+
+// Next returns the element behind e in its queue, or nil.
+func (e *Elem[T]) Next() *Elem[T] { return e.next }
+
 // PushBack appends e to the back of q. It panics if e is already queued:
 // that is a broken invariant of the caller, not user input.
 func (q *Queue[T]) PushBack(e *Elem[T]) {

@@ -23,6 +23,11 @@ func TestFIFO(t *testing.T) {
 		q.PushBack(&Elem[int]{Value: i})
 	}
 	assert.Equal(t, 5, q.Len())
+	var walked []int
+	for e := q.Front(); e != nil; e = e.Next() {
+		walked = append(walked, e.Value)
+	}
+	assert.Equal(t, []int{0, 1, 2, 3, 4}, walked)
 	assert.Equal(t, []int{0, 1, 2, 3, 4}, drain(&q))
 	assert.Equal(t, 0, q.Len())
 }

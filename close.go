@@ -1,0 +1,84 @@
+package connpool
+
+import (
+	"context"
+	"fmt"
+)
+
+// Close closes the pool now: idle conns are closed, dials in flight and
+// background checks are cancelled, waiting Gets and later ones fail with
+// [ErrClosed], and borrowed conns are closed as they are returned. Close
+// waits for the pool's goroutines to end, not for borrowed conns. A second
+// Close returns ErrClosed.
+func (p *Pool) Close() error {
+	if _, err := p.beginClose(); err != nil {
+		return err
+	}
+	p.wg.Wait()
+	return nil
+}
+
+// Shutdown closes the pool gracefully: like Close it stops new Gets, fails
+// waiting ones and closes idle conns, and then it waits for borrowed conns
+// to be returned (each is closed on return). If ctx ends first, Shutdown
+// closes the sockets still borrowed, so their holders' I/O fails, and
+// returns an error wrapping ctx's. A Shutdown after Close, or a second
+// one, returns [ErrClosed].
+func (p *Pool) Shutdown(ctx context.Context) error {
+	drained, err := p.beginClose()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		p.mu.Lock()
+		borrowed := make([]*poolConn, 0, len(p.all))
+		for pc := range p.all {
+			borrowed = append(borrowed, pc)
+		}
+		p.mu.Unlock()
+		for _, pc := range borrowed {
+			_ = pc.nc.Close()
+		}
+		err = fmt.Errorf("connpool: shutdown with %d conns still borrowed: %w", len(borrowed), ctx.Err())
+	}
+	p.wg.Wait()
+	return err
+}
+
+// beginClose marks the pool closed, fails the waiters, cancels background
+// work and closes the idle conns. The returned channel is closed once no
+// conn is borrowed.
+func (p *Pool) beginClose() (<-chan struct{}, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	p.closed = true
+	for e := p.waiters.PopFront(); e != nil; e = p.waiters.PopFront() {
+		e.Value.ch <- delivery{err: ErrClosed}
+	}
+	idle := p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
+	p.numClosing += len(idle)
+	drained := make(chan struct{})
+	p.drained = drained
+	p.drainedLocked()
+	p.mu.Unlock()
+
+	p.cancel()
+	for _, pc := range idle {
+		p.destroy(pc, &p.numClosing, closePool, false)
+	}
+	return drained, nil
+}
+
+// drainedLocked closes the drained channel once the pool is closed and no
+// conn is borrowed.
+func (p *Pool) drainedLocked() {
+	if p.drained != nil && p.numInUse == 0 {
+		close(p.drained)
+		p.drained = nil
+	}
+}

@@ -1,0 +1,223 @@
+package connpool
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/connpool/connpool/internal/sockcheck"
+)
+
+// poolConn is one open connection the pool owns. Exactly one party holds
+// it at a time: the idle stack (under Pool.mu), one borrower, one waiter
+// being served, or one background check. The holder alone reads and writes
+// the mutable fields; hand-over happens under Pool.mu, which orders it.
+type poolConn struct {
+	pool    *Pool
+	nc      net.Conn
+	check   *sockcheck.Checker // nil when nc has no socket to peek at
+	expires int64              // pool clock; 0 = no max lifetime
+
+	// Mutable, owned by the holder.
+	lastChecked int64 // pool clock when last passed a background check
+	used        bool  // handed to a borrower at least once
+
+	// Guarded by Pool.mu.
+	lastUsed int64 // pool clock when last returned; 0 until the reaper stamps it
+	retire   bool  // past its max lifetime while not idle: close on return
+}
+
+// returnedAt is when pc was last returned, for ordering the idle stack: a
+// conn not yet stamped by the reaper was returned after every stamped one.
+func (pc *poolConn) returnedAt() int64 {
+	if pc.lastUsed == 0 {
+		return math.MaxInt64
+	}
+	return pc.lastUsed
+}
+
+// Conn state bits, kept in one atomic word so that Put learns every flag
+// and marks the conn returned in a single operation.
+const (
+	connReturned       uint32 = 1 << iota // given back: dead to its holder
+	connPoisoned                          // a Read or Write failed
+	connUnusable                          // MarkUnusable was called
+	connDeadlineSet                       // the holder set a deadline
+	connDestroyOnClose                    // handed out by DialContext: Close destroys
+)
+
+// Conn is a borrowed connection. It implements [net.Conn]; Close returns
+// it to the pool, like [Pool.Put].
+//
+// A Conn is safe for concurrent use as a net.Conn is (a Read and a Write at
+// once), but it must not be used during or after its return: once
+// returned, its methods fail with [net.ErrClosed] and never touch the
+// socket, which another borrower may hold by then. A Read or Write that
+// fails (including a deadline timeout) poisons the Conn: its return closes
+// the socket instead of keeping it. Deadlines the holder set are cleared
+// before the next borrower gets the socket.
+type Conn struct {
+	pc    *poolConn
+	state atomic.Uint32 // conn* bits
+}
+
+// errReturned is what a returned Conn's I/O methods wrap.
+func (c *Conn) errReturned(op string) error {
+	return &net.OpError{Op: op, Net: "connpool", Err: net.ErrClosed}
+}
+
+// live reports whether c may still touch its socket.
+func (c *Conn) live() bool { return c != nil && c.pc != nil && c.state.Load()&connReturned == 0 }
+
+// Read reads from the connection. An error, io.EOF included, poisons c.
+func (c *Conn) Read(b []byte) (int, error) {
+	if !c.live() {
+		return 0, c.errReturned("read")
+	}
+	n, err := c.pc.nc.Read(b)
+	if err != nil {
+		c.state.Or(connPoisoned)
+	}
+	return n, err
+}
+
+// Write writes to the connection. An error poisons c.
+func (c *Conn) Write(b []byte) (int, error) {
+	if !c.live() {
+		return 0, c.errReturned("write")
+	}
+	n, err := c.pc.nc.Write(b)
+	if err != nil {
+		c.state.Or(connPoisoned)
+	}
+	return n, err
+}
+
+// Close returns c to its pool, like [Pool.Put]; a conn handed out by
+// [Pool.DialContext] is closed instead. A second Close returns
+// [ErrConnReturned].
+func (c *Conn) Close() error {
+	if c == nil || c.pc == nil {
+		return ErrForeignConn
+	}
+	return c.pc.pool.release(c)
+}
+
+// MarkUnusable makes c's return close its socket instead of keeping it,
+// for a conn left in a state the next borrower must not see (a protocol
+// error, a half-read reply). Reads and writes still work until then.
+func (c *Conn) MarkUnusable() {
+	if c != nil {
+		c.state.Or(connUnusable)
+	}
+}
+
+// Unwrap returns the connection the dialer made, or nil once c is
+// returned. Use it to reach the concrete type (*net.TCPConn, *tls.Conn);
+// I/O on it bypasses the poisoning of failed reads and writes.
+func (c *Conn) Unwrap() net.Conn {
+	if !c.live() {
+		return nil
+	}
+	return c.pc.nc
+}
+
+// LocalAddr returns the local address of the connection.
+func (c *Conn) LocalAddr() net.Addr {
+	if c == nil || c.pc == nil {
+		return nil
+	}
+	return c.pc.nc.LocalAddr()
+}
+
+// RemoteAddr returns the remote address of the connection.
+func (c *Conn) RemoteAddr() net.Addr {
+	if c == nil || c.pc == nil {
+		return nil
+	}
+	return c.pc.nc.RemoteAddr()
+}
+
+// SetDeadline sets the read and write deadlines, as [net.Conn] does. They
+// are cleared when c is returned.
+func (c *Conn) SetDeadline(t time.Time) error {
+	return c.setDeadline("set deadline", t, net.Conn.SetDeadline)
+}
+
+// SetReadDeadline sets the read deadline, as [net.Conn] does. It is
+// cleared when c is returned.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	return c.setDeadline("set read deadline", t, net.Conn.SetReadDeadline)
+}
+
+// SetWriteDeadline sets the write deadline, as [net.Conn] does. It is
+// cleared when c is returned.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	return c.setDeadline("set write deadline", t, net.Conn.SetWriteDeadline)
+}
+
+func (c *Conn) setDeadline(op string, t time.Time, set func(net.Conn, time.Time) error) error {
+	if !c.live() {
+		return c.errReturned(op)
+	}
+	c.state.Or(connDeadlineSet)
+	return set(c.pc.nc, t)
+}
+
+// SyscallConn returns the raw connection of the inner conn, for clients
+// that do their own non-blocking I/O or liveness checks (pgx,
+// go-sql-driver/mysql). Its methods fail with [net.ErrClosed] once c is
+// returned. It returns an error wrapping [errors.ErrUnsupported] when the
+// inner conn has no SyscallConn (a *tls.Conn, say).
+func (c *Conn) SyscallConn() (syscall.RawConn, error) {
+	if !c.live() {
+		return nil, c.errReturned("syscallconn")
+	}
+	sc, ok := c.pc.nc.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("connpool: %T has no SyscallConn: %w", c.pc.nc, errors.ErrUnsupported)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &rawConn{c: c, rc: rc}, nil
+}
+
+// rawConn guards a syscall.RawConn so that a holder who kept it past its
+// return cannot reach the socket.
+type rawConn struct {
+	c  *Conn
+	rc syscall.RawConn
+}
+
+func (r *rawConn) Control(f func(fd uintptr)) error {
+	if !r.c.live() {
+		return r.c.errReturned("control")
+	}
+	return r.rc.Control(f)
+}
+
+func (r *rawConn) Read(f func(fd uintptr) bool) error {
+	if !r.c.live() {
+		return r.c.errReturned("read")
+	}
+	return r.rc.Read(f)
+}
+
+func (r *rawConn) Write(f func(fd uintptr) bool) error {
+	if !r.c.live() {
+		return r.c.errReturned("write")
+	}
+	return r.rc.Write(f)
+}
+
+var (
+	_ net.Conn        = (*Conn)(nil)
+	_ syscall.Conn    = (*Conn)(nil)
+	_ syscall.RawConn = (*rawConn)(nil)
+)

@@ -1,0 +1,70 @@
+package connpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrClosed is returned by Get, TryGet and waiting Gets once Close or
+	// Shutdown has begun, and by a second Close or Shutdown.
+	ErrClosed = errors.New("connpool: pool closed")
+
+	// ErrNoIdleConn is returned by TryGet when no idle conn is ready.
+	ErrNoIdleConn = errors.New("connpool: no idle conn")
+
+	// ErrConnReturned is returned by Put and Close of a *Conn that was
+	// already returned: the second return is harmless.
+	ErrConnReturned = errors.New("connpool: conn already returned")
+
+	// ErrForeignConn is returned by Put of a nil *Conn or of one that came
+	// from another pool; the conn is left untouched.
+	ErrForeignConn = errors.New("connpool: conn does not belong to this pool")
+
+	// ErrInvalidOption is wrapped by every error New returns for an
+	// invalid option; the message names the option and its value.
+	ErrInvalidOption = errors.New("connpool: invalid option")
+
+	// ErrWrongAddress is returned by DialContext for a network or address
+	// other than the pool's.
+	ErrWrongAddress = errors.New("connpool: address does not match the pool")
+
+	// ErrHealthCheck is wrapped by the errors of the pool's own checkers
+	// when a conn fails its check.
+	ErrHealthCheck = errors.New("connpool: health check failed")
+)
+
+// waitError is returned when a Get's context ends before a conn is ready.
+// It wraps the context's error (and its cause, when that differs) and says
+// what the pool was doing, so that an operator can tell exhaustion (in use
+// at max) from an outage (dialing, with a last dial error).
+type waitError struct {
+	address string
+	err     error // ctx.Err()
+	cause   error // context.Cause(ctx), when it differs from err
+	state   string
+}
+
+func (e *waitError) Error() string {
+	msg := fmt.Sprintf("connpool: get %s: %v (%s)", e.address, e.err, e.state)
+	if e.cause != nil {
+		msg += ": cause: " + e.cause.Error()
+	}
+	return msg
+}
+
+func (e *waitError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{e.err, e.cause}
+	}
+	return []error{e.err}
+}
+
+func newWaitError(ctx context.Context, address, state string) error {
+	e := &waitError{address: address, err: ctx.Err(), state: state}
+	if cause := context.Cause(ctx); cause != nil && cause != e.err {
+		e.cause = cause
+	}
+	return e
+}

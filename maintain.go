@@ -1,0 +1,192 @@
+package connpool
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// maxParallelChecks bounds the background checks run at once, so that a
+// sweep over many blackholed conns takes a few check timeouts, not one per
+// conn, without a goroutine per conn.
+const maxParallelChecks = 8
+
+// maintain is the pool's one background goroutine. It sleeps until the
+// next thing is due (a conn's idle or lifetime deadline, the health check
+// interval, the end of a dial backoff) or until woken (warming fell behind
+// MinIdle, a dial failed), and returns when the pool closes.
+func (p *Pool) maintain() {
+	defer p.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var nextReap, nextCheck int64
+	if p.cfg.checkInterval > 0 {
+		nextCheck = int64(p.cfg.checkInterval)
+	} else {
+		nextCheck = math.MaxInt64
+	}
+	for {
+		now := p.now()
+		if now >= nextReap {
+			nextReap = p.reap(now)
+		}
+		if now >= nextCheck {
+			p.checkIdle(now)
+			nextCheck = p.now() + int64(p.cfg.checkInterval)
+		}
+		next := min(nextReap, nextCheck)
+		if retry := p.warm(); retry > 0 {
+			next = min(next, retry)
+		}
+		timer.Reset(max(time.Duration(next-p.now()), time.Millisecond))
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-p.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// idleResolution is how late, as a fraction of the idle timeout, an idle
+// conn may be closed. Put does not read the clock (it costs as much as the
+// rest of Put); the reaper stamps the conns returned since its last run,
+// and runs at least every IdleTimeout/idleResolution, so an idle conn is
+// closed after between d and d+d/8 of idleness, never before d.
+const idleResolution = 8
+
+// reap stamps newly returned idle conns, closes idle conns past their max
+// lifetime and conns idle for the idle timeout (oldest first, down to
+// MinIdle), and flags conns past their lifetime that are not idle to be
+// closed on return. It returns when it is next due.
+func (p *Pool) reap(now int64) (next int64) {
+	idleTimeout := int64(p.cfg.idleTimeout)
+	p.mu.Lock()
+	// Conns returned since the last run sit on top, unstamped.
+	all := p.idle.All()
+	for i := len(all) - 1; i >= 0 && all[i].lastUsed == 0; i-- {
+		all[i].lastUsed = now
+	}
+	if p.cfg.maxLifetime > 0 {
+		for pc := range p.all {
+			if pc.expires != 0 && now >= pc.expires {
+				pc.retire = true
+			}
+		}
+	}
+	left := p.idle.Len()
+	victims := p.idle.RemoveFunc(func(pc *poolConn) bool {
+		if !pc.retire && (idleTimeout == 0 || now-pc.lastUsed < idleTimeout || left <= p.cfg.minIdle) {
+			return false
+		}
+		left--
+		return true
+	}, nil)
+	p.numClosing += len(victims)
+	next = p.nextReapLocked(now)
+	p.mu.Unlock()
+
+	for _, pc := range victims {
+		reason := closeIdle
+		if pc.retire {
+			reason = closeLifetime
+		}
+		p.destroy(pc, &p.numClosing, reason, false)
+	}
+	return next
+}
+
+// nextReapLocked returns when reap is next due: at the latest one idle
+// resolution from now, at the oldest idle conn's idle deadline (when above
+// MinIdle), at the next lifetime deadline of any open conn, and, for conns
+// dialled later, at the shortest lifetime they could have.
+func (p *Pool) nextReapLocked(now int64) int64 {
+	next := int64(math.MaxInt64)
+	if t := int64(p.cfg.idleTimeout); t > 0 {
+		next = now + max(t/idleResolution, 1)
+		if all := p.idle.All(); len(all) > p.cfg.minIdle {
+			next = min(next, all[0].lastUsed+t)
+		}
+	}
+	if p.cfg.maxLifetime > 0 {
+		next = min(next, now+int64(p.cfg.maxLifetime-p.cfg.lifetimeJitter))
+		for pc := range p.all {
+			if !pc.retire {
+				next = min(next, pc.expires)
+			}
+		}
+	}
+	return next
+}
+
+// checkIdle runs the health checker on idle conns that have been neither
+// used nor checked for an interval. They leave the idle stack while they
+// are checked, so no Get can take one; those that pass go back in their
+// place by age, or to a waiter.
+func (p *Pool) checkIdle(now int64) {
+	interval := int64(p.cfg.checkInterval)
+	p.mu.Lock()
+	batch := p.idle.RemoveFunc(func(pc *poolConn) bool {
+		return now-max(pc.returnedAt(), pc.lastChecked) >= interval
+	}, nil)
+	p.numChecking += len(batch)
+	p.mu.Unlock()
+
+	var g errgroup.Group
+	g.SetLimit(maxParallelChecks)
+	for _, pc := range batch {
+		g.Go(func() error {
+			p.checkOne(pc)
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
+
+func (p *Pool) checkOne(pc *poolConn) {
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.checkTimeout)
+	deadline, _ := ctx.Deadline()
+	err := pc.nc.SetDeadline(deadline)
+	if err == nil {
+		err = p.cfg.checker.Check(ctx, pc.nc)
+	}
+	if err == nil {
+		err = pc.nc.SetDeadline(time.Time{})
+	}
+	cancel()
+	if err != nil {
+		if p.ctx.Err() == nil {
+			p.log.Debug("connpool: health check failed", "error", err)
+		}
+		p.destroy(pc, &p.numChecking, closeUnhealthy, false)
+		return
+	}
+	pc.lastChecked = p.now()
+	p.putBack(pc, &p.numChecking, false, true)
+}
+
+// warm starts dials until idle conns, conns under check and warming dials
+// add up to MinIdle, as the cap and the dial limit allow; queued waiters
+// come first. During a dial backoff it returns when the backoff ends, so
+// the maintainer retries then; otherwise it returns 0.
+func (p *Pool) warm() (retryAt int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0
+	}
+	p.dispatchLocked()
+	need := p.cfg.minIdle - (p.idle.Len() + p.numChecking + p.numWarming)
+	if need <= 0 {
+		return 0
+	}
+	if now := p.now(); p.backingOffLocked(now) {
+		return p.backoffUntil
+	}
+	for ; need > 0 && p.canDialLocked(); need-- {
+		p.startDialLocked(nil, true)
+	}
+	return 0
+}

@@ -1,0 +1,304 @@
+package connpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"time"
+)
+
+// DialFunc opens a new connection. It has the signature of
+// [net.Dialer.DialContext], so a dialer's method value can be passed to
+// [WithDialer] as it is. The context ends when the dial timeout passes or
+// the pool closes; a DialFunc must return soon after it ends.
+type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
+// Option configures a [Pool]. Options are applied in order by [New], which
+// then validates them together.
+type Option func(*config)
+
+// config holds every setting of a pool. Fields marked "set" record whether
+// the user chose a value, for defaults that derive from other settings.
+type config struct {
+	maxConns      int
+	minIdle       int
+	maxIdle       int
+	maxIdleSet    bool
+	maxConnecting int
+	connectingSet bool
+
+	idleTimeout    time.Duration
+	maxLifetime    time.Duration
+	lifetimeJitter time.Duration
+	jitterSet      bool
+	dialTimeout    time.Duration
+	backoffMin     time.Duration
+	backoffMax     time.Duration
+
+	checker        HealthChecker
+	checkInterval  time.Duration
+	checkTimeout   time.Duration
+	checkTimeSet   bool
+	livenessOnGet  bool
+	dialer         DialFunc
+	logger         *slog.Logger
+	invalidOptions []error // found while applying options, reported by New
+}
+
+// Defaults, each documented on its option.
+const (
+	DefaultIdleTimeout         = 90 * time.Second
+	DefaultMaxLifetime         = 30 * time.Minute
+	DefaultDialTimeout         = 5 * time.Second
+	DefaultHealthCheckInterval = 30 * time.Second
+	DefaultHealthCheckTimeout  = 5 * time.Second
+	DefaultDialBackoffMin      = 100 * time.Millisecond
+	DefaultDialBackoffMax      = 5 * time.Second
+	defaultKeepAlive           = 15 * time.Second
+)
+
+func defaultConfig() config {
+	return config{
+		maxConns:      max(4, 4*runtime.GOMAXPROCS(0)),
+		idleTimeout:   DefaultIdleTimeout,
+		maxLifetime:   DefaultMaxLifetime,
+		dialTimeout:   DefaultDialTimeout,
+		backoffMin:    DefaultDialBackoffMin,
+		backoffMax:    DefaultDialBackoffMax,
+		checker:       Liveness(),
+		checkInterval: DefaultHealthCheckInterval,
+		livenessOnGet: true,
+		dialer:        defaultDialer.DialContext,
+		logger:        slog.New(slog.DiscardHandler),
+	}
+}
+
+// defaultDialer turns TCP keepalive on, so that a peer that vanished
+// without a FIN is found even on a conn nobody uses.
+var defaultDialer = &net.Dialer{
+	KeepAliveConfig: net.KeepAliveConfig{
+		Enable:   true,
+		Idle:     defaultKeepAlive,
+		Interval: defaultKeepAlive,
+		Count:    3,
+	},
+}
+
+// WithMaxConns caps the conns the pool has open at once, counting conns
+// being dialled, idle and borrowed. A Get at the cap waits. n must be at
+// least 1. The default is 4 × GOMAXPROCS, and at least 4.
+func WithMaxConns(n int) Option { return func(c *config) { c.maxConns = n } }
+
+// WithMinIdle keeps n idle conns ready, dialled in the background ahead of
+// demand and refilled as soon as the count drops. n must be between 0 and
+// the MaxIdle. The default is 0: no warming.
+func WithMinIdle(n int) Option { return func(c *config) { c.minIdle = n } }
+
+// WithMaxIdle caps the idle conns the pool keeps; a conn returned when n
+// are idle is closed. n must be between 0 and MaxConns. The default is
+// MaxConns.
+func WithMaxIdle(n int) Option {
+	return func(c *config) { c.maxIdle, c.maxIdleSet = n, true }
+}
+
+// WithMaxConnecting caps the dials in flight at once, warming dials
+// included, so that a burst of Gets or an outage never becomes a dial
+// storm. Gets beyond it wait for a returned conn or a finished dial,
+// whichever comes first. n must be at least 1; a value above MaxConns acts
+// as MaxConns. The default is max(4, 2 × GOMAXPROCS), at most MaxConns.
+func WithMaxConnecting(n int) Option {
+	return func(c *config) { c.maxConnecting, c.connectingSet = n, true }
+}
+
+// WithIdleTimeout closes conns that sat idle for d, down to MinIdle. If d
+// is 0, conns are never closed for idleness. The default, 90s, is well under
+// the idle timeouts after which cloud load balancers silently drop a flow
+// (350s on AWS, 4 minutes on Azure).
+func WithIdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTimeout = d } }
+
+// WithMaxLifetime retires conns older than d, even below MinIdle (warming
+// replaces them). Each conn's lifetime is shortened by a random jitter
+// (see [WithMaxLifetimeJitter]) so that conns opened together are not
+// retired together. If d is 0, conns live forever. The default is 30m.
+func WithMaxLifetime(d time.Duration) Option { return func(c *config) { c.maxLifetime = d } }
+
+// WithMaxLifetimeJitter sets the window over which conns reaching their
+// max lifetime are spread: each conn lives between MaxLifetime-d and
+// MaxLifetime. d must be between 0 and MaxLifetime. The default is a tenth
+// of MaxLifetime.
+func WithMaxLifetimeJitter(d time.Duration) Option {
+	return func(c *config) { c.lifetimeJitter, c.jitterSet = d, true }
+}
+
+// WithDialer sets how new conns are opened: TLS, unix sockets, a proxy, a
+// test hook. The default is a [net.Dialer] with TCP keepalive on (15s idle,
+// 15s interval, 3 probes). The pool applies its own dial timeout around
+// dial.
+func WithDialer(dial DialFunc) Option {
+	return func(c *config) {
+		if dial == nil {
+			c.invalid("WithDialer(nil): the dialer must not be nil")
+			return
+		}
+		c.dialer = dial
+	}
+}
+
+// WithDialTimeout bounds each dial, including a TLS handshake the dialer
+// does. The bound is the dial's own: it neither shortens nor extends the
+// wait of the Get that asked for the conn. If d is 0, a dial ends only when
+// it fails or the pool closes. The default is 5s.
+func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
+
+// WithDialBackoff sets how long the pool waits before dialling again after
+// consecutive dial failures: min after the first, doubling up to max, each
+// wait jittered to between half and all of it. While a wait runs, Gets that
+// would have to dial fail at once with the last dial error, and warming
+// pauses; the first dial after it is the probe. min must be positive and
+// max at least min. The defaults are 100ms and 5s.
+func WithDialBackoff(min, max time.Duration) Option {
+	return func(c *config) { c.backoffMin, c.backoffMax = min, max }
+}
+
+// WithHealthCheck sets the checker the pool runs on idle conns in the
+// background every HealthCheckInterval, off the Get path. A conn that
+// fails its check is closed. The default is [Liveness].
+func WithHealthCheck(h HealthChecker) Option {
+	return func(c *config) {
+		if h == nil {
+			c.invalid("WithHealthCheck(nil): the checker must not be nil")
+			return
+		}
+		c.checker = h
+	}
+}
+
+// WithHealthCheckInterval sets how often idle conns are checked: a conn is
+// checked once it has been idle, and unchecked, for d. If d is 0, there
+// are no background checks. The default is 30s.
+func WithHealthCheckInterval(d time.Duration) Option {
+	return func(c *config) { c.checkInterval = d }
+}
+
+// WithHealthCheckTimeout bounds each background check: the conn's deadline
+// and the check's context both end after d. d must be positive and no
+// longer than the interval. The default is the shorter of the interval and
+// 5s.
+func WithHealthCheckTimeout(d time.Duration) Option {
+	return func(c *config) { c.checkTimeout, c.checkTimeSet = d, true }
+}
+
+// WithLivenessCheck turns the checkout peek on or off. When on, every Get
+// of an idle conn first peeks at its socket without blocking and drops the
+// conn if the peer closed or reset it, or if bytes are waiting that no one
+// asked for (left by an earlier borrower, or sent unasked). A conn never
+// handed out before may have bytes waiting: a server's greeting belongs to
+// its first borrower. The peek costs one syscall (a few hundred
+// nanoseconds) and is skipped for conns without a socket, such as
+// *tls.Conn. The default is on.
+func WithLivenessCheck(enabled bool) Option {
+	return func(c *config) { c.livenessOnGet = enabled }
+}
+
+// WithLogger sets where the pool reports dial failures (once per streak of
+// failures, not per attempt), recoveries, and conns closed by health
+// checks. The default discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l == nil {
+			c.invalid("WithLogger(nil): the logger must not be nil")
+			return
+		}
+		c.logger = l
+	}
+}
+
+func (c *config) invalid(format string, args ...any) {
+	c.invalidOptions = append(c.invalidOptions,
+		fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
+}
+
+// newConfig applies opts over the defaults, fills the derived defaults and
+// validates the result. Every problem is reported, each naming its option.
+func newConfig(network, address string, opts []Option) (config, error) {
+	c := defaultConfig()
+	for i, o := range opts {
+		if o == nil {
+			c.invalid("option %d is nil", i)
+			continue
+		}
+		o(&c)
+	}
+	if network == "" {
+		c.invalid("New: empty network")
+	}
+	if address == "" {
+		c.invalid("New: empty address")
+	}
+	if !c.maxIdleSet {
+		c.maxIdle = c.maxConns
+	}
+	if !c.connectingSet {
+		c.maxConnecting = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	if !c.jitterSet {
+		c.lifetimeJitter = c.maxLifetime / 10
+	}
+	if !c.checkTimeSet {
+		c.checkTimeout = min(c.checkInterval, DefaultHealthCheckTimeout)
+	}
+	c.validate()
+	c.maxConnecting = min(c.maxConnecting, c.maxConns)
+	return c, errors.Join(c.invalidOptions...)
+}
+
+func (c *config) validate() {
+	switch {
+	case c.maxConns < 1:
+		c.invalid("WithMaxConns(%d): must be at least 1", c.maxConns)
+	case c.maxIdle > c.maxConns:
+		c.invalid("WithMaxIdle(%d) exceeds WithMaxConns(%d)", c.maxIdle, c.maxConns)
+	case c.minIdle > c.maxConns:
+		c.invalid("WithMinIdle(%d) exceeds WithMaxConns(%d)", c.minIdle, c.maxConns)
+	case c.minIdle > c.maxIdle:
+		c.invalid("WithMinIdle(%d) exceeds WithMaxIdle(%d)", c.minIdle, c.maxIdle)
+	}
+	if c.minIdle < 0 {
+		c.invalid("WithMinIdle(%d): must not be negative", c.minIdle)
+	}
+	if c.maxIdle < 0 {
+		c.invalid("WithMaxIdle(%d): must not be negative", c.maxIdle)
+	}
+	if c.maxConnecting < 1 {
+		c.invalid("WithMaxConnecting(%d): must be at least 1", c.maxConnecting)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"WithIdleTimeout", c.idleTimeout},
+		{"WithMaxLifetime", c.maxLifetime},
+		{"WithMaxLifetimeJitter", c.lifetimeJitter},
+		{"WithDialTimeout", c.dialTimeout},
+		{"WithHealthCheckInterval", c.checkInterval},
+	} {
+		if d.v < 0 {
+			c.invalid("%s(%v): must not be negative", d.name, d.v)
+		}
+	}
+	if c.lifetimeJitter > c.maxLifetime {
+		c.invalid("WithMaxLifetimeJitter(%v) exceeds WithMaxLifetime(%v)", c.lifetimeJitter, c.maxLifetime)
+	}
+	if c.backoffMin <= 0 || c.backoffMax < c.backoffMin {
+		c.invalid("WithDialBackoff(%v, %v): min must be positive and max at least min", c.backoffMin, c.backoffMax)
+	}
+	if c.checkTimeSet && (c.checkTimeout <= 0 || (c.checkInterval > 0 && c.checkTimeout > c.checkInterval)) {
+		c.invalid("WithHealthCheckTimeout(%v): must be positive and at most WithHealthCheckInterval(%v)", c.checkTimeout, c.checkInterval)
+	}
+	if p, ok := c.checker.(*pingPong); ok && len(p.pong) == 0 {
+		c.invalid("WithHealthCheck(PingPong(%q, %q)): pong must not be empty", p.ping, p.pong)
+	}
+}

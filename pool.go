@@ -1,0 +1,458 @@
+package connpool
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/connpool/connpool/internal/idlestack"
+	"github.com/connpool/connpool/internal/waitq"
+)
+
+// Pool is a pool of connections to one network address. It is safe for
+// concurrent use. Create one with [New]; release it with [Pool.Close] or
+// [Pool.Shutdown].
+type Pool struct {
+	// mu guards the fields below it; it is never held across I/O, a dial
+	// or a user callback. The fields every Get and Put writes share its
+	// cache line, so that a contended hand-over moves one line between
+	// cores, not several.
+	mu       sync.Mutex
+	_        [56]byte // keep spinning lockers off the data's cache line
+	numInUse int      // borrowed, or handed to a waiter that has not taken it yet
+	idlePops int64 // Gets that took an idle conn, before vetting
+	slabNext int   // next unused wrapper in slab
+	slab     *[connSlab]Conn
+
+	// idle holds the idle conns, most recently returned on top. Invariant:
+	// a conn is pushed only when no waiter is queued; the exception is a
+	// Get whose checks rejected several idle conns and that waits on its
+	// own fresh dial.
+	idle    idlestack.Stack[*poolConn]
+	waiters waitq.Queue[waiter] // FIFO; served by direct hand-off under mu
+	closed  bool
+
+	// Every permit is in exactly one of these states:
+	//   numOpen = numDialing + numInUse + idle.Len() + numChecking + numClosing
+	// and numOpen <= cfg.maxConns. numWarming counts the dials of
+	// numDialing that the maintainer started for MinIdle.
+	numOpen     int
+	numDialing  int
+	numWarming  int
+	numChecking int // out of the idle stack for a background health check
+	numClosing  int // taken out of the idle stack to be closed
+
+	all     map[*poolConn]struct{} // every open conn
+	drained chan struct{}          // made by close; closed, and set to nil, once numInUse is 0
+
+	// Dial failures: a streak of consecutive failures sets a backoff during
+	// which Gets that need a dial fail fast with lastDialErr.
+	failStreak   int
+	lastDialErr  error
+	backoffUntil int64 // pool clock
+
+	// Counters; Stats adds them up.
+	dials       int64
+	dialErrors  int64
+	idleRejects int64 // Gets' idle conns that the vetting closed
+	waitCount   int64
+	timeouts    int64
+	closes      [numCloseReasons]int64
+
+	// Not guarded: atomic counters of events that happen without mu held.
+	handoffHits atomic.Int64
+	misses      atomic.Int64
+	waitNanos   atomic.Int64
+
+	// Read-only after New.
+	network, address string
+	cfg              config
+	log              *slog.Logger
+	epoch            time.Time          // the pool clock: monotonic nanoseconds since epoch
+	ctx              context.Context    // ends when the pool closes; parent of background dials and checks
+	cancel           context.CancelFunc // ends ctx
+	wake             chan struct{}      // capacity 1: asks the maintainer to run now
+	wg               sync.WaitGroup     // the maintainer, and every dial and check in flight
+}
+
+// waiter is a Get waiting in the queue for a conn.
+type waiter struct {
+	ch      chan delivery   // capacity 1: sent to exactly once, under mu, by whoever dequeues the waiter
+	ctx     context.Context // the Get's context, whose values a dial started for it sees
+	dialing bool            // a dial started on this waiter's behalf has not finished
+}
+
+// delivery is what a waiter is served: a conn, or an error.
+type delivery struct {
+	pc    *poolConn
+	fresh bool // just dialled: never idle, so not vetted
+	err   error
+}
+
+// closeReason says why a conn was closed; each has a Stats counter.
+type closeReason int
+
+const (
+	keep closeReason = iota // not closed
+	closeIdle
+	closeLifetime
+	closeUnhealthy
+	closeBroken
+	closeMaxIdle
+	closeReleased
+	closePool
+	numCloseReasons
+)
+
+// maxRejects is how many idle conns in a row one Get lets the checkout peek
+// reject before it stops trusting the idle set and dials a fresh conn.
+const maxRejects = 3
+
+// New returns a pool of connections to address on network ("tcp",
+// "tcp4", "unix", or whatever the dialer understands). It validates the
+// options and returns a nil pool and an error wrapping [ErrInvalidOption],
+// naming each bad option, when they are wrong. New does not dial: warming
+// starts in the background.
+func New(network, address string, opts ...Option) (*Pool, error) {
+	cfg, err := newConfig(network, address, opts)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Pool{
+		network: network,
+		address: address,
+		cfg:     cfg,
+		log:     cfg.logger.With("network", network, "address", address),
+		epoch:   time.Now(),
+		ctx:     ctx,
+		cancel:  cancel,
+		wake:    make(chan struct{}, 1),
+		all:     make(map[*poolConn]struct{}),
+	}
+	p.wg.Add(1)
+	go p.maintain()
+	return p, nil
+}
+
+// now reads the pool clock. time.Since on a monotonic epoch reads only the
+// monotonic clock, half the cost of time.Now.
+func (p *Pool) now() int64 { return int64(time.Since(p.epoch)) }
+
+// Get returns a conn, in this order of preference: the most recently
+// returned idle conn that passes its checks, a conn from a new dial, or the
+// first conn returned or dialled while the Get waits at the cap. Waiters
+// are served first come, first served.
+//
+// When ctx ends first, Get returns an error that wraps ctx's error and
+// says what the pool was doing. A dial started for the Get is not
+// cancelled with it: it runs to its own timeout and its conn joins the
+// pool. A Get that must dial and fails returns the dial error; during the
+// backoff after failed dials it returns the last one at once. After Close,
+// Get returns [ErrClosed].
+func (p *Pool) Get(ctx context.Context) (*Conn, error) { return p.get(ctx, 0) }
+
+// get implements Get; flags are the initial state bits of the Conn.
+func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
+	if ctx.Err() != nil {
+		return nil, p.waitFailed(ctx)
+	}
+	rejects := 0
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if p.idle.Len() > 0 && (rejects < maxRejects || !p.canDialLocked()) {
+			c := p.popIdleLocked()
+			p.mu.Unlock()
+			if p.vetIdle(c, flags) {
+				return c, nil
+			}
+			rejects++
+			continue
+		}
+		d, err := p.waitLocked(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c := &Conn{pc: d.pc}
+		if d.fresh {
+			p.misses.Add(1)
+			return checkout(c, flags), nil
+		}
+		// A returned conn handed straight over is vetted like any other.
+		if !p.healthy(d.pc) {
+			p.destroy(d.pc, &p.numInUse, closeUnhealthy, false)
+			rejects++
+			continue
+		}
+		p.handoffHits.Add(1)
+		return checkout(c, flags), nil
+	}
+}
+
+// TryGet returns an idle conn that passes its checks, or [ErrNoIdleConn]
+// at once. It never waits and never dials in the caller's path (it does
+// nudge the warmer when MinIdle is set). After Close it returns
+// [ErrClosed].
+func (p *Pool) TryGet() (*Conn, error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if p.idle.Len() == 0 {
+			p.mu.Unlock()
+			return nil, ErrNoIdleConn
+		}
+		c := p.popIdleLocked()
+		p.mu.Unlock()
+		if p.vetIdle(c, 0) {
+			return c, nil
+		}
+	}
+}
+
+// popIdleLocked takes the top idle conn for a Get, in a new wrapper.
+func (p *Pool) popIdleLocked() *Conn {
+	pc, _ := p.idle.Pop()
+	p.numInUse++
+	p.idlePops++
+	p.wantWarmLocked()
+	c := p.newConnLocked()
+	c.pc = pc
+	return c
+}
+
+// connSlab is how many Conn wrappers are allocated at once. Each Get still
+// gets a wrapper no one held before (that is what makes a returned Conn
+// dead to its holder); the slab only spreads one allocation over many
+// Gets. A wrapper kept by a caller keeps its slab, 1 KiB, reachable.
+const connSlab = 64
+
+// newConnLocked returns a zero Conn from the slab.
+func (p *Pool) newConnLocked() *Conn {
+	if p.slab == nil || p.slabNext == connSlab {
+		p.slab, p.slabNext = new([connSlab]Conn), 0
+	}
+	c := &p.slab[p.slabNext]
+	p.slabNext++
+	return c
+}
+
+// vetIdle checks a conn just taken from the idle stack. It readies c for
+// its borrower, or closes the conn and reports false.
+func (p *Pool) vetIdle(c *Conn, flags uint32) bool {
+	if !p.healthy(c.pc) {
+		p.destroy(c.pc, &p.numInUse, closeUnhealthy, true)
+		return false
+	}
+	checkout(c, flags)
+	return true
+}
+
+// healthy runs the checkout peek. The time-based checks (idle timeout, max
+// lifetime) are not needed here: the maintainer closes idle conns at their
+// deadlines, and flags borrowed ones to be closed on return.
+func (p *Pool) healthy(pc *poolConn) bool {
+	if !p.cfg.livenessOnGet || pc.check == nil {
+		return true
+	}
+	pending, err := pc.check.Check()
+	// Bytes waiting on a conn never handed out are the server's greeting,
+	// which belongs to the first borrower.
+	return err == nil && !(pending && pc.used)
+}
+
+func checkout(c *Conn, flags uint32) *Conn {
+	if !c.pc.used { // write only on change: the line may be shared with another core
+		c.pc.used = true
+	}
+	if flags != 0 {
+		c.state.Store(flags)
+	}
+	return c
+}
+
+// waitLocked queues the Get, starting a dial for it when the cap and the
+// dial limit allow, and waits for a delivery or the end of ctx. It is
+// called with mu held and returns with mu released.
+func (p *Pool) waitLocked(ctx context.Context) (delivery, error) {
+	e := &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1), ctx: ctx}}
+	counted := false
+	if p.canDialLocked() {
+		if now := p.now(); p.backingOffLocked(now) {
+			err := p.backoffErrorLocked(now)
+			p.mu.Unlock()
+			return delivery{}, err
+		}
+		p.waiters.PushBack(e)
+		p.startDialLocked(e, false)
+	} else {
+		p.waiters.PushBack(e)
+		p.waitCount++
+		counted = true
+	}
+	p.mu.Unlock()
+
+	var start int64
+	if counted {
+		start = p.now()
+		defer func() { p.waitNanos.Add(p.now() - start) }()
+	}
+	select {
+	case d := <-e.Value.ch:
+		return d, d.err
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	removed := p.waiters.Remove(e)
+	p.mu.Unlock()
+	if !removed {
+		// Served at the instant ctx ended: the delivery is in the channel.
+		if d := <-e.Value.ch; d.pc != nil {
+			p.putBack(d.pc, &p.numInUse, d.fresh, true)
+		}
+	}
+	return delivery{}, p.waitFailed(ctx)
+}
+
+// waitFailed counts a Get whose context ended and builds its error.
+func (p *Pool) waitFailed(ctx context.Context) error {
+	p.mu.Lock()
+	p.timeouts++
+	state := fmt.Sprintf("in use %d, idle %d, dialing %d, waiting %d, max %d",
+		p.numInUse, p.idle.Len()+p.numChecking, p.numDialing, p.waiters.Len(), p.cfg.maxConns)
+	if p.failStreak > 0 {
+		state += fmt.Sprintf(", last dial error: %v", p.lastDialErr)
+	}
+	p.mu.Unlock()
+	return newWaitError(ctx, p.address, state)
+}
+
+// Put returns c to the pool; c.Close does the same. The conn goes to the
+// first waiter, or back to the idle stack, or is closed if it is broken
+// (a failed Read or Write, [Conn.MarkUnusable]), past its max lifetime,
+// beyond MaxIdle, or the pool is closed. After Put, c is dead to its
+// holder. Put returns [ErrConnReturned] for a conn already returned and
+// [ErrForeignConn] for a nil conn or one from another pool.
+func (p *Pool) Put(c *Conn) error {
+	if c == nil || c.pc == nil || c.pc.pool != p {
+		return ErrForeignConn
+	}
+	return p.release(c)
+}
+
+func (p *Pool) release(c *Conn) error {
+	old := c.state.Or(connReturned)
+	if old&connReturned != 0 {
+		return ErrConnReturned
+	}
+	pc := c.pc
+	switch {
+	case old&connDestroyOnClose != 0:
+		p.destroy(pc, &p.numInUse, closeReleased, false)
+		return nil
+	case old&(connPoisoned|connUnusable) != 0:
+		p.destroy(pc, &p.numInUse, closeBroken, false)
+		return nil
+	case old&connDeadlineSet != 0 && pc.nc.SetDeadline(time.Time{}) != nil:
+		p.destroy(pc, &p.numInUse, closeBroken, false)
+		return nil
+	}
+	p.putBack(pc, &p.numInUse, false, false)
+	return nil
+}
+
+// putBack gives a conn held in the counter from to the first waiter or the
+// idle stack, or closes it. sorted says pc may be older than the top of the
+// stack.
+func (p *Pool) putBack(pc *poolConn, from *int, fresh, sorted bool) {
+	p.mu.Lock()
+	*from--
+	if !pc.retire && p.giveLocked(pc, fresh, sorted) {
+		p.mu.Unlock()
+		return
+	}
+	reason := closeMaxIdle
+	switch {
+	case pc.retire:
+		reason = closeLifetime
+	case p.closed:
+		reason = closePool
+	}
+	p.numClosing++
+	p.mu.Unlock()
+	p.destroy(pc, &p.numClosing, reason, false)
+}
+
+// giveLocked hands pc to the first waiter, or keeps it idle if MaxIdle
+// allows. It reports false when the pool cannot keep pc, which the caller
+// must then close; pc is counted nowhere in that case.
+func (p *Pool) giveLocked(pc *poolConn, fresh, sorted bool) bool {
+	if p.closed {
+		return false
+	}
+	if e := p.waiters.PopFront(); e != nil {
+		p.numInUse++
+		e.Value.ch <- delivery{pc: pc, fresh: fresh}
+		return true
+	}
+	if p.idle.Len() >= p.cfg.maxIdle {
+		return false
+	}
+	if sorted {
+		p.idle.Insert(pc, returnedBefore)
+	} else {
+		if pc.lastUsed != 0 {
+			pc.lastUsed = 0 // returned now: the reaper stamps the time
+		}
+		p.idle.Push(pc)
+	}
+	return true
+}
+
+func returnedBefore(a, b *poolConn) bool { return a.returnedAt() < b.returnedAt() }
+
+// destroy closes pc's socket and then frees its permit, in that order, so
+// that the server has seen the close before the permit allows a new dial.
+// from is the counter under mu that holds pc; rejected says pc was popped
+// from the idle stack by a Get and failed its vetting.
+func (p *Pool) destroy(pc *poolConn, from *int, reason closeReason, rejected bool) {
+	_ = pc.nc.Close()
+	p.mu.Lock()
+	*from--
+	if rejected {
+		p.idleRejects++
+	}
+	p.numOpen--
+	delete(p.all, pc)
+	p.closes[reason]++
+	p.dispatchLocked()
+	p.wantWarmLocked()
+	p.drainedLocked()
+	p.mu.Unlock()
+}
+
+// wantWarmLocked wakes the maintainer when warming is behind MinIdle and a
+// dial is possible; at the cap there is nothing for it to do, and waking it
+// on every Get would make it contend for mu.
+func (p *Pool) wantWarmLocked() {
+	if n := p.cfg.minIdle; n > 0 && p.idle.Len()+p.numChecking+p.numWarming < n && p.canDialLocked() {
+		p.wakeMaintainer()
+	}
+}
+
+// wakeMaintainer asks the maintainer to run now. It never blocks.
+func (p *Pool) wakeMaintainer() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
