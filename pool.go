@@ -23,8 +23,8 @@ type Pool struct {
 	mu       sync.Mutex
 	_        [56]byte // keep spinning lockers off the data's cache line
 	numInUse int      // borrowed, or handed to a waiter that has not taken it yet
-	idlePops int64 // Gets that took an idle conn, before vetting
-	slabNext int   // next unused wrapper in slab
+	idlePops int64    // Gets that took an idle conn, before vetting
+	slabNext int      // next unused wrapper in slab
 	slab     *[connSlab]Conn
 
 	// idle holds the idle conns, most recently returned on top. Invariant:
