@@ -64,11 +64,7 @@ const idleResolution = 8
 func (p *Pool) reap(now int64) (next int64) {
 	idleTimeout := int64(p.cfg.idleTimeout)
 	p.mu.Lock()
-	// Conns returned since the last run sit on top, unstamped.
-	all := p.idle.All()
-	for i := len(all) - 1; i >= 0 && all[i].lastUsed == 0; i-- {
-		all[i].lastUsed = now
-	}
+	p.stampLocked(now)
 	if p.cfg.maxLifetime > 0 {
 		for pc := range p.all {
 			if pc.expires != 0 && now >= pc.expires {
@@ -96,6 +92,15 @@ func (p *Pool) reap(now int64) (next int64) {
 		p.destroy(pc, &p.numClosing, reason, false)
 	}
 	return next
+}
+
+// stampLocked records now as the return time of the idle conns returned
+// since the maintainer last ran; they sit on top of the stack, unstamped.
+func (p *Pool) stampLocked(now int64) {
+	all := p.idle.All()
+	for i := len(all) - 1; i >= 0 && all[i].lastUsed == 0; i-- {
+		all[i].lastUsed = now
+	}
 }
 
 // nextReapLocked returns when reap is next due: at the latest one idle
@@ -128,8 +133,9 @@ func (p *Pool) nextReapLocked(now int64) int64 {
 func (p *Pool) checkIdle(now int64) {
 	interval := int64(p.cfg.checkInterval)
 	p.mu.Lock()
+	p.stampLocked(now)
 	batch := p.idle.RemoveFunc(func(pc *poolConn) bool {
-		return now-max(pc.returnedAt(), pc.lastChecked) >= interval
+		return now-max(pc.lastUsed, pc.lastChecked) >= interval
 	}, nil)
 	p.numChecking += len(batch)
 	p.mu.Unlock()

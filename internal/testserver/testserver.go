@@ -171,7 +171,10 @@ func (s *Server) each(f func(*net.TCPConn) error) error {
 	s.mu.Unlock()
 	var errs []error
 	for _, c := range conns {
-		errs = append(errs, f(c))
+		// A conn its handler closed meanwhile needs nothing more.
+		if err := f(c); !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

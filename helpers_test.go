@@ -1,0 +1,79 @@
+package connpool_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/connpool/connpool"
+	"github.com/connpool/connpool/internal/testserver"
+)
+
+// waitFor bounds every Eventually in these tests: generous, because the
+// machines are shared, and never reached when the code is right.
+const waitFor = 5 * time.Second
+
+const tick = time.Millisecond
+
+func startServer(t *testing.T, opts ...testserver.Option) *testserver.Server {
+	t.Helper()
+	srv, err := testserver.Start(opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// newPool returns a pool closed at the end of the test.
+func newPool(t *testing.T, addr string, opts ...connpool.Option) *connpool.Pool {
+	t.Helper()
+	p, err := connpool.New("tcp", addr, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil && !errors.Is(err, connpool.ErrClosed) {
+			t.Error(err)
+		}
+	})
+	return p
+}
+
+// roundTrip sends msg over c and returns what the echo server sent back.
+func roundTrip(c net.Conn, msg string) (string, error) {
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	buf := make([]byte, len(msg))
+	_, err := io.ReadFull(c, buf)
+	return string(buf), err
+}
+
+// mustRoundTrip checks that c carries msg and back intact.
+func mustRoundTrip(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	got, err := roundTrip(c, msg)
+	require.NoError(t, err)
+	require.Equal(t, msg, got)
+}
+
+// localPort identifies the socket behind a conn, to tell reuse from a
+// fresh dial.
+func localPort(c net.Conn) int { return c.LocalAddr().(*net.TCPAddr).Port }
+
+// closedTotal adds up the conns closed for every reason.
+func closedTotal(s connpool.Stats) int64 {
+	return s.IdleClosed + s.LifetimeClosed + s.HealthFailures + s.BrokenClosed +
+		s.MaxIdleClosed + s.ReleasedClosed + s.PoolClosed
+}
+
+// checkBooks asserts the invariants that must hold whenever the pool is
+// quiet: gauges within the cap, and every dialled conn open or closed for
+// exactly one reason.
+func checkBooks(t *testing.T, s connpool.Stats) {
+	t.Helper()
+	require.LessOrEqual(t, s.OpenConns+s.Dialing, s.MaxConns)
+	require.Equal(t, s.OpenConns, s.InUse+s.Idle, "open conns are in use or idle")
+	require.Equal(t, s.Dials, int64(s.OpenConns)+closedTotal(s), "dials = open + closed")
+}
