@@ -93,7 +93,7 @@ func TestZeroConnDoesNotPanic(t *testing.T) {
 
 func TestFailedIOPoisonsConn(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
+		name    string
 		breakIt func(t *testing.T, c *connpool.Conn)
 	}{
 		{"read timeout", func(t *testing.T, c *connpool.Conn) {
