@@ -161,6 +161,7 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 		return nil, p.waitFailed(ctx)
 	}
 	rejects := 0
+	unusedOnly := flags&connDestroyOnClose != 0
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -168,17 +169,24 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 			return nil, ErrClosed
 		}
 		if p.idle.Len() > 0 && (rejects < maxRejects || !p.canDialLocked()) {
-			c := p.popIdleLocked()
-			p.mu.Unlock()
-			if p.vetIdle(c, flags) {
-				return c, nil
+			if c := p.popIdleLocked(unusedOnly); c != nil {
+				p.mu.Unlock()
+				if p.vetIdle(c, flags) {
+					return c, nil
+				}
+				rejects++
+				continue
 			}
-			rejects++
-			continue
 		}
 		d, err := p.waitLocked(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if unusedOnly && d.pc.used {
+			// A pool shared by Get and DialContext handed a returned conn
+			// to a DialContext waiter: pass it on and keep waiting.
+			p.putBack(d.pc, &p.numInUse, false, true)
+			continue
 		}
 		c := &Conn{pc: d.pc}
 		if d.fresh {
@@ -211,7 +219,7 @@ func (p *Pool) TryGet() (*Conn, error) {
 			p.mu.Unlock()
 			return nil, ErrNoIdleConn
 		}
-		c := p.popIdleLocked()
+		c := p.popIdleLocked(false)
 		p.mu.Unlock()
 		if p.vetIdle(c, 0) {
 			return c, nil
@@ -219,9 +227,18 @@ func (p *Pool) TryGet() (*Conn, error) {
 	}
 }
 
-// popIdleLocked takes the top idle conn for a Get, in a new wrapper.
-func (p *Pool) popIdleLocked() *Conn {
-	pc, _ := p.idle.Pop()
+// popIdleLocked takes the top idle conn for a Get, in a new wrapper. With
+// unusedOnly it takes the topmost conn never handed out, or returns nil.
+func (p *Pool) popIdleLocked(unusedOnly bool) *Conn {
+	var pc *poolConn
+	if unusedOnly {
+		var ok bool
+		if pc, ok = p.idle.PopFunc(neverUsed); !ok {
+			return nil
+		}
+	} else {
+		pc, _ = p.idle.Pop()
+	}
 	p.numInUse++
 	p.idlePops++
 	p.wantWarmLocked()
@@ -229,6 +246,8 @@ func (p *Pool) popIdleLocked() *Conn {
 	c.pc = pc
 	return c
 }
+
+func neverUsed(pc *poolConn) bool { return !pc.used }
 
 // connSlab is how many Conn wrappers are allocated at once. Each Get still
 // gets a wrapper no one held before (that is what makes a returned Conn

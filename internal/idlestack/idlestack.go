@@ -39,6 +39,21 @@ func (s *Stack[T]) Pop() (T, bool) {
 	return x, true
 }
 
+// PopFunc removes and returns the topmost (most recent) item for which ok
+// returns true.
+func (s *Stack[T]) PopFunc(ok func(T) bool) (T, bool) {
+	var zero T
+	for i := len(s.items) - 1; i >= 0; i-- {
+		if x := s.items[i]; ok(x) {
+			copy(s.items[i:], s.items[i+1:])
+			s.items[len(s.items)-1] = zero
+			s.items = s.items[:len(s.items)-1]
+			return x, true
+		}
+	}
+	return zero, false
+}
+
 // PopBottom removes and returns the bottom (least recent) item.
 func (s *Stack[T]) PopBottom() (T, bool) {
 	var zero T

@@ -54,6 +54,24 @@ func TestPopClearsSlot(t *testing.T) {
 	assert.Nil(t, backing[1])
 }
 
+func TestPopFuncTakesTopmostMatch(t *testing.T) {
+	var s Stack[int]
+	for _, v := range []int{1, 2, 3, 4, 5} {
+		s.Push(v)
+	}
+	odd := func(x int) bool { return x%2 == 1 }
+	x, ok := s.PopFunc(odd)
+	require.True(t, ok)
+	assert.Equal(t, 5, x)
+	x, ok = s.PopFunc(func(x int) bool { return x == 2 })
+	require.True(t, ok)
+	assert.Equal(t, 2, x)
+	assert.Equal(t, []int{1, 3, 4}, s.All())
+	_, ok = s.PopFunc(func(x int) bool { return x > 10 })
+	assert.False(t, ok)
+	assert.Equal(t, []int{1, 3, 4}, s.All())
+}
+
 func TestInsertKeepsOrder(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

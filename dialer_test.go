@@ -1,0 +1,149 @@
+package connpool_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connpool/connpool"
+)
+
+func TestDialContextRefusesOtherAddresses(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr())
+	for _, tc := range []struct{ network, address string }{
+		{"tcp", "127.0.0.1:1"},
+		{"udp", srv.Addr()},
+	} {
+		c, err := p.DialContext(context.Background(), tc.network, tc.address)
+		assert.Nil(t, c)
+		assert.ErrorIs(t, err, connpool.ErrWrongAddress)
+	}
+	_, err := p.DialAddr(context.Background(), "10.0.0.1:80")
+	assert.ErrorIs(t, err, connpool.ErrWrongAddress)
+	assert.Zero(t, p.Stats().Dials)
+}
+
+// TestDialContextConnsAreNeverReused: a client's Close destroys the conn
+// and frees its slot; every dial gets a conn no one used before.
+func TestDialContextConnsAreNeverReused(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(2), connpool.WithMinIdle(1))
+	require.Eventually(t, func() bool { return p.Stats().Idle == 1 }, waitFor, tick)
+
+	// A conn used through Get and returned stays for Get users only.
+	used := getConn(t, p)
+	mustRoundTrip(t, used, "used")
+	usedPort := localPort(used)
+	require.NoError(t, used.Close())
+
+	seen := map[int]bool{usedPort: true}
+	for range 5 {
+		nc, err := p.DialAddr(context.Background(), srv.Addr())
+		require.NoError(t, err)
+		port := localPort(nc)
+		assert.False(t, seen[port], "a conn handed out before")
+		seen[port] = true
+		mustRoundTrip(t, nc, "mine")
+		require.NoError(t, nc.Close())
+	}
+	st := p.Stats()
+	assert.Equal(t, int64(5), st.ReleasedClosed)
+	assert.LessOrEqual(t, st.OpenConns, 2)
+	checkBooks(t, st)
+}
+
+// TestHTTPTransportThroughPool drives an http.Transport with the pool as
+// its dialer: many goroutines, responses that close the connection, bodies
+// closed before EOF. Every body must be its own request's, and the cap
+// must hold.
+func TestHTTPTransportThroughPool(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("id")
+		if strings.HasSuffix(id, "7") {
+			w.Header().Set("Connection", "close")
+		}
+		fmt.Fprintf(w, "reply to %s;%s", id, strings.Repeat("x", 4096))
+	}))
+	defer srv.Close()
+
+	const maxConns = 4
+	counter := &countingDialer{}
+	p := newPool(t, strings.TrimPrefix(srv.URL, "http://"), connpool.WithMaxConns(maxConns),
+		connpool.WithMinIdle(1), connpool.WithDialer(counter.dial))
+	tr := &http.Transport{DialContext: p.DialContext, MaxConnsPerHost: maxConns}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 100 {
+				id := fmt.Sprintf("%d-%d", g, i)
+				resp, err := client.Get(srv.URL + "/?id=" + id)
+				if !assert.NoError(t, err) {
+					return
+				}
+				if i%5 == 3 {
+					// Close before EOF: the Transport must drop the conn.
+					_, _ = io.CopyN(io.Discard, resp.Body, 10)
+					resp.Body.Close()
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				assert.NoError(t, err)
+				assert.True(t, strings.HasPrefix(string(body), "reply to "+id+";"), "got another request's body")
+			}
+		})
+	}
+	wg.Wait()
+	tr.CloseIdleConnections()
+	st := p.Stats()
+	assert.LessOrEqual(t, counter.peak.Load(), int64(maxConns), "sockets open at once")
+	assert.LessOrEqual(t, st.OpenConns, maxConns)
+	require.Eventually(t, func() bool { return p.Stats().InUse == 0 }, waitFor, tick)
+	checkBooks(t, p.Stats())
+}
+
+// countingDialer counts the sockets it opened that are not closed yet, and
+// the most that were open at once.
+type countingDialer struct {
+	open, peak atomic.Int64
+}
+
+func (d *countingDialer) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	n := d.open.Add(1)
+	for {
+		if old := d.peak.Load(); n <= old || d.peak.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	return &countedConn{Conn: c, d: d}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	d    *countingDialer
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.d.open.Add(-1) })
+	return c.Conn.Close()
+}

@@ -1,0 +1,60 @@
+// Package connpool pools TCP connections (or any [net.Conn]) to one
+// address.
+//
+// A [Pool] hands out [*Conn]s, wrapped net.Conns that go back to the pool
+// on Close. It keeps at most MaxConns open, counting those being dialled,
+// idle and borrowed; a Get at the cap waits its turn, first come, first
+// served. In the background one goroutine per pool keeps MinIdle spare
+// conns dialled, closes conns idle too long or past their max lifetime,
+// and runs a health check on idle conns. On checkout, a non-blocking peek
+// at the socket drops conns the peer closed or reset, and conns with
+// bytes nobody asked for.
+//
+//	pool, err := connpool.New("tcp", "10.0.0.7:6379",
+//		connpool.WithMaxConns(32),
+//		connpool.WithMinIdle(4),
+//		connpool.WithHealthCheck(connpool.PingPong([]byte("PING\r\n"), []byte("+PONG\r\n"))),
+//	)
+//	if err != nil {
+//		return err
+//	}
+//	defer pool.Close()
+//
+//	conn, err := pool.Get(ctx)
+//	if err != nil {
+//		return err
+//	}
+//	defer conn.Close() // back to the pool
+//
+// # Concurrency
+//
+// A Pool is safe for concurrent use. A Conn is safe for concurrent use as
+// a net.Conn is, until it is returned; after that it is dead to its
+// holder, whose calls fail with [net.ErrClosed] without reaching the
+// socket, which another borrower may hold by then.
+//
+// # Contexts and dialing
+//
+// Get waits until its context ends; it then returns an error that wraps
+// the context's error and says what the pool was doing. The dial a Get
+// starts is not cancelled with it: the dialer sees a context that keeps
+// the Get's values, ends at the dial timeout ([WithDialTimeout]) and ends
+// when the pool closes, and a conn that arrives after its caller left
+// joins the pool. After a dial fails, the pool backs off
+// ([WithDialBackoff]); meanwhile Gets that would need a dial fail at once
+// with the last dial error.
+//
+// # Close
+//
+// [Pool.Close] closes idle conns, stops the background goroutine and
+// dials, and fails waiting and later Gets with [ErrClosed]; borrowed conns
+// are closed as they come back. [Pool.Shutdown] also waits for them.
+//
+// # Clients that manage their own connections
+//
+// [Pool.DialContext] and [Pool.DialAddr] plug the pool into net/http,
+// gRPC and database/sql drivers as a dialer. Those clients close conns at
+// the end of a protocol session, so such conns are destroyed on Close,
+// never reused; the pool gives them warm spare conns, one shared cap, and
+// Stats.
+package connpool
