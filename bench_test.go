@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/connpool/connpool"
+	"github.com/connpool/connpool/internal/fakeconn"
 	"github.com/connpool/connpool/internal/testserver"
 )
 
@@ -65,6 +66,40 @@ func BenchmarkGetPut(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// fullPool returns a pool of in-memory conns with n idle.
+func fullPool(b *testing.B, n int) *connpool.Pool {
+	b.Helper()
+	p, err := connpool.New("tcp", "fake:0", connpool.WithMaxConns(n), connpool.WithDialer(fakeconn.Dial))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	conns := make([]*connpool.Conn, n)
+	for i := range conns {
+		if conns[i], err = p.Get(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	return p
+}
+
+// BenchmarkReapSweep measures one reaper sweep over an idle set in which
+// nothing is due: the background cost of a large pool.
+func BenchmarkReapSweep(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("idle=%d", n), func(b *testing.B) {
+			p := fullPool(b, n)
+			b.ReportAllocs()
+			for b.Loop() {
+				p.ReapNow()
+			}
 		})
 	}
 }

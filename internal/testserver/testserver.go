@@ -5,6 +5,7 @@
 package testserver
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -28,6 +29,7 @@ const (
 type Server struct {
 	ln       net.Listener
 	greeting []byte
+	tls      *tls.Config
 	mode     atomic.Int32
 	accepted atomic.Int64
 
@@ -46,6 +48,12 @@ type Option func(*Server)
 // reading, as MySQL and SMTP servers do.
 func WithGreeting(b []byte) Option {
 	return func(s *Server) { s.greeting = append([]byte(nil), b...) }
+}
+
+// WithTLS makes the server speak TLS with config; its counts and faults
+// still act on the TCP connections underneath.
+func WithTLS(config *tls.Config) Option {
+	return func(s *Server) { s.tls = config }
 }
 
 // Start listens on 127.0.0.1 on a free port and serves until Close.
@@ -128,23 +136,28 @@ func (s *Server) acceptLoop() {
 		s.maxOpen = max(s.maxOpen, len(s.conns))
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.serve(c)
+		var rw net.Conn = c
+		if s.tls != nil {
+			rw = tls.Server(c, s.tls)
+		}
+		go s.serve(c, rw)
 	}
 }
 
-func (s *Server) serve(c *net.TCPConn) {
+// serve answers on rw, which is c itself or TLS over it.
+func (s *Server) serve(c *net.TCPConn, rw net.Conn) {
 	defer s.wg.Done()
 	defer s.forget(c)
 	if len(s.greeting) > 0 {
-		if _, err := c.Write(s.greeting); err != nil {
+		if _, err := rw.Write(s.greeting); err != nil {
 			return
 		}
 	}
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := c.Read(buf)
+		n, err := rw.Read(buf)
 		if n > 0 && Mode(s.mode.Load()) == Echo {
-			if _, werr := c.Write(buf[:n]); werr != nil {
+			if _, werr := rw.Write(buf[:n]); werr != nil {
 				return
 			}
 		}

@@ -1,6 +1,7 @@
 package testserver
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/connpool/connpool/internal/testcert"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -93,6 +96,19 @@ func TestFaults(t *testing.T) {
 	assert.Error(t, err)
 	assert.NotErrorIs(t, err, io.EOF, "a reset is not a clean close")
 	assert.Eventually(t, func() bool { return s.Open() == 0 }, 2*time.Second, time.Millisecond)
+}
+
+func TestTLS(t *testing.T) {
+	pair, err := testcert.New()
+	require.NoError(t, err)
+	s := start(t, WithTLS(pair.Server))
+	c, err := tls.Dial("tcp", s.Addr(), pair.Client)
+	require.NoError(t, err)
+	defer c.Close()
+	got, err := roundTrip(c, "secret")
+	require.NoError(t, err)
+	assert.Equal(t, "secret", got)
+	assert.Equal(t, 1, s.Open())
 }
 
 func TestGreetingAndRestart(t *testing.T) {

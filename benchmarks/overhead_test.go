@@ -1,0 +1,149 @@
+// Package benchmarks compares connpool with other pools and with floors,
+// side by side in one process. See README.md for the command and a run.
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"testing"
+
+	"github.com/jackc/puddle/v2"
+
+	"github.com/connpool/connpool"
+	"github.com/connpool/connpool/internal/fakeconn"
+)
+
+// contender is one pool under test, reduced to get and put.
+type contender struct {
+	name string
+	// setup returns get and put for a pool of size conns, all idle.
+	setup func(b testing.TB, size int) (get func(context.Context) (any, error), put func(any))
+	// canWait says whether the pool can make a caller wait (the stack
+	// floor cannot).
+	canWait bool
+	// floor marks the hand-written floors, which ignore contexts.
+	floor bool
+}
+
+var contenders = []contender{
+	{name: "connpool", canWait: true, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
+		p, err := connpool.New("tcp", "fake:0", connpool.WithMaxConns(size), connpool.WithDialer(fakeconn.Dial),
+			connpool.WithLivenessCheck(false))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { p.Close() })
+		warm := make([]*connpool.Conn, size)
+		for i := range warm {
+			if warm[i], err = p.Get(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, c := range warm {
+			c.Close()
+		}
+		return func(ctx context.Context) (any, error) { return p.Get(ctx) },
+			func(c any) { p.Put(c.(*connpool.Conn)) }
+	}},
+	{name: "puddle", canWait: true, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
+		p, err := puddle.NewPool(&puddle.Config[net.Conn]{
+			Constructor: func(context.Context) (net.Conn, error) { return &fakeconn.Conn{}, nil },
+			Destructor:  func(net.Conn) {},
+			MaxSize:     int32(size),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(p.Close)
+		if err := p.CreateResource(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		return func(ctx context.Context) (any, error) { return p.Acquire(ctx) },
+			func(r any) { r.(*puddle.Resource[net.Conn]).Release() }
+	}},
+	{name: "database-sql", canWait: true, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
+		db := openFakeDB(size)
+		b.Cleanup(func() { db.Close() })
+		return func(ctx context.Context) (any, error) { return db.Conn(ctx) },
+			func(c any) { c.(interface{ Close() error }).Close() }
+	}},
+	{name: "floor-chan", canWait: true, floor: true, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
+		ch := newChanPool(size)
+		return func(context.Context) (any, error) { return ch.get(), nil },
+			func(c any) { ch.put(c.(net.Conn)) }
+	}},
+	{name: "floor-stack", floor: true, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
+		s := newStackPool(size)
+		return func(context.Context) (any, error) { return s.get(), nil },
+			func(c any) { s.put(c.(net.Conn)) }
+	}},
+}
+
+// BenchmarkOverhead measures one Get and one Put of an idle in-memory conn
+// in each pool: from one goroutine (sequential), from GOMAXPROCS
+// goroutines with a conn each (parallel), and from 8×GOMAXPROCS goroutines
+// sharing GOMAXPROCS/2+1 conns (starved: most Gets wait).
+func BenchmarkOverhead(b *testing.B) {
+	ctx := context.Background()
+	for _, c := range contenders {
+		b.Run("pool="+c.name+"/mode=sequential", func(b *testing.B) {
+			get, put := c.setup(b, 1)
+			b.ReportAllocs()
+			for b.Loop() {
+				x, err := get(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				put(x)
+			}
+		})
+		b.Run("pool="+c.name+"/mode=parallel", func(b *testing.B) {
+			get, put := c.setup(b, runtime.GOMAXPROCS(0))
+			b.ReportAllocs()
+			runParallel(b, ctx, get, put)
+		})
+		if !c.canWait {
+			continue
+		}
+		b.Run("pool="+c.name+"/mode=starved", func(b *testing.B) {
+			get, put := c.setup(b, runtime.GOMAXPROCS(0)/2+1)
+			b.SetParallelism(8)
+			b.ReportAllocs()
+			runParallel(b, ctx, get, put)
+		})
+	}
+}
+
+func runParallel(b *testing.B, ctx context.Context, get func(context.Context) (any, error), put func(any)) {
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			x, err := get(ctx)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			put(x)
+		}
+	})
+}
+
+// BenchmarkIdleScale measures connpool Get+Put with many idle conns: the
+// cost must not grow with the idle set.
+func BenchmarkIdleScale(b *testing.B) {
+	ctx := context.Background()
+	for _, idle := range []int{1, 100, 10000} {
+		b.Run(fmt.Sprintf("idle=%d", idle), func(b *testing.B) {
+			get, put := contenders[0].setup(b, idle)
+			b.ReportAllocs()
+			for b.Loop() {
+				x, err := get(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				put(x)
+			}
+		})
+	}
+}
