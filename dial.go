@@ -88,7 +88,12 @@ func (p *Pool) startDialLocked(e *waitq.Elem[waiter], warm bool) {
 // waiting for a returned conn or another dial.
 func (p *Pool) dial(parent context.Context, e *waitq.Elem[waiter], warm bool) {
 	defer p.wg.Done()
-	nc, err := p.dialConn(parent)
+	var nc net.Conn
+	err := p.acquireGroupSlot()
+	limited := err != nil // the pool closed while waiting for the group's cap
+	if !limited {
+		nc, err = p.dialConn(parent)
+	}
 	var pc *poolConn
 	if err == nil {
 		pc = p.newPoolConn(nc)
@@ -102,9 +107,12 @@ func (p *Pool) dial(parent context.Context, e *waitq.Elem[waiter], warm bool) {
 	if e != nil {
 		e.Value.dialing = false
 	}
-	if p.closed {
+	if p.closed || limited {
 		// No new dial can start once closed, so the permit may go first.
 		p.numOpen--
+		if !limited {
+			p.releaseGroupSlot()
+		}
 		if nc != nil {
 			p.dials++
 			p.closes[closePool]++
@@ -146,6 +154,7 @@ func (p *Pool) dial(parent context.Context, e *waitq.Elem[waiter], warm bool) {
 // and fails the waiter the dial was for. It releases mu.
 func (p *Pool) dialFailedLocked(err error, e *waitq.Elem[waiter]) {
 	p.numOpen--
+	p.releaseGroupSlot()
 	p.dialErrors++
 	p.failStreak++
 	streak := p.failStreak
@@ -202,4 +211,51 @@ func (p *Pool) newPoolConn(nc net.Conn) *poolConn {
 		pc.expires = now + int64(life)
 	}
 	return pc
+}
+
+// acquireGroupSlot takes a slot under the group's cap for a dial, when the
+// pool belongs to a group that has one. It waits for as long as the pool
+// is open: waiting for the cap is not a dial failure.
+func (p *Pool) acquireGroupSlot() error {
+	if p.cfg.limit == nil {
+		return nil
+	}
+	return p.cfg.limit.acquire(p.ctx, p)
+}
+
+// releaseGroupSlot gives back the slot of a conn that closed or a dial
+// that failed.
+func (p *Pool) releaseGroupSlot() {
+	if p.cfg.limit != nil {
+		p.cfg.limit.release()
+	}
+}
+
+// oldestIdle returns when the pool's oldest idle conn was returned.
+func (p *Pool) oldestIdle() (int64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.idle.Len() == 0 {
+		return 0, false
+	}
+	return p.idle.All()[0].returnedAt(), true
+}
+
+// closeOldestIdle closes the pool's oldest idle conn, to make room under
+// its group's cap, and reports whether there was one.
+func (p *Pool) closeOldestIdle() bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	pc, ok := p.idle.PopBottom()
+	if !ok {
+		p.mu.Unlock()
+		return false
+	}
+	p.numClosing++
+	p.mu.Unlock()
+	p.destroy(pc, &p.numClosing, closeIdle, false)
+	return true
 }

@@ -46,6 +46,14 @@ type config struct {
 	dialer         DialFunc
 	logger         *slog.Logger
 	invalidOptions []error // found while applying options, reported by New
+
+	// Group settings: read by NewGroup; a pool of a group has groupOption
+	// cleared and limit set.
+	groupMaxConns int
+	groupIdle     time.Duration
+	groupIdleSet  bool
+	groupOption   string      // name of the last group option applied, which New rejects
+	limit         *groupLimit // the group's cap, or nil
 }
 
 // Defaults, each documented on its option.
@@ -231,6 +239,9 @@ func newConfig(network, address string, opts []Option) (config, error) {
 			continue
 		}
 		o(&c)
+	}
+	if c.groupOption != "" {
+		c.invalid("%s: an option of NewGroup, not of New", c.groupOption)
 	}
 	if network == "" {
 		c.invalid("New: empty network")

@@ -451,6 +451,7 @@ func (p *Pool) destroy(pc *poolConn, from *int, reason closeReason, rejected boo
 		p.idleRejects++
 	}
 	p.numOpen--
+	p.releaseGroupSlot()
 	delete(p.all, pc)
 	p.closes[reason]++
 	p.dispatchLocked()

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/connpool/connpool/internal/testserver"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestParseFlagsRejectsBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-c", "0"}, "-c 0"},
+		{[]string{"-n", "-5"}, "-n -5"},
+		{[]string{"-d", "0s"}, "-d 0s"},
+		{[]string{"-rtt", "-1ms"}, "-rtt -1ms"},
+		{[]string{"-rtt", "1ms", "-addr", "127.0.0.1:6379"}, "cannot be used with -addr"},
+		{[]string{"-sizes", "4,x"}, "-sizes"},
+		{[]string{"-sizes", "0"}, "-sizes"},
+		{[]string{"-ping", ""}, "-ping"},
+		{[]string{"-ping", `\q`}, "-ping"},
+		{[]string{"-report", ""}, "-report"},
+		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"-nosuchflag"}, "not defined"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stderr bytes.Buffer
+			_, err := parseFlags(tc.args, &stderr)
+			require.Error(t, err)
+			assert.Contains(t, err.Error()+stderr.String(), tc.want)
+		})
+	}
+	var stderr bytes.Buffer
+	_, err := parseFlags([]string{"-h"}, &stderr)
+	assert.True(t, errors.Is(err, flag.ErrHelp))
+	assert.Contains(t, stderr.String(), "Usage: poolbench")
+}
+
+func TestParseFlagsDefaults(t *testing.T) {
+	cfg, err := parseFlags(nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 32, cfg.load.concurrency)
+	assert.Equal(t, []int{2, 8, 32}, cfg.sizes)
+	assert.Len(t, cfg.ping, 64)
+	assert.Equal(t, cfg.ping, cfg.pong)
+
+	cfg, err = parseFlags([]string{"-c", "2", "-ping", `PING\r\n`, "-pong", `+PONG\r\n`, "-sizes", "1, 3"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, "PING\r\n", string(cfg.ping))
+	assert.Equal(t, "+PONG\r\n", string(cfg.pong))
+	assert.Equal(t, []int{1, 3}, cfg.sizes)
+	assert.Equal(t, []int{1, 2}, mustSizes(t, "", 2))
+}
+
+func mustSizes(t *testing.T, s string, c int) []int {
+	sizes, err := parseSizes(s, c)
+	require.NoError(t, err)
+	return sizes
+}
+
+// TestShortRun runs every scenario briefly against the embedded server,
+// with a simulated RTT, and checks the table and the report.
+func TestShortRun(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "report.html")
+	cfg, err := parseFlags([]string{"-c", "4", "-n", "200", "-rtt", "100us", "-report", report}, &bytes.Buffer{})
+	require.NoError(t, err)
+	var stdout, stderr bytes.Buffer
+	require.NoError(t, run(cfg, &stdout, &stderr))
+
+	out := stdout.String()
+	for _, want := range []string{"dial per request", "TLS dial per request", "connpool size=1", "connpool size=4", "connpool TLS size=4", "raw conn per client", "p99", "the throughput of a dial per request"} {
+		assert.Contains(t, out, want)
+	}
+	assert.Contains(t, stderr.String(), "[6/6]", "sizes 1 and 4 with -c 4: six scenarios")
+	html, err := os.ReadFile(report)
+	require.NoError(t, err)
+	assert.Contains(t, string(html), "<svg")
+	assert.Contains(t, string(html), "Latency percentiles")
+	assert.Contains(t, string(html), "Throughput by pool size")
+	assert.NotContains(t, string(html), "<script", "the report works offline with no scripts")
+}
+
+// TestAgainstExternalServer aims poolbench at a server of its own with a
+// ping/pong protocol, as -addr does for a real server.
+func TestAgainstExternalServer(t *testing.T) {
+	srv, err := testserver.Start()
+	require.NoError(t, err)
+	defer srv.Close()
+	report := filepath.Join(t.TempDir(), "r.html")
+	cfg, err := parseFlags([]string{"-addr", srv.Addr(), "-c", "2", "-d", "50ms", "-ping", `hi\n`, "-report", report}, &bytes.Buffer{})
+	require.NoError(t, err)
+	var stdout bytes.Buffer
+	require.NoError(t, run(cfg, &stdout, &bytes.Buffer{}))
+	assert.Contains(t, stdout.String(), srv.Addr())
+	assert.NotContains(t, stdout.String(), "TLS", "no TLS endpoint on a real server")
+}
+
+func TestUnreachableServerFails(t *testing.T) {
+	srv, err := testserver.Start()
+	require.NoError(t, err)
+	addr := srv.Addr()
+	require.NoError(t, srv.Close())
+	cfg, err := parseFlags([]string{"-addr", addr, "-c", "1", "-n", "3", "-report", filepath.Join(t.TempDir(), "r.html")}, &bytes.Buffer{})
+	require.NoError(t, err)
+	err = run(cfg, &bytes.Buffer{}, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no request succeeded")
+}
+
+func TestPercentile(t *testing.T) {
+	s := &scenario{}
+	assert.Zero(t, s.percentile(0.5))
+	for i := 1; i <= 100; i++ {
+		s.latencies = append(s.latencies, time.Duration(i))
+	}
+	assert.Equal(t, time.Duration(50), s.percentile(0.50))
+	assert.Equal(t, time.Duration(99), s.percentile(0.99))
+	assert.Equal(t, time.Duration(100), s.percentile(1))
+	assert.Equal(t, "1.50ms", short(1500*time.Microsecond))
+	assert.Equal(t, "2.00s", short(2*time.Second))
+	assert.Equal(t, "12.0µs", short(12*time.Microsecond))
+}

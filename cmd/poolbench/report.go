@@ -1,0 +1,193 @@
+package main
+
+import (
+	"fmt"
+	"html/template"
+	"math"
+	"os"
+	"strings"
+	"time"
+)
+
+// The report is one self-contained HTML file: inline SVG charts and CSS,
+// no scripts and nothing fetched, so it opens offline.
+
+type reportRow struct {
+	Name                      string
+	RPS                       string
+	P50, P95, P99             string
+	Dials, Errors             int64
+	Hits, Misses, Waits, Open string
+}
+
+type reportData struct {
+	When, Where, Load string
+	LatencyChart      template.HTML
+	ThroughputChart   template.HTML
+	Rows              []reportRow
+	Summary           string
+}
+
+var reportTmpl = template.Must(template.New("report").Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>connpool poolbench report</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222}
+h1{font-size:1.5em} h2{font-size:1.15em;margin-top:2em}
+table{border-collapse:collapse;font-size:.9em} td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}
+td:first-child,th:first-child{text-align:left} .meta{color:#555} svg{display:block}
+</style></head><body>
+<h1>connpool poolbench</h1>
+<p class="meta">{{.When}} · {{.Where}} · {{.Load}}</p>
+<p><strong>{{.Summary}}</strong></p>
+<h2>Latency percentiles by scenario (log scale)</h2>
+{{.LatencyChart}}
+<h2>Throughput by pool size</h2>
+{{.ThroughputChart}}
+<h2>All figures</h2>
+<table><tr><th>scenario</th><th>req/s</th><th>p50</th><th>p95</th><th>p99</th><th>dials</th><th>errors</th><th>pool hits</th><th>misses</th><th>waits</th><th>open</th></tr>
+{{range .Rows}}<tr><td>{{.Name}}</td><td>{{.RPS}}</td><td>{{.P50}}</td><td>{{.P95}}</td><td>{{.P99}}</td><td>{{.Dials}}</td><td>{{.Errors}}</td><td>{{.Hits}}</td><td>{{.Misses}}</td><td>{{.Waits}}</td><td>{{.Open}}</td></tr>
+{{end}}</table>
+</body></html>
+`))
+
+func writeReport(path string, cfg *config, where string, all []*scenario) error {
+	data := reportData{
+		When:            time.Now().Format(time.RFC1123),
+		Where:           where,
+		Load:            fmt.Sprintf("%d clients, %s per scenario", cfg.load.concurrency, loadText(cfg.load)),
+		LatencyChart:    latencyChart(all),
+		ThroughputChart: throughputChart(all),
+	}
+	for _, s := range all {
+		r := reportRow{Name: s.name, RPS: fmt.Sprintf("%.0f", s.rps()),
+			P50: short(s.percentile(.5)), P95: short(s.percentile(.95)), P99: short(s.percentile(.99)),
+			Dials: s.dials, Errors: s.errors, Hits: "-", Misses: "-", Waits: "-", Open: "-"}
+		if st := s.stats; st != nil {
+			r.Hits, r.Misses = fmt.Sprint(st.Hits), fmt.Sprint(st.Misses)
+			r.Waits, r.Open = fmt.Sprint(st.WaitCount), fmt.Sprint(st.OpenConns)
+		}
+		data.Rows = append(data.Rows, r)
+	}
+	if dial, best := find(all, "dial", false), bestPool(all); dial != nil && best != nil && dial.rps() > 0 {
+		data.Summary = fmt.Sprintf("%s serves %.1fx the requests/s of a dial per request.", best.name, best.rps()/dial.rps())
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := reportTmpl.Execute(f, data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func loadText(l load) string {
+	if l.requests > 0 {
+		return fmt.Sprintf("%d requests", l.requests)
+	}
+	return l.duration.String()
+}
+
+var seriesColors = []string{"#4e79a7", "#f28e2b", "#e15759"}
+
+// latencyChart draws grouped horizontal bars of p50, p95 and p99 for every
+// scenario, on a log scale so that a dial and a pooled request both show.
+func latencyChart(all []*scenario) template.HTML {
+	const left, width, barH, gap, top = 190, 740, 9, 14, 30
+	lo, hi := math.Inf(1), 0.0
+	for _, s := range all {
+		for _, q := range []float64{.5, .95, .99} {
+			if v := float64(s.percentile(q)) / 1e3; v > 0 {
+				lo, hi = math.Min(lo, v), math.Max(hi, v)
+			}
+		}
+	}
+	if hi == 0 {
+		return "<p>no latencies recorded</p>"
+	}
+	minExp, maxExp := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
+	if maxExp == minExp {
+		maxExp++
+	}
+	x := func(us float64) float64 {
+		return left + (math.Log10(math.Max(us, math.Pow(10, minExp)))-minExp)/(maxExp-minExp)*(width-left-10)
+	}
+	rowH := 3*barH + gap
+	height := top + len(all)*rowH + 30
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-size="12">`, width, height)
+	for e := minExp; e <= maxExp; e++ {
+		px := x(math.Pow(10, e))
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>`, px, top-5, px, height-25)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%s</text>`, px, height-8, short(time.Duration(math.Pow(10, e)*1e3)))
+	}
+	for i, name := range []string{"p50", "p95", "p99"} {
+		fmt.Fprintf(&b, `<rect x="%d" y="8" width="12" height="10" fill="%s"/><text x="%d" y="17">%s</text>`, left+i*70, seriesColors[i], left+i*70+16, name)
+	}
+	for i, s := range all {
+		y := top + i*rowH
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`, left-8, y+barH*2, template.HTMLEscapeString(s.name))
+		for j, q := range []float64{.5, .95, .99} {
+			d := s.percentile(q)
+			w := x(float64(d)/1e3) - left
+			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s: %s</title></rect>`,
+				left, y+j*barH, math.Max(w, 1), barH-1, seriesColors[j], template.HTMLEscapeString(s.name), []string{"p50", "p95", "p99"}[j], short(d))
+		}
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+// throughputChart draws a bar per pool size, with the raw conn (the
+// ceiling) and a dial per request drawn as reference lines.
+func throughputChart(all []*scenario) template.HTML {
+	const width, height, left, bottom, top = 740, 300, 70, 40, 20
+	var bars []*scenario
+	for _, s := range all {
+		if s.group == "pool" && !s.tls {
+			bars = append(bars, s)
+		}
+	}
+	raw, dial := find(all, "raw", false), find(all, "dial", false)
+	peak := 0.0
+	for _, s := range append(append([]*scenario{}, bars...), raw, dial) {
+		if s != nil {
+			peak = math.Max(peak, s.rps())
+		}
+	}
+	if peak == 0 || len(bars) == 0 {
+		return "<p>no pool scenarios</p>"
+	}
+	peak *= 1.1
+	y := func(v float64) float64 { return top + (1-v/peak)*float64(height-top-bottom) }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-size="12">`, width, height)
+	for i := 0; i <= 4; i++ {
+		v := peak * float64(i) / 4
+		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/><text x="%d" y="%.1f" text-anchor="end" fill="#555">%.0f</text>`,
+			left, y(v), width-10, y(v), left-6, y(v)+4, v)
+	}
+	slot := float64(width-left-20) / float64(len(bars))
+	for i, s := range bars {
+		bx := float64(left) + float64(i)*slot + slot*0.2
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s: %.0f req/s</title></rect>`,
+			bx, y(s.rps()), slot*0.6, y(0)-y(s.rps()), seriesColors[0], template.HTMLEscapeString(s.name), s.rps())
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">size %d</text>`, bx+slot*0.3, height-bottom+16, s.poolSize)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%.0f</text>`, bx+slot*0.3, y(s.rps())-4, s.rps())
+	}
+	for _, ref := range []struct {
+		s     *scenario
+		color string
+	}{{raw, "#59a14f"}, {dial, "#e15759"}} {
+		if ref.s == nil {
+			continue
+		}
+		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-dasharray="6 4" stroke-width="2"/>`,
+			left, y(ref.s.rps()), width-10, y(ref.s.rps()), ref.color)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" fill="%s">%s: %.0f req/s</text>`,
+			width-12, y(ref.s.rps())-5, ref.color, template.HTMLEscapeString(ref.s.name), ref.s.rps())
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555">requests/s</text></svg>`, left, top-6)
+	return template.HTML(b.String())
+}

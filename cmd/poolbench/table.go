@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+func printTable(w io.Writer, all []*scenario) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\treq/s\tp50\tp95\tp99\tdials\terrors\tpool hits\tmisses\twaits\topen\t")
+	for _, s := range all {
+		pool := "-\t-\t-\t-\t"
+		if st := s.stats; st != nil {
+			pool = fmt.Sprintf("%d\t%d\t%d\t%d\t", st.Hits, st.Misses, st.WaitCount, st.OpenConns)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%s\n", s.name, s.rps(),
+			short(s.percentile(0.50)), short(s.percentile(0.95)), short(s.percentile(0.99)),
+			s.dials, s.errors, pool)
+	}
+	tw.Flush()
+	if s := firstErr(all); s != nil {
+		fmt.Fprintf(w, "\nfirst error in %s: %v\n", s.name, s.firstErr)
+	}
+	dial, best := find(all, "dial", false), bestPool(all)
+	if dial != nil && best != nil && dial.rps() > 0 && best.percentile(0.99) > 0 {
+		fmt.Fprintf(w, "\n%s: %.1fx the throughput of a dial per request, p99 %.1fx lower\n",
+			best.name, best.rps()/dial.rps(),
+			float64(dial.percentile(0.99))/float64(best.percentile(0.99)))
+	}
+}
+
+func short(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+	}
+}
+
+func find(all []*scenario, group string, tls bool) *scenario {
+	for _, s := range all {
+		if s.group == group && s.tls == tls {
+			return s
+		}
+	}
+	return nil
+}
+
+func bestPool(all []*scenario) *scenario {
+	var best *scenario
+	for _, s := range all {
+		if s.group == "pool" && !s.tls && (best == nil || s.rps() > best.rps()) {
+			best = s
+		}
+	}
+	return best
+}
+
+func firstErr(all []*scenario) *scenario {
+	for _, s := range all {
+		if s.firstErr != nil {
+			return s
+		}
+	}
+	return nil
+}
