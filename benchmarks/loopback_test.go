@@ -25,7 +25,7 @@ func echo(c net.Conn, buf []byte) error {
 	return err
 }
 
-func startEcho(b *testing.B, opts ...testserver.Option) *testserver.Server {
+func startEcho(b testing.TB, opts ...testserver.Option) *testserver.Server {
 	b.Helper()
 	srv, err := testserver.Start(opts...)
 	if err != nil {
@@ -35,60 +35,58 @@ func startEcho(b *testing.B, opts ...testserver.Option) *testserver.Server {
 	return srv
 }
 
-// BenchmarkLoopback measures one echo round trip over loopback TCP, from
-// GOMAXPROCS goroutines, with the conn got in five ways: a raw persistent
-// conn per goroutine (the floor), connpool (checkout peek on), puddle
-// holding net.Conns, a new dial per request, and a new TLS dial per
-// request.
-func BenchmarkLoopback(b *testing.B) {
-	srv := startEcho(b)
-	addr := srv.Addr()
-	ctx := context.Background()
+// requester does one round trip; each client goroutine gets its own.
+type requester func(buf []byte) error
 
-	b.Run("conn=raw", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
+// way is one way of getting a conn for a request. setup runs once per
+// benchmark and returns a maker of per-goroutine requesters.
+type way struct {
+	name  string
+	setup func(b testing.TB, addr string) func() (requester, func())
+}
+
+func dialEach(dial func() (net.Conn, error)) func() (requester, func()) {
+	return func() (requester, func()) {
+		return func(buf []byte) error {
+			c, err := dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return echo(c, buf)
+		}, func() {}
+	}
+}
+
+var ways = []way{
+	{"raw", func(b testing.TB, addr string) func() (requester, func()) {
+		return func() (requester, func()) {
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				b.Error(err)
-				return
+				return func([]byte) error { return err }, func() {}
 			}
-			defer c.Close()
-			buf := make([]byte, msgSize)
-			for pb.Next() {
-				if err := echo(c, buf); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	})
-
-	b.Run("conn=connpool", func(b *testing.B) {
+			return func(buf []byte) error { return echo(c, buf) }, func() { c.Close() }
+		}
+	}},
+	{"connpool", func(b testing.TB, addr string) func() (requester, func()) {
 		p, err := connpool.New("tcp", addr)
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer p.Close()
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			buf := make([]byte, msgSize)
-			for pb.Next() {
-				c, err := p.Get(ctx)
+		b.Cleanup(func() { p.Close() })
+		return func() (requester, func()) {
+			return func(buf []byte) error {
+				c, err := p.Get(context.Background())
 				if err != nil {
-					b.Error(err)
-					return
+					return err
 				}
-				if err := echo(c, buf); err != nil {
-					b.Error(err)
-					return
-				}
-				c.Close()
-			}
-		})
-	})
-
-	b.Run("conn=puddle", func(b *testing.B) {
+				defer c.Close()
+				return echo(c, buf)
+			}, func() {}
+		}
+	}},
+	{"puddle", func(b testing.TB, addr string) func() (requester, func()) {
 		p, err := puddle.NewPool(&puddle.Config[net.Conn]{
 			Constructor: func(ctx context.Context) (net.Conn, error) {
 				var d net.Dialer
@@ -100,67 +98,84 @@ func BenchmarkLoopback(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer p.Close()
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			buf := make([]byte, msgSize)
-			for pb.Next() {
-				r, err := p.Acquire(ctx)
+		b.Cleanup(p.Close)
+		return func() (requester, func()) {
+			return func(buf []byte) error {
+				r, err := p.Acquire(context.Background())
 				if err != nil {
-					b.Error(err)
-					return
+					return err
 				}
-				if err := echo(r.Value(), buf); err != nil {
-					b.Error(err)
-					return
-				}
-				r.Release()
-			}
-		})
-	})
-
-	b.Run("conn=dial-per-request", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			buf := make([]byte, msgSize)
-			for pb.Next() {
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				err = echo(c, buf)
-				c.Close()
-				if err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	})
-
-	b.Run("conn=tls-dial-per-request", func(b *testing.B) {
+				defer r.Release()
+				return echo(r.Value(), buf)
+			}, func() {}
+		}
+	}},
+	{"dial-per-request", func(b testing.TB, addr string) func() (requester, func()) {
+		return dialEach(func() (net.Conn, error) { return net.Dial("tcp", addr) })
+	}},
+	{"tls-dial-per-request", func(b testing.TB, _ string) func() (requester, func()) {
 		pair, err := testcert.New()
 		if err != nil {
 			b.Fatal(err)
 		}
-		tlsSrv := startEcho(b, testserver.WithTLS(pair.Server))
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
+		srv := startEcho(b, testserver.WithTLS(pair.Server))
+		return dialEach(func() (net.Conn, error) { return tls.Dial("tcp", srv.Addr(), pair.Client) })
+	}},
+}
+
+// BenchmarkLoopback measures one echo round trip of 64 bytes over
+// loopback TCP with the conn got in five ways: a raw persistent conn (the
+// floor), connpool (checkout peek on), puddle holding net.Conns, a new
+// dial per request, and a new TLS dial per request. Sequential is one
+// client, latency-bound; parallel is GOMAXPROCS clients, CPU-bound (the
+// server shares the machine), where every nanosecond of client work shows.
+func BenchmarkLoopback(b *testing.B) {
+	srv := startEcho(b)
+	for _, w := range ways {
+		b.Run("conn="+w.name+"/mode=sequential", func(b *testing.B) {
+			newRequester := w.setup(b, srv.Addr())
+			req, cleanup := newRequester()
+			defer cleanup()
 			buf := make([]byte, msgSize)
-			for pb.Next() {
-				c, err := tls.Dial("tcp", tlsSrv.Addr(), pair.Client)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				err = echo(c, buf)
-				c.Close()
-				if err != nil {
-					b.Error(err)
-					return
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := req(buf); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})
-	})
+		b.Run("conn="+w.name+"/mode=parallel", func(b *testing.B) {
+			newRequester := w.setup(b, srv.Addr())
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req, cleanup := newRequester()
+				defer cleanup()
+				buf := make([]byte, msgSize)
+				for pb.Next() {
+					if err := req(buf); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestWaysWork checks each way of getting a conn carries a round trip.
+func TestWaysWork(t *testing.T) {
+	srv := startEcho(t)
+	for _, w := range ways {
+		t.Run(w.name, func(t *testing.T) {
+			req, cleanup := w.setup(t, srv.Addr())()
+			defer cleanup()
+			buf := []byte("0123456789")
+			if err := req(buf); err != nil {
+				t.Fatal(err)
+			}
+			if string(buf) != "0123456789" {
+				t.Fatalf("echo returned %q", buf)
+			}
+		})
+	}
 }

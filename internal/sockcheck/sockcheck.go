@@ -9,7 +9,6 @@
 package sockcheck
 
 import (
-	"io"
 	"net"
 	"syscall"
 )
@@ -53,14 +52,5 @@ func (ck *Checker) Check() (pending bool, err error) {
 	}
 	n, err := ck.n, ck.err
 	ck.err = nil
-	switch {
-	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
-		return false, nil
-	case err != nil:
-		return false, err
-	case n == 0:
-		return false, io.EOF
-	default:
-		return true, nil
-	}
+	return classify(n, err)
 }
