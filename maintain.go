@@ -36,6 +36,9 @@ func (p *Pool) maintain() {
 			p.checkIdle(now)
 			nextCheck = p.now() + int64(p.cfg.checkInterval)
 		}
+		if p.sweepWanted.Swap(false) {
+			p.sweepDead()
+		}
 		next := min(nextReap, nextCheck)
 		if retry := p.warm(); retry > 0 {
 			next = min(next, retry)
@@ -171,6 +174,24 @@ func (p *Pool) checkOne(pc *poolConn) {
 	}
 	pc.lastChecked = p.now()
 	p.putBack(pc, &p.numChecking, false, true)
+}
+
+// sweepDead peeks at every idle conn that has a socket, and closes those
+// the peer closed or reset, and used ones with bytes waiting. A peek takes
+// a fraction of a microsecond, so the sweep runs in the maintainer itself;
+// the conns are out of the idle stack only while they are peeked.
+func (p *Pool) sweepDead() {
+	p.mu.Lock()
+	batch := p.idle.RemoveFunc(func(pc *poolConn) bool { return pc.check != nil }, nil)
+	p.numChecking += len(batch)
+	p.mu.Unlock()
+	for _, pc := range batch {
+		if p.healthy(pc, false) {
+			p.putBack(pc, &p.numChecking, false, true)
+		} else {
+			p.destroy(pc, &p.numChecking, closeUnhealthy, false)
+		}
+	}
 }
 
 // warm starts dials until idle conns, conns under check and warming dials

@@ -62,7 +62,8 @@ type Pool struct {
 	timeouts    int64
 	closes      [numCloseReasons]int64
 
-	// Not guarded: atomic counters of events that happen without mu held.
+	// Not guarded.
+	sweepWanted atomic.Bool // a checkout found a dead conn: peek at every idle conn
 	handoffHits atomic.Int64
 	misses      atomic.Int64
 	waitNanos   atomic.Int64
@@ -194,7 +195,7 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 			return checkout(c, flags), nil
 		}
 		// A returned conn handed straight over is vetted like any other.
-		if !p.healthy(d.pc) {
+		if !p.healthy(d.pc, true) {
 			p.destroy(d.pc, &p.numInUse, closeUnhealthy, false)
 			rejects++
 			continue
@@ -268,7 +269,7 @@ func (p *Pool) newConnLocked() *Conn {
 // vetIdle checks a conn just taken from the idle stack. It readies c for
 // its borrower, or closes the conn and reports false.
 func (p *Pool) vetIdle(c *Conn, flags uint32) bool {
-	if !p.healthy(c.pc) {
+	if !p.healthy(c.pc, true) {
 		p.destroy(c.pc, &p.numInUse, closeUnhealthy, true)
 		return false
 	}
@@ -278,15 +279,27 @@ func (p *Pool) vetIdle(c *Conn, flags uint32) bool {
 
 // healthy runs the checkout peek. The time-based checks (idle timeout, max
 // lifetime) are not needed here: the maintainer closes idle conns at their
-// deadlines, and flags borrowed ones to be closed on return.
-func (p *Pool) healthy(pc *poolConn) bool {
-	if !p.cfg.livenessOnGet || pc.check == nil {
+// deadlines, and flags borrowed ones to be closed on return. When onGet is
+// false the peek runs whatever WithLivenessCheck says (the sweep).
+//
+// A conn the peer closed or reset usually means the server restarted or a
+// middlebox dropped its flows, so the other idle conns are likely dead too:
+// a checkout that finds one asks the maintainer to sweep them all now,
+// rather than leave each to a later Get or the next background check.
+func (p *Pool) healthy(pc *poolConn, onGet bool) bool {
+	if (onGet && !p.cfg.livenessOnGet) || pc.check == nil {
 		return true
 	}
 	pending, err := pc.check.Check()
+	if err != nil {
+		if onGet && p.sweepWanted.CompareAndSwap(false, true) {
+			p.wakeMaintainer()
+		}
+		return false
+	}
 	// Bytes waiting on a conn never handed out are the server's greeting,
 	// which belongs to the first borrower.
-	return err == nil && !(pending && pc.used)
+	return !(pending && pc.used)
 }
 
 func checkout(c *Conn, flags uint32) *Conn {

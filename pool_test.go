@@ -514,6 +514,31 @@ func TestTryGetNeverWaitsOrDials(t *testing.T) {
 	assert.Equal(t, int64(1), p.Stats().HealthFailures)
 }
 
+// TestDeadConnAtCheckoutSweepsTheIdleSet pins a gap found by the chaos
+// suite: after a server restart, a Get dropped at most three dead idle
+// conns and dialled fresh, and the rest lay dead at the bottom of the
+// stack until the next background check. Now the first dead conn found at
+// checkout makes the maintainer peek at every idle conn at once.
+func TestDeadConnAtCheckoutSweepsTheIdleSet(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(8), connpool.WithHealthCheckInterval(0))
+	for _, c := range holdAll(t, p, 6) {
+		mustRoundTrip(t, c, "used")
+		require.NoError(t, c.Close())
+	}
+	require.NoError(t, srv.CloseConns())
+	require.Eventually(t, func() bool { return srv.Open() == 0 }, waitFor, tick)
+	c, err := p.Get(context.Background())
+	require.NoError(t, err)
+	mustRoundTrip(t, c, "fresh")
+	require.NoError(t, c.Close())
+	require.Eventually(t, func() bool { return p.Stats().HealthFailures == 6 }, waitFor, tick,
+		"every dead idle conn dropped, not just the ones one Get walked over")
+	st := p.Stats()
+	assert.Equal(t, 1, st.Idle)
+	checkBooks(t, st)
+}
+
 func TestBufferedGreetingGoesToFirstBorrower(t *testing.T) {
 	srv := startServer(t, testserver.WithGreeting([]byte("220 hello\r\n")))
 	p := newPool(t, srv.Addr(), connpool.WithMinIdle(1))

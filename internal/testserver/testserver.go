@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/connpool/connpool/internal/sockcheck"
 )
@@ -30,6 +31,7 @@ type Server struct {
 	ln       net.Listener
 	greeting []byte
 	tls      *tls.Config
+	idle     time.Duration
 	mode     atomic.Int32
 	accepted atomic.Int64
 
@@ -48,6 +50,12 @@ type Option func(*Server)
 // reading, as MySQL and SMTP servers do.
 func WithGreeting(b []byte) Option {
 	return func(s *Server) { s.greeting = append([]byte(nil), b...) }
+}
+
+// WithIdleTimeout makes the server close a connection on which nothing
+// arrived for d, as servers and middleboxes that drop idle flows do.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(s *Server) { s.idle = d }
 }
 
 // WithTLS makes the server speak TLS with config; its counts and faults
@@ -155,6 +163,9 @@ func (s *Server) serve(c *net.TCPConn, rw net.Conn) {
 	}
 	buf := make([]byte, 32<<10)
 	for {
+		if s.idle > 0 {
+			_ = c.SetReadDeadline(time.Now().Add(s.idle))
+		}
 		n, err := rw.Read(buf)
 		if n > 0 && Mode(s.mode.Load()) == Echo {
 			if _, werr := rw.Write(buf[:n]); werr != nil {

@@ -98,6 +98,16 @@ func TestFaults(t *testing.T) {
 	assert.Eventually(t, func() bool { return s.Open() == 0 }, 2*time.Second, time.Millisecond)
 }
 
+func TestIdleTimeoutClosesQuietConns(t *testing.T) {
+	s := start(t, WithIdleTimeout(30*time.Millisecond))
+	c := dial(t, s)
+	got, err := roundTrip(c, "busy")
+	require.NoError(t, err)
+	assert.Equal(t, "busy", got)
+	_, err = c.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.EOF, "closed after 30ms of quiet")
+}
+
 func TestTLS(t *testing.T) {
 	pair, err := testcert.New()
 	require.NoError(t, err)
