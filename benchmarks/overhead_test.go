@@ -90,18 +90,10 @@ func BenchmarkOverhead(b *testing.B) {
 	for _, c := range contenders {
 		b.Run("pool="+c.name+"/mode=sequential", func(b *testing.B) {
 			get, put := c.setup(b, 1)
-			b.ReportAllocs()
-			for b.Loop() {
-				x, err := get(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				put(x)
-			}
+			runSequential(b, ctx, get, put)
 		})
 		b.Run("pool="+c.name+"/mode=parallel", func(b *testing.B) {
 			get, put := c.setup(b, runtime.GOMAXPROCS(0))
-			b.ReportAllocs()
 			runParallel(b, ctx, get, put)
 		})
 		if !c.canWait {
@@ -110,13 +102,24 @@ func BenchmarkOverhead(b *testing.B) {
 		b.Run("pool="+c.name+"/mode=starved", func(b *testing.B) {
 			get, put := c.setup(b, runtime.GOMAXPROCS(0)/2+1)
 			b.SetParallelism(8)
-			b.ReportAllocs()
 			runParallel(b, ctx, get, put)
 		})
 	}
 }
 
+func runSequential(b *testing.B, ctx context.Context, get func(context.Context) (any, error), put func(any)) {
+	b.ReportAllocs()
+	for b.Loop() {
+		x, err := get(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		put(x)
+	}
+}
+
 func runParallel(b *testing.B, ctx context.Context, get func(context.Context) (any, error), put func(any)) {
+	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			x, err := get(ctx)
@@ -136,14 +139,7 @@ func BenchmarkIdleScale(b *testing.B) {
 	for _, idle := range []int{1, 100, 10000} {
 		b.Run(fmt.Sprintf("idle=%d", idle), func(b *testing.B) {
 			get, put := contenders[0].setup(b, idle)
-			b.ReportAllocs()
-			for b.Loop() {
-				x, err := get(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				put(x)
-			}
+			runSequential(b, ctx, get, put)
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,6 +125,46 @@ func (w *capWatch) Stop() int64 {
 	close(w.stop)
 	<-w.done
 	return w.peak.Load()
+}
+
+// tally counts the outcomes of a hammer run.
+type tally struct {
+	ok, failed, wrong atomic.Int64
+}
+
+func (t *tally) String() string {
+	return fmt.Sprintf("ok %d, failed %d (sessions killed mid-run), wrong %d", t.ok.Load(), t.failed.Load(), t.wrong.Load())
+}
+
+// hammer runs perWorker requests from each of workers goroutines, and
+// kill once, a third of the way through. A request returns whether its
+// reply was its own (wrong when not), or an error.
+func hammer(t *testing.T, workers, perWorker int, kill func(), request func(g, i int) (wrong bool, err error)) *tally {
+	t.Helper()
+	var out tally
+	var wg sync.WaitGroup
+	killAt := make(chan struct{})
+	for g := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				if g == 0 && i == perWorker/3 {
+					close(killAt)
+				}
+				switch wrong, err := request(g, i); {
+				case err != nil:
+					out.failed.Add(1)
+				case wrong:
+					out.wrong.Add(1)
+				default:
+					out.ok.Add(1)
+				}
+			}
+		})
+	}
+	<-killAt
+	kill()
+	wg.Wait()
+	return &out
 }
 
 // recoverWithin polls f until it succeeds: a client that lost its server's

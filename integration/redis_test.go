@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +18,15 @@ import (
 
 // redisPingPong is the RESP health check for Redis.
 var redisPingPong = connpool.PingPong([]byte("PING\r\n"), []byte("+PONG\r\n"))
+
+// killRedis returns a kill for hammer: every client session ends.
+func killRedis(t *testing.T) func() {
+	return func() {
+		n, err := killRedisClients(context.Background())
+		require.NoError(t, err)
+		assert.Positive(t, n)
+	}
+}
 
 // killRedisClients ends every normal client session but the caller's.
 func killRedisClients(ctx context.Context) (int64, error) {
@@ -53,56 +60,30 @@ func TestRedisDirect(t *testing.T) {
 	pool := newPool(t, redisAddr, connpool.WithMaxConns(maxConns), connpool.WithMinIdle(2),
 		connpool.WithHealthCheck(redisPingPong), connpool.WithHealthCheckInterval(50*time.Millisecond))
 	watch := watchCap(pool)
-	var ok, failed, wrong atomic.Int64
-	var wg sync.WaitGroup
-	killAt := make(chan struct{})
-	for g := range 16 {
-		wg.Go(func() {
-			for i := range 200 {
-				if g == 0 && i == 60 {
-					close(killAt)
-				}
-				key, val := fmt.Sprintf("connpool:test:%d", g), fmt.Sprintf("v%d-%d", g, i)
-				err := func() error {
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					c, err := pool.Get(ctx)
-					if err != nil {
-						return err
-					}
-					defer c.Close()
-					r := bufio.NewReader(c)
-					if got, err := command(c, r, "SET "+key+" "+val); err != nil || got != "+OK" {
-						c.MarkUnusable()
-						return fmt.Errorf("SET: %q %v", got, err)
-					}
-					got, err := command(c, r, "GET "+key)
-					if err != nil {
-						c.MarkUnusable()
-						return err
-					}
-					if got != val {
-						wrong.Add(1)
-					}
-					return nil
-				}()
-				if err != nil {
-					failed.Add(1)
-				} else {
-					ok.Add(1)
-				}
-			}
-		})
-	}
-	<-killAt
-	n, err := killRedisClients(context.Background())
-	require.NoError(t, err)
-	assert.Positive(t, n)
-	wg.Wait()
+	res := hammer(t, 16, 200, killRedis(t), func(g, i int) (bool, error) {
+		key, val := fmt.Sprintf("connpool:test:%d", g), fmt.Sprintf("v%d-%d", g, i)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := pool.Get(ctx)
+		if err != nil {
+			return false, err
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		if got, err := command(c, r, "SET "+key+" "+val); err != nil || got != "+OK" {
+			c.MarkUnusable()
+			return false, fmt.Errorf("SET: %q %v", got, err)
+		}
+		got, err := command(c, r, "GET "+key)
+		if err != nil {
+			c.MarkUnusable()
+		}
+		return got != val, err
+	})
 	st := pool.Stats()
-	t.Logf("ok %d, failed %d, wrong %d; pool %+v", ok.Load(), failed.Load(), wrong.Load(), st)
-	assert.Zero(t, wrong.Load(), "a reply to another request")
-	assert.LessOrEqual(t, failed.Load(), int64(maxConns), "only requests in flight at the kill may fail")
+	t.Logf("%v; pool %+v", res, st)
+	assert.Zero(t, res.wrong.Load(), "a reply to another request")
+	assert.LessOrEqual(t, res.failed.Load(), int64(maxConns), "only requests in flight at the kill may fail")
 	assert.LessOrEqual(t, watch.Stop(), int64(maxConns))
 	assert.Positive(t, st.HealthFailures+st.BrokenClosed, "killed sessions were found and dropped")
 }
@@ -112,44 +93,22 @@ func TestGoRedisThroughPool(t *testing.T) {
 	pool := newPool(t, redisAddr, connpool.WithMaxConns(maxConns), connpool.WithMinIdle(2))
 	client := redis.NewClient(&redis.Options{Addr: redisAddr, Dialer: pool.DialContext, PoolSize: maxConns})
 	watch := watchCap(pool)
-	var ok, failed, wrong atomic.Int64
-	var wg sync.WaitGroup
-	killAt := make(chan struct{})
-	for g := range 16 {
-		wg.Go(func() {
-			for i := range 200 {
-				if g == 0 && i == 60 {
-					close(killAt)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				key, val := fmt.Sprintf("connpool:goredis:%d", g), fmt.Sprintf("v%d-%d", g, i)
-				err := client.Set(ctx, key, val, time.Minute).Err()
-				var got string
-				if err == nil {
-					got, err = client.Get(ctx, key).Result()
-				}
-				cancel()
-				switch {
-				case err != nil:
-					failed.Add(1)
-				case got != val:
-					wrong.Add(1)
-				default:
-					ok.Add(1)
-				}
-			}
-		})
-	}
-	<-killAt
-	_, err := killRedisClients(context.Background())
-	require.NoError(t, err)
-	wg.Wait()
+	res := hammer(t, 16, 200, killRedis(t), func(g, i int) (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		key, val := fmt.Sprintf("connpool:goredis:%d", g), fmt.Sprintf("v%d-%d", g, i)
+		if err := client.Set(ctx, key, val, time.Minute).Err(); err != nil {
+			return false, err
+		}
+		got, err := client.Get(ctx, key).Result()
+		return got != val, err
+	})
 	recoverWithin(t, func(ctx context.Context) error { return client.Ping(ctx).Err() })
 	require.NoError(t, client.Close())
 	st := pool.Stats()
-	t.Logf("ok %d, failed %d, wrong %d; pool %+v", ok.Load(), failed.Load(), wrong.Load(), st)
-	assert.Zero(t, wrong.Load())
-	assert.Greater(t, ok.Load(), int64(16*200/2))
+	t.Logf("%v; pool %+v", res, st)
+	assert.Zero(t, res.wrong.Load())
+	assert.Greater(t, res.ok.Load(), int64(16*200/2))
 	assert.LessOrEqual(t, watch.Stop(), int64(maxConns))
 	assert.Zero(t, st.InUse, "go-redis gave every conn back by closing it")
 	assert.Positive(t, st.ReleasedClosed)

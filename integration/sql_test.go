@@ -33,39 +33,21 @@ func hammerSQL(t *testing.T, db *sql.DB, pool *connpool.Pool, query string, kill
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
 	watch := watchCap(pool)
-	var ok, failed, wrong atomic.Int64
-	var wg sync.WaitGroup
 	const workers, perWorker = 16, 150
-	killAt := make(chan struct{})
-	for g := range workers {
-		wg.Go(func() {
-			for i := range perWorker {
-				if g == 0 && i == perWorker/3 {
-					close(killAt)
-				}
-				want := int64(g*1_000_000 + i)
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				var got int64
-				err := db.QueryRowContext(ctx, query, want).Scan(&got)
-				cancel()
-				switch {
-				case err != nil:
-					failed.Add(1)
-				case got != want:
-					wrong.Add(1)
-				default:
-					ok.Add(1)
-				}
-			}
-		})
-	}
-	<-killAt
-	for range 2 {
-		n, err := kill(context.Background())
-		require.NoError(t, err)
-		assert.Positive(t, n, "sessions killed")
-	}
-	wg.Wait()
+	res := hammer(t, workers, perWorker, func() {
+		for range 2 {
+			n, err := kill(context.Background())
+			require.NoError(t, err)
+			assert.Positive(t, n, "sessions killed")
+		}
+	}, func(g, i int) (bool, error) {
+		want := int64(g*1_000_000 + i)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var got int64
+		err := db.QueryRowContext(ctx, query, want).Scan(&got)
+		return got != want, err
+	})
 	recoverWithin(t, func(ctx context.Context) error {
 		var got int64
 		if err := db.QueryRowContext(ctx, query, 42).Scan(&got); err != nil {
@@ -79,9 +61,9 @@ func hammerSQL(t *testing.T, db *sql.DB, pool *connpool.Pool, query string, kill
 	peak := watch.Stop()
 	require.NoError(t, db.Close())
 	st := pool.Stats()
-	t.Logf("queries ok %d, failed %d (sessions killed mid-run), wrong %d; pool %+v", ok.Load(), failed.Load(), wrong.Load(), st)
-	assert.Zero(t, wrong.Load(), "a query returned another query's data")
-	assert.Greater(t, ok.Load(), int64(workers*perWorker/2))
+	t.Logf("queries %v; pool %+v", res, st)
+	assert.Zero(t, res.wrong.Load(), "a query returned another query's data")
+	assert.Greater(t, res.ok.Load(), int64(workers*perWorker/2))
 	assert.LessOrEqual(t, peak, int64(maxConns), "the pool's cap")
 	assert.Positive(t, st.ReleasedClosed, "conns closed by the driver were destroyed, not reused")
 	assert.Zero(t, st.InUse)

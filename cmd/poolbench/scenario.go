@@ -181,13 +181,18 @@ func (s *scenario) run(t *target, l load, progress func(done int64)) error {
 			}
 		}
 	}()
+	fail := func(err error) {
+		failures.Add(1)
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
 	for range l.concurrency {
 		w, cleanup, err := newWorker()
 		if err != nil {
-			failures.Add(1)
-			mu.Lock()
-			firstErr = cmpErr(firstErr, err)
-			mu.Unlock()
+			fail(err)
 			continue
 		}
 		wg.Go(func() {
@@ -196,12 +201,8 @@ func (s *scenario) run(t *target, l load, progress func(done int64)) error {
 			lat := make([]time.Duration, 0, 1024)
 			for more() {
 				t0 := time.Now()
-				err := w(ctx, buf)
-				if err != nil {
-					failures.Add(1)
-					mu.Lock()
-					firstErr = cmpErr(firstErr, err)
-					mu.Unlock()
+				if err := w(ctx, buf); err != nil {
+					fail(err)
 					continue
 				}
 				lat = append(lat, time.Since(t0))
@@ -226,11 +227,4 @@ func (s *scenario) run(t *target, l load, progress func(done int64)) error {
 		s.stats = &st
 	}
 	return nil
-}
-
-func cmpErr(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
 }
