@@ -133,8 +133,7 @@ func (p *Pool) dial(parent context.Context, e *waitq.Elem[waiter], warm bool) {
 	p.all[pc] = struct{}{}
 	kept := true
 	if e != nil && p.waiters.Remove(e) {
-		p.numInUse++
-		e.Value.ch <- delivery{pc: pc, fresh: true}
+		p.deliverLocked(e, pc, true)
 	} else if kept = p.giveLocked(pc, true, true); !kept {
 		p.numClosing++
 	}

@@ -86,11 +86,20 @@ type waiter struct {
 	dialing bool            // a dial started on this waiter's behalf has not finished
 }
 
-// delivery is what a waiter is served: a conn, or an error.
+// delivery is what a waiter is served: a conn, in a wrapper from the slab
+// of whoever served it (who held mu), or an error.
 type delivery struct {
-	pc    *poolConn
+	c     *Conn
 	fresh bool // just dialled: never idle, so not vetted
 	err   error
+}
+
+// deliverLocked serves waiter e with pc.
+func (p *Pool) deliverLocked(e *waitq.Elem[waiter], pc *poolConn, fresh bool) {
+	p.numInUse++
+	c := p.newConnLocked()
+	c.pc = pc
+	e.Value.ch <- delivery{c: c, fresh: fresh}
 }
 
 // closeReason says why a conn was closed; each has a Stats counter.
@@ -183,20 +192,20 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if unusedOnly && d.pc.used {
+		c := d.c
+		if unusedOnly && c.pc.used {
 			// A pool shared by Get and DialContext handed a returned conn
 			// to a DialContext waiter: pass it on and keep waiting.
-			p.putBack(d.pc, &p.numInUse, false, true)
+			p.putBack(c.pc, &p.numInUse, false, true)
 			continue
 		}
-		c := &Conn{pc: d.pc}
 		if d.fresh {
 			p.misses.Add(1)
 			return checkout(c, flags), nil
 		}
 		// A returned conn handed straight over is vetted like any other.
-		if !p.healthy(d.pc, true) {
-			p.destroy(d.pc, &p.numInUse, closeUnhealthy, false)
+		if !p.healthy(c.pc, true) {
+			p.destroy(c.pc, &p.numInUse, closeUnhealthy, false)
 			rejects++
 			continue
 		}
@@ -338,18 +347,23 @@ func (p *Pool) waitLocked(ctx context.Context) (delivery, error) {
 		start = p.now()
 		defer func() { p.waitNanos.Add(p.now() - start) }()
 	}
+	done := ctx.Done()
+	if done == nil { // a context that never ends: a plain receive is cheaper than a select
+		d := <-e.Value.ch
+		return d, d.err
+	}
 	select {
 	case d := <-e.Value.ch:
 		return d, d.err
-	case <-ctx.Done():
+	case <-done:
 	}
 	p.mu.Lock()
 	removed := p.waiters.Remove(e)
 	p.mu.Unlock()
 	if !removed {
 		// Served at the instant ctx ended: the delivery is in the channel.
-		if d := <-e.Value.ch; d.pc != nil {
-			p.putBack(d.pc, &p.numInUse, d.fresh, true)
+		if d := <-e.Value.ch; d.c != nil {
+			p.putBack(d.c.pc, &p.numInUse, d.fresh, true)
 		}
 	}
 	return delivery{}, p.waitFailed(ctx)
@@ -432,8 +446,7 @@ func (p *Pool) giveLocked(pc *poolConn, fresh, sorted bool) bool {
 		return false
 	}
 	if e := p.waiters.PopFront(); e != nil {
-		p.numInUse++
-		e.Value.ch <- delivery{pc: pc, fresh: fresh}
+		p.deliverLocked(e, pc, fresh)
 		return true
 	}
 	if p.idle.Len() >= p.cfg.maxIdle {
