@@ -121,6 +121,12 @@ func TestUnreachableServerFails(t *testing.T) {
 	assert.Contains(t, err.Error(), "no request succeeded")
 }
 
+func TestNiceStep(t *testing.T) {
+	for in, want := range map[float64]float64{0: 1, 0.3: 0.5, 7: 10, 12: 20, 45000: 50000, 68617: 100000, 100: 100} {
+		assert.InDelta(t, want, niceStep(in), 1e-9, "niceStep(%v)", in)
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	s := &scenario{}
 	assert.Zero(t, s.percentile(0.5))

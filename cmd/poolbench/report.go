@@ -107,11 +107,14 @@ func latencyChart(all []*scenario) template.HTML {
 		return "<p>no latencies recorded</p>"
 	}
 	minExp, maxExp := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
+	if lo < 2*math.Pow(10, minExp) {
+		minExp-- // keep the shortest bar visible
+	}
 	if maxExp == minExp {
 		maxExp++
 	}
 	x := func(us float64) float64 {
-		return left + (math.Log10(math.Max(us, math.Pow(10, minExp)))-minExp)/(maxExp-minExp)*(width-left-10)
+		return left + (math.Log10(math.Max(us, math.Pow(10, minExp)))-minExp)/(maxExp-minExp)*(width-left-40)
 	}
 	rowH := 3*barH + gap
 	height := top + len(all)*rowH + 30
@@ -142,7 +145,7 @@ func latencyChart(all []*scenario) template.HTML {
 // throughputChart draws a bar per pool size, with the raw conn (the
 // ceiling) and a dial per request drawn as reference lines.
 func throughputChart(all []*scenario) template.HTML {
-	const width, height, left, bottom, top = 740, 300, 70, 40, 20
+	const width, height, left, bottom, top = 740, 310, 70, 40, 30
 	var bars []*scenario
 	for _, s := range all {
 		if s.group == "pool" && !s.tls {
@@ -159,7 +162,8 @@ func throughputChart(all []*scenario) template.HTML {
 	if peak == 0 || len(bars) == 0 {
 		return "<p>no pool scenarios</p>"
 	}
-	peak *= 1.1
+	step := niceStep(peak * 1.05 / 4)
+	peak = 4 * step
 	y := func(v float64) float64 { return top + (1-v/peak)*float64(height-top-bottom) }
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-size="12">`, width, height)
@@ -174,8 +178,11 @@ func throughputChart(all []*scenario) template.HTML {
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s: %.0f req/s</title></rect>`,
 			bx, y(s.rps()), slot*0.6, y(0)-y(s.rps()), seriesColors[0], template.HTMLEscapeString(s.name), s.rps())
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">size %d</text>`, bx+slot*0.3, height-bottom+16, s.poolSize)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%.0f</text>`, bx+slot*0.3, y(s.rps())-4, s.rps())
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#fff">%.0f</text>`, bx+slot*0.3, y(s.rps())+16, s.rps())
 	}
+	// The ceiling (a raw conn per client) and the floor (a dial per
+	// request) as dashed lines, named in a legend above the chart.
+	legendX := left + 90
 	for _, ref := range []struct {
 		s     *scenario
 		color string
@@ -185,9 +192,25 @@ func throughputChart(all []*scenario) template.HTML {
 		}
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-dasharray="6 4" stroke-width="2"/>`,
 			left, y(ref.s.rps()), width-10, y(ref.s.rps()), ref.color)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" fill="%s">%s: %.0f req/s</text>`,
-			width-12, y(ref.s.rps())-5, ref.color, template.HTMLEscapeString(ref.s.name), ref.s.rps())
+		label := fmt.Sprintf("%s: %.0f req/s", ref.s.name, ref.s.rps())
+		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-dasharray="6 4" stroke-width="2"/><text x="%d" y="%d" fill="%s">%s</text>`,
+			legendX, top-10, legendX+24, top-10, ref.color, legendX+30, top-6, ref.color, template.HTMLEscapeString(label))
+		legendX += 30 + 7*len(label) + 30
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555">requests/s</text></svg>`, left, top-6)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555">requests/s</text></svg>`, left-60, top-6)
 	return template.HTML(b.String())
+}
+
+// niceStep rounds v up to 1, 2 or 5 times a power of ten, for axis ticks.
+func niceStep(v float64) float64 {
+	if v <= 0 {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= v {
+			return m * p
+		}
+	}
+	return 10 * p
 }
