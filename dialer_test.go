@@ -63,6 +63,30 @@ func TestDialContextConnsAreNeverReused(t *testing.T) {
 	checkBooks(t, st)
 }
 
+// TestDialContextAtCapWithOnlyUsedIdleConns pins a wait found in review:
+// in a pool shared by Get and DialContext, a DialContext at the cap whose
+// idle conns had all been used by Get borrowers waited until its context
+// ended, as nothing would ever free a slot. It now retires the oldest used
+// idle conn and dials.
+func TestDialContextAtCapWithOnlyUsedIdleConns(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1))
+	c := getConn(t, p)
+	mustRoundTrip(t, c, "used by a Get borrower")
+	require.NoError(t, c.Close())
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	nc, err := p.DialContext(ctx, "tcp", srv.Addr())
+	require.NoError(t, err)
+	mustRoundTrip(t, nc, "fresh for the dialer")
+	require.NoError(t, nc.Close())
+	st := p.Stats()
+	assert.Equal(t, int64(1), st.IdleClosed, "the used idle conn was retired")
+	assert.Equal(t, int64(2), st.Dials)
+	checkBooks(t, st)
+}
+
 // TestHTTPTransportThroughPool drives an http.Transport with the pool as
 // its dialer: many goroutines, responses that close the connection, bodies
 // closed before EOF. Every body must be its own request's, and the cap

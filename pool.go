@@ -187,6 +187,15 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 				rejects++
 				continue
 			}
+			if !p.canDialLocked() {
+				// DialContext at the cap, and every idle conn was used by
+				// Get borrowers: retire the oldest to make room for a dial.
+				pc, _ := p.idle.PopBottom()
+				p.numClosing++
+				p.mu.Unlock()
+				p.destroy(pc, &p.numClosing, closeIdle, false)
+				continue
+			}
 		}
 		d, err := p.waitLocked(ctx)
 		if err != nil {
@@ -226,6 +235,7 @@ func (p *Pool) TryGet() (*Conn, error) {
 			return nil, ErrClosed
 		}
 		if p.idle.Len() == 0 {
+			p.wantWarmLocked()
 			p.mu.Unlock()
 			return nil, ErrNoIdleConn
 		}
