@@ -298,8 +298,9 @@ func (p *Pool) vetIdle(c *Conn, flags uint32) bool {
 
 // healthy runs the checkout peek. The time-based checks (idle timeout, max
 // lifetime) are not needed here: the maintainer closes idle conns at their
-// deadlines, and flags borrowed ones to be closed on return. When onGet is
-// false the peek runs whatever WithLivenessCheck says (the sweep).
+// deadlines, and flags borrowed ones to be closed on return. onGet says
+// the peek is the checkout's, which WithLivenessCheck can turn off; the
+// maintainer's sweep peeks regardless.
 //
 // A conn the peer closed or reset usually means the server restarted or a
 // middlebox dropped its flows, so the other idle conns are likely dead too:
