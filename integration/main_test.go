@@ -64,10 +64,7 @@ func TestMain(m *testing.M) {
 			_ = flag.Set("test.skip", strings.Join(skip, "|"))
 		}
 	}
-	goleak.VerifyTestMain(m,
-		// database/sql's connection opener lives as long as its DB, which
-		// the tests close; go-redis and grpc start none that outlive Close.
-		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"))
+	goleak.VerifyTestMain(m)
 }
 
 // needService skips t when the service at addr does not answer, or fails
