@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/connpool/connpool"
 )
@@ -78,7 +79,7 @@ func TestRandomizedChaos(t *testing.T) {
 			t.Logf("chaos run failed; replay with CONNPOOL_CHAOS_SEED=%d CONNPOOL_CHAOS_DURATION=%v go test -race -run TestRandomizedChaos ./chaos", seed, duration)
 		}
 	})
-	goroutinesBefore := runtime.NumGoroutine()
+	goroutinesBefore := goleak.IgnoreCurrent()
 	e := newEnv(t)
 	const maxConns = 8
 	p := e.pool(connpool.WithMaxConns(maxConns), connpool.WithMinIdle(2), connpool.WithMaxConnecting(4),
@@ -142,7 +143,10 @@ func TestRandomizedChaos(t *testing.T) {
 	st := e.finish(p, maxConns, gets.Load())
 	e.proxy.Stop()
 	e.upstream.Close()
-	goroutinesLeaked := settle(func() int { return runtime.NumGoroutine() - goroutinesBefore })
+	goroutinesLeaked := 0 // goleak.Find retries for a while before it reports
+	if err := goleak.Find(goroutinesBefore, toxiproxyOwn); err != nil {
+		goroutinesLeaked = strings.Count(err.Error(), "Goroutine ")
+	}
 	fdsLeaked := settle(func() int { return openFDs() - e.fdBefore })
 
 	report := fmt.Sprintf(`chaos run: seed %d, %v, MaxConns %d
