@@ -35,11 +35,14 @@ func hammerSQL(t *testing.T, db *sql.DB, pool *connpool.Pool, query string, kill
 	watch := watchCap(pool)
 	const workers, perWorker = 16, 150
 	res := hammer(t, workers, perWorker, func() {
+		// The second kill may find the client not yet reconnected.
+		killed := 0
 		for range 2 {
 			n, err := kill(context.Background())
 			require.NoError(t, err)
-			assert.Positive(t, n, "sessions killed")
+			killed += n
 		}
+		assert.Positive(t, killed, "sessions killed")
 	}, func(g, i int) (bool, error) {
 		want := int64(g*1_000_000 + i)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
