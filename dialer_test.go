@@ -88,7 +88,7 @@ func TestDialContextAtCapWithOnlyUsedIdleConns(t *testing.T) {
 }
 
 // TestHTTPTransportThroughPool drives an http.Transport with the pool as
-// its dialer: many goroutines, responses that close the connection, bodies
+// its dialer: 3,200 requests from 16 goroutines, responses that close the connection, bodies
 // closed before EOF. Every body must be its own request's, and the cap
 // must hold.
 func TestHTTPTransportThroughPool(t *testing.T) {
@@ -112,7 +112,7 @@ func TestHTTPTransportThroughPool(t *testing.T) {
 	var wg sync.WaitGroup
 	for g := range 16 {
 		wg.Go(func() {
-			for i := range 100 {
+			for i := range 200 {
 				id := fmt.Sprintf("%d-%d", g, i)
 				resp, err := client.Get(srv.URL + "/?id=" + id)
 				if !assert.NoError(t, err) {
