@@ -2,7 +2,6 @@ package connpool_test
 
 import (
 	"errors"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -41,14 +40,7 @@ func newPool(t *testing.T, addr string, opts ...connpool.Option) *connpool.Pool 
 }
 
 // roundTrip sends msg over c and returns what the echo server sent back.
-func roundTrip(c net.Conn, msg string) (string, error) {
-	if _, err := c.Write([]byte(msg)); err != nil {
-		return "", err
-	}
-	buf := make([]byte, len(msg))
-	_, err := io.ReadFull(c, buf)
-	return string(buf), err
-}
+var roundTrip = testserver.RoundTrip
 
 // mustRoundTrip checks that c carries msg and back intact.
 func mustRoundTrip(t *testing.T, c net.Conn, msg string) {

@@ -7,6 +7,7 @@ package testserver
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -236,4 +237,15 @@ func (s *Server) Close() error {
 	_ = s.CloseConns()
 	s.wg.Wait()
 	return err
+}
+
+// RoundTrip sends msg over c and returns what came back: msg itself, from
+// an echo server.
+func RoundTrip(c net.Conn, msg string) (string, error) {
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	buf := make([]byte, len(msg))
+	_, err := io.ReadFull(c, buf)
+	return string(buf), err
 }

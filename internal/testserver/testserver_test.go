@@ -32,22 +32,13 @@ func dial(t *testing.T, s *Server) net.Conn {
 	return c
 }
 
-func roundTrip(c net.Conn, msg string) (string, error) {
-	if _, err := c.Write([]byte(msg)); err != nil {
-		return "", err
-	}
-	buf := make([]byte, len(msg))
-	_, err := io.ReadFull(c, buf)
-	return string(buf), err
-}
-
 func TestEchoAndCounts(t *testing.T) {
 	s := start(t)
 	a, b := dial(t, s), dial(t, s)
-	got, err := roundTrip(a, "ping")
+	got, err := RoundTrip(a, "ping")
 	require.NoError(t, err)
 	assert.Equal(t, "ping", got)
-	_, err = roundTrip(b, "x")
+	_, err = RoundTrip(b, "x")
 	require.NoError(t, err)
 	assert.Equal(t, 2, s.Open())
 	assert.Equal(t, int64(2), s.Accepted())
@@ -57,7 +48,7 @@ func TestEchoAndCounts(t *testing.T) {
 	for range 50 {
 		require.NoError(t, a.Close())
 		a = dial(t, s)
-		_, err = roundTrip(a, "y")
+		_, err = RoundTrip(a, "y")
 		require.NoError(t, err)
 	}
 	assert.Equal(t, 2, s.MaxOpen())
@@ -66,7 +57,7 @@ func TestEchoAndCounts(t *testing.T) {
 func TestFaults(t *testing.T) {
 	s := start(t)
 	c := dial(t, s)
-	_, err := roundTrip(c, "a")
+	_, err := RoundTrip(c, "a")
 	require.NoError(t, err)
 
 	require.NoError(t, s.Send([]byte("unasked")))
@@ -77,7 +68,7 @@ func TestFaults(t *testing.T) {
 
 	s.SetMode(Silent)
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
-	_, err = roundTrip(c, "b")
+	_, err = RoundTrip(c, "b")
 	var ne net.Error
 	require.ErrorAs(t, err, &ne)
 	assert.True(t, ne.Timeout(), "a silent server never answers")
@@ -89,7 +80,7 @@ func TestFaults(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF)
 
 	r := dial(t, s)
-	_, err = roundTrip(r, "c")
+	_, err = RoundTrip(r, "c")
 	require.NoError(t, err)
 	require.NoError(t, s.ResetConns())
 	_, err = r.Read(buf)
@@ -101,7 +92,7 @@ func TestFaults(t *testing.T) {
 func TestIdleTimeoutClosesQuietConns(t *testing.T) {
 	s := start(t, WithIdleTimeout(30*time.Millisecond))
 	c := dial(t, s)
-	got, err := roundTrip(c, "busy")
+	got, err := RoundTrip(c, "busy")
 	require.NoError(t, err)
 	assert.Equal(t, "busy", got)
 	_, err = c.Read(make([]byte, 1))
@@ -115,7 +106,7 @@ func TestTLS(t *testing.T) {
 	c, err := tls.Dial("tcp", s.Addr(), pair.Client)
 	require.NoError(t, err)
 	defer c.Close()
-	got, err := roundTrip(c, "secret")
+	got, err := RoundTrip(c, "secret")
 	require.NoError(t, err)
 	assert.Equal(t, "secret", got)
 	assert.Equal(t, 1, s.Open())
@@ -137,7 +128,7 @@ func TestGreetingAndRestart(t *testing.T) {
 	s2, err := StartAt(addr)
 	require.NoError(t, err)
 	defer s2.Close()
-	got, err := roundTrip(dial(t, s2), "back")
+	got, err := RoundTrip(dial(t, s2), "back")
 	require.NoError(t, err)
 	assert.Equal(t, "back", got)
 }
