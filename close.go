@@ -52,15 +52,17 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 // conn is borrowed.
 func (p *Pool) beginClose() (<-chan struct{}, error) {
 	p.mu.Lock()
-	if p.closed {
+	if p.closed.Load() {
 		p.mu.Unlock()
 		return nil, ErrClosed
 	}
-	p.closed = true
-	for e := p.waiters.PopFront(); e != nil; e = p.waiters.PopFront() {
+	p.closed.Store(true) // before emptying the stack: see putIdle
+	for e := p.popWaiterLocked(); e != nil; e = p.popWaiterLocked() {
 		e.Value.ch <- delivery{err: ErrClosed}
 	}
+	p.idleMu.Lock()
 	idle := p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
+	p.idleMu.Unlock()
 	p.numClosing += len(idle)
 	drained := make(chan struct{})
 	p.drained = drained
@@ -75,9 +77,17 @@ func (p *Pool) beginClose() (<-chan struct{}, error) {
 }
 
 // drainedLocked closes the drained channel once the pool is closed and no
-// conn is borrowed.
+// conn is borrowed, or returned and not yet closed. An idle conn in a
+// closed pool is one a Put pushed as the pool closed, and is about to
+// close (see putIdle): it still counts. It takes idleMu.
 func (p *Pool) drainedLocked() {
-	if p.drained != nil && p.numInUse == 0 {
+	if p.drained == nil {
+		return
+	}
+	p.idleMu.Lock()
+	done := p.inUseLocked() == 0 && p.idle.Len() == 0 && p.numClosing == 0
+	p.idleMu.Unlock()
+	if done {
 		close(p.drained)
 		p.drained = nil
 	}

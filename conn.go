@@ -13,9 +13,10 @@ import (
 )
 
 // poolConn is one open connection the pool owns. Exactly one party holds
-// it at a time: the idle stack (under Pool.mu), one borrower, one waiter
-// being served, or one background check. The holder alone reads and writes
-// the mutable fields; hand-over happens under Pool.mu, which orders it.
+// it at a time: the idle stack (under Pool.idleMu), one borrower, one
+// waiter being served, or one background check. The holder alone reads and
+// writes the mutable fields; hand-over happens under Pool.idleMu or
+// Pool.mu, which orders it.
 type poolConn struct {
 	pool    *Pool
 	nc      net.Conn
@@ -25,10 +26,33 @@ type poolConn struct {
 	// Mutable, owned by the holder.
 	lastChecked int64 // pool clock when last passed a background check
 	used        bool  // handed to a borrower at least once
+	slab        *[wrapperSlab]Conn
+	slabNext    int // next unused wrapper in slab
 
-	// Guarded by Pool.mu.
+	// Guarded by Pool.idleMu.
 	lastUsed int64 // pool clock when last returned; 0 until the reaper stamps it
-	retire   bool  // past its max lifetime while not idle: close on return
+	// Written with Pool.mu and Pool.idleMu held, so read under either.
+	retire bool // past its max lifetime while not idle: close on return
+}
+
+// wrapperSlab is how many Conn wrappers a conn allocates at once. Each Get
+// still gets a wrapper no one held before (that is what makes a returned
+// Conn dead to its holder); the slab only spreads one allocation over
+// several Gets. Each conn has its own, taken by its holder without a lock,
+// so that the wrappers of conns held on different cores do not share a
+// cache line. A wrapper kept by a caller keeps its slab, 128 bytes,
+// reachable.
+const wrapperSlab = 8
+
+// newWrapper returns a new Conn for pc, from pc's slab.
+func (pc *poolConn) newWrapper() *Conn {
+	if pc.slab == nil || pc.slabNext == wrapperSlab {
+		pc.slab, pc.slabNext = new([wrapperSlab]Conn), 0
+	}
+	c := &pc.slab[pc.slabNext]
+	pc.slabNext++
+	c.pc = pc
+	return c
 }
 
 // returnedAt is when pc was last returned, for ordering the idle stack: a

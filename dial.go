@@ -44,7 +44,7 @@ func (p *Pool) backoff(n int) time.Duration {
 // cap and the dial limit allow, oldest first. During a backoff it fails
 // those waiters fast instead: no dial would be made for them.
 func (p *Pool) dispatchLocked() {
-	if p.waiters.Len() == 0 || p.closed {
+	if p.waiters.Len() == 0 || p.closed.Load() {
 		return
 	}
 	now := int64(-1)
@@ -55,7 +55,7 @@ func (p *Pool) dispatchLocked() {
 				now = p.now()
 			}
 			if p.backingOffLocked(now) {
-				p.waiters.Remove(e)
+				p.dequeueLocked(e)
 				e.Value.ch <- delivery{err: p.backoffErrorLocked(now)}
 			} else {
 				p.startDialLocked(e, false)
@@ -68,7 +68,7 @@ func (p *Pool) dispatchLocked() {
 // startDialLocked takes a permit and a dial slot and dials in the
 // background, on behalf of waiter e if it is not nil, or for warming.
 func (p *Pool) startDialLocked(e *waitq.Elem[waiter], warm bool) {
-	p.numOpen++
+	p.addOpenLocked(1)
 	p.numDialing++
 	ctx := p.ctx
 	if warm {
@@ -107,9 +107,9 @@ func (p *Pool) dial(parent context.Context, e *waitq.Elem[waiter], warm bool) {
 	if e != nil {
 		e.Value.dialing = false
 	}
-	if p.closed || limited {
+	if p.closed.Load() || limited {
 		// No new dial can start once closed, so the permit may go first.
-		p.numOpen--
+		p.addOpenLocked(-1)
 		if !limited {
 			p.releaseGroupSlot()
 		}
@@ -132,7 +132,7 @@ func (p *Pool) dial(parent context.Context, e *waitq.Elem[waiter], warm bool) {
 	p.failStreak, p.lastDialErr = 0, nil
 	p.all[pc] = struct{}{}
 	kept := true
-	if e != nil && p.waiters.Remove(e) {
+	if e != nil && p.dequeueLocked(e) {
 		p.deliverLocked(e, pc, true)
 	} else if kept = p.giveLocked(pc, true, true); !kept {
 		p.numClosing++
@@ -152,7 +152,7 @@ func (p *Pool) dial(parent context.Context, e *waitq.Elem[waiter], warm bool) {
 // dialFailedLocked records a failed dial, starts or extends the backoff,
 // and fails the waiter the dial was for. It releases mu.
 func (p *Pool) dialFailedLocked(err error, e *waitq.Elem[waiter]) {
-	p.numOpen--
+	p.addOpenLocked(-1)
 	p.releaseGroupSlot()
 	p.dialErrors++
 	p.failStreak++
@@ -161,7 +161,7 @@ func (p *Pool) dialFailedLocked(err error, e *waitq.Elem[waiter]) {
 	now := p.now()
 	pause := p.backoff(streak)
 	p.backoffUntil = now + int64(pause)
-	if e != nil && p.waiters.Remove(e) {
+	if e != nil && p.dequeueLocked(e) {
 		e.Value.ch <- delivery{err: err}
 	}
 	p.dispatchLocked()
@@ -234,7 +234,9 @@ func (p *Pool) releaseGroupSlot() {
 func (p *Pool) oldestIdle() (int64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.idle.Len() == 0 {
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	if p.closed.Load() || p.idle.Len() == 0 {
 		return 0, false
 	}
 	return p.idle.All()[0].returnedAt(), true
@@ -244,11 +246,13 @@ func (p *Pool) oldestIdle() (int64, bool) {
 // its group's cap, and reports whether there was one.
 func (p *Pool) closeOldestIdle() bool {
 	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return false
+	var pc *poolConn
+	ok := false
+	if !p.closed.Load() {
+		p.idleMu.Lock()
+		pc, ok = p.idle.PopBottom()
+		p.idleMu.Unlock()
 	}
-	pc, ok := p.idle.PopBottom()
 	if !ok {
 		p.mu.Unlock()
 		return false

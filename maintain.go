@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/connpool/connpool/internal/yieldlock"
 )
 
 // maxParallelChecks bounds the background checks run at once, so that a
@@ -39,6 +41,7 @@ func (p *Pool) maintain() {
 		if p.sweepWanted.Swap(false) {
 			p.sweepDead()
 		}
+		p.idleMu.SetYield(yieldlock.Oversubscribed()) // GOMAXPROCS may have changed
 		next := min(nextReap, nextCheck)
 		if retry := p.warm(); retry > 0 {
 			next = min(next, retry)
@@ -67,6 +70,7 @@ const idleResolution = 8
 func (p *Pool) reap(now int64) (next int64) {
 	idleTimeout := int64(p.cfg.idleTimeout)
 	p.mu.Lock()
+	p.idleMu.Lock()
 	p.stampLocked(now)
 	if p.cfg.maxLifetime > 0 {
 		for pc := range p.all {
@@ -83,8 +87,9 @@ func (p *Pool) reap(now int64) (next int64) {
 		left--
 		return true
 	}, nil)
-	p.numClosing += len(victims)
 	next = p.nextReapLocked(now)
+	p.idleMu.Unlock()
+	p.numClosing += len(victims)
 	p.mu.Unlock()
 
 	for _, pc := range victims {
@@ -99,6 +104,7 @@ func (p *Pool) reap(now int64) (next int64) {
 
 // stampLocked records now as the return time of the idle conns returned
 // since the maintainer last ran; they sit on top of the stack, unstamped.
+// idleMu must be held.
 func (p *Pool) stampLocked(now int64) {
 	all := p.idle.All()
 	for i := len(all) - 1; i >= 0 && all[i].lastUsed == 0; i-- {
@@ -109,7 +115,8 @@ func (p *Pool) stampLocked(now int64) {
 // nextReapLocked returns when reap is next due: at the latest one idle
 // resolution from now, at the oldest idle conn's idle deadline (when above
 // MinIdle), at the next lifetime deadline of any open conn, and, for conns
-// dialled later, at the shortest lifetime they could have.
+// dialled later, at the shortest lifetime they could have. mu and idleMu
+// must be held.
 func (p *Pool) nextReapLocked(now int64) int64 {
 	next := int64(math.MaxInt64)
 	if t := int64(p.cfg.idleTimeout); t > 0 {
@@ -136,10 +143,12 @@ func (p *Pool) nextReapLocked(now int64) int64 {
 func (p *Pool) checkIdle(now int64) {
 	interval := int64(p.cfg.checkInterval)
 	p.mu.Lock()
+	p.idleMu.Lock()
 	p.stampLocked(now)
 	batch := p.idle.RemoveFunc(func(pc *poolConn) bool {
 		return now-max(pc.lastUsed, pc.lastChecked) >= interval
 	}, nil)
+	p.idleMu.Unlock()
 	p.numChecking += len(batch)
 	p.mu.Unlock()
 
@@ -182,7 +191,9 @@ func (p *Pool) checkOne(pc *poolConn) {
 // the conns are out of the idle stack only while they are peeked.
 func (p *Pool) sweepDead() {
 	p.mu.Lock()
+	p.idleMu.Lock()
 	batch := p.idle.RemoveFunc(func(pc *poolConn) bool { return pc.check != nil }, nil)
+	p.idleMu.Unlock()
 	p.numChecking += len(batch)
 	p.mu.Unlock()
 	for _, pc := range batch {
@@ -201,11 +212,13 @@ func (p *Pool) sweepDead() {
 func (p *Pool) warm() (retryAt int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed.Load() {
 		return 0
 	}
 	p.dispatchLocked()
+	p.idleMu.Lock()
 	need := p.cfg.minIdle - (p.idle.Len() + p.numChecking + p.numWarming)
+	p.idleMu.Unlock()
 	if need <= 0 {
 		return 0
 	}

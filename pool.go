@@ -10,35 +10,59 @@ import (
 
 	"github.com/connpool/connpool/internal/idlestack"
 	"github.com/connpool/connpool/internal/waitq"
+	"github.com/connpool/connpool/internal/yieldlock"
 )
 
 // Pool is a pool of connections to one network address. It is safe for
 // concurrent use. Create one with [New]; release it with [Pool.Close] or
 // [Pool.Shutdown].
 type Pool struct {
-	// mu guards the fields below it; it is never held across I/O, a dial
-	// or a user callback. The fields every Get and Put writes share its
-	// cache line, so that a contended hand-over moves one line between
-	// cores, not several.
-	mu       sync.Mutex
-	_        [56]byte // keep spinning lockers off the data's cache line
-	numInUse int      // borrowed, or handed to a waiter that has not taken it yet
-	idlePops int64    // Gets that took an idle conn, before vetting
-	slabNext int      // next unused wrapper in slab
-	slab     *[connSlab]Conn
+	// idleMu guards the idle stack and the fields below it: all that a Get
+	// or a Put of an idle conn touches, so that neither takes mu when no
+	// Get waits. Padding keeps it off the other fields' cache lines. Lock
+	// order: mu, then idleMu. idleMu is held for a few steps at a time,
+	// never across I/O, a channel operation or a callback; only the
+	// maintainer's sweeps hold it for a walk over the idle stack.
+	//
+	// A yieldlock rather than a sync.Mutex: with more threads than cores,
+	// a sync.Mutex parks its contenders and the hand-over costs
+	// microseconds; see package yieldlock.
+	idleMu yieldlock.Mutex
+	// idle holds the idle conns, most recently returned on top. A conn is
+	// pushed only when no Get is queued, or about to queue (queued == 0),
+	// or by a Put that then serves the queue (see putIdle); the exception
+	// is a Get whose checks rejected several idle conns and that waits on
+	// its own fresh dial.
+	idle     idlestack.Stack[*poolConn]
+	idlePops int64 // Gets that took an idle conn, before vetting
+	_        [64]byte
 
-	// idle holds the idle conns, most recently returned on top. Invariant:
-	// a conn is pushed only when no waiter is queued; the exception is a
-	// Get whose checks rejected several idle conns and that waits on its
-	// own fresh dial.
-	idle    idlestack.Stack[*poolConn]
+	// Read by every Get and Put, written only under mu: on a line of
+	// their own, shared by every core that reads them.
+	closed atomic.Bool
+	// queued is waiters.Len() plus the Gets that hold mu and are about to
+	// queue. A Get adds itself before it looks at the idle stack, and a
+	// Put that pushed a conn reads it after; so one of the two sees the
+	// other (see putIdle).
+	queued atomic.Int32
+	// openHint is numOpen, stored under mu, so that a Get that leaves
+	// fewer than MinIdle conns idle can tell without mu whether the cap
+	// leaves room to warm more.
+	openHint atomic.Int32
+	_        [64]byte
+
+	// mu guards the fields below it; it is never held across I/O, a dial
+	// or a user callback.
+	mu      sync.Mutex
 	waiters waitq.Queue[waiter] // FIFO; served by direct hand-off under mu
-	closed  bool
 
 	// Every permit is in exactly one of these states:
-	//   numOpen = numDialing + numInUse + idle.Len() + numChecking + numClosing
-	// and numOpen <= cfg.maxConns. numWarming counts the dials of
-	// numDialing that the maintainer started for MinIdle.
+	//   numOpen = numDialing + in use + idle.Len() + numChecking + numClosing
+	// and numOpen <= cfg.maxConns. In use (borrowed, or handed to a waiter
+	// that has not taken it yet) is not counted but derived, so that Get
+	// and Put need not update a counter under mu; see inUseLocked.
+	// numWarming counts the dials of numDialing that the maintainer
+	// started for MinIdle.
 	numOpen     int
 	numDialing  int
 	numWarming  int
@@ -46,7 +70,7 @@ type Pool struct {
 	numClosing  int // taken out of the idle stack to be closed
 
 	all     map[*poolConn]struct{} // every open conn
-	drained chan struct{}          // made by close; closed, and set to nil, once numInUse is 0
+	drained chan struct{}          // made by close; closed, and set to nil, once no conn is borrowed
 
 	// Dial failures: a streak of consecutive failures sets a backoff during
 	// which Gets that need a dial fail fast with lastDialErr.
@@ -86,20 +110,47 @@ type waiter struct {
 	dialing bool            // a dial started on this waiter's behalf has not finished
 }
 
-// delivery is what a waiter is served: a conn, in a wrapper from the slab
-// of whoever served it (who held mu), or an error.
+// delivery is what a waiter is served: a conn, in a new wrapper, or an
+// error.
 type delivery struct {
 	c     *Conn
 	fresh bool // just dialled: never idle, so not vetted
 	err   error
 }
 
-// deliverLocked serves waiter e with pc.
+// deliverLocked serves waiter e, already out of the queue, with pc.
 func (p *Pool) deliverLocked(e *waitq.Elem[waiter], pc *poolConn, fresh bool) {
-	p.numInUse++
-	c := p.newConnLocked()
-	c.pc = pc
-	e.Value.ch <- delivery{c: c, fresh: fresh}
+	e.Value.ch <- delivery{c: pc.newWrapper(), fresh: fresh}
+}
+
+// dequeueLocked takes e out of the queue, if it is still there.
+func (p *Pool) dequeueLocked(e *waitq.Elem[waiter]) bool {
+	if !p.waiters.Remove(e) {
+		return false
+	}
+	p.queued.Add(-1)
+	return true
+}
+
+// popWaiterLocked takes the first waiter out of the queue, or returns nil.
+func (p *Pool) popWaiterLocked() *waitq.Elem[waiter] {
+	e := p.waiters.PopFront()
+	if e != nil {
+		p.queued.Add(-1)
+	}
+	return e
+}
+
+// addOpenLocked adds delta to numOpen.
+func (p *Pool) addOpenLocked(delta int) {
+	p.numOpen += delta
+	p.openHint.Store(int32(p.numOpen))
+}
+
+// inUseLocked returns how many conns are borrowed, or handed to a waiter
+// that has not taken them yet. mu and idleMu must be held.
+func (p *Pool) inUseLocked() int {
+	return p.numOpen - p.numDialing - p.idle.Len() - p.numChecking - p.numClosing
 }
 
 // closeReason says why a conn was closed; each has a Stats counter.
@@ -143,6 +194,7 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 		wake:    make(chan struct{}, 1),
 		all:     make(map[*poolConn]struct{}),
 	}
+	p.idleMu.SetYield(yieldlock.Oversubscribed())
 	p.wg.Add(1)
 	go p.maintain()
 	return p, nil
@@ -171,41 +223,51 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 		return nil, p.waitFailed(ctx)
 	}
 	rejects := 0
+	if flags == 0 {
+		for ; rejects < maxRejects; rejects++ {
+			c := p.popIdle()
+			if c == nil {
+				break
+			}
+			if p.vetIdle(c, 0) {
+				return c, nil
+			}
+		}
+	}
 	unusedOnly := flags&connDestroyOnClose != 0
 	for {
 		p.mu.Lock()
-		if p.closed {
+		if p.closed.Load() {
 			p.mu.Unlock()
 			return nil, ErrClosed
 		}
-		if p.idle.Len() > 0 && (rejects < maxRejects || !p.canDialLocked()) {
-			if c := p.popIdleLocked(unusedOnly); c != nil {
-				p.mu.Unlock()
-				if p.vetIdle(c, flags) {
-					return c, nil
-				}
-				rejects++
-				continue
-			}
-			if !p.canDialLocked() {
-				// DialContext at the cap, and every idle conn was used by
-				// Get borrowers: retire the oldest to make room for a dial.
-				pc, _ := p.idle.PopBottom()
+		p.queued.Add(1) // before looking at the idle stack: see putIdle
+		c, retired := p.takeIdleLocked(unusedOnly, rejects < maxRejects)
+		if c != nil || retired != nil {
+			p.queued.Add(-1)
+			if retired != nil {
 				p.numClosing++
-				p.mu.Unlock()
-				p.destroy(pc, &p.numClosing, closeIdle, false)
-				continue
 			}
+			p.wantWarmLocked()
+			p.mu.Unlock()
+			if retired != nil {
+				p.destroy(retired, &p.numClosing, closeIdle, false)
+			} else if p.vetIdle(c, flags) {
+				return c, nil
+			} else {
+				rejects++
+			}
+			continue
 		}
 		d, err := p.waitLocked(ctx)
 		if err != nil {
 			return nil, err
 		}
-		c := d.c
+		c = d.c
 		if unusedOnly && c.pc.used {
 			// A pool shared by Get and DialContext handed a returned conn
 			// to a DialContext waiter: pass it on and keep waiting.
-			p.putBack(c.pc, &p.numInUse, false, true)
+			p.putBack(c.pc, nil, false, true)
 			continue
 		}
 		if d.fresh {
@@ -214,7 +276,7 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 		}
 		// A returned conn handed straight over is vetted like any other.
 		if !p.healthy(c.pc, true) {
-			p.destroy(c.pc, &p.numInUse, closeUnhealthy, false)
+			p.destroy(c.pc, nil, closeUnhealthy, false)
 			rejects++
 			continue
 		}
@@ -229,67 +291,31 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 // [ErrClosed].
 func (p *Pool) TryGet() (*Conn, error) {
 	for {
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			return nil, ErrClosed
-		}
-		if p.idle.Len() == 0 {
+		c := p.popIdle()
+		if c == nil {
+			p.mu.Lock()
+			if p.closed.Load() {
+				p.mu.Unlock()
+				return nil, ErrClosed
+			}
+			c, _ = p.takeIdleLocked(false, true)
 			p.wantWarmLocked()
 			p.mu.Unlock()
-			return nil, ErrNoIdleConn
+			if c == nil {
+				return nil, ErrNoIdleConn
+			}
 		}
-		c := p.popIdleLocked(false)
-		p.mu.Unlock()
 		if p.vetIdle(c, 0) {
 			return c, nil
 		}
 	}
 }
 
-// popIdleLocked takes the top idle conn for a Get, in a new wrapper. With
-// unusedOnly it takes the topmost conn never handed out, or returns nil.
-func (p *Pool) popIdleLocked(unusedOnly bool) *Conn {
-	var pc *poolConn
-	if unusedOnly {
-		var ok bool
-		if pc, ok = p.idle.PopFunc(neverUsed); !ok {
-			return nil
-		}
-	} else {
-		pc, _ = p.idle.Pop()
-	}
-	p.numInUse++
-	p.idlePops++
-	p.wantWarmLocked()
-	c := p.newConnLocked()
-	c.pc = pc
-	return c
-}
-
-func neverUsed(pc *poolConn) bool { return !pc.used }
-
-// connSlab is how many Conn wrappers are allocated at once. Each Get still
-// gets a wrapper no one held before (that is what makes a returned Conn
-// dead to its holder); the slab only spreads one allocation over many
-// Gets. A wrapper kept by a caller keeps its slab, 1 KiB, reachable.
-const connSlab = 64
-
-// newConnLocked returns a zero Conn from the slab.
-func (p *Pool) newConnLocked() *Conn {
-	if p.slab == nil || p.slabNext == connSlab {
-		p.slab, p.slabNext = new([connSlab]Conn), 0
-	}
-	c := &p.slab[p.slabNext]
-	p.slabNext++
-	return c
-}
-
 // vetIdle checks a conn just taken from the idle stack. It readies c for
 // its borrower, or closes the conn and reports false.
 func (p *Pool) vetIdle(c *Conn, flags uint32) bool {
 	if !p.healthy(c.pc, true) {
-		p.destroy(c.pc, &p.numInUse, closeUnhealthy, true)
+		p.destroy(c.pc, nil, closeUnhealthy, true)
 		return false
 	}
 	checkout(c, flags)
@@ -334,13 +360,15 @@ func checkout(c *Conn, flags uint32) *Conn {
 
 // waitLocked queues the Get, starting a dial for it when the cap and the
 // dial limit allow, and waits for a delivery or the end of ctx. It is
-// called with mu held and returns with mu released.
+// called with mu held and the Get counted in queued, and returns with mu
+// released.
 func (p *Pool) waitLocked(ctx context.Context) (delivery, error) {
 	e := &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1), ctx: ctx}}
 	counted := false
 	if p.canDialLocked() {
 		if now := p.now(); p.backingOffLocked(now) {
 			err := p.backoffErrorLocked(now)
+			p.queued.Add(-1)
 			p.mu.Unlock()
 			return delivery{}, err
 		}
@@ -369,12 +397,12 @@ func (p *Pool) waitLocked(ctx context.Context) (delivery, error) {
 	case <-done:
 	}
 	p.mu.Lock()
-	removed := p.waiters.Remove(e)
+	removed := p.dequeueLocked(e)
 	p.mu.Unlock()
 	if !removed {
 		// Served at the instant ctx ended: the delivery is in the channel.
 		if d := <-e.Value.ch; d.c != nil {
-			p.putBack(d.c.pc, &p.numInUse, d.fresh, true)
+			p.putBack(d.c.pc, nil, d.fresh, true)
 		}
 	}
 	return delivery{}, p.waitFailed(ctx)
@@ -384,8 +412,10 @@ func (p *Pool) waitLocked(ctx context.Context) (delivery, error) {
 func (p *Pool) waitFailed(ctx context.Context) error {
 	p.mu.Lock()
 	p.timeouts++
+	p.idleMu.Lock()
 	state := fmt.Sprintf("in use %d, idle %d, dialing %d, waiting %d, max %d",
-		p.numInUse, p.idle.Len()+p.numChecking, p.numDialing, p.waiters.Len(), p.cfg.maxConns)
+		p.inUseLocked(), p.idle.Len()+p.numChecking, p.numDialing, p.waiters.Len(), p.cfg.maxConns)
+	p.idleMu.Unlock()
 	if p.failStreak > 0 {
 		state += fmt.Sprintf(", last dial error: %v", p.lastDialErr)
 	}
@@ -414,25 +444,25 @@ func (p *Pool) release(c *Conn) error {
 	pc := c.pc
 	switch {
 	case old&connDestroyOnClose != 0:
-		p.destroy(pc, &p.numInUse, closeReleased, false)
-		return nil
+		p.destroy(pc, nil, closeReleased, false)
 	case old&(connPoisoned|connUnusable) != 0:
-		p.destroy(pc, &p.numInUse, closeBroken, false)
-		return nil
+		p.destroy(pc, nil, closeBroken, false)
 	case old&connDeadlineSet != 0 && pc.nc.SetDeadline(time.Time{}) != nil:
-		p.destroy(pc, &p.numInUse, closeBroken, false)
-		return nil
+		p.destroy(pc, nil, closeBroken, false)
+	case !p.putIdle(pc):
+		p.putBack(pc, nil, false, false)
 	}
-	p.putBack(pc, &p.numInUse, false, false)
 	return nil
 }
 
-// putBack gives a conn held in the counter from to the first waiter or the
-// idle stack, or closes it. sorted says pc may be older than the top of the
-// stack.
+// putBack gives a conn to the first waiter or the idle stack, or closes
+// it. from is the counter under mu that holds pc, or nil for a conn in
+// use; sorted says pc may be older than the top of the stack.
 func (p *Pool) putBack(pc *poolConn, from *int, fresh, sorted bool) {
 	p.mu.Lock()
-	*from--
+	if from != nil {
+		*from--
+	}
 	if !pc.retire && p.giveLocked(pc, fresh, sorted) {
 		p.mu.Unlock()
 		return
@@ -441,7 +471,7 @@ func (p *Pool) putBack(pc *poolConn, from *int, fresh, sorted bool) {
 	switch {
 	case pc.retire:
 		reason = closeLifetime
-	case p.closed:
+	case p.closed.Load():
 		reason = closePool
 	}
 	p.numClosing++
@@ -453,13 +483,15 @@ func (p *Pool) putBack(pc *poolConn, from *int, fresh, sorted bool) {
 // allows. It reports false when the pool cannot keep pc, which the caller
 // must then close; pc is counted nowhere in that case.
 func (p *Pool) giveLocked(pc *poolConn, fresh, sorted bool) bool {
-	if p.closed {
+	if p.closed.Load() {
 		return false
 	}
-	if e := p.waiters.PopFront(); e != nil {
+	if e := p.popWaiterLocked(); e != nil {
 		p.deliverLocked(e, pc, fresh)
 		return true
 	}
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
 	if p.idle.Len() >= p.cfg.maxIdle {
 		return false
 	}
@@ -478,16 +510,19 @@ func returnedBefore(a, b *poolConn) bool { return a.returnedAt() < b.returnedAt(
 
 // destroy closes pc's socket and then frees its permit, in that order, so
 // that the server has seen the close before the permit allows a new dial.
-// from is the counter under mu that holds pc; rejected says pc was popped
-// from the idle stack by a Get and failed its vetting.
+// from is the counter under mu that holds pc, or nil for a conn in use;
+// rejected says pc was popped from the idle stack by a Get and failed its
+// vetting.
 func (p *Pool) destroy(pc *poolConn, from *int, reason closeReason, rejected bool) {
 	_ = pc.nc.Close()
 	p.mu.Lock()
-	*from--
+	if from != nil {
+		*from--
+	}
 	if rejected {
 		p.idleRejects++
 	}
-	p.numOpen--
+	p.addOpenLocked(-1)
 	p.releaseGroupSlot()
 	delete(p.all, pc)
 	p.closes[reason]++
@@ -500,8 +535,16 @@ func (p *Pool) destroy(pc *poolConn, from *int, reason closeReason, rejected boo
 // wantWarmLocked wakes the maintainer when warming is behind MinIdle and a
 // dial is possible; at the cap there is nothing for it to do, and waking it
 // on every Get would make it contend for mu.
+// It takes idleMu for the idle count.
 func (p *Pool) wantWarmLocked() {
-	if n := p.cfg.minIdle; n > 0 && p.idle.Len()+p.numChecking+p.numWarming < n && p.canDialLocked() {
+	n := p.cfg.minIdle
+	if n == 0 || p.numChecking+p.numWarming >= n || !p.canDialLocked() {
+		return
+	}
+	p.idleMu.Lock()
+	idle := p.idle.Len()
+	p.idleMu.Unlock()
+	if idle+p.numChecking+p.numWarming < n {
 		p.wakeMaintainer()
 	}
 }

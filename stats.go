@@ -38,10 +38,12 @@ type Stats struct {
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
 	return Stats{
 		MaxConns:  p.cfg.maxConns,
 		OpenConns: p.numOpen - p.numDialing,
-		InUse:     p.numInUse,
+		InUse:     p.inUseLocked(),
 		Idle:      p.idle.Len() + p.numChecking,
 		Dialing:   p.numDialing,
 		Waiting:   p.waiters.Len(),

@@ -1,0 +1,99 @@
+package connpool
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connpool/connpool/internal/fakeconn"
+)
+
+// pausePutIdle makes the next putIdle stop between its checks and its
+// push. It returns a channel closed once a Put is stopped there, and a
+// function that lets it go on.
+func pausePutIdle(t *testing.T) (paused <-chan struct{}, resume func()) {
+	stopped, goOn := make(chan struct{}), make(chan struct{})
+	first := true
+	testHookPutIdle = func() {
+		if first { // only the paused Put runs putIdle until resume
+			first = false
+			close(stopped)
+			<-goOn
+		}
+	}
+	t.Cleanup(func() { testHookPutIdle = nil })
+	return stopped, func() { close(goOn) }
+}
+
+// borrowOne returns a pool of one in-memory conn and that conn, borrowed.
+func borrowOne(t *testing.T) (*Pool, *Conn, *fakeconn.Conn) {
+	fc := &fakeconn.Conn{}
+	p, err := New("fake", "fake:0", WithMaxConns(1),
+		WithDialer(func(context.Context, string, string) (net.Conn, error) { return fc, nil }))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	c, err := p.Get(context.Background())
+	require.NoError(t, err)
+	return p, c, fc
+}
+
+// TestPutIdleServesGetQueuedBeforePush stops a Put after it found no Get
+// queued and before its push, queues a Get meanwhile, and lets the Put go
+// on: the Put must serve the Get, which would otherwise wait with the only
+// conn sitting idle.
+func TestPutIdleServesGetQueuedBeforePush(t *testing.T) {
+	p, c, _ := borrowOne(t)
+	paused, resume := pausePutIdle(t)
+	putDone := make(chan error)
+	go func() { putDone <- c.Close() }()
+	<-paused
+
+	got := make(chan error)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c2, err := p.Get(ctx)
+		if err == nil {
+			err = c2.Close()
+		}
+		got <- err
+	}()
+	require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, 5*time.Second, time.Millisecond)
+	resume()
+	require.NoError(t, <-putDone)
+	require.NoError(t, <-got, "the Get waited while the conn sat idle")
+}
+
+// TestPutIdleClosesConnPushedAfterClose stops a Put the same way, closes
+// the pool meanwhile, and lets the Put go on: the conn it pushes after
+// Close emptied the idle stack must be closed, and Shutdown must wait for
+// that.
+func TestPutIdleClosesConnPushedAfterClose(t *testing.T) {
+	p, c, fc := borrowOne(t)
+	paused, resume := pausePutIdle(t)
+	putDone := make(chan error)
+	go func() { putDone <- c.Close() }()
+	<-paused
+
+	shut := make(chan error)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- p.Shutdown(ctx)
+	}()
+	require.Eventually(t, func() bool { return p.closed.Load() }, 5*time.Second, time.Millisecond)
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) before the borrowed conn came back", err)
+	default:
+	}
+	resume()
+	require.NoError(t, <-putDone)
+	require.NoError(t, <-shut)
+	assert.True(t, fc.Closed(), "conn pushed after Close left open")
+	assert.Zero(t, p.Stats().OpenConns)
+}
