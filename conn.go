@@ -29,10 +29,11 @@ type poolConn struct {
 	slab        *[wrapperSlab]Conn
 	slabNext    int // next unused wrapper in slab
 
-	// Guarded by Pool.idleMu.
+	// Guarded by Pool.idleMu while pc is idle; written by the holder
+	// before it pushes pc on the idle stack.
 	lastUsed int64 // pool clock when last returned; 0 until the reaper stamps it
-	// Written with Pool.mu and Pool.idleMu held, so read under either.
-	retire bool // past its max lifetime while not idle: close on return
+
+	retire atomic.Bool // past its max lifetime: close on return, do not hand out
 }
 
 // wrapperSlab is how many Conn wrappers a conn allocates at once. Each Get

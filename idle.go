@@ -47,19 +47,20 @@ func (p *Pool) popIdle() *Conn {
 // declines, leaving pc to putBack, when a Get is queued, the pool is
 // closed, MaxIdle conns are idle, or pc is past its lifetime.
 func (p *Pool) putIdle(pc *poolConn) bool {
-	if p.queued.Load() != 0 || p.closed.Load() {
+	if p.queued.Load() != 0 || p.closed.Load() || pc.retire.Load() {
 		return false
+	}
+	// Touch pc before taking the lock, not while holding it.
+	if pc.lastUsed != 0 {
+		pc.lastUsed = 0 // returned now: the reaper stamps the time
 	}
 	if testHookPutIdle != nil {
 		testHookPutIdle()
 	}
 	p.idleMu.Lock()
-	if pc.retire || p.idle.Len() >= p.cfg.maxIdle {
+	if p.idle.Len() >= p.cfg.maxIdle {
 		p.idleMu.Unlock()
 		return false
-	}
-	if pc.lastUsed != 0 { // write only on change: the line may be shared with another core
-		pc.lastUsed = 0 // returned now: the reaper stamps the time
 	}
 	p.idle.Push(pc)
 	p.idleMu.Unlock()

@@ -312,8 +312,13 @@ func (p *Pool) TryGet() (*Conn, error) {
 }
 
 // vetIdle checks a conn just taken from the idle stack. It readies c for
-// its borrower, or closes the conn and reports false.
+// its borrower, or closes the conn and reports false. A conn found past
+// its lifetime is one the reaper flagged as a Put was pushing it.
 func (p *Pool) vetIdle(c *Conn, flags uint32) bool {
+	if c.pc.retire.Load() {
+		p.destroy(c.pc, nil, closeLifetime, true)
+		return false
+	}
 	if !p.healthy(c.pc, true) {
 		p.destroy(c.pc, nil, closeUnhealthy, true)
 		return false
@@ -463,13 +468,13 @@ func (p *Pool) putBack(pc *poolConn, from *int, fresh, sorted bool) {
 	if from != nil {
 		*from--
 	}
-	if !pc.retire && p.giveLocked(pc, fresh, sorted) {
+	if !pc.retire.Load() && p.giveLocked(pc, fresh, sorted) {
 		p.mu.Unlock()
 		return
 	}
 	reason := closeMaxIdle
 	switch {
-	case pc.retire:
+	case pc.retire.Load():
 		reason = closeLifetime
 	case p.closed.Load():
 		reason = closePool
