@@ -97,3 +97,32 @@ func TestPutIdleClosesConnPushedAfterClose(t *testing.T) {
 	assert.True(t, fc.Closed(), "conn pushed after Close left open")
 	assert.Zero(t, p.Stats().OpenConns)
 }
+
+// TestConnRetiredAsItIsPushedIsNotHandedOut flags a conn past its
+// lifetime while a Put is between its checks and its push, as the reaper
+// may: the next Get must close it, not hand it out again.
+func TestConnRetiredAsItIsPushedIsNotHandedOut(t *testing.T) {
+	p, err := New("fake", "fake:0", WithMaxConns(1), WithDialer(fakeconn.Dial))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	c, err := p.Get(context.Background())
+	require.NoError(t, err)
+	old := c.pc
+
+	paused, resume := pausePutIdle(t)
+	putDone := make(chan error)
+	go func() { putDone <- c.Close() }()
+	<-paused
+	old.retire.Store(true)
+	resume()
+	require.NoError(t, <-putDone)
+
+	c2, err := p.Get(context.Background())
+	require.NoError(t, err)
+	assert.NotSame(t, old, c2.pc, "a retired conn was handed out")
+	assert.True(t, old.nc.(*fakeconn.Conn).Closed())
+	st := p.Stats()
+	assert.Equal(t, int64(1), st.LifetimeClosed)
+	assert.Equal(t, int64(2), st.Dials)
+	require.NoError(t, c2.Close())
+}
