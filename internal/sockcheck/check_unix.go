@@ -6,15 +6,13 @@ import "syscall"
 
 const supported = true
 
-// peekFD looks at the first waiting byte without taking it. Go's sockets
+// peek looks at the first waiting byte without taking it. Go's sockets
 // are non-blocking, so this returns EAGAIN at once when nothing waits.
-func (ck *Checker) peekFD(fd uintptr) {
+func (ck *Checker) peek() (int, error) {
 	for {
-		n, _, err := syscall.Recvfrom(int(fd), ck.buf[:], syscall.MSG_PEEK)
-		if err == syscall.EINTR {
-			continue
+		n, _, err := syscall.Recvfrom(int(ck.fd), ck.buf[:], syscall.MSG_PEEK)
+		if err != syscall.EINTR {
+			return n, err
 		}
-		ck.n, ck.err = n, err
-		return
 	}
 }
