@@ -3,9 +3,11 @@ package benchmarks
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/jackc/puddle/v2"
 
@@ -176,6 +178,54 @@ func TestWaysWork(t *testing.T) {
 			if string(buf) != "0123456789" {
 				t.Fatalf("echo returned %q", buf)
 			}
+		})
+	}
+}
+
+// BenchmarkLoopbackPaired alternates, in one loop, a round trip on a raw
+// persistent conn and one through connpool, and reports the mean of each
+// and the pool's overhead in percent. The machine's drift falls on both
+// alike, so it resolves differences of a percent that separate runs
+// cannot. peek=true is connpool's default; peek=false isolates the cost of
+// the checkout peek.
+func BenchmarkLoopbackPaired(b *testing.B) {
+	srv := startEcho(b)
+	for _, peek := range []bool{true, false} {
+		b.Run(fmt.Sprintf("peek=%v", peek), func(b *testing.B) {
+			raw, err := net.Dial("tcp", srv.Addr())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer raw.Close()
+			p, err := connpool.New("tcp", srv.Addr(), connpool.WithLivenessCheck(peek))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			buf := make([]byte, msgSize)
+			var rawTime, poolTime time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				if err := echo(raw, buf); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				c, err := p.Get(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := echo(c, buf); err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+				t2 := time.Now()
+				rawTime += t1.Sub(t0)
+				poolTime += t2.Sub(t1)
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(rawTime.Nanoseconds())/n, "raw-ns/rt")
+			b.ReportMetric(float64(poolTime.Nanoseconds())/n, "connpool-ns/rt")
+			b.ReportMetric(100*(float64(poolTime)/float64(rawTime)-1), "overhead-%")
 		})
 	}
 }
