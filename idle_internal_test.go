@@ -126,3 +126,38 @@ func TestConnRetiredAsItIsPushedIsNotHandedOut(t *testing.T) {
 	assert.Equal(t, int64(2), st.Dials)
 	require.NoError(t, c2.Close())
 }
+
+// TestRetiredConnServedToWaiterIsClosed is the same race with a Get
+// queued meanwhile: the Put serves the retired conn to the waiting Get,
+// whose vetting must close it and dial.
+func TestRetiredConnServedToWaiterIsClosed(t *testing.T) {
+	p, err := New("fake", "fake:0", WithMaxConns(1), WithDialer(fakeconn.Dial))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	c, err := p.Get(context.Background())
+	require.NoError(t, err)
+	old := c.pc
+
+	paused, resume := pausePutIdle(t)
+	putDone := make(chan error)
+	go func() { putDone <- c.Close() }()
+	<-paused
+	old.retire.Store(true)
+
+	got := make(chan *Conn)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c2, err := p.Get(ctx)
+		assert.NoError(t, err)
+		got <- c2
+	}()
+	require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, 5*time.Second, time.Millisecond)
+	resume()
+	require.NoError(t, <-putDone)
+	c2 := <-got
+	require.NotNil(t, c2)
+	assert.NotSame(t, old, c2.pc, "a retired conn was handed to a waiter")
+	assert.Equal(t, int64(1), p.Stats().LifetimeClosed)
+	require.NoError(t, c2.Close())
+}
