@@ -3,6 +3,7 @@ package connpool
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,4 +161,37 @@ func TestRetiredConnServedToWaiterIsClosed(t *testing.T) {
 	assert.NotSame(t, old, c2.pc, "a retired conn was handed to a waiter")
 	assert.Equal(t, int64(1), p.Stats().LifetimeClosed)
 	require.NoError(t, c2.Close())
+}
+
+// TestQueuedBalancesUnderCancellation hammers a small pool with Gets whose
+// contexts end at random, some before and some after they queue, and then
+// checks that queued came back to zero: a count left behind would send
+// every later Put down the slow path, and one lost would let a Put strand
+// a conn behind a waiter.
+func TestQueuedBalancesUnderCancellation(t *testing.T) {
+	p, err := New("fake", "fake:0", WithMaxConns(2), WithDialer(fakeconn.Dial))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration((w+i)%4)*20*time.Microsecond)
+				c, err := p.Get(ctx)
+				cancel()
+				if err == nil {
+					assert.NoError(t, c.Close())
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Zero(t, p.queued.Load())
+	p.mu.Lock()
+	assert.Zero(t, p.waiters.Len())
+	p.mu.Unlock()
+	st := p.Stats()
+	assert.Equal(t, st.OpenConns, st.Idle, "every conn back and idle")
+	assert.Positive(t, st.WaitCount, "some Gets queued")
+	assert.Positive(t, st.Timeouts, "some contexts ended")
 }
