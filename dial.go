@@ -230,16 +230,23 @@ func (p *Pool) releaseGroupSlot() {
 	}
 }
 
-// oldestIdle returns when the pool's oldest idle conn was returned.
-func (p *Pool) oldestIdle() (int64, bool) {
+// oldestIdle returns when the pool's oldest idle conn was returned, as a
+// time comparable across pools: each pool's clock counts from its own
+// creation. A conn the reaper has not stamped yet was returned since its
+// last run; it counts as returned now.
+func (p *Pool) oldestIdle() (time.Time, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.idleMu.Lock()
 	defer p.idleMu.Unlock()
 	if p.closed.Load() || p.idle.Len() == 0 {
-		return 0, false
+		return time.Time{}, false
 	}
-	return p.idle.All()[0].returnedAt(), true
+	at := p.idle.All()[0].lastUsed
+	if at == 0 {
+		at = p.now()
+	}
+	return p.epoch.Add(time.Duration(at)), true
 }
 
 // closeOldestIdle closes the pool's oldest idle conn, to make room under

@@ -204,12 +204,12 @@ func (g *Group) sweep() {
 func (g *Group) evictIdle(except *Pool) bool {
 	g.mu.Lock()
 	var victim *Pool
-	var oldest int64
+	var oldest time.Time
 	for _, e := range g.pools {
 		if e.pool == except {
 			continue
 		}
-		if t, ok := e.pool.oldestIdle(); ok && (victim == nil || t < oldest) {
+		if t, ok := e.pool.oldestIdle(); ok && (victim == nil || t.Before(oldest)) {
 			victim, oldest = e.pool, t
 		}
 	}
