@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -31,13 +32,18 @@ type Group struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 
-	mu     sync.Mutex // guards the fields below; may be held while taking a Pool's mu, never the reverse
+	// mu guards the fields below; it may be held while taking a Pool's mu,
+	// never the reverse. Lookups of an existing pool take it for reading.
+	mu     sync.RWMutex
 	pools  map[Addr]*groupEntry
 	closed bool
 }
 
 type groupEntry struct {
-	pool     *Pool
+	pool *Pool
+	// used is set by every lookup, under Group.mu for reading; the sweeper
+	// clears it and stamps lastUsed, so lookups read no clock.
+	used     atomic.Bool
 	lastUsed time.Time // guarded by Group.mu
 }
 
@@ -52,7 +58,8 @@ func WithGroupMaxConns(n int) Option {
 }
 
 // WithGroupIdleTimeout makes a Group close and forget a pool that nobody
-// has used for d and that has no conn borrowed. If d is 0, pools are kept
+// has used for d and that has no conn borrowed (within d/4 after that:
+// lookups read no clock, a sweep every d/4 does). If d is 0, pools are kept
 // until the Group closes. The default is 5m. It is an option of
 // [NewGroup] only; [New] rejects it.
 func WithGroupIdleTimeout(d time.Duration) Option {
@@ -105,13 +112,27 @@ func NewGroup(opts ...Option) (*Group, error) {
 // pool returns the pool for network and address, creating it on first use.
 func (g *Group) pool(network, address string) (*Pool, error) {
 	key := Addr{network, address}
+	g.mu.RLock()
+	e, ok := g.pools[key]
+	closed := g.closed
+	if ok && !e.used.Load() { // write only on change: many cores read the line
+		e.used.Store(true)
+	}
+	g.mu.RUnlock()
+	switch {
+	case closed:
+		return nil, ErrClosed
+	case ok:
+		return e.pool, nil
+	}
+
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
 		return nil, ErrClosed
 	}
-	if e, ok := g.pools[key]; ok {
-		e.lastUsed = time.Now()
+	if e, ok := g.pools[key]; ok { // created meanwhile
+		e.used.Store(true)
 		return e.pool, nil
 	}
 	p, err := New(network, address, g.opts...)
@@ -144,8 +165,8 @@ func (g *Group) DialContext(ctx context.Context, network, address string) (net.C
 
 // Stats returns the stats of every pool the group holds now.
 func (g *Group) Stats() map[Addr]Stats {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	out := make(map[Addr]Stats, len(g.pools))
 	for k, e := range g.pools {
 		out[k] = e.pool.Stats()
@@ -173,7 +194,10 @@ func (g *Group) Close() error {
 	return nil
 }
 
-// sweep closes pools nobody used for idleAfter and that lend no conn.
+// sweep closes pools nobody used for idleAfter and that lend no conn. It
+// runs every idleAfter/4 and stamps the pools used since its last run
+// with the time of this one, so a pool is closed between idleAfter and
+// 5/4 idleAfter after its last use, never before.
 func (g *Group) sweep() {
 	defer g.wg.Done()
 	t := time.NewTicker(max(g.idleAfter/4, time.Millisecond))
@@ -186,6 +210,10 @@ func (g *Group) sweep() {
 			var unused []*Pool
 			g.mu.Lock()
 			for k, e := range g.pools {
+				if e.used.Swap(false) {
+					e.lastUsed = now
+					continue
+				}
 				if now.Sub(e.lastUsed) >= g.idleAfter && e.pool.Stats().InUse == 0 {
 					unused = append(unused, e.pool)
 					delete(g.pools, k)
@@ -202,7 +230,7 @@ func (g *Group) sweep() {
 // evictIdle closes the oldest idle conn of any pool but except, to make
 // room under the group's cap. It reports whether it found one.
 func (g *Group) evictIdle(except *Pool) bool {
-	g.mu.Lock()
+	g.mu.RLock()
 	var victim *Pool
 	var oldest time.Time
 	for _, e := range g.pools {
@@ -213,7 +241,7 @@ func (g *Group) evictIdle(except *Pool) bool {
 			victim, oldest = e.pool, t
 		}
 	}
-	g.mu.Unlock()
+	g.mu.RUnlock()
 	return victim != nil && victim.closeOldestIdle()
 }
 

@@ -42,3 +42,24 @@ func TestGroupEvictsOldestAcrossPoolEpochs(t *testing.T) {
 	assert.Equal(t, int64(1), early.Stats().IdleClosed, "the conn returned first is evicted")
 	assert.Equal(t, 1, late.Stats().Idle)
 }
+
+// TestGroupKeepsPoolInUse looks a pool up over several idle timeouts and
+// checks the sweeper never forgot it: lookups only flag the pool as used,
+// and the sweeper must take the flag for a use.
+func TestGroupKeepsPoolInUse(t *testing.T) {
+	const idle = 20 * time.Millisecond
+	g, err := NewGroup(WithDialer(fakeconn.Dial), WithGroupIdleTimeout(idle))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close() })
+	first, err := g.pool("tcp", "busy:1")
+	require.NoError(t, err)
+	for end := time.Now().Add(8 * idle); time.Now().Before(end); {
+		c, err := g.Get(context.Background(), "tcp", "busy:1")
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+	}
+	now, err := g.pool("tcp", "busy:1")
+	require.NoError(t, err)
+	assert.Same(t, first, now, "a pool in use was forgotten")
+	assert.False(t, first.closed.Load())
+}
