@@ -3,6 +3,7 @@ package connpool
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"sync/atomic"
@@ -119,6 +120,34 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if err != nil {
 		c.state.Or(connPoisoned)
 	}
+	return n, err
+}
+
+// ReadFrom copies from r to the connection until r is drained, so that
+// io.Copy to a Conn reaches the inner conn's own ReadFrom: sendfile or
+// splice for a *net.TCPConn, instead of a copy through a buffer. An
+// error, on either side, poisons c: the peer may have part of the data.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if !c.live() {
+		return 0, c.errReturned("readfrom")
+	}
+	n, err := io.Copy(c.pc.nc, r)
+	if err != nil {
+		c.state.Or(connPoisoned)
+	}
+	return n, err
+}
+
+// WriteTo copies from the connection to w until the peer closes it or an
+// error occurs, so that io.Copy from a Conn reaches the inner conn's own
+// WriteTo (splice for a *net.TCPConn). It reads to the end of the
+// stream, so it always poisons c: a drained conn cannot be reused.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	if !c.live() {
+		return 0, c.errReturned("writeto")
+	}
+	n, err := io.Copy(w, c.pc.nc)
+	c.state.Or(connPoisoned)
 	return n, err
 }
 
@@ -243,6 +272,8 @@ func (r *rawConn) Write(f func(fd uintptr) bool) error {
 
 var (
 	_ net.Conn        = (*Conn)(nil)
+	_ io.ReaderFrom   = (*Conn)(nil)
+	_ io.WriterTo     = (*Conn)(nil)
 	_ syscall.Conn    = (*Conn)(nil)
 	_ syscall.RawConn = (*rawConn)(nil)
 )

@@ -1,13 +1,16 @@
 package connpool_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -45,6 +48,10 @@ func TestReturnedConnIsDeadToItsHolder(t *testing.T) {
 	assert.ErrorIs(t, stale.SetDeadline(time.Now()), net.ErrClosed)
 	assert.ErrorIs(t, stale.SetReadDeadline(time.Now()), net.ErrClosed)
 	assert.ErrorIs(t, stale.SetWriteDeadline(time.Now()), net.ErrClosed)
+	_, err = stale.ReadFrom(strings.NewReader("intrude"))
+	assert.ErrorIs(t, err, net.ErrClosed)
+	_, err = stale.WriteTo(io.Discard)
+	assert.ErrorIs(t, err, net.ErrClosed)
 	_, err = stale.SyscallConn()
 	assert.ErrorIs(t, err, net.ErrClosed)
 	assert.ErrorIs(t, rc.Control(func(uintptr) {}), net.ErrClosed, "a RawConn kept past return is dead too")
@@ -117,6 +124,19 @@ func TestFailedIOPoisonsConn(t *testing.T) {
 			require.ErrorIs(t, err, io.EOF)
 		}},
 		{"mark unusable", func(t *testing.T, c *connpool.Conn) { c.MarkUnusable() }},
+		{"readfrom a failing reader", func(t *testing.T, c *connpool.Conn) {
+			boom := errors.New("boom")
+			_, err := io.Copy(c, io.MultiReader(strings.NewReader("half a request"), iotest.ErrReader(boom)))
+			require.ErrorIs(t, err, boom)
+		}},
+		{"writeto the end of the stream", func(t *testing.T, c *connpool.Conn) {
+			mustRoundTrip(t, c, "last words")
+			require.NoError(t, c.Unwrap().(*net.TCPConn).CloseWrite())
+			var got bytes.Buffer
+			_, err := io.Copy(&got, c) // through c.WriteTo, until the server closes
+			require.NoError(t, err)
+			assert.Empty(t, got.String())
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startServer(t)
@@ -134,6 +154,35 @@ func TestFailedIOPoisonsConn(t *testing.T) {
 			require.NoError(t, next.Close())
 		})
 	}
+}
+
+// TestCopyToConnPassesThrough sends a large body with io.Copy, which
+// reaches the inner conn's ReadFrom through Conn.ReadFrom, and checks the
+// echo comes back intact and the conn stays reusable.
+func TestCopyToConnPassesThrough(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1))
+	c := getConn(t, p)
+	port := localPort(c)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 64<<10/16)
+	echoed := make(chan []byte, 1)
+	go func() {
+		got := make([]byte, len(body))
+		_, err := io.ReadFull(c, got)
+		assert.NoError(t, err)
+		echoed <- got
+	}()
+	n, err := io.Copy(c, bytes.NewReader(body))
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(body)), n)
+	assert.Equal(t, body, <-echoed)
+	require.NoError(t, c.Close())
+
+	again := getConn(t, p)
+	assert.Equal(t, port, localPort(again), "the conn was kept")
+	mustRoundTrip(t, again, "after the copy")
+	require.NoError(t, again.Close())
+	assert.Zero(t, p.Stats().BrokenClosed)
 }
 
 func TestWriteAfterPeerResetPoisons(t *testing.T) {
