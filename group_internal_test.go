@@ -47,7 +47,7 @@ func TestGroupEvictsOldestAcrossPoolEpochs(t *testing.T) {
 // checks the sweeper never forgot it: lookups only flag the pool as used,
 // and the sweeper must take the flag for a use.
 func TestGroupKeepsPoolInUse(t *testing.T) {
-	const idle = 20 * time.Millisecond
+	const idle = 50 * time.Millisecond
 	g, err := NewGroup(WithDialer(fakeconn.Dial), WithGroupIdleTimeout(idle))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = g.Close() })

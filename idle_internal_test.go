@@ -3,6 +3,7 @@ package connpool
 import (
 	"context"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -180,6 +181,7 @@ func TestQueuedBalancesUnderCancellation(t *testing.T) {
 				c, err := p.Get(ctx)
 				cancel()
 				if err == nil {
+					runtime.Gosched() // hold the conn while others run, so they queue
 					assert.NoError(t, c.Close())
 				}
 			}
