@@ -179,19 +179,27 @@ func (s *Server) serve(c *net.TCPConn, rw net.Conn) {
 	}
 }
 
+// forget drops c from the open set and closes it, in that order: a
+// sockcheck.Checker must not peek at a closed socket, whose descriptor
+// may already name a newly accepted one.
 func (s *Server) forget(c *net.TCPConn) {
-	c.Close()
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	c.Close()
 }
 
-// each calls f on every open connection, outside the lock.
-func (s *Server) each(f func(*net.TCPConn) error) error {
+// each calls f on every open connection, outside the lock. With drop, it
+// first takes them out of the open set, for an f that closes them (see
+// forget).
+func (s *Server) each(drop bool, f func(*net.TCPConn) error) error {
 	s.mu.Lock()
 	conns := make([]*net.TCPConn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
+		if drop {
+			delete(s.conns, c)
+		}
 	}
 	s.mu.Unlock()
 	var errs []error
@@ -206,12 +214,12 @@ func (s *Server) each(f func(*net.TCPConn) error) error {
 
 // CloseConns closes every open connection normally (the client sees FIN).
 func (s *Server) CloseConns() error {
-	return s.each(func(c *net.TCPConn) error { return c.Close() })
+	return s.each(true, func(c *net.TCPConn) error { return c.Close() })
 }
 
 // ResetConns aborts every open connection (the client sees RST).
 func (s *Server) ResetConns() error {
-	return s.each(func(c *net.TCPConn) error {
+	return s.each(true, func(c *net.TCPConn) error {
 		if err := c.SetLinger(0); err != nil {
 			return err
 		}
@@ -221,7 +229,7 @@ func (s *Server) ResetConns() error {
 
 // Send writes b, unasked, on every open connection.
 func (s *Server) Send(b []byte) error {
-	return s.each(func(c *net.TCPConn) error {
+	return s.each(false, func(c *net.TCPConn) error {
 		_, err := c.Write(b)
 		return err
 	})
