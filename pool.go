@@ -26,7 +26,8 @@ type Pool struct {
 	//
 	// A yieldlock rather than a sync.Mutex: with more threads than cores,
 	// a sync.Mutex parks its contenders and the hand-over costs
-	// microseconds; see package yieldlock.
+	// microseconds; see package yieldlock. It yields only while GOMAXPROCS
+	// exceeds the CPU count, which New and each maintainer run check.
 	idleMu yieldlock.Mutex
 	// idle holds the idle conns, most recently returned on top. A conn is
 	// pushed only when no Get is queued, or about to queue (queued == 0),
@@ -70,7 +71,7 @@ type Pool struct {
 	numClosing  int // taken out of the idle stack to be closed
 
 	all     map[*poolConn]struct{} // every open conn
-	drained chan struct{}          // made by close; closed, and set to nil, once no conn is borrowed
+	drained chan struct{}          // made by close; closed, and set to nil, once no conn is borrowed or closing
 
 	// Dial failures: a streak of consecutive failures sets a backoff during
 	// which Gets that need a dial fail fast with lastDialErr.
