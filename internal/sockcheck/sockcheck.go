@@ -24,6 +24,7 @@ import (
 // conns it holds, which nobody else closes.
 type Checker struct {
 	fd  uintptr
+	err error // the conn was closed before New: every Check reports it
 	buf [1]byte
 }
 
@@ -43,8 +44,8 @@ func New(c net.Conn) *Checker {
 		return nil
 	}
 	ck := &Checker{}
-	if rc.Control(func(fd uintptr) { ck.fd = fd }) != nil {
-		return nil
+	if err := rc.Control(func(fd uintptr) { ck.fd = fd }); err != nil {
+		ck.err = err
 	}
 	return ck
 }
@@ -53,5 +54,8 @@ func New(c net.Conn) *Checker {
 // closed its side (FIN), the socket's error when it was reset or failed,
 // and pending true when bytes are waiting to be read.
 func (ck *Checker) Check() (pending bool, err error) {
+	if ck.err != nil {
+		return false, ck.err
+	}
 	return classify(ck.peek())
 }

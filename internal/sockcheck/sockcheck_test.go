@@ -100,13 +100,17 @@ func TestPeekDoesNotConsume(t *testing.T) {
 	assert.NoError(t, err)
 }
 
+// TestClosedLocally checks a conn closed before its Checker was made: the
+// Checker cannot read a descriptor, and says so on every check rather
+// than pass a closed conn.
 func TestClosedLocally(t *testing.T) {
 	skipIfUnsupported(t)
 	c, _ := pair(t)
-	ck := New(c)
 	require.NoError(t, c.Close())
+	ck := New(c)
+	require.NotNil(t, ck)
 	_, err := ck.Check()
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, net.ErrClosed)
 }
 
 func TestNoSocket(t *testing.T) {
