@@ -33,8 +33,13 @@ type Mutex struct {
 }
 
 // SetYield says whether a contended Lock yields its core before it parks.
-// It may be called at any time, concurrently with Lock.
-func (m *Mutex) SetYield(on bool) { m.yield.Store(on) }
+// It may be called at any time, concurrently with Lock; it writes only on
+// a change, so that calling it often does not steal the lock's cache line.
+func (m *Mutex) SetYield(on bool) {
+	if m.yield.Load() != on {
+		m.yield.Store(on)
+	}
+}
 
 // Oversubscribed reports whether there are more Ps than CPUs: the case for
 // SetYield(true).
