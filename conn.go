@@ -34,7 +34,8 @@ type poolConn struct {
 	// before it pushes pc on the idle stack.
 	lastUsed int64 // pool clock when last returned; 0 until the reaper stamps it
 
-	retire atomic.Bool // past its max lifetime: close on return, do not hand out
+	// Written with Pool.mu and Pool.idleMu held, so read under either.
+	retire bool // past its max lifetime while not idle: close on return
 }
 
 // wrapperSlab is how many Conn wrappers a conn allocates at once. Each Get

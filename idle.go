@@ -47,18 +47,19 @@ func (p *Pool) popIdle() *Conn {
 // declines, leaving pc to putBack, when a Get is queued, the pool is
 // closed, MaxIdle conns are idle, or pc is past its lifetime.
 func (p *Pool) putIdle(pc *poolConn) bool {
-	if p.queued.Load() != 0 || p.closed.Load() || pc.retire.Load() {
+	if p.queued.Load() != 0 || p.closed.Load() {
 		return false
 	}
-	// Touch pc before taking the lock, not while holding it.
-	if pc.lastUsed != 0 {
+	if pc.lastUsed != 0 { // pc is ours until pushed: no lock needed
 		pc.lastUsed = 0 // returned now: the reaper stamps the time
 	}
 	if testHookPutIdle != nil {
 		testHookPutIdle()
 	}
 	p.idleMu.Lock()
-	if p.idle.Len() >= p.cfg.maxIdle {
+	// The reaper flags conns past their lifetime under idleMu too, so a
+	// flagged conn never reaches the stack.
+	if pc.retire || p.idle.Len() >= p.cfg.maxIdle {
 		p.idleMu.Unlock()
 		return false
 	}

@@ -2,7 +2,6 @@ package connpool
 
 import (
 	"context"
-	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -31,16 +30,53 @@ func pausePutIdle(t *testing.T) (paused <-chan struct{}, resume func()) {
 	return stopped, func() { close(goOn) }
 }
 
-// borrowOne returns a pool of one in-memory conn and that conn, borrowed.
-func borrowOne(t *testing.T) (*Pool, *Conn, *fakeconn.Conn) {
-	fc := &fakeconn.Conn{}
-	p, err := New("fake", "fake:0", WithMaxConns(1),
-		WithDialer(func(context.Context, string, string) (net.Conn, error) { return fc, nil }))
+// borrowOne returns a pool of at most one in-memory conn and that conn,
+// borrowed.
+func borrowOne(t *testing.T) (*Pool, *Conn) {
+	p, err := New("fake", "fake:0", WithMaxConns(1), WithDialer(fakeconn.Dial))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
 	c, err := p.Get(context.Background())
 	require.NoError(t, err)
-	return p, c, fc
+	return p, c
+}
+
+// putPaused returns c in the background and waits until its Put stops
+// between its checks and its push. finish lets the Put go on and returns
+// its error.
+func putPaused(t *testing.T, c *Conn) (finish func() error) {
+	paused, resume := pausePutIdle(t)
+	done := make(chan error)
+	go func() { done <- c.Close() }()
+	<-paused
+	return func() error {
+		resume()
+		return <-done
+	}
+}
+
+// queueGet starts a Get on p and waits until it is queued. The channel
+// yields the conn it got.
+func queueGet(t *testing.T, p *Pool) <-chan *Conn {
+	got := make(chan *Conn, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := p.Get(ctx)
+		assert.NoError(t, err, "the Get waited while a conn sat idle")
+		got <- c
+	}()
+	require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, 5*time.Second, time.Millisecond)
+	return got
+}
+
+// retire flags pc past its lifetime, as the reaper does.
+func retire(p *Pool, pc *poolConn) {
+	p.mu.Lock()
+	p.idleMu.Lock()
+	pc.retire = true
+	p.idleMu.Unlock()
+	p.mu.Unlock()
 }
 
 // TestPutIdleServesGetQueuedBeforePush stops a Put after it found no Get
@@ -48,26 +84,13 @@ func borrowOne(t *testing.T) (*Pool, *Conn, *fakeconn.Conn) {
 // on: the Put must serve the Get, which would otherwise wait with the only
 // conn sitting idle.
 func TestPutIdleServesGetQueuedBeforePush(t *testing.T) {
-	p, c, _ := borrowOne(t)
-	paused, resume := pausePutIdle(t)
-	putDone := make(chan error)
-	go func() { putDone <- c.Close() }()
-	<-paused
-
-	got := make(chan error)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c2, err := p.Get(ctx)
-		if err == nil {
-			err = c2.Close()
-		}
-		got <- err
-	}()
-	require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, 5*time.Second, time.Millisecond)
-	resume()
-	require.NoError(t, <-putDone)
-	require.NoError(t, <-got, "the Get waited while the conn sat idle")
+	p, c := borrowOne(t)
+	finish := putPaused(t, c)
+	got := queueGet(t, p)
+	require.NoError(t, finish())
+	c2 := <-got
+	require.NotNil(t, c2)
+	require.NoError(t, c2.Close())
 }
 
 // TestPutIdleClosesConnPushedAfterClose stops a Put the same way, closes
@@ -75,11 +98,9 @@ func TestPutIdleServesGetQueuedBeforePush(t *testing.T) {
 // Close emptied the idle stack must be closed, and Shutdown must wait for
 // that.
 func TestPutIdleClosesConnPushedAfterClose(t *testing.T) {
-	p, c, fc := borrowOne(t)
-	paused, resume := pausePutIdle(t)
-	putDone := make(chan error)
-	go func() { putDone <- c.Close() }()
-	<-paused
+	p, c := borrowOne(t)
+	fc := c.pc.nc.(*fakeconn.Conn)
+	finish := putPaused(t, c)
 
 	shut := make(chan error)
 	go func() {
@@ -93,8 +114,7 @@ func TestPutIdleClosesConnPushedAfterClose(t *testing.T) {
 		t.Fatalf("Shutdown returned (%v) before the borrowed conn came back", err)
 	default:
 	}
-	resume()
-	require.NoError(t, <-putDone)
+	require.NoError(t, finish())
 	require.NoError(t, <-shut)
 	assert.True(t, fc.Closed(), "conn pushed after Close left open")
 	assert.Zero(t, p.Stats().OpenConns)
@@ -102,22 +122,13 @@ func TestPutIdleClosesConnPushedAfterClose(t *testing.T) {
 
 // TestConnRetiredAsItIsPushedIsNotHandedOut flags a conn past its
 // lifetime while a Put is between its checks and its push, as the reaper
-// may: the next Get must close it, not hand it out again.
+// may: the conn must be closed, not handed out again.
 func TestConnRetiredAsItIsPushedIsNotHandedOut(t *testing.T) {
-	p, err := New("fake", "fake:0", WithMaxConns(1), WithDialer(fakeconn.Dial))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
-	c, err := p.Get(context.Background())
-	require.NoError(t, err)
+	p, c := borrowOne(t)
 	old := c.pc
-
-	paused, resume := pausePutIdle(t)
-	putDone := make(chan error)
-	go func() { putDone <- c.Close() }()
-	<-paused
-	old.retire.Store(true)
-	resume()
-	require.NoError(t, <-putDone)
+	finish := putPaused(t, c)
+	retire(p, old)
+	require.NoError(t, finish())
 
 	c2, err := p.Get(context.Background())
 	require.NoError(t, err)
@@ -130,33 +141,15 @@ func TestConnRetiredAsItIsPushedIsNotHandedOut(t *testing.T) {
 }
 
 // TestRetiredConnServedToWaiterIsClosed is the same race with a Get
-// queued meanwhile: the Put serves the retired conn to the waiting Get,
-// whose vetting must close it and dial.
+// queued meanwhile: the retired conn must not reach the waiting Get, which
+// gets a fresh dial.
 func TestRetiredConnServedToWaiterIsClosed(t *testing.T) {
-	p, err := New("fake", "fake:0", WithMaxConns(1), WithDialer(fakeconn.Dial))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
-	c, err := p.Get(context.Background())
-	require.NoError(t, err)
+	p, c := borrowOne(t)
 	old := c.pc
-
-	paused, resume := pausePutIdle(t)
-	putDone := make(chan error)
-	go func() { putDone <- c.Close() }()
-	<-paused
-	old.retire.Store(true)
-
-	got := make(chan *Conn)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c2, err := p.Get(ctx)
-		assert.NoError(t, err)
-		got <- c2
-	}()
-	require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, 5*time.Second, time.Millisecond)
-	resume()
-	require.NoError(t, <-putDone)
+	finish := putPaused(t, c)
+	retire(p, old)
+	got := queueGet(t, p)
+	require.NoError(t, finish())
 	c2 := <-got
 	require.NotNil(t, c2)
 	assert.NotSame(t, old, c2.pc, "a retired conn was handed to a waiter")

@@ -75,13 +75,13 @@ func (p *Pool) reap(now int64) (next int64) {
 	if p.cfg.maxLifetime > 0 {
 		for pc := range p.all {
 			if pc.expires != 0 && now >= pc.expires {
-				pc.retire.Store(true)
+				pc.retire = true
 			}
 		}
 	}
 	left := p.idle.Len()
 	victims := p.idle.RemoveFunc(func(pc *poolConn) bool {
-		if !pc.retire.Load() && (idleTimeout == 0 || now-pc.lastUsed < idleTimeout || left <= p.cfg.minIdle) {
+		if !pc.retire && (idleTimeout == 0 || now-pc.lastUsed < idleTimeout || left <= p.cfg.minIdle) {
 			return false
 		}
 		left--
@@ -94,7 +94,7 @@ func (p *Pool) reap(now int64) (next int64) {
 
 	for _, pc := range victims {
 		reason := closeIdle
-		if pc.retire.Load() {
+		if pc.retire {
 			reason = closeLifetime
 		}
 		p.destroy(pc, &p.numClosing, reason, false)
@@ -128,7 +128,7 @@ func (p *Pool) nextReapLocked(now int64) int64 {
 	if p.cfg.maxLifetime > 0 {
 		next = min(next, now+int64(p.cfg.maxLifetime-p.cfg.lifetimeJitter))
 		for pc := range p.all {
-			if !pc.retire.Load() {
+			if !pc.retire {
 				next = min(next, pc.expires)
 			}
 		}

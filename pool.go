@@ -276,8 +276,8 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 			return checkout(c, flags), nil
 		}
 		// A returned conn handed straight over is vetted like any other.
-		if reason := p.vet(c.pc); reason != keep {
-			p.destroy(c.pc, nil, reason, false)
+		if !p.healthy(c.pc, true) {
+			p.destroy(c.pc, nil, closeUnhealthy, false)
 			rejects++
 			continue
 		}
@@ -315,25 +315,12 @@ func (p *Pool) TryGet() (*Conn, error) {
 // vetIdle checks a conn just taken from the idle stack. It readies c for
 // its borrower, or closes the conn and reports false.
 func (p *Pool) vetIdle(c *Conn, flags uint32) bool {
-	if reason := p.vet(c.pc); reason != keep {
-		p.destroy(c.pc, nil, reason, true)
+	if !p.healthy(c.pc, true) {
+		p.destroy(c.pc, nil, closeUnhealthy, true)
 		return false
 	}
 	checkout(c, flags)
 	return true
-}
-
-// vet says why a conn that was idle must be closed rather than handed
-// out, or keep. A conn past its lifetime is one the reaper flagged as a
-// Put was pushing it.
-func (p *Pool) vet(pc *poolConn) closeReason {
-	switch {
-	case pc.retire.Load():
-		return closeLifetime
-	case !p.healthy(pc, true):
-		return closeUnhealthy
-	}
-	return keep
 }
 
 // healthy runs the checkout peek. The time-based checks (idle timeout, max
@@ -477,13 +464,13 @@ func (p *Pool) putBack(pc *poolConn, from *int, fresh, sorted bool) {
 	if from != nil {
 		*from--
 	}
-	if !pc.retire.Load() && p.giveLocked(pc, fresh, sorted) {
+	if !pc.retire && p.giveLocked(pc, fresh, sorted) {
 		p.mu.Unlock()
 		return
 	}
 	reason := closeMaxIdle
 	switch {
-	case pc.retire.Load():
+	case pc.retire:
 		reason = closeLifetime
 	case p.closed.Load():
 		reason = closePool
