@@ -60,20 +60,33 @@ func (p *Pool) beginClose() (<-chan struct{}, error) {
 	for e := p.popWaiterLocked(); e != nil; e = p.popWaiterLocked() {
 		e.Value.ch <- delivery{err: ErrClosed}
 	}
-	p.idleMu.Lock()
-	idle := p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
-	p.idleMu.Unlock()
-	p.numClosing += len(idle)
+	idle := p.takeAllIdleLocked()
 	drained := make(chan struct{})
 	p.drained = drained
 	p.drainedLocked()
 	p.mu.Unlock()
 
 	p.cancel()
+	p.closeAll(idle)
+	return drained, nil
+}
+
+// takeAllIdleLocked empties the idle stack of a closed pool and counts the
+// conns as closing; the caller closes them with closeAll once mu is
+// released. It takes idleMu.
+func (p *Pool) takeAllIdleLocked() []*poolConn {
+	p.idleMu.Lock()
+	idle := p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
+	p.idleMu.Unlock()
+	p.numClosing += len(idle)
+	return idle
+}
+
+// closeAll closes conns that takeAllIdleLocked took.
+func (p *Pool) closeAll(idle []*poolConn) {
 	for _, pc := range idle {
 		p.destroy(pc, &p.numClosing, closePool, false)
 	}
-	return drained, nil
 }
 
 // drainedLocked closes the drained channel once the pool is closed and no

@@ -87,15 +87,10 @@ func (p *Pool) serveIdle() {
 	}
 	var doomed []*poolConn
 	if p.closed.Load() {
-		p.idleMu.Lock()
-		doomed = p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
-		p.idleMu.Unlock()
-		p.numClosing += len(doomed)
+		doomed = p.takeAllIdleLocked()
 	}
 	p.mu.Unlock()
-	for _, pc := range doomed {
-		p.destroy(pc, &p.numClosing, closePool, false)
-	}
+	p.closeAll(doomed)
 }
 
 // takeIdleLocked is Get's way to the idle stack under mu. It pops the top
