@@ -70,26 +70,35 @@ func TestPutServesGetThatQueuedMeanwhile(t *testing.T) {
 	assert.Equal(t, int64(workers*rounds), st.Hits+st.Misses)
 }
 
+// borrowAllThenReturn borrows every conn of a new pool of n in-memory
+// conns and returns them all from their own goroutines; the caller closes
+// the pool meanwhile and waits for the returns with the WaitGroup.
+func borrowAllThenReturn(t *testing.T, n int) (*connpool.Pool, *recordingDialer, *sync.WaitGroup) {
+	t.Helper()
+	d := &recordingDialer{}
+	p, err := connpool.New("fake", "fake:0", connpool.WithMaxConns(n), connpool.WithDialer(d.dial))
+	require.NoError(t, err)
+	borrowed := make([]*connpool.Conn, n)
+	for i := range borrowed {
+		borrowed[i], err = p.Get(context.Background())
+		require.NoError(t, err)
+	}
+	var wg sync.WaitGroup
+	for _, c := range borrowed {
+		wg.Go(func() { assert.NoError(t, c.Close()) })
+	}
+	return p, d, &wg
+}
+
 // TestPutRacingCloseClosesTheConn returns conns while the pool closes: a
 // Put that pushed its conn as Close emptied the idle stack must close it
 // itself, or it stays open for good.
 func TestPutRacingCloseClosesTheConn(t *testing.T) {
 	const conns = 8
 	for range 200 {
-		d := &recordingDialer{}
-		p, err := connpool.New("fake", "fake:0", connpool.WithMaxConns(conns), connpool.WithDialer(d.dial))
-		require.NoError(t, err)
-		borrowed := make([]*connpool.Conn, conns)
-		for i := range borrowed {
-			borrowed[i], err = p.Get(context.Background())
-			require.NoError(t, err)
-		}
-		var wg sync.WaitGroup
-		for _, c := range borrowed {
-			wg.Go(func() { assert.NoError(t, c.Close()) })
-		}
+		p, d, returns := borrowAllThenReturn(t, conns)
 		require.NoError(t, p.Close())
-		wg.Wait()
+		returns.Wait()
 		require.Zero(t, d.open(), "conns left open after Close and every Put")
 		st := p.Stats()
 		require.Zero(t, st.OpenConns)
@@ -101,25 +110,13 @@ func TestPutRacingCloseClosesTheConn(t *testing.T) {
 // pool drained while a conn returned at the moment it closed is still
 // open.
 func TestShutdownWaitsForRacingPuts(t *testing.T) {
-	const conns = 8
 	for range 200 {
-		d := &recordingDialer{}
-		p, err := connpool.New("fake", "fake:0", connpool.WithMaxConns(conns), connpool.WithDialer(d.dial))
-		require.NoError(t, err)
-		borrowed := make([]*connpool.Conn, conns)
-		for i := range borrowed {
-			borrowed[i], err = p.Get(context.Background())
-			require.NoError(t, err)
-		}
-		var wg sync.WaitGroup
-		for _, c := range borrowed {
-			wg.Go(func() { assert.NoError(t, c.Close()) })
-		}
+		p, d, returns := borrowAllThenReturn(t, 8)
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		require.NoError(t, p.Shutdown(ctx))
 		cancel()
 		open := d.open()
-		wg.Wait()
+		returns.Wait()
 		require.Zero(t, open, "Shutdown returned with conns open")
 	}
 }

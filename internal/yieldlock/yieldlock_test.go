@@ -77,29 +77,27 @@ func TestTryLock(t *testing.T) {
 // BenchmarkContended compares Mutex, yielding and not, with sync.Mutex on
 // a tiny critical section; run it with -cpu 1,2,8.
 func BenchmarkContended(b *testing.B) {
-	b.Run("lock=yieldlock", func(b *testing.B) {
-		var m Mutex
-		m.SetYield(true)
-		n := 0
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				m.Lock()
-				n++
-				m.Unlock()
-			}
+	yielding := &Mutex{}
+	yielding.SetYield(true)
+	for _, l := range []struct {
+		name string
+		m    sync.Locker
+	}{
+		{"yieldlock", yielding},
+		{"yieldlock-no-yield", &Mutex{}},
+		{"sync", &sync.Mutex{}},
+	} {
+		b.Run("lock="+l.name, func(b *testing.B) {
+			n := 0
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					l.m.Lock()
+					n++
+					l.m.Unlock()
+				}
+			})
 		})
-	})
-	b.Run("lock=sync", func(b *testing.B) {
-		var m sync.Mutex
-		n := 0
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				m.Lock()
-				n++
-				m.Unlock()
-			}
-		})
-	})
+	}
 }
 
 func TestOversubscribed(t *testing.T) {
