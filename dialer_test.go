@@ -2,6 +2,7 @@ package connpool_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -170,4 +172,99 @@ type countedConn struct {
 func (c *countedConn) Close() error {
 	c.once.Do(func() { c.d.open.Add(-1) })
 	return c.Conn.Close()
+}
+
+// TestDialContextWaitersBehindUsedConns pins a livelock: in a pool shared
+// by Get and DialContext, DialContext callers queued at the cap while Get
+// borrowers held every conn. The conns that came back were used, which a
+// DialContext caller cannot take, so each waiter passed them to the next,
+// in a busy loop, and no dial was ever made. A used conn that no waiter
+// can take is now retired so that the first waiter's dial can start.
+func TestDialContextWaitersBehindUsedConns(t *testing.T) {
+	const callers = 16
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(2), connpool.WithHealthCheckInterval(0))
+	held := holdAll(t, p, 2)
+	for _, c := range held {
+		mustRoundTrip(t, c, "used by a Get borrower")
+	}
+	before := p.Stats().WaitCount
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	type result struct {
+		err    error
+		waited time.Duration // from the conns' return to the caller's conn
+	}
+	var returned atomic.Int64 // UnixNano when the held conns went back
+	results := make(chan result, callers)
+	for range callers {
+		go func() {
+			nc, err := p.DialContext(ctx, "tcp", srv.Addr())
+			r := result{err: err, waited: time.Duration(time.Now().UnixNano() - returned.Load())}
+			if err == nil {
+				_, r.err = roundTrip(nc, "fresh")
+				_ = nc.Close()
+			}
+			results <- r
+		}()
+	}
+	require.Eventually(t, waitersAre(p, callers), waitFor, tick)
+	returned.Store(time.Now().UnixNano())
+	for _, c := range held {
+		require.NoError(t, c.Close())
+	}
+	for range callers {
+		r := <-results
+		require.NoError(t, r.err)
+		assert.Less(t, r.waited, time.Second, "served within a second of the conns' return")
+	}
+	st := p.Stats()
+	assert.LessOrEqual(t, st.WaitCount-before, int64(3*callers), "waits per caller")
+	assert.Equal(t, int64(callers), st.ReleasedClosed)
+	checkBooks(t, st)
+}
+
+// TestMixedWaitersUsedConnGoesToGet: a used conn returned while a
+// DialContext caller and then a Get wait at the cap goes to the Get, the
+// first waiter that can take it; the DialContext caller gets a fresh dial.
+func TestMixedWaitersUsedConnGoesToGet(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1), connpool.WithHealthCheckInterval(0))
+	held := holdAll(t, p, 1)[0]
+	mustRoundTrip(t, held, "used")
+	port := localPort(held)
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	dialed := make(chan error, 1)
+	go func() {
+		nc, err := p.DialContext(ctx, "tcp", srv.Addr())
+		if err == nil {
+			if localPort(nc) == port {
+				err = errors.New("DialContext got the used conn")
+			}
+			_ = nc.Close()
+		}
+		dialed <- err
+	}()
+	require.Eventually(t, waitersAre(p, 1), waitFor, tick)
+	got := make(chan *connpool.Conn, 1)
+	go func() {
+		c, err := p.Get(ctx)
+		if err != nil {
+			c = nil
+		}
+		got <- c
+	}()
+	require.Eventually(t, waitersAre(p, 2), waitFor, tick)
+	require.NoError(t, held.Close())
+
+	c := <-got
+	require.NotNil(t, c, "the Get was served")
+	assert.Equal(t, port, localPort(c), "the Get got the used conn")
+	mustRoundTrip(t, c, "reused")
+	require.NoError(t, c.Close(), "frees the slot for the DialContext caller's dial")
+	require.NoError(t, <-dialed)
+	checkBooks(t, p.Stats())
 }

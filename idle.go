@@ -76,20 +76,42 @@ func (p *Pool) putIdle(pc *poolConn) bool {
 // pushing a conn without mu, it finds a Get queued or the pool closed.
 func (p *Pool) serveIdle() {
 	p.mu.Lock()
-	for p.waiters.Len() > 0 {
+	var retired []*poolConn
+	needDials := -1 // waiters without a dial, counted when first needed
+	for p.waiters.Len() > 0 && !p.closed.Load() {
 		p.idleMu.Lock()
 		pc, ok := p.idle.Pop()
 		p.idleMu.Unlock()
 		if !ok {
 			break
 		}
-		p.deliverLocked(p.popWaiterLocked(), pc, false)
+		if e := p.waiterForLocked(pc); e != nil {
+			p.deliverLocked(e, pc, false)
+			continue
+		}
+		// Only DialContext callers wait, and pc is used: retire it if one
+		// of them needs its slot for a dial (see offerLocked).
+		if needDials < 0 {
+			needDials = p.waitersWithoutDialLocked()
+		}
+		if len(retired) < needDials {
+			retired = append(retired, pc)
+			p.numClosing++
+			continue
+		}
+		p.idleMu.Lock()
+		p.idle.Push(pc)
+		p.idleMu.Unlock()
+		break
 	}
 	var doomed []*poolConn
 	if p.closed.Load() {
 		doomed = p.takeAllIdleLocked()
 	}
 	p.mu.Unlock()
+	for _, pc := range retired {
+		p.destroy(pc, &p.numClosing, closeIdle, false)
+	}
 	p.closeAll(doomed)
 }
 

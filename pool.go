@@ -106,9 +106,10 @@ type Pool struct {
 
 // waiter is a Get waiting in the queue for a conn.
 type waiter struct {
-	ch      chan delivery   // capacity 1: sent to exactly once, under mu, by whoever dequeues the waiter
-	ctx     context.Context // the Get's context, whose values a dial started for it sees
-	dialing bool            // a dial started on this waiter's behalf has not finished
+	ch         chan delivery   // capacity 1: sent to exactly once, under mu, by whoever dequeues the waiter
+	ctx        context.Context // the Get's context, whose values a dial started for it sees
+	dialing    bool            // a dial started on this waiter's behalf has not finished
+	unusedOnly bool            // a DialContext caller: takes only a conn never handed out
 }
 
 // delivery is what a waiter is served: a conn, in a new wrapper, or an
@@ -260,16 +261,13 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 			}
 			continue
 		}
-		d, err := p.waitLocked(ctx)
+		d, err := p.waitLocked(ctx, unusedOnly)
 		if err != nil {
 			return nil, err
 		}
 		c = d.c
 		if unusedOnly && c.pc.used {
-			// A pool shared by Get and DialContext handed a returned conn
-			// to a DialContext waiter: pass it on and keep waiting.
-			p.putBack(c.pc, nil, false, true)
-			continue
+			panic("connpool: a used conn was handed to a DialContext caller")
 		}
 		if d.fresh {
 			p.misses.Add(1)
@@ -360,11 +358,11 @@ func checkout(c *Conn, flags uint32) *Conn {
 }
 
 // waitLocked queues the Get, starting a dial for it when the cap and the
-// dial limit allow, and waits for a delivery or the end of ctx. It is
-// called with mu held and the Get counted in queued, and returns with mu
-// released.
-func (p *Pool) waitLocked(ctx context.Context) (delivery, error) {
-	e := &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1), ctx: ctx}}
+// dial limit allow, and waits for a delivery or the end of ctx; with
+// unusedOnly it is served only conns never handed out. It is called with
+// mu held and the Get counted in queued, and returns with mu released.
+func (p *Pool) waitLocked(ctx context.Context, unusedOnly bool) (delivery, error) {
+	e := &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1), ctx: ctx, unusedOnly: unusedOnly}}
 	counted := false
 	if p.canDialLocked() {
 		if now := p.now(); p.backingOffLocked(now) {
@@ -464,37 +462,46 @@ func (p *Pool) putBack(pc *poolConn, from *int, fresh, sorted bool) {
 	if from != nil {
 		*from--
 	}
-	if !pc.retire && p.giveLocked(pc, fresh, sorted) {
-		p.mu.Unlock()
-		return
-	}
-	reason := closeMaxIdle
-	switch {
-	case pc.retire:
-		reason = closeLifetime
-	case p.closed.Load():
-		reason = closePool
+	reason := closeLifetime
+	if !pc.retire {
+		if reason = p.offerLocked(pc, fresh, sorted); reason == keep {
+			p.mu.Unlock()
+			return
+		}
 	}
 	p.numClosing++
 	p.mu.Unlock()
 	p.destroy(pc, &p.numClosing, reason, false)
 }
 
-// giveLocked hands pc to the first waiter, or keeps it idle if MaxIdle
-// allows. It reports false when the pool cannot keep pc, which the caller
-// must then close; pc is counted nowhere in that case.
+// giveLocked is offerLocked for a conn that only MaxIdle can turn away,
+// such as a fresh one: it reports whether the pool kept pc.
 func (p *Pool) giveLocked(pc *poolConn, fresh, sorted bool) bool {
+	return p.offerLocked(pc, fresh, sorted) == keep
+}
+
+// offerLocked hands pc to the first waiter that can take it, or keeps it
+// idle if MaxIdle allows, and returns keep. Otherwise it returns why the
+// caller must close pc, which is then counted nowhere: the pool is closed,
+// MaxIdle conns are idle, or pc was used and every waiter is a DialContext
+// caller, which takes only unused conns, and one of them needs pc's slot
+// for its dial (kept idle, pc would hold the slot while they wait at the
+// cap: the livelock TestDialContextWaitersBehindUsedConns pins).
+func (p *Pool) offerLocked(pc *poolConn, fresh, sorted bool) closeReason {
 	if p.closed.Load() {
-		return false
+		return closePool
 	}
-	if e := p.popWaiterLocked(); e != nil {
+	if e := p.waiterForLocked(pc); e != nil {
 		p.deliverLocked(e, pc, fresh)
-		return true
+		return keep
+	}
+	if pc.used && p.waiters.Len() > 0 && p.waitersWithoutDialLocked() > 0 {
+		return closeIdle
 	}
 	p.idleMu.Lock()
 	defer p.idleMu.Unlock()
 	if p.idle.Len() >= p.cfg.maxIdle {
-		return false
+		return closeMaxIdle
 	}
 	if sorted {
 		p.idle.Insert(pc, returnedBefore)
@@ -504,7 +511,32 @@ func (p *Pool) giveLocked(pc *poolConn, fresh, sorted bool) bool {
 		}
 		p.idle.Push(pc)
 	}
-	return true
+	return keep
+}
+
+// waiterForLocked takes out of the queue the first waiter that can take
+// pc, and returns it, or nil: a used conn skips DialContext callers.
+func (p *Pool) waiterForLocked(pc *poolConn) *waitq.Elem[waiter] {
+	e := p.waiters.Front()
+	for pc.used && e != nil && e.Value.unusedOnly {
+		e = e.Next()
+	}
+	if e != nil {
+		p.dequeueLocked(e)
+	}
+	return e
+}
+
+// waitersWithoutDialLocked counts the queued waiters that have no dial in
+// flight for them.
+func (p *Pool) waitersWithoutDialLocked() int {
+	n := 0
+	for e := p.waiters.Front(); e != nil; e = e.Next() {
+		if !e.Value.dialing {
+			n++
+		}
+	}
+	return n
 }
 
 func returnedBefore(a, b *poolConn) bool { return a.returnedAt() < b.returnedAt() }

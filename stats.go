@@ -25,7 +25,7 @@ type Stats struct {
 	WaitDuration time.Duration // total time those Gets spent queued
 	Timeouts     int64         // Gets whose context ended before a conn was ready
 
-	IdleClosed     int64 // conns closed after sitting idle for IdleTimeout
+	IdleClosed     int64 // conns closed after sitting idle for IdleTimeout, or used ones retired to make room for a DialContext caller's dial
 	LifetimeClosed int64 // conns closed for reaching their max lifetime
 	HealthFailures int64 // conns closed by the checkout peek or a background check
 	BrokenClosed   int64 // conns closed on return after a failed Read or Write, or MarkUnusable
