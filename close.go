@@ -32,19 +32,32 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	select {
 	case <-drained:
 	case <-ctx.Done():
-		p.mu.Lock()
-		borrowed := make([]*poolConn, 0, len(p.all))
-		for pc := range p.all {
-			borrowed = append(borrowed, pc)
-		}
-		p.mu.Unlock()
-		for _, pc := range borrowed {
-			_ = pc.nc.Close()
-		}
-		err = fmt.Errorf("connpool: shutdown with %d conns still borrowed: %w", len(borrowed), ctx.Err())
+		err = p.forceClose(ctx)
 	}
 	p.wg.Wait()
 	return err
+}
+
+// forceClose ends a Shutdown whose ctx ended: it closes the sockets still
+// borrowed and returns an error wrapping ctx's. The answer comes from the
+// pool's state under mu, not from which of Shutdown's channels won: a
+// drain that completed (the drained channel is closed under mu, and the
+// field cleared) returns nil, even when ctx had ended too.
+func (p *Pool) forceClose(ctx context.Context) error {
+	p.mu.Lock()
+	if p.drained == nil {
+		p.mu.Unlock()
+		return nil
+	}
+	borrowed := make([]*poolConn, 0, len(p.all))
+	for pc := range p.all {
+		borrowed = append(borrowed, pc)
+	}
+	p.mu.Unlock()
+	for _, pc := range borrowed {
+		_ = pc.nc.Close()
+	}
+	return fmt.Errorf("connpool: shutdown with %d conns still borrowed: %w", len(borrowed), ctx.Err())
 }
 
 // beginClose marks the pool closed, fails the waiters, cancels background
