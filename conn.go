@@ -75,6 +75,7 @@ const (
 	connUnusable                          // MarkUnusable was called
 	connDeadlineSet                       // the holder set a deadline
 	connDestroyOnClose                    // handed out by DialContext: Close destroys
+	connExposed                           // Unwrap or SyscallConn let the inner conn out
 )
 
 // Conn is a borrowed connection. It implements [net.Conn]; Close returns
@@ -173,12 +174,24 @@ func (c *Conn) MarkUnusable() {
 
 // Unwrap returns the connection the dialer made, or nil once c is
 // returned. Use it to reach the concrete type (*net.TCPConn, *tls.Conn);
-// I/O on it bypasses the poisoning of failed reads and writes.
+// I/O on it bypasses the poisoning of failed reads and writes. Closing it
+// is allowed: the pool finds the conn closed when c is returned, and
+// drops it.
 func (c *Conn) Unwrap() net.Conn {
 	if !c.live() {
 		return nil
 	}
+	c.expose()
 	return c.pc.nc
+}
+
+// expose records that the inner conn has left the pool's hands, so that
+// its return checks that it is still open, and the checkout peek no longer
+// trusts the descriptor number cached at dial time (see sockcheck.Checker).
+func (c *Conn) expose() {
+	if c.state.Load()&connExposed == 0 {
+		c.state.Or(connExposed)
+	}
 }
 
 // LocalAddr returns the local address of the connection.
@@ -232,6 +245,7 @@ func (c *Conn) SyscallConn() (syscall.RawConn, error) {
 	if !c.live() {
 		return nil, c.errReturned("syscallconn")
 	}
+	c.expose()
 	sc, ok := c.pc.nc.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("connpool: %T has no SyscallConn: %w", c.pc.nc, errors.ErrUnsupported)

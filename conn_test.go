@@ -295,3 +295,72 @@ func TestCheckoutPeekDropsDeadAndDirtyConns(t *testing.T) {
 		})
 	}
 }
+
+// fdOf returns the descriptor behind c.
+func fdOf(t *testing.T, c syscall.Conn) uintptr {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	require.NoError(t, err)
+	var fd uintptr
+	require.NoError(t, rc.Control(func(x uintptr) { fd = x }))
+	return fd
+}
+
+// reuseFD opens sockets to addr until one gets descriptor fd, the number
+// of a socket just closed, so that a stale peek at fd would judge a live
+// socket. It skips the test if the system hands out other numbers.
+func reuseFD(t *testing.T, addr string, fd uintptr) {
+	t.Helper()
+	for range 8 {
+		nc, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { nc.Close() })
+		if fdOf(t, nc.(*net.TCPConn)) == fd {
+			return
+		}
+	}
+	t.Skipf("descriptor %d was not reused", fd)
+}
+
+// TestConnClosedThroughUnwrapIsNotHandedOut pins two faults found from
+// outside. A conn whose inner conn the borrower closed through Unwrap was
+// put back and handed out again: the checkout peek read the descriptor
+// number cached at dial time, which by then named another, live socket.
+// And a holder who kept the inner conn and closed it after the return
+// left the same stale number to the next peek. The pool must never hand
+// out such a conn, and never peek at a descriptor after its socket closed.
+func TestConnClosedThroughUnwrapIsNotHandedOut(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		closeBefore bool // close the inner conn before the Put, or after it
+	}{
+		{"closed before the return", true},
+		{"closed after the return", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t)
+			p := newPool(t, srv.Addr(), connpool.WithMaxConns(2), connpool.WithHealthCheckInterval(0))
+			c := getConn(t, p)
+			mustRoundTrip(t, c, "used")
+			port := localPort(c)
+			inner := c.Unwrap()
+			fd := fdOf(t, inner.(*net.TCPConn))
+			if tc.closeBefore {
+				require.NoError(t, inner.Close())
+			}
+			require.NoError(t, c.Close())
+			if !tc.closeBefore {
+				require.NoError(t, inner.Close())
+			}
+			reuseFD(t, srv.Addr(), fd)
+
+			for range 2 {
+				next := getConn(t, p)
+				assert.NotEqual(t, port, localPort(next), "the dead conn was handed out")
+				mustRoundTrip(t, next, "live")
+				defer next.Close()
+			}
+			checkBooks(t, p.Stats())
+		})
+	}
+}

@@ -441,12 +441,17 @@ func (p *Pool) release(c *Conn) error {
 		return ErrConnReturned
 	}
 	pc := c.pc
+	if old&connExposed != 0 && pc.check != nil {
+		pc.check.Share()
+	}
 	switch {
 	case old&connDestroyOnClose != 0:
 		p.destroy(pc, nil, closeReleased, false)
 	case old&(connPoisoned|connUnusable) != 0:
 		p.destroy(pc, nil, closeBroken, false)
-	case old&connDeadlineSet != 0 && pc.nc.SetDeadline(time.Time{}) != nil:
+	case old&(connDeadlineSet|connExposed) != 0 && pc.nc.SetDeadline(time.Time{}) != nil:
+		// Clearing the holder's deadlines failed, or found the inner conn
+		// closed through Unwrap.
 		p.destroy(pc, nil, closeBroken, false)
 	case !p.putIdle(pc):
 		p.putBack(pc, nil, false, false)

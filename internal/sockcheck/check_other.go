@@ -7,6 +7,6 @@ package sockcheck
 // its other checks.
 const supported = false
 
-func (ck *Checker) peek() (int, error) { return 0, nil }
+func (ck *Checker) peek(fd uintptr) (int, error) { return 0, nil }
 
 func classify(int, error) (bool, error) { return false, nil }

@@ -6,11 +6,12 @@ import "syscall"
 
 const supported = true
 
-// peek looks at the first waiting byte without taking it. Go's sockets
-// are non-blocking, so this returns EAGAIN at once when nothing waits.
-func (ck *Checker) peek() (int, error) {
+// peek looks at the first byte waiting on socket fd without taking it.
+// Go's sockets are non-blocking, so this returns EAGAIN at once when
+// nothing waits.
+func (ck *Checker) peek(fd uintptr) (int, error) {
 	for {
-		n, _, err := syscall.Recvfrom(int(ck.fd), ck.buf[:], syscall.MSG_PEEK)
+		n, _, err := syscall.Recvfrom(int(fd), ck.buf[:], syscall.MSG_PEEK)
 		if err != syscall.EINTR {
 			return n, err
 		}

@@ -19,13 +19,18 @@ import (
 // It keeps the socket's descriptor, read once by New, and calls the system
 // directly: going through syscall.RawConn.Control on every check would add
 // a reference count around the call, two atomic operations that cost a
-// sixth of the peek. So a Checker must not be used once its conn is
-// closed, when the descriptor may name another file. The pool checks only
-// conns it holds, which nobody else closes.
+// sixth of the peek. That is sound only while nobody but the Checker's
+// owner can close the conn: once a socket is closed its number may name
+// another socket opened since. An owner that has let the conn out of its
+// hands (handed the inner conn to code that might close it) calls
+// [Checker.Share], after which every check goes through Control, which
+// fails once the conn is closed and never reaches a reused number.
 type Checker struct {
-	fd  uintptr
-	err error // the conn was closed before New: every Check reports it
-	buf [1]byte
+	fd     uintptr
+	rc     syscall.RawConn // the conn's, for checks after Share
+	shared bool            // the conn may be closed by others: check through rc
+	err    error           // the conn was closed before New: every Check reports it
+	buf    [1]byte
 }
 
 // New returns a Checker for c, or nil when c exposes no socket (a *tls.Conn,
@@ -43,7 +48,7 @@ func New(c net.Conn) *Checker {
 	if err != nil {
 		return nil
 	}
-	ck := &Checker{}
+	ck := &Checker{rc: rc}
 	if err := rc.Control(func(fd uintptr) { ck.fd = fd }); err != nil {
 		ck.err = err
 	}
@@ -57,5 +62,19 @@ func (ck *Checker) Check() (pending bool, err error) {
 	if ck.err != nil {
 		return false, ck.err
 	}
-	return classify(ck.peek())
+	if !ck.shared {
+		return classify(ck.peek(ck.fd))
+	}
+	var n int
+	var perr error
+	if err := ck.rc.Control(func(fd uintptr) { n, perr = ck.peek(fd) }); err != nil {
+		return false, err // closed: the descriptor is no longer the conn's
+	}
+	return classify(n, perr)
 }
+
+// Share makes every later Check read the descriptor through the conn,
+// under its reference count, rather than use the number read at New:
+// for a conn that code other than the Checker's owner may close. It costs
+// two atomic operations a check.
+func (ck *Checker) Share() { ck.shared = true }

@@ -160,3 +160,20 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// TestSharedCheckerNeverPeeksAClosedConn: once shared, a Checker whose
+// conn was closed by someone else reports the close, even when the
+// descriptor number already names a new socket, which an unshared
+// Checker would peek at and judge instead.
+func TestSharedCheckerNeverPeeksAClosedConn(t *testing.T) {
+	skipIfUnsupported(t)
+	c, _ := pair(t)
+	ck := New(c)
+	ck.Share()
+	_, err := ck.Check()
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	pair(t) // likely takes the number c had
+	_, err = ck.Check()
+	assert.ErrorIs(t, err, net.ErrClosed)
+}
