@@ -15,6 +15,7 @@ func (p *Pool) Close() error {
 		return err
 	}
 	p.wg.Wait()
+	p.emitPool(p.hooks.PoolClosed)
 	return nil
 }
 
@@ -35,6 +36,7 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 		err = p.forceClose(ctx)
 	}
 	p.wg.Wait()
+	p.emitPool(p.hooks.PoolClosed)
 	return err
 }
 
@@ -69,49 +71,31 @@ func (p *Pool) beginClose() (<-chan struct{}, error) {
 		p.mu.Unlock()
 		return nil, ErrClosed
 	}
-	p.closed.Store(true) // before emptying the stack: see putIdle
+	p.closed.Store(true) // before emptying the stack: see idle.go
 	for e := p.popWaiterLocked(); e != nil; e = p.popWaiterLocked() {
-		e.Value.ch <- delivery{err: ErrClosed}
+		p.failLocked(e, ErrClosed)
 	}
-	idle := p.takeAllIdleLocked()
+	idle := p.takeAllIdle()
 	drained := make(chan struct{})
 	p.drained = drained
-	p.drainedLocked()
+	p.checkDrained()
 	p.mu.Unlock()
 
 	p.cancel()
-	p.closeAll(idle)
+	p.closeConns(idle, ClosePool)
 	return drained, nil
 }
 
-// takeAllIdleLocked empties the idle stack of a closed pool and counts the
-// conns as closing; the caller closes them with closeAll once mu is
-// released. It takes idleMu.
-func (p *Pool) takeAllIdleLocked() []*poolConn {
-	p.idleMu.Lock()
-	idle := p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
-	p.idleMu.Unlock()
-	p.numClosing += len(idle)
-	return idle
-}
-
-// closeAll closes conns that takeAllIdleLocked took.
-func (p *Pool) closeAll(idle []*poolConn) {
-	for _, pc := range idle {
-		p.destroy(pc, &p.numClosing, closePool, false)
-	}
-}
-
-// drainedLocked closes the drained channel once the pool is closed and no
+// checkDrained closes the drained channel once the pool is closed and no
 // conn is borrowed, or returned and not yet closed. An idle conn in a
 // closed pool is one a Put pushed as the pool closed, and is about to
-// close (see putIdle): it still counts. It takes idleMu.
-func (p *Pool) drainedLocked() {
+// close (see idle.go): it still counts. mu must be held; it takes idleMu.
+func (p *Pool) checkDrained() {
 	if p.drained == nil {
 		return
 	}
 	p.idleMu.Lock()
-	done := p.inUseLocked() == 0 && p.idle.Len() == 0 && p.numClosing == 0
+	done := p.inUseIdleLocked() == 0 && p.idle.Len() == 0 && p.numClosing == 0
 	p.idleMu.Unlock()
 	if done {
 		close(p.drained)

@@ -14,19 +14,24 @@ import (
 )
 
 // poolConn is one open connection the pool owns. Exactly one party holds
-// it at a time: the idle stack (under Pool.idleMu), one borrower, one
-// waiter being served, or one background check. The holder alone reads and
-// writes the mutable fields; hand-over happens under Pool.idleMu or
-// Pool.mu, which orders it.
+// it at a time (see ledger.go): the idle stack (under Pool.idleMu), one
+// borrower, one waiter being served, one background check, or the closer.
+// The holder alone reads and writes the mutable fields; hand-over happens
+// under Pool.idleMu or Pool.mu, which orders it.
 type poolConn struct {
 	pool    *Pool
 	nc      net.Conn
 	check   *sockcheck.Checker // nil when nc has no socket to peek at
+	id      uint64             // unique within the pool, increasing in dial order
+	gen     uint64             // the pool's Reset generation when its dial started
+	born    int64              // pool clock when its dial ended
 	expires int64              // pool clock; 0 = no max lifetime
 
 	// Mutable, owned by the holder.
-	lastChecked int64 // pool clock when last passed a background check
-	used        bool  // handed to a borrower at least once
+	holder      holder // who holds it; written by the mover under mu or idleMu, read by checkInvariants under both
+	lastChecked int64  // pool clock when last passed a background check
+	lentAt      int64  // pool clock when last checked out, kept only for Put hooks
+	used        bool   // handed to a borrower at least once
 	slab        *[wrapperSlab]Conn
 	slabNext    int // next unused wrapper in slab
 
@@ -84,7 +89,8 @@ const (
 // A Conn is safe for concurrent use as a net.Conn is (a Read and a Write at
 // once), but it must not be used during or after its return: once
 // returned, its methods fail with [net.ErrClosed] and never touch the
-// socket, which another borrower may hold by then. A Read or Write that
+// socket, which another borrower may hold by then (LocalAddr and
+// RemoteAddr still answer: they read addresses kept since the dial). A Read or Write that
 // fails (including a deadline timeout) poisons the Conn: its return closes
 // the socket instead of keeping it. Deadlines the holder set are cleared
 // before the next borrower gets the socket.
@@ -161,6 +167,30 @@ func (c *Conn) Close() error {
 		return ErrForeignConn
 	}
 	return c.pc.pool.release(c)
+}
+
+// Detach takes c's connection out of the pool for good and returns it:
+// for a protocol that leaves request and response behind (LISTEN,
+// SUBSCRIBE, an HTTP Upgrade), or a client that wants the socket as its
+// own. The pool frees c's slot at once (counted in Stats.DetachedClosed,
+// with a [ConnClosedEvent] of reason [CloseDetached]), never touches the
+// socket again, and does not close it: that is the caller's job now. c is
+// returned by Detach, as by Close. Detach returns [ErrConnReturned] for a
+// conn already returned and [ErrForeignConn] for a nil one.
+func (c *Conn) Detach() (net.Conn, error) {
+	if c == nil || c.pc == nil {
+		return nil, ErrForeignConn
+	}
+	if c.state.Or(connReturned)&connReturned != 0 {
+		return nil, ErrConnReturned
+	}
+	pc, p := c.pc, c.pc.pool
+	nc := pc.nc
+	if pc.check != nil {
+		pc.check.Share() // the socket is no longer the pool's
+	}
+	p.closeConn(pc, CloseDetached)
+	return nc, nil
 }
 
 // MarkUnusable makes c's return close its socket instead of keeping it,

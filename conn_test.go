@@ -364,3 +364,61 @@ func TestConnClosedThroughUnwrapIsNotHandedOut(t *testing.T) {
 		})
 	}
 }
+
+// TestDetachTakesTheSocketOut: a detached conn frees its slot at once,
+// counts under its own reason, keeps working for its new owner, and the
+// pool never touches it again, not even at Close.
+func TestDetachTakesTheSocketOut(t *testing.T) {
+	srv := startServer(t)
+	log := newEventLog()
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1), connpool.WithHooks(log.hooks()))
+	c := getConn(t, p)
+	nc, err := c.Detach()
+	require.NoError(t, err)
+	_, err = c.Detach()
+	assert.ErrorIs(t, err, connpool.ErrConnReturned)
+	assert.ErrorIs(t, c.Close(), connpool.ErrConnReturned, "detached is returned")
+	_, err = c.Write([]byte("x"))
+	assert.ErrorIs(t, err, net.ErrClosed, "the wrapper is dead to its holder")
+
+	next := getConn(t, p) // the slot is free: a new dial
+	assert.NotEqual(t, localPort(next), nc.LocalAddr().(*net.TCPAddr).Port)
+	require.NoError(t, next.Close())
+	st := p.Stats()
+	assert.Equal(t, int64(1), st.DetachedClosed)
+	assert.Equal(t, 1, st.OpenConns)
+	checkBooks(t, st)
+
+	require.NoError(t, p.Close())
+	mustRoundTrip(t, nc, "still mine after the pool closed")
+	require.NoError(t, nc.Close())
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	assert.Equal(t, connpool.CloseDetached, log.connClosed[1][0].Reason)
+
+	var zero *connpool.Conn
+	_, err = zero.Detach()
+	assert.ErrorIs(t, err, connpool.ErrForeignConn)
+}
+
+// TestDetachRacingClose: a Detach and a pool Close at once leave the
+// detached socket open and the pool with nothing open.
+func TestDetachRacingClose(t *testing.T) {
+	srv := startServer(t)
+	for range 50 {
+		p := newPool(t, srv.Addr(), connpool.WithMaxConns(2))
+		c := getConn(t, p)
+		detached := make(chan net.Conn, 1)
+		go func() {
+			nc, err := c.Detach()
+			assert.NoError(t, err)
+			detached <- nc
+		}()
+		require.NoError(t, p.Close())
+		nc := <-detached
+		mustRoundTrip(t, nc, "untouched")
+		require.NoError(t, nc.Close())
+		require.NoError(t, p.CheckInvariants())
+		assert.Zero(t, p.Stats().OpenConns)
+	}
+}

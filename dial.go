@@ -56,7 +56,7 @@ func (p *Pool) dispatchLocked() {
 			}
 			if p.backingOffLocked(now) {
 				p.dequeueLocked(e)
-				e.Value.ch <- delivery{err: p.backoffErrorLocked(now)}
+				p.failLocked(e, p.backoffErrorLocked(now))
 			} else {
 				p.startDialLocked(e, false)
 			}
@@ -68,91 +68,105 @@ func (p *Pool) dispatchLocked() {
 // startDialLocked takes a permit and a dial slot and dials in the
 // background, on behalf of waiter e if it is not nil, or for warming.
 func (p *Pool) startDialLocked(e *waitq.Elem[waiter], warm bool) {
-	p.addOpenLocked(1)
-	p.numDialing++
-	ctx := p.ctx
-	if warm {
-		p.numWarming++
-	}
+	p.reserveLocked(warm)
+	p.nextID++
+	d := dialOp{id: p.nextID, gen: p.gen.Load(), e: e, warm: warm, ctx: p.ctx}
 	if e != nil {
 		e.Value.dialing = true
-		ctx = e.Value.ctx
+		d.ctx = e.Value.ctx
 	}
 	p.wg.Add(1)
-	go p.dial(ctx, e, warm)
+	go p.dial(d)
+}
+
+// dialOp is one dial the pool started.
+type dialOp struct {
+	id   uint64              // the conn's id
+	gen  uint64              // the pool's Reset generation when it started
+	e    *waitq.Elem[waiter] // the waiter it is for, or nil
+	warm bool                // started by the maintainer for MinIdle
+	ctx  context.Context     // whose values the dialer sees
 }
 
 // dial opens a conn and delivers it: to the waiter it was started for if
 // that one still waits, else to the first waiter, else to the idle stack.
 // A failed dial's error goes to its own waiter only; other waiters keep
-// waiting for a returned conn or another dial.
-func (p *Pool) dial(parent context.Context, e *waitq.Elem[waiter], warm bool) {
+// waiting for a returned conn or another dial. A conn that arrives after
+// the pool closed or was reset is closed, through closeConn, so that its
+// socket is closed before its group slot is freed.
+func (p *Pool) dial(d dialOp) {
 	defer p.wg.Done()
+	if p.hooks.DialStarted != nil {
+		emit(p, p.hooks.DialStarted, DialStartedEvent{Pool: p.name, ConnID: d.id})
+	}
+	start := p.now()
 	var nc net.Conn
 	err := p.acquireGroupSlot()
-	limited := err != nil // the pool closed while waiting for the group's cap
+	limited := err != nil // the pool closed while waiting for the group's cap: no slot held
 	if !limited {
-		nc, err = p.dialConn(parent)
+		nc, err = p.dialConn(d.ctx)
+	} else {
+		err = fmt.Errorf("connpool: dial %s %s: %w", p.network, p.address, ErrClosed)
+	}
+	if p.hooks.DialDone != nil {
+		emit(p, p.hooks.DialDone, DialDoneEvent{Pool: p.name, ConnID: d.id, Duration: time.Duration(p.now() - start), Err: err})
 	}
 	var pc *poolConn
 	if err == nil {
-		pc = p.newPoolConn(nc)
+		pc = p.newPoolConn(nc, d)
 	}
 
 	p.mu.Lock()
-	p.numDialing--
-	if warm {
-		p.numWarming--
+	if d.e != nil {
+		d.e.Value.dialing = false
 	}
-	if e != nil {
-		e.Value.dialing = false
-	}
-	if p.closed.Load() || limited {
-		// No new dial can start once closed, so the permit may go first.
-		p.addOpenLocked(-1)
+	switch {
+	case limited, err != nil && p.closed.Load():
+		// Failed because the pool closed: no backoff, no waiter to fail.
+		p.dialErrors++
+		p.dialEndedLocked(nil, d.warm)
 		if !limited {
 			p.releaseGroupSlot()
 		}
-		if nc != nil {
-			p.dials++
-			p.closes[closePool]++
-		}
 		p.mu.Unlock()
-		if nc != nil {
-			_ = nc.Close()
-		}
-		return
+	case err != nil:
+		p.dialFailed(err, d)
+	default:
+		p.dialed(pc, d)
 	}
-	if err != nil {
-		p.dialFailedLocked(err, e)
-		return
-	}
+}
+
+// dialed takes a fresh conn into the pool: to the waiter it was dialed
+// for, or to whoever offer finds, or closed if the pool closed or was
+// reset meanwhile. mu must be held; dialed releases it.
+func (p *Pool) dialed(pc *poolConn, d dialOp) {
 	p.dials++
+	p.dialEndedLocked(pc, d.warm)
 	recovered, streak := p.lastDialErr, p.failStreak
 	p.failStreak, p.lastDialErr = 0, nil
-	p.all[pc] = struct{}{}
-	kept := true
-	if e != nil && p.dequeueLocked(e) {
-		p.deliverLocked(e, pc, true)
-	} else if kept = p.giveLocked(pc, true, true); !kept {
-		p.numClosing++
+	reason := keep
+	if d.e != nil && pc.gen == p.gen.Load() && !p.closed.Load() && p.dequeueLocked(d.e) {
+		p.deliverLocked(d.e, pc, true)
+	} else if reason = p.offer(pc, fromDial); reason != keep {
+		p.moveLocked(pc, heldClosing)
 	}
 	p.dispatchLocked()
-	p.wantWarmLocked()
+	p.nudgeWarmer()
 	p.mu.Unlock()
 
-	if !kept {
-		p.destroy(pc, &p.numClosing, closeMaxIdle, false)
+	if reason != keep {
+		p.closeConn(pc, reason)
 	}
 	if streak > 0 {
 		p.log.Info("connpool: dial recovered", "failed_dials", streak, "last_error", recovered)
 	}
 }
 
-// dialFailedLocked records a failed dial, starts or extends the backoff,
-// and fails the waiter the dial was for. It releases mu.
-func (p *Pool) dialFailedLocked(err error, e *waitq.Elem[waiter]) {
-	p.addOpenLocked(-1)
+// dialFailed records a failed dial, starts or extends the backoff, and
+// fails the waiter the dial was for. mu must be held; dialFailed releases
+// it.
+func (p *Pool) dialFailed(err error, d dialOp) {
+	p.dialEndedLocked(nil, d.warm)
 	p.releaseGroupSlot()
 	p.dialErrors++
 	p.failStreak++
@@ -161,8 +175,8 @@ func (p *Pool) dialFailedLocked(err error, e *waitq.Elem[waiter]) {
 	now := p.now()
 	pause := p.backoff(streak)
 	p.backoffUntil = now + int64(pause)
-	if e != nil && p.dequeueLocked(e) {
-		e.Value.ch <- delivery{err: err}
+	if d.e != nil && p.dequeueLocked(d.e) {
+		p.failLocked(d.e, err)
 	}
 	p.dispatchLocked()
 	p.mu.Unlock()
@@ -202,70 +216,13 @@ func (p *Pool) dialConn(parent context.Context) (nc net.Conn, err error) {
 
 var errNilConn = errors.New("dialer returned neither a conn nor an error")
 
-func (p *Pool) newPoolConn(nc net.Conn) *poolConn {
+// newPoolConn wraps nc, the conn dial d made.
+func (p *Pool) newPoolConn(nc net.Conn, d dialOp) *poolConn {
 	now := p.now()
-	pc := &poolConn{pool: p, nc: nc, check: sockcheck.New(nc), lastUsed: now}
+	pc := &poolConn{pool: p, nc: nc, check: sockcheck.New(nc), id: d.id, gen: d.gen, born: now, lastUsed: now}
 	if life := p.cfg.maxLifetime; life > 0 {
 		life -= rand.N(p.cfg.lifetimeJitter + 1)
 		pc.expires = now + int64(life)
 	}
 	return pc
-}
-
-// acquireGroupSlot takes a slot under the group's cap for a dial, when the
-// pool belongs to a group that has one. It waits for as long as the pool
-// is open: waiting for the cap is not a dial failure.
-func (p *Pool) acquireGroupSlot() error {
-	if p.cfg.limit == nil {
-		return nil
-	}
-	return p.cfg.limit.acquire(p.ctx, p)
-}
-
-// releaseGroupSlot gives back the slot of a conn that closed or a dial
-// that failed.
-func (p *Pool) releaseGroupSlot() {
-	if p.cfg.limit != nil {
-		p.cfg.limit.release()
-	}
-}
-
-// oldestIdle returns when the pool's oldest idle conn was returned, as a
-// time comparable across pools: each pool's clock counts from its own
-// creation. A conn the reaper has not stamped yet was returned since its
-// last run; it counts as returned now.
-func (p *Pool) oldestIdle() (time.Time, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.idleMu.Lock()
-	defer p.idleMu.Unlock()
-	if p.closed.Load() || p.idle.Len() == 0 {
-		return time.Time{}, false
-	}
-	at := p.idle.All()[0].lastUsed
-	if at == 0 {
-		at = p.now()
-	}
-	return p.epoch.Add(time.Duration(at)), true
-}
-
-// closeOldestIdle closes the pool's oldest idle conn, to make room under
-// its group's cap, and reports whether there was one.
-func (p *Pool) closeOldestIdle() bool {
-	p.mu.Lock()
-	var pc *poolConn
-	ok := false
-	if !p.closed.Load() {
-		p.idleMu.Lock()
-		pc, ok = p.idle.PopBottom()
-		p.idleMu.Unlock()
-	}
-	if !ok {
-		p.mu.Unlock()
-		return false
-	}
-	p.numClosing++
-	p.mu.Unlock()
-	p.destroy(pc, &p.numClosing, closeIdle, false)
-	return true
 }

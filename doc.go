@@ -2,10 +2,10 @@
 // address.
 //
 // A [Pool] hands out [*Conn]s, wrapped net.Conns that go back to the pool
-// on Close. It keeps at most MaxConns open, counting those being dialled,
+// on Close. It keeps at most MaxConns open, counting those being dialed,
 // idle and borrowed; a Get at the cap waits its turn, first come, first
 // served. In the background one goroutine per pool keeps MinIdle spare
-// conns dialled, closes conns idle too long or past their max lifetime,
+// conns dialed, closes conns idle too long or past their max lifetime,
 // and runs a health check on idle conns. On checkout, a non-blocking peek
 // at the socket drops conns the peer closed or reset, and conns with
 // bytes nobody asked for.
@@ -49,6 +49,19 @@
 // [Pool.Close] closes idle conns, stops the background goroutine and
 // dials, and fails waiting and later Gets with [ErrClosed]; borrowed conns
 // are closed as they come back. [Pool.Shutdown] also waits for them.
+//
+// # Seeing and steering the pool
+//
+// [Pool.Stats] is a snapshot of the pool's gauges and counters. [WithHooks]
+// sets functions the pool calls on every event of its life and its conns'
+// (a Get, a dial, a return, a close and why), modelled on MongoDB's
+// Connection Monitoring and Pooling events; see [Hooks]. [WithName] names
+// the pool in both and in its log lines.
+//
+// [Pool.Reset] retires every conn opened before it, for a failover or
+// rotated credentials; [Conn.Detach] takes one socket out of the pool for
+// good; [Pool.WaitReady] waits for MinIdle conns, for a readiness probe;
+// [WithMaxWaiters] bounds the Gets that may queue.
 //
 // # Clients that manage their own connections
 //

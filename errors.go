@@ -30,6 +30,10 @@ var (
 	// other than the pool's.
 	ErrWrongAddress = errors.New("connpool: address does not match the pool")
 
+	// ErrTooManyWaiters is returned by a Get that would have queued
+	// behind WithMaxWaiters Gets already waiting.
+	ErrTooManyWaiters = errors.New("connpool: too many Gets waiting")
+
 	// ErrHealthCheck is wrapped by the errors of the pool's own checkers
 	// when a conn fails its check.
 	ErrHealthCheck = errors.New("connpool: health check failed")
@@ -40,14 +44,14 @@ var (
 // what the pool was doing, so that an operator can tell exhaustion (in use
 // at max) from an outage (dialing, with a last dial error).
 type waitError struct {
-	address string
-	err     error // ctx.Err()
-	cause   error // context.Cause(ctx), when it differs from err
-	state   string
+	pool  string // the pool's name
+	err   error  // ctx.Err()
+	cause error  // context.Cause(ctx), when it differs from err
+	state string
 }
 
 func (e *waitError) Error() string {
-	msg := fmt.Sprintf("connpool: get %s: %v (%s)", e.address, e.err, e.state)
+	msg := fmt.Sprintf("connpool: get %s: %v (%s)", e.pool, e.err, e.state)
 	if e.cause != nil {
 		msg += ": cause: " + e.cause.Error()
 	}
@@ -61,8 +65,8 @@ func (e *waitError) Unwrap() []error {
 	return []error{e.err}
 }
 
-func newWaitError(ctx context.Context, address, state string) error {
-	e := &waitError{address: address, err: ctx.Err(), state: state}
+func newWaitError(ctx context.Context, pool, state string) error {
+	e := &waitError{pool: pool, err: ctx.Err(), state: state}
 	if cause := context.Cause(ctx); cause != nil && cause != e.err {
 		e.cause = cause
 	}

@@ -96,16 +96,18 @@ func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
 // already returned), and checks the wrapper's promises after each step:
 // a stale holder never reaches a socket, a second return is refused, a
 // conn whose I/O failed or that was marked unusable is never handed out
-// again, and the books balance at the end.
+// again, no conn dialed before a Reset is handed out after it, a detached
+// conn is never touched again, the custody ledger balances after every
+// step, and the books balance at the end.
 func FuzzConnStateMachine(f *testing.F) {
 	f.Add([]byte{0, 3, 4, 1, 0, 7, 8, 9, 10, 11, 2, 0, 5, 3, 1, 0, 6, 1, 12, 13})
 	f.Add([]byte{0, 0, 0, 5, 4, 1, 1, 1, 7, 7, 12})
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		var dialled []*scriptConn
+		var dialed []*scriptConn
 		p, err := connpool.New("tcp", "fuzz:0", connpool.WithMaxConns(2), connpool.WithLivenessCheck(false),
 			connpool.WithHealthCheckInterval(0), connpool.WithDialer(func(context.Context, string, string) (net.Conn, error) {
 				c := &scriptConn{}
-				dialled = append(dialled, c)
+				dialed = append(dialed, c)
 				return c, nil
 			}))
 		if err != nil {
@@ -113,7 +115,9 @@ func FuzzConnStateMachine(f *testing.F) {
 		}
 		var held []*connpool.Conn // borrowed now
 		var stale []*connpool.Conn
-		broken := map[net.Conn]bool{} // inner conns whose holder saw an I/O failure or marked them
+		broken := map[net.Conn]bool{}   // inner conns whose holder saw an I/O failure or marked them
+		preReset := map[net.Conn]bool{} // inner conns dialed before the last Reset
+		detached := map[net.Conn]bool{}
 		gets := int64(0)
 		buf := make([]byte, 4)
 		pick := func(list []*connpool.Conn, i int) (*connpool.Conn, int) {
@@ -124,10 +128,10 @@ func FuzzConnStateMachine(f *testing.F) {
 			return list[k], k
 		}
 		for i, op := range ops {
-			switch op % 14 {
+			switch op % 16 {
 			case 0, 1: // Get (TryGet for 1)
 				var c *connpool.Conn
-				if op%14 == 0 && len(held) < 2 {
+				if op%16 == 0 && len(held) < 2 {
 					c, err = p.Get(context.Background())
 				} else {
 					c, err = p.TryGet()
@@ -139,11 +143,14 @@ func FuzzConnStateMachine(f *testing.F) {
 				if broken[c.Unwrap()] {
 					t.Fatalf("step %d: a broken conn was handed out again", i)
 				}
+				if preReset[c.Unwrap()] {
+					t.Fatalf("step %d: a conn dialed before Reset was handed out", i)
+				}
 				held = append(held, c)
 			case 2, 3: // Put or Close by the holder
 				if c, k := pick(held, i); c != nil {
 					var err error
-					if op%14 == 2 {
+					if op%16 == 2 {
 						err = p.Put(c)
 					} else {
 						err = c.Close()
@@ -158,7 +165,7 @@ func FuzzConnStateMachine(f *testing.F) {
 				if c, _ := pick(held, i); c != nil {
 					inner := c.Unwrap()
 					var err error
-					if op%14 == 4 {
+					if op%16 == 4 {
 						_, err = c.Read(buf)
 					} else {
 						_, err = c.Write(buf)
@@ -210,6 +217,26 @@ func FuzzConnStateMachine(f *testing.F) {
 				if c, _ := pick(held, i); c != nil {
 					c.Unwrap().(*scriptConn).fail.Store(false)
 				}
+			case 14: // Reset
+				if err := p.Reset(); err != nil {
+					t.Fatalf("step %d: Reset: %v", i, err)
+				}
+				for _, c := range dialed {
+					preReset[c] = true
+				}
+			case 15: // the holder detaches its conn
+				if c, k := pick(held, i); c != nil {
+					nc, err := c.Detach()
+					if err != nil {
+						t.Fatalf("step %d: Detach: %v", i, err)
+					}
+					detached[nc] = true
+					held = append(held[:k], held[k+1:]...)
+					stale = append(stale, c)
+				}
+			}
+			if err := p.CheckInvariants(); err != nil {
+				t.Fatalf("step %d (op %d): %v", i, op%16, err)
 			}
 		}
 		for _, c := range held {
@@ -227,13 +254,16 @@ func FuzzConnStateMachine(f *testing.F) {
 		if st.Hits+st.Misses != gets {
 			t.Fatalf("hits %d + misses %d != gets %d", st.Hits, st.Misses, gets)
 		}
-		if st.Dials != int64(len(dialled)) || st.Dials != closedTotal(st) {
-			t.Fatalf("dials %d, dialled %d, closed %d", st.Dials, len(dialled), closedTotal(st))
+		if st.Dials != int64(len(dialed)) || st.Dials != closedTotal(st) {
+			t.Fatalf("dials %d, dialed %d, closed %d", st.Dials, len(dialed), closedTotal(st))
 		}
-		for _, c := range dialled {
-			if !c.closed.Load() {
-				t.Fatal("a dialled conn was left open")
+		for _, c := range dialed {
+			if c.closed.Load() == detached[c] {
+				t.Fatalf("a dialed conn was left open, or a detached one closed by the pool (detached %v)", detached[c])
 			}
+		}
+		if err := p.CheckInvariants(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -2,7 +2,6 @@ package connpool
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -18,25 +17,57 @@ type Addr struct {
 
 // Group is a set of pools, one per network and address, created on first
 // use with the same options: what an [net/http.Transport] that talks to
-// many hosts wants as its dialer ([Group.DialContext]). An optional cap
-// bounds the conns of all pools together ([WithGroupMaxConns]); a dial that
-// would exceed it first closes the oldest idle conn of another pool. Pools
-// unused for a while are closed and removed ([WithGroupIdleTimeout]), so a
-// group fed many hosts does not grow without bound.
+// many hosts wants as its dialer ([Group.DialContext]). Pools unused for a
+// while are closed and removed ([WithGroupIdleTimeout]), so a group fed
+// many hosts does not grow without bound.
+//
+// An optional cap bounds the conns of all pools together
+// ([WithGroupMaxConns]). A dial that would exceed it makes room: it closes
+// the oldest idle conn of another pool, and when no pool has one, it asks
+// the clients registered with [Group.CloseIdleWith] to close the conns
+// they keep idle; otherwise it waits for a conn to close. A conn handed out
+// by DialContext holds its slot until its client closes it, so a Transport
+// that keeps idle keep-alive conns holds slots the group cannot take back
+// by itself: register it, or the group can wait at its cap for as long as
+// the Transport keeps them (a zero Transport: forever; the group logs a
+// warning through [WithLogger] after a second). Only idle conns are
+// closed: a request in flight is never broken.
 //
 // A Group is safe for concurrent use.
 type Group struct {
 	opts      []Option
 	total     *groupLimit // nil without WithGroupMaxConns
 	idleAfter time.Duration
+	epoch     time.Time // the group clock, for nextAsk
 	stop      chan struct{}
 	wg        sync.WaitGroup
 
+	// nextAsk is when, on the group clock, the closers may next be asked
+	// to close their idle conns: once per evictRetry, whichever of the
+	// dials waiting at the cap comes first.
+	nextAsk atomic.Int64
+	// warned is set by the first dial that warns it has waited at the cap
+	// with nothing to close, and cleared by a dial that gets a slot without
+	// waiting: one warning per streak of waiting.
+	warned atomic.Bool
+
 	// mu guards the fields below; it may be held while taking a Pool's mu,
 	// never the reverse. Lookups of an existing pool take it for reading.
-	mu     sync.RWMutex
-	pools  map[Addr]*groupEntry
-	closed bool
+	mu    sync.RWMutex
+	pools map[Addr]*groupEntry
+	// closers only grows, by append, until Close clears it: a reader may
+	// keep the slice it read after unlocking.
+	closers []IdleCloser
+	closed  bool
+}
+
+// IdleCloser is a client that keeps idle conns it got from a [Group] and
+// can close them: [net/http.Transport], [net/http.Client] and the
+// golang.org/x/net/http2 Transport have this method. CloseIdleConnections
+// must close only conns that no request is using, and must not wait for a
+// dial of the group. See [Group.CloseIdleWith].
+type IdleCloser interface {
+	CloseIdleConnections()
 }
 
 type groupEntry struct {
@@ -50,58 +81,28 @@ type groupEntry struct {
 // DefaultGroupIdleTimeout is how long a Group keeps a pool nobody uses.
 const DefaultGroupIdleTimeout = 5 * time.Minute
 
-// WithGroupMaxConns caps the conns open across every pool of a Group. n
-// must be at least 1; without it there is no cap beyond each pool's own.
-// It is an option of [NewGroup] only; [New] rejects it.
-func WithGroupMaxConns(n int) Option {
-	return func(c *config) { c.groupMaxConns, c.groupOption = n, "WithGroupMaxConns" }
-}
-
-// WithGroupIdleTimeout makes a Group close and forget a pool that nobody
-// has used for d and that has no conn borrowed (within d/4 after that:
-// lookups read no clock, a sweep every d/4 does). If d is 0, pools are kept
-// until the Group closes. The default is 5m. It is an option of
-// [NewGroup] only; [New] rejects it.
-func WithGroupIdleTimeout(d time.Duration) Option {
-	return func(c *config) { c.groupIdle, c.groupIdleSet, c.groupOption = d, true, "WithGroupIdleTimeout" }
-}
-
-// NewGroup returns an empty group whose pools will use opts. It validates
-// the options as [New] does.
-func NewGroup(opts ...Option) (*Group, error) {
-	cfg := defaultConfig()
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
-	}
-	if cfg.groupMaxConns < 0 || (cfg.groupOption == "WithGroupMaxConns" && cfg.groupMaxConns == 0) {
-		return nil, fmt.Errorf("%w: WithGroupMaxConns(%d): must be at least 1", ErrInvalidOption, cfg.groupMaxConns)
-	}
-	if cfg.groupIdle < 0 {
-		return nil, fmt.Errorf("%w: WithGroupIdleTimeout(%v): must not be negative", ErrInvalidOption, cfg.groupIdle)
+// NewGroup returns an empty group. Its own options ([WithGroupMaxConns],
+// [WithGroupIdleTimeout]) configure the group; every [Option] configures
+// each pool it will create. NewGroup validates them all once, as [New]
+// does, and returns an error wrapping [ErrInvalidOption] that names each
+// bad option.
+func NewGroup(opts ...GroupOption) (*Group, error) {
+	cfg, err := newGroupConfig(opts)
+	if err != nil {
+		return nil, err
 	}
 	g := &Group{
-		idleAfter: DefaultGroupIdleTimeout,
+		idleAfter: cfg.idleAfter,
+		epoch:     time.Now(),
 		stop:      make(chan struct{}),
 		pools:     make(map[Addr]*groupEntry),
 	}
-	if cfg.groupIdleSet {
-		g.idleAfter = cfg.groupIdle
+	if cfg.maxConns > 0 {
+		g.total = &groupLimit{g: g, sem: semaphore.NewWeighted(int64(cfg.maxConns)), max: cfg.maxConns}
 	}
-	if cfg.groupMaxConns > 0 {
-		g.total = &groupLimit{g: g, sem: semaphore.NewWeighted(int64(cfg.groupMaxConns))}
-	}
-	// Every pool gets the options, then joins the group: the group options
-	// are consumed and the shared cap attached.
-	g.opts = append(append([]Option{}, opts...), func(c *config) {
-		c.groupOption = ""
-		c.limit = g.total
-	})
-	// Check the pool options once, on a placeholder address.
-	if _, err := newConfig("tcp", "group:0", g.opts); err != nil {
-		return nil, err
-	}
+	// Every pool gets the options, then joins the group: the shared cap
+	// is attached.
+	g.opts = append(cfg.pool, poolOption(func(c *config) { c.limit = g.total }))
 	if g.idleAfter > 0 {
 		g.wg.Add(1)
 		go g.sweep()
@@ -135,12 +136,22 @@ func (g *Group) pool(network, address string) (*Pool, error) {
 		e.used.Store(true)
 		return e.pool, nil
 	}
-	p, err := New(network, address, g.opts...)
+	p, err := New(network, address, append(g.opts, nameInGroup(address))...)
 	if err != nil {
 		return nil, err
 	}
 	g.pools[key] = &groupEntry{pool: p, lastUsed: time.Now()}
 	return p, nil
+}
+
+// nameInGroup names a pool of a group by its address: after the name the
+// group's options gave, if any, else as New would.
+func nameInGroup(address string) Option {
+	return poolOption(func(c *config) {
+		if c.name != "" {
+			c.name += " " + address
+		}
+	})
 }
 
 // Get returns a conn to address on network from its pool, as [Pool.Get].
@@ -154,13 +165,42 @@ func (g *Group) Get(ctx context.Context, network, address string) (*Conn, error)
 
 // DialContext returns a conn to address on network from its pool, as
 // [Pool.DialContext]: give it to an [net/http.Transport] that talks to
-// many hosts.
+// many hosts. The conn holds its slot under the group's cap until the
+// Transport closes it, idle keep-alive time included. With a cap, register
+// the Transport with [Group.CloseIdleWith] so that the group can take back
+// the slots of idle conns, and set its IdleConnTimeout below the pools'
+// idle timeout ([WithIdleTimeout]; a zero Transport never closes idle
+// conns), its MaxIdleConnsPerHost to at most the pools' MaxConns, and its
+// MaxIdleConns to at most the group's cap.
 func (g *Group) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	p, err := g.pool(network, address)
 	if err != nil {
 		return nil, err
 	}
 	return p.DialContext(ctx, network, address)
+}
+
+// CloseIdleWith registers c, a client whose dialer is [Group.DialContext]
+// (an [net/http.Transport], or the [net/http.Client] around it), as one
+// that keeps idle conns of the group. When a dial for a waiting Get is at
+// the group's cap and no pool has an idle conn to evict, the group calls
+// c.CloseIdleConnections, and that of every client registered, at most
+// once per 20ms whatever the number of waiting dials, holding no lock.
+// Each conn the client closes frees its slot at once, for the first dial
+// waiting. CloseIdleConnections closes every idle conn of the client, not
+// just one: at the cap, keep-alive reuse gives way to the hosts that wait.
+// It closes no conn a request is using, so a request in flight is never
+// broken. A nil c is ignored. The group keeps c until [Group.Close];
+// register each client once.
+func (g *Group) CloseIdleWith(c IdleCloser) {
+	if c == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.closed {
+		g.closers = append(g.closers, c)
+	}
 }
 
 // Stats returns the stats of every pool the group holds now.
@@ -185,6 +225,7 @@ func (g *Group) Close() error {
 	g.closed = true
 	pools := g.pools
 	g.pools = nil
+	g.closers = nil
 	g.mu.Unlock()
 	close(g.stop)
 	g.wg.Wait()
@@ -250,24 +291,47 @@ func (g *Group) evictIdle(except *Pool) bool {
 type groupLimit struct {
 	g   *Group
 	sem *semaphore.Weighted
+	max int // the cap, for the warning
 }
 
 // evictRetry is how often a dial blocked on the group's cap looks again
-// for an idle conn to evict elsewhere; conns that go idle meanwhile do not
-// signal it.
+// for an idle conn to evict elsewhere, and the least time between two
+// calls of the closers; conns that go idle meanwhile do not signal it.
 const evictRetry = 20 * time.Millisecond
 
-// acquire takes a permit for a dial of p, evicting idle conns of other
-// pools when the cap is reached. It fails only when ctx ends.
+// warnAfter is how long a dial waits at the group's cap, with no idle conn
+// to evict and no closer to ask, before the group warns.
+const warnAfter = time.Second
+
+// acquire takes a permit for a dial of p. When the cap is reached it makes
+// room, in this order: the oldest idle conn of another pool, the closers'
+// idle conns, a conn that closes by itself. It fails only when ctx ends.
 func (l *groupLimit) acquire(ctx context.Context, p *Pool) error {
+	var since time.Time // when the dial began to wait; zero until it has to
 	for {
 		if l.sem.TryAcquire(1) {
+			if since.IsZero() && l.g.warned.Load() {
+				l.g.warned.Store(false) // a slot at once: the streak is over
+			}
 			return nil
 		}
 		if l.g.evictIdle(p) {
 			continue
 		}
-		wait, cancel := context.WithTimeout(ctx, evictRetry)
+		if since.IsZero() {
+			since = time.Now()
+		}
+		// Only for a Get that waits: a dial nobody waits for any more (its
+		// Get left, or it warms) takes no conn from the clients.
+		retry := evictRetry
+		if p.queued.Load() > 0 {
+			if asked, again := l.g.askClosers(); asked {
+				retry = again
+			} else {
+				l.warnStuck(p, time.Since(since))
+			}
+		}
+		wait, cancel := context.WithTimeout(ctx, retry)
 		err := l.sem.Acquire(wait, 1)
 		cancel()
 		if err == nil {
@@ -280,3 +344,104 @@ func (l *groupLimit) acquire(ctx context.Context, p *Pool) error {
 }
 
 func (l *groupLimit) release() { l.sem.Release(1) }
+
+// warnStuck logs, once per streak, that a dial of p has waited at the cap
+// for warnAfter with no idle conn to evict and no client to ask: the
+// slots are most likely held by conns idle in a client that nobody
+// registered.
+func (l *groupLimit) warnStuck(p *Pool, waited time.Duration) {
+	if waited < warnAfter || l.g.warned.Load() || !l.g.warned.CompareAndSwap(false, true) {
+		return
+	}
+	p.log.Warn("connpool: dial waiting at the group's cap with no idle conn to close",
+		"waited", waited.Round(time.Millisecond),
+		"group_max_conns", l.max,
+		"remedy", "register the client that holds the group's conns with Group.CloseIdleWith, "+
+			"or bound its idle conns (http.Transport IdleConnTimeout, MaxIdleConns)")
+}
+
+// askClosers asks every client registered with CloseIdleWith to close its
+// idle conns, unless the group asked less than evictRetry ago. It reports
+// whether any client is registered, and how long until the group may ask
+// again: a dial that was turned away waits no longer than that. It holds
+// no lock while it asks: each conn a client closes takes its pool's mu and
+// frees a slot, and a client may hold locks of its own around its dials.
+func (g *Group) askClosers() (registered bool, again time.Duration) {
+	g.mu.RLock()
+	closers := g.closers
+	g.mu.RUnlock()
+	if len(closers) == 0 {
+		return false, 0
+	}
+	now := int64(time.Since(g.epoch))
+	next := g.nextAsk.Load()
+	if now < next || !g.nextAsk.CompareAndSwap(next, now+int64(evictRetry)) {
+		// Asked lately, or another dial asks now.
+		return true, max(time.Duration(g.nextAsk.Load()-now), time.Microsecond)
+	}
+	for _, c := range closers {
+		c.CloseIdleConnections()
+	}
+	return true, evictRetry
+}
+
+// The pool side of a group: its slot under the cap, and its idle conns
+// as the group's eviction sees them.
+
+// acquireGroupSlot takes a slot under the group's cap for a dial, when the
+// pool belongs to a group that has one. It waits for as long as the pool
+// is open: waiting for the cap is not a dial failure.
+func (p *Pool) acquireGroupSlot() error {
+	if p.cfg.limit == nil {
+		return nil
+	}
+	return p.cfg.limit.acquire(p.ctx, p)
+}
+
+// releaseGroupSlot gives back the slot of a conn that closed or a dial
+// that failed.
+func (p *Pool) releaseGroupSlot() {
+	if p.cfg.limit != nil {
+		p.cfg.limit.release()
+	}
+}
+
+// oldestIdle returns when the pool's oldest idle conn was returned, as a
+// time comparable across pools: each pool's clock counts from its own
+// creation. A conn the reaper has not stamped yet was returned since its
+// last run; it counts as returned now.
+func (p *Pool) oldestIdle() (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	if p.closed.Load() || p.idle.Len() == 0 {
+		return time.Time{}, false
+	}
+	at := p.idle.All()[0].lastUsed
+	if at == 0 {
+		at = p.now()
+	}
+	return p.epoch.Add(time.Duration(at)), true
+}
+
+// closeOldestIdle closes the pool's oldest idle conn, to make room under
+// its group's cap, and reports whether there was one.
+func (p *Pool) closeOldestIdle() bool {
+	p.mu.Lock()
+	var pc *poolConn
+	ok := false
+	if !p.closed.Load() {
+		p.idleMu.Lock()
+		pc, ok = p.idle.PopBottom()
+		p.idleMu.Unlock()
+	}
+	if ok {
+		p.moveLocked(pc, heldClosing)
+	}
+	p.mu.Unlock()
+	if ok {
+		p.closeConn(pc, CloseIdle)
+	}
+	return ok
+}

@@ -2,6 +2,8 @@ package connpool
 
 import (
 	"context"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connpool/connpool/internal/fakeconn"
+	"github.com/connpool/connpool/internal/testserver"
 )
 
 // TestGroupEvictsOldestAcrossPoolEpochs gives two pools of a group idle
@@ -62,4 +65,90 @@ func TestGroupKeepsPoolInUse(t *testing.T) {
 	require.NoError(t, err)
 	assert.Same(t, first, now, "a pool in use was forgotten")
 	assert.False(t, first.closed.Load())
+}
+
+// TestGroupSlotOfLateDialFreedAfterItsSocket pins the order in which a
+// dial that finishes after its pool closed gives back its group slot:
+// only once its socket is closed. Freed first, the slot let a dial of
+// another pool open a socket while the late one was still open, one over
+// the group's cap. Pool a's dial finishes when the pool's Close cancels
+// it, with a conn whose Close waits (up to 200ms) for pool b's dial to
+// start; pool b's dial waits for the only slot, and records whether a's
+// socket was closed when it started.
+func TestGroupSlotOfLateDialFreedAfterItsSocket(t *testing.T) {
+	srv, err := testserver.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close() })
+	aDialing, bStarted := make(chan struct{}), make(chan struct{})
+	var aClosed, aClosedAtB atomic.Bool
+	var bDials atomic.Int32
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		if address == "b:1" && bDials.Add(1) == 1 {
+			aClosedAtB.Store(aClosed.Load())
+			close(bStarted)
+		}
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, network, srv.Addr())
+		if err != nil || address != "a:1" {
+			return nc, err
+		}
+		close(aDialing)
+		<-ctx.Done() // a's Close cancels the dial; the conn is returned all the same
+		return &slowClosingConn{Conn: nc, closed: &aClosed, wait: bStarted}, nil
+	}
+	g, err := NewGroup(WithGroupMaxConns(1), WithGroupIdleTimeout(0), WithDialer(dial))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close() })
+
+	aDone := make(chan error, 1)
+	go func() {
+		_, err := g.Get(context.Background(), "tcp", "a:1")
+		aDone <- err
+	}()
+	<-aDialing
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	bDone := make(chan error, 1)
+	go func() {
+		c, err := g.Get(ctx, "tcp", "b:1")
+		if err == nil {
+			err = c.Close()
+		}
+		bDone <- err
+	}()
+	pool := func(addr string) *Pool {
+		g.mu.RLock()
+		defer g.mu.RUnlock()
+		if e, ok := g.pools[Addr{"tcp", addr}]; ok {
+			return e.pool
+		}
+		return nil
+	}
+	require.Eventually(t, func() bool { p := pool("b:1"); return p != nil && p.Stats().Dialing == 1 }, 5*time.Second, time.Millisecond)
+
+	require.NoError(t, pool("a:1").Close())
+	assert.ErrorIs(t, <-aDone, ErrClosed)
+	require.NoError(t, <-bDone)
+	assert.True(t, aClosed.Load())
+	assert.True(t, aClosedAtB.Load(), "b dialed while a's socket was open: the group's cap was exceeded")
+}
+
+// slowClosingConn is a conn whose Close waits for wait (at most 200ms),
+// then closes the socket and records it in closed.
+type slowClosingConn struct {
+	net.Conn
+	closed *atomic.Bool
+	wait   <-chan struct{}
+}
+
+func (c *slowClosingConn) Close() error {
+	t := time.NewTimer(200 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-c.wait:
+	case <-t.C:
+	}
+	err := c.Conn.Close()
+	c.closed.Store(true)
+	return err
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 	"github.com/connpool/connpool"
 )
 
-func newGroup(t *testing.T, opts ...connpool.Option) *connpool.Group {
+func newGroup(t *testing.T, opts ...connpool.GroupOption) *connpool.Group {
 	t.Helper()
 	g, err := connpool.NewGroup(opts...)
 	require.NoError(t, err)
@@ -120,9 +121,12 @@ func TestGroupAsHTTPDialer(t *testing.T) {
 }
 
 func TestGroupOptionsAndClose(t *testing.T) {
-	_, err := connpool.New("tcp", "x:1", connpool.WithGroupMaxConns(3))
-	assert.ErrorContains(t, err, "WithGroupMaxConns: an option of NewGroup")
-	for _, opt := range []connpool.Option{
+	// New takes Options only: a group-only option does not compile there.
+	for _, opt := range []connpool.GroupOption{connpool.WithGroupMaxConns(3), connpool.WithGroupIdleTimeout(time.Second)} {
+		_, isPoolOption := opt.(connpool.Option)
+		assert.False(t, isPoolOption, "%T is accepted by New", opt)
+	}
+	for _, opt := range []connpool.GroupOption{
 		connpool.WithGroupMaxConns(0),
 		connpool.WithGroupIdleTimeout(-time.Second),
 		connpool.WithMaxConns(0),
@@ -130,6 +134,14 @@ func TestGroupOptionsAndClose(t *testing.T) {
 		g, err := connpool.NewGroup(opt)
 		assert.Nil(t, g)
 		assert.ErrorIs(t, err, connpool.ErrInvalidOption)
+	}
+	// Validation does not depend on which group option comes last, and
+	// names every bad option, of the group and of its pools.
+	_, err := connpool.NewGroup(connpool.WithGroupMaxConns(0), connpool.WithGroupIdleTimeout(time.Minute))
+	assert.ErrorContains(t, err, "WithGroupMaxConns(0)")
+	_, err = connpool.NewGroup(connpool.WithGroupMaxConns(0), connpool.WithGroupIdleTimeout(-time.Minute), connpool.WithMaxConns(-1))
+	for _, name := range []string{"WithGroupMaxConns(0)", "WithGroupIdleTimeout(-1m0s)", "WithMaxConns(-1)"} {
+		assert.ErrorContains(t, err, name)
 	}
 	g, err := connpool.NewGroup(connpool.WithGroupIdleTimeout(0))
 	require.NoError(t, err)
@@ -139,4 +151,114 @@ func TestGroupOptionsAndClose(t *testing.T) {
 	assert.ErrorIs(t, err, connpool.ErrClosed)
 	_, err = g.DialContext(context.Background(), "tcp", "127.0.0.1:1")
 	assert.ErrorIs(t, err, connpool.ErrClosed)
+}
+
+// idleCloser is an IdleCloser that records when it is called and runs
+// onCall, if set, each time.
+type idleCloser struct {
+	mu     sync.Mutex // guards calls
+	calls  []time.Time
+	onCall func()
+}
+
+func (c *idleCloser) CloseIdleConnections() {
+	c.mu.Lock()
+	c.calls = append(c.calls, time.Now())
+	c.mu.Unlock()
+	if c.onCall != nil {
+		c.onCall()
+	}
+}
+
+func (c *idleCloser) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.calls)
+}
+
+// TestGroupAsksIdleClosersAtCap: a dial at the cap with no idle conn in
+// any pool asks the registered clients to close theirs, holding no lock
+// (the closer looks at the group's stats); one whose pools have an idle
+// conn evicts it and asks no one.
+func TestGroupAsksIdleClosersAtCap(t *testing.T) {
+	a, b := startServer(t), startServer(t)
+	g := newGroup(t, connpool.WithGroupMaxConns(1))
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	kept, err := g.DialContext(ctx, "tcp", a.Addr()) // as a Transport holds it
+	require.NoError(t, err)
+	closer := &idleCloser{onCall: func() {
+		_ = g.Stats()
+		_ = kept.Close() // the client's idle conn: destroyed, its slot freed
+	}}
+	g.CloseIdleWith(nil)
+	g.CloseIdleWith(closer)
+
+	cb, err := g.Get(ctx, "tcp", b.Addr())
+	require.NoError(t, err)
+	mustRoundTrip(t, cb, "b")
+	assert.Equal(t, 1, closer.count())
+	require.NoError(t, cb.Close()) // idle in b's pool, holding the slot
+
+	ca, err := g.Get(ctx, "tcp", a.Addr())
+	require.NoError(t, err)
+	mustRoundTrip(t, ca, "a")
+	assert.Equal(t, 1, closer.count(), "an idle conn of a pool is evicted first")
+	require.NoError(t, ca.Close())
+	assert.Equal(t, int64(1), g.Stats()[connpool.Addr{Network: "tcp", Address: b.Addr()}].IdleClosed)
+}
+
+// TestGroupAsksIdleClosersAtMostEvery20ms: many Gets waiting at the cap
+// share one call of the closers per 20ms, and a dial whose Get has left
+// asks no more.
+func TestGroupAsksIdleClosersAtMostEvery20ms(t *testing.T) {
+	a, b := startServer(t), startServer(t)
+	g := newGroup(t, connpool.WithGroupMaxConns(1), connpool.WithMaxConns(8), connpool.WithMaxConnecting(8))
+	held, err := g.Get(context.Background(), "tcp", a.Addr()) // never idle: nothing to evict
+	require.NoError(t, err)
+	t.Cleanup(func() { held.Close() })
+	closer := &idleCloser{} // that closes nothing
+	g.CloseIdleWith(closer)
+
+	const waiters = 8
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, waiters)
+	for range waiters {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			_, err := g.Get(ctx, "tcp", b.Addr())
+			errs <- err
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	n := closer.count()
+	t.Logf("%d waiting Gets, %d calls of the closer in %v", waiters, n, elapsed.Round(time.Millisecond))
+	assert.GreaterOrEqual(t, n, 2, "asked again while the Gets waited")
+	assert.LessOrEqual(t, n, int(elapsed/(20*time.Millisecond))+1, "asked more than once per 20ms in %v", elapsed)
+	assert.Never(t, func() bool { return closer.count() != n }, 100*time.Millisecond, tick,
+		"the dials whose Gets left still ask")
+}
+
+// TestGroupNamesPoolsByAddress: a group's pools are named by their
+// address, after the name its options give.
+func TestGroupNamesPoolsByAddress(t *testing.T) {
+	srv := startServer(t)
+	plain := newGroup(t)
+	named := newGroup(t, connpool.WithName("api"))
+	for _, tc := range []struct {
+		g    *connpool.Group
+		want string
+	}{{plain, "tcp " + srv.Addr()}, {named, "api " + srv.Addr()}} {
+		c, err := tc.g.Get(context.Background(), "tcp", srv.Addr())
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+		assert.Equal(t, tc.want, tc.g.Stats()[connpool.Addr{Network: "tcp", Address: srv.Addr()}].Name)
+	}
 }

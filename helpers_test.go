@@ -3,6 +3,7 @@ package connpool_test
 import (
 	"errors"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -57,15 +58,45 @@ func localPort(c net.Conn) int { return c.LocalAddr().(*net.TCPAddr).Port }
 // closedTotal adds up the conns closed for every reason.
 func closedTotal(s connpool.Stats) int64 {
 	return s.IdleClosed + s.LifetimeClosed + s.HealthFailures + s.BrokenClosed +
-		s.MaxIdleClosed + s.ReleasedClosed + s.PoolClosed
+		s.MaxIdleClosed + s.ReleasedClosed + s.PoolClosed + s.ResetClosed + s.DetachedClosed
 }
 
 // checkBooks asserts the invariants that must hold whenever the pool is
-// quiet: gauges within the cap, and every dialled conn open or closed for
+// quiet: gauges within the cap, and every dialed conn open or closed for
 // exactly one reason.
 func checkBooks(t *testing.T, s connpool.Stats) {
 	t.Helper()
 	require.LessOrEqual(t, s.OpenConns+s.Dialing, s.MaxConns)
 	require.Equal(t, s.OpenConns, s.InUse+s.Idle, "open conns are in use or idle")
 	require.Equal(t, s.Dials, int64(s.OpenConns)+closedTotal(s), "dials = open + closed")
+}
+
+// watchLedger checks p's custody ledger over and over, from a goroutine
+// of its own, until the returned function is called; that function then
+// checks it once more and fails the test with the first imbalance seen.
+func watchLedger(t testing.TB, p *connpool.Pool) (stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	found := make(chan error, 1)
+	go func() {
+		var first error
+		for first == nil {
+			select {
+			case <-done:
+				found <- nil
+				return
+			default:
+			}
+			first = p.CheckInvariants()
+			runtime.Gosched()
+		}
+		<-done
+		found <- first
+	}()
+	return func() {
+		t.Helper()
+		close(done)
+		require.NoError(t, <-found, "the ledger while the test ran")
+		require.NoError(t, p.CheckInvariants(), "the ledger at the end")
+	}
 }

@@ -1,17 +1,29 @@
 package connpool
 
-// The idle stack's fast paths. A Get of an idle conn and a Put back to the
-// idle stack take idleMu alone, not mu, when no Get waits: they contend
-// for one short critical section and no counter under mu changes (the
-// number of conns in use is derived, see inUseLocked).
+// The idle stack's fast paths, and the one protocol that orders them.
 //
-// The one race to close is between a Put that pushes a conn without mu
-// and a Get that, under mu, finds the stack empty and queues: the conn
-// would sit idle while the Get waits. So the Get counts itself in queued
-// before it looks at the stack, and the Put reads queued after its push;
-// both look at the stack under idleMu, so one of the two sees the other.
-// A Put that sees a queued Get serves the queue from the stack itself
-// (serveIdle). Close and Put are ordered the same way through closed.
+// A Get of an idle conn (popIdle) and a Put back to the idle stack
+// (putIdle) take idleMu alone, not mu, when no Get waits: they contend for
+// one short critical section and no count under mu changes (lent is
+// derived, see ledger.go).
+//
+// The race to close is between a Put that pushes a conn without mu and a
+// Get that, under mu, finds the stack empty and queues: the conn would sit
+// idle while the Get waits. So the Get counts itself in queued before it
+// looks at the stack, and the Put reads queued after its push; both look
+// at the stack under idleMu, so one of the two sees the other. A Put that
+// sees a queued Get serves the queue from the stack itself (serveIdle).
+// Close and Put are ordered the same way through closed, and Reset and
+// Put through gen: each is written before the stack is emptied, under
+// idleMu, and read by putIdle under idleMu before its push.
+//
+// So a conn is pushed only when no Get is queued or about to queue, or by
+// a Put that then serves the queue; the exception is a Get whose checks
+// rejected several idle conns and that waits on its own fresh dial.
+//
+// The tests that pin each ordering are in idle_internal_test.go: a Get
+// that queues, a Close, a reaper that flags the conn past its lifetime,
+// each between a Put's checks and its push (testHookPutIdle).
 
 // testHookPutIdle, when set by a test, runs in putIdle between its checks
 // and its push: where a Get may queue, or Close may run, unseen.
@@ -30,13 +42,14 @@ func (p *Pool) popIdle() *Conn {
 		p.idleMu.Unlock()
 		return nil
 	}
+	pc.holder = heldLent
 	p.idlePops++
 	low := p.idle.Len() < p.cfg.minIdle
 	p.idleMu.Unlock()
 	c := pc.newWrapper()
 	if low && int(p.openHint.Load()) < p.cfg.maxConns {
 		p.mu.Lock()
-		p.wantWarmLocked()
+		p.nudgeWarmer()
 		p.mu.Unlock()
 	}
 	return c
@@ -44,8 +57,9 @@ func (p *Pool) popIdle() *Conn {
 
 // putIdle is Put's fast path: it pushes pc, just returned by its borrower,
 // on the idle stack under idleMu alone, and reports whether it did. It
-// declines, leaving pc to putBack, when a Get is queued, the pool is
-// closed, MaxIdle conns are idle, or pc is past its lifetime.
+// declines, leaving pc to giveBack, when a Get is queued, the pool is
+// closed, MaxIdle conns are idle, or pc is past its lifetime or opened
+// before a Reset.
 func (p *Pool) putIdle(pc *poolConn) bool {
 	if p.queued.Load() != 0 || p.closed.Load() {
 		return false
@@ -57,12 +71,14 @@ func (p *Pool) putIdle(pc *poolConn) bool {
 		testHookPutIdle()
 	}
 	p.idleMu.Lock()
-	// The reaper flags conns past their lifetime under idleMu too, so a
-	// flagged conn never reaches the stack.
-	if pc.retire || p.idle.Len() >= p.cfg.maxIdle {
+	// The reaper flags conns past their lifetime under idleMu, and Reset
+	// moves gen under idleMu: a flagged or older conn never reaches the
+	// stack.
+	if pc.retire || pc.gen != p.gen.Load() || p.idle.Len() >= p.cfg.maxIdle {
 		p.idleMu.Unlock()
 		return false
 	}
+	pc.holder = heldIdle
 	p.idle.Push(pc)
 	p.idleMu.Unlock()
 	if p.queued.Load() != 0 || p.closed.Load() {
@@ -73,7 +89,8 @@ func (p *Pool) putIdle(pc *poolConn) bool {
 
 // serveIdle hands idle conns to queued Gets, first come, first served, and
 // closes the idle conns of a closed pool. A Put calls it when, after
-// pushing a conn without mu, it finds a Get queued or the pool closed.
+// pushing a conn without mu, it finds a Get queued or the pool closed. It
+// takes mu and idleMu.
 func (p *Pool) serveIdle() {
 	p.mu.Lock()
 	var retired []*poolConn
@@ -90,13 +107,13 @@ func (p *Pool) serveIdle() {
 			continue
 		}
 		// Only DialContext callers wait, and pc is used: retire it if one
-		// of them needs its slot for a dial (see offerLocked).
+		// of them needs its slot for a dial (see offer).
 		if needDials < 0 {
 			needDials = p.waitersWithoutDialLocked()
 		}
 		if len(retired) < needDials {
+			p.moveLocked(pc, heldClosing)
 			retired = append(retired, pc)
-			p.numClosing++
 			continue
 		}
 		p.idleMu.Lock()
@@ -106,23 +123,21 @@ func (p *Pool) serveIdle() {
 	}
 	var doomed []*poolConn
 	if p.closed.Load() {
-		doomed = p.takeAllIdleLocked()
+		doomed = p.takeAllIdle()
 	}
 	p.mu.Unlock()
-	for _, pc := range retired {
-		p.destroy(pc, &p.numClosing, closeIdle, false)
-	}
-	p.closeAll(doomed)
+	p.closeConns(retired, CloseIdle)
+	p.closeConns(doomed, ClosePool)
 }
 
-// takeIdleLocked is Get's way to the idle stack under mu. It pops the top
-// idle conn, in a new wrapper, or with unusedOnly the topmost one never
-// handed out. trusting is false once the Get's vetting has rejected
-// several idle conns: it then takes one only when it could not dial
-// instead. A DialContext at the cap that finds only used idle conns gets
-// the oldest as retired, for the caller to close to make room for a dial.
-// The caller holds mu and not idleMu.
-func (p *Pool) takeIdleLocked(unusedOnly, trusting bool) (c *Conn, retired *poolConn) {
+// takeIdle is Get's way to the idle stack under mu. It pops the top idle
+// conn, in a new wrapper, or with unusedOnly the topmost one never handed
+// out. trusting is false once the Get's vetting has rejected several idle
+// conns: it then takes one only when it could not dial instead. A
+// DialContext at the cap that finds only used idle conns gets the oldest
+// as retired, still held idle, for the caller to move to closing and
+// close to make room for a dial. mu must be held; it takes idleMu.
+func (p *Pool) takeIdle(unusedOnly, trusting bool) (c *Conn, retired *poolConn) {
 	p.idleMu.Lock()
 	defer p.idleMu.Unlock()
 	if p.idle.Len() == 0 || (!trusting && p.canDialLocked()) {
@@ -141,8 +156,20 @@ func (p *Pool) takeIdleLocked(unusedOnly, trusting bool) (c *Conn, retired *pool
 		}
 		return nil, retired
 	}
+	pc.holder = heldLent
 	p.idlePops++
 	return pc.newWrapper(), nil
 }
 
 func neverUsed(pc *poolConn) bool { return !pc.used }
+
+// takeAllIdle empties the idle stack and moves the conns to closing; the
+// caller closes them with closeConns once mu is released. mu must be
+// held; it takes idleMu.
+func (p *Pool) takeAllIdle() []*poolConn {
+	p.idleMu.Lock()
+	idle := p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
+	p.idleMu.Unlock()
+	p.moveAllLocked(idle, heldClosing)
+	return idle
+}

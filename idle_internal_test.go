@@ -181,6 +181,7 @@ func TestQueuedBalancesUnderCancellation(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	assert.NoError(t, p.checkInvariants())
 	assert.Zero(t, p.queued.Load())
 	p.mu.Lock()
 	assert.Zero(t, p.waiters.Len())

@@ -71,7 +71,7 @@ func (p *Pool) reap(now int64) (next int64) {
 	idleTimeout := int64(p.cfg.idleTimeout)
 	p.mu.Lock()
 	p.idleMu.Lock()
-	p.stampLocked(now)
+	p.stampIdleLocked(now)
 	if p.cfg.maxLifetime > 0 {
 		for pc := range p.all {
 			if pc.expires != 0 && now >= pc.expires {
@@ -87,37 +87,36 @@ func (p *Pool) reap(now int64) (next int64) {
 		left--
 		return true
 	}, nil)
-	next = p.nextReapLocked(now)
+	next = p.nextReapIdleLocked(now)
 	p.idleMu.Unlock()
-	p.numClosing += len(victims)
+	p.moveAllLocked(victims, heldClosing)
 	p.mu.Unlock()
 
 	for _, pc := range victims {
-		reason := closeIdle
+		reason := CloseIdle
 		if pc.retire {
-			reason = closeLifetime
+			reason = CloseLifetime
 		}
-		p.destroy(pc, &p.numClosing, reason, false)
+		p.closeConn(pc, reason)
 	}
 	return next
 }
 
-// stampLocked records now as the return time of the idle conns returned
-// since the maintainer last ran; they sit on top of the stack, unstamped.
-// idleMu must be held.
-func (p *Pool) stampLocked(now int64) {
+// stampIdleLocked records now as the return time of the idle conns
+// returned since the maintainer last ran; they sit on top of the stack,
+// unstamped.
+func (p *Pool) stampIdleLocked(now int64) {
 	all := p.idle.All()
 	for i := len(all) - 1; i >= 0 && all[i].lastUsed == 0; i-- {
 		all[i].lastUsed = now
 	}
 }
 
-// nextReapLocked returns when reap is next due: at the latest one idle
-// resolution from now, at the oldest idle conn's idle deadline (when above
-// MinIdle), at the next lifetime deadline of any open conn, and, for conns
-// dialled later, at the shortest lifetime they could have. mu and idleMu
-// must be held.
-func (p *Pool) nextReapLocked(now int64) int64 {
+// nextReapIdleLocked returns when reap is next due: at the latest one
+// idle resolution from now, at the oldest idle conn's idle deadline (when
+// above MinIdle), at the next lifetime deadline of any open conn, and, for
+// conns dialed later, at the shortest lifetime they could have.
+func (p *Pool) nextReapIdleLocked(now int64) int64 {
 	next := int64(math.MaxInt64)
 	if t := int64(p.cfg.idleTimeout); t > 0 {
 		next = now + max(t/idleResolution, 1)
@@ -144,12 +143,12 @@ func (p *Pool) checkIdle(now int64) {
 	interval := int64(p.cfg.checkInterval)
 	p.mu.Lock()
 	p.idleMu.Lock()
-	p.stampLocked(now)
+	p.stampIdleLocked(now)
 	batch := p.idle.RemoveFunc(func(pc *poolConn) bool {
 		return now-max(pc.lastUsed, pc.lastChecked) >= interval
 	}, nil)
 	p.idleMu.Unlock()
-	p.numChecking += len(batch)
+	p.moveAllLocked(batch, heldChecking)
 	p.mu.Unlock()
 
 	var g errgroup.Group
@@ -163,7 +162,13 @@ func (p *Pool) checkIdle(now int64) {
 	_ = g.Wait()
 }
 
+// checkOne runs the health checker on pc, held checking, and puts it back
+// or closes it.
 func (p *Pool) checkOne(pc *poolConn) {
+	var start int64
+	if p.hooks.HealthCheckDone != nil {
+		start = p.now()
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.checkTimeout)
 	deadline, _ := ctx.Deadline()
 	err := pc.nc.SetDeadline(deadline)
@@ -174,15 +179,20 @@ func (p *Pool) checkOne(pc *poolConn) {
 		err = pc.nc.SetDeadline(time.Time{})
 	}
 	cancel()
+	if p.hooks.HealthCheckDone != nil {
+		emit(p, p.hooks.HealthCheckDone, HealthCheckEvent{
+			Pool: p.name, ConnID: pc.id, Duration: time.Duration(p.now() - start), Err: err,
+		})
+	}
 	if err != nil {
 		if p.ctx.Err() == nil {
-			p.log.Debug("connpool: health check failed", "error", err)
+			p.log.Debug("connpool: health check failed", "conn", pc.id, "error", err)
 		}
-		p.destroy(pc, &p.numChecking, closeUnhealthy, false)
+		p.closeAside(pc, CloseUnhealthy)
 		return
 	}
 	pc.lastChecked = p.now()
-	p.putBack(pc, &p.numChecking, false, true)
+	p.putBack(pc, fromAside)
 }
 
 // sweepDead peeks at every idle conn that has a socket, and closes those
@@ -194,13 +204,13 @@ func (p *Pool) sweepDead() {
 	p.idleMu.Lock()
 	batch := p.idle.RemoveFunc(func(pc *poolConn) bool { return pc.check != nil }, nil)
 	p.idleMu.Unlock()
-	p.numChecking += len(batch)
+	p.moveAllLocked(batch, heldChecking)
 	p.mu.Unlock()
 	for _, pc := range batch {
 		if p.healthy(pc, false) {
-			p.putBack(pc, &p.numChecking, false, true)
+			p.putBack(pc, fromAside)
 		} else {
-			p.destroy(pc, &p.numChecking, closeUnhealthy, false)
+			p.closeAside(pc, CloseUnhealthy)
 		}
 	}
 }

@@ -17,8 +17,87 @@ import (
 type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
 
 // Option configures a [Pool]. Options are applied in order by [New], which
-// then validates them together.
-type Option func(*config)
+// then validates them together. Every Option is also a [GroupOption]: given
+// to [NewGroup], it configures each pool of the group.
+type Option interface {
+	GroupOption
+	applyPool(*config)
+}
+
+// GroupOption configures a [Group]: given to [NewGroup], with the
+// [Option]s its pools get. [WithGroupMaxConns] and
+// [WithGroupIdleTimeout] are GroupOptions only, so [New] does not take
+// them.
+type GroupOption interface {
+	applyGroup(*groupConfig)
+}
+
+// poolOption is an Option: a change to a pool's config.
+type poolOption func(*config)
+
+func (o poolOption) applyPool(c *config) { o(c) }
+
+// applyGroup keeps o for the group's pools.
+func (o poolOption) applyGroup(g *groupConfig) { g.pool = append(g.pool, o) }
+
+// groupOption is a GroupOption that is not an Option.
+type groupOption func(*groupConfig)
+
+func (o groupOption) applyGroup(g *groupConfig) { o(g) }
+
+// groupConfig holds a Group's own settings, and the options of its pools.
+type groupConfig struct {
+	pool      []Option
+	maxConns  int // 0: no cap
+	idleAfter time.Duration
+	invalid   []error
+}
+
+// WithGroupMaxConns caps the conns open across every pool of a Group. n
+// must be at least 1; without it there is no cap beyond each pool's own.
+// It is a [GroupOption] only.
+func WithGroupMaxConns(n int) GroupOption {
+	return groupOption(func(g *groupConfig) {
+		if n < 1 {
+			g.invalid = append(g.invalid, fmt.Errorf("%w: WithGroupMaxConns(%d): must be at least 1", ErrInvalidOption, n))
+			return
+		}
+		g.maxConns = n
+	})
+}
+
+// WithGroupIdleTimeout makes a Group close and forget a pool that nobody
+// has used for d and that has no conn borrowed (within d/4 after that:
+// lookups read no clock, a sweep every d/4 does). If d is 0, pools are kept
+// until the Group closes. The default is 5m. It is a [GroupOption] only.
+func WithGroupIdleTimeout(d time.Duration) GroupOption {
+	return groupOption(func(g *groupConfig) {
+		if d < 0 {
+			g.invalid = append(g.invalid, fmt.Errorf("%w: WithGroupIdleTimeout(%v): must not be negative", ErrInvalidOption, d))
+			return
+		}
+		g.idleAfter = d
+	})
+}
+
+// newGroupConfig applies opts over the group defaults and validates the
+// group's options and, once, its pools' options: every problem is
+// reported, each naming its option.
+func newGroupConfig(opts []GroupOption) (groupConfig, error) {
+	g := groupConfig{idleAfter: DefaultGroupIdleTimeout}
+	for i, o := range opts {
+		if o == nil {
+			g.invalid = append(g.invalid, fmt.Errorf("%w: option %d is nil", ErrInvalidOption, i))
+			continue
+		}
+		o.applyGroup(&g)
+	}
+	// The pool options are checked on a placeholder address.
+	if _, err := newConfig("tcp", "group:0", g.pool); err != nil {
+		g.invalid = append(g.invalid, err)
+	}
+	return g, errors.Join(g.invalid...)
+}
 
 // config holds every setting of a pool. Fields marked "set" record whether
 // the user chose a value, for defaults that derive from other settings.
@@ -45,15 +124,12 @@ type config struct {
 	livenessOnGet  bool
 	dialer         DialFunc
 	logger         *slog.Logger
+	name           string // "" until set: New names the pool "network address"
+	maxWaiters     int    // 0: no limit
+	hooks          Hooks
 	invalidOptions []error // found while applying options, reported by New
 
-	// Group settings: read by NewGroup; a pool of a group has groupOption
-	// cleared and limit set.
-	groupMaxConns int
-	groupIdle     time.Duration
-	groupIdleSet  bool
-	groupOption   string      // name of the last group option applied, which New rejects
-	limit         *groupLimit // the group's cap, or nil
+	limit *groupLimit // the cap of the pool's group, or nil
 }
 
 // Defaults, each documented on its option.
@@ -96,20 +172,20 @@ var defaultDialer = &net.Dialer{
 }
 
 // WithMaxConns caps the conns the pool has open at once, counting conns
-// being dialled, idle and borrowed. A Get at the cap waits. n must be at
+// being dialed, idle and borrowed. A Get at the cap waits. n must be at
 // least 1. The default is 4 × GOMAXPROCS, and at least 4.
-func WithMaxConns(n int) Option { return func(c *config) { c.maxConns = n } }
+func WithMaxConns(n int) Option { return poolOption(func(c *config) { c.maxConns = n }) }
 
-// WithMinIdle keeps n idle conns ready, dialled in the background ahead of
+// WithMinIdle keeps n idle conns ready, dialed in the background ahead of
 // demand and refilled as soon as the count drops. n must be between 0 and
-// the MaxIdle. The default is 0: no warming.
-func WithMinIdle(n int) Option { return func(c *config) { c.minIdle = n } }
+// MaxIdle. The default is 0: no warming.
+func WithMinIdle(n int) Option { return poolOption(func(c *config) { c.minIdle = n }) }
 
 // WithMaxIdle caps the idle conns the pool keeps; a conn returned when n
 // are idle is closed. n must be between 0 and MaxConns. The default is
 // MaxConns.
 func WithMaxIdle(n int) Option {
-	return func(c *config) { c.maxIdle, c.maxIdleSet = n, true }
+	return poolOption(func(c *config) { c.maxIdle, c.maxIdleSet = n, true })
 }
 
 // WithMaxConnecting caps the dials in flight at once, warming dials
@@ -118,27 +194,31 @@ func WithMaxIdle(n int) Option {
 // whichever comes first. n must be at least 1; a value above MaxConns acts
 // as MaxConns. The default is max(4, 2 × GOMAXPROCS), at most MaxConns.
 func WithMaxConnecting(n int) Option {
-	return func(c *config) { c.maxConnecting, c.connectingSet = n, true }
+	return poolOption(func(c *config) { c.maxConnecting, c.connectingSet = n, true })
 }
 
 // WithIdleTimeout closes conns that sat idle for d, down to MinIdle. If d
 // is 0, conns are never closed for idleness. The default, 90s, is well under
 // the idle timeouts after which cloud load balancers silently drop a flow
 // (350s on AWS, 4 minutes on Azure).
-func WithIdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTimeout = d } }
+func WithIdleTimeout(d time.Duration) Option {
+	return poolOption(func(c *config) { c.idleTimeout = d })
+}
 
 // WithMaxLifetime retires conns older than d, even below MinIdle (warming
 // replaces them). Each conn's lifetime is shortened by a random jitter
 // (see [WithMaxLifetimeJitter]) so that conns opened together are not
 // retired together. If d is 0, conns live forever. The default is 30m.
-func WithMaxLifetime(d time.Duration) Option { return func(c *config) { c.maxLifetime = d } }
+func WithMaxLifetime(d time.Duration) Option {
+	return poolOption(func(c *config) { c.maxLifetime = d })
+}
 
 // WithMaxLifetimeJitter sets the window over which conns reaching their
 // max lifetime are spread: each conn lives between MaxLifetime-d and
 // MaxLifetime. d must be between 0 and MaxLifetime. The default is a tenth
 // of MaxLifetime.
 func WithMaxLifetimeJitter(d time.Duration) Option {
-	return func(c *config) { c.lifetimeJitter, c.jitterSet = d, true }
+	return poolOption(func(c *config) { c.lifetimeJitter, c.jitterSet = d, true })
 }
 
 // WithDialer sets how new conns are opened: TLS, unix sockets, a proxy, a
@@ -146,49 +226,51 @@ func WithMaxLifetimeJitter(d time.Duration) Option {
 // 15s interval, 3 probes). The pool applies its own dial timeout around
 // dial.
 func WithDialer(dial DialFunc) Option {
-	return func(c *config) {
+	return poolOption(func(c *config) {
 		if dial == nil {
 			c.invalid("WithDialer(nil): the dialer must not be nil")
 			return
 		}
 		c.dialer = dial
-	}
+	})
 }
 
 // WithDialTimeout bounds each dial, including a TLS handshake the dialer
 // does. The bound is the dial's own: it neither shortens nor extends the
 // wait of the Get that asked for the conn. If d is 0, a dial ends only when
 // it fails or the pool closes. The default is 5s.
-func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
+func WithDialTimeout(d time.Duration) Option {
+	return poolOption(func(c *config) { c.dialTimeout = d })
+}
 
-// WithDialBackoff sets how long the pool waits before dialling again after
+// WithDialBackoff sets how long the pool waits before dialing again after
 // consecutive dial failures: min after the first, doubling up to max, each
 // wait jittered to between half and all of it. While a wait runs, Gets that
 // would have to dial fail at once with the last dial error, and warming
 // pauses; the first dial after it is the probe. min must be positive and
 // max at least min. The defaults are 100ms and 5s.
 func WithDialBackoff(min, max time.Duration) Option {
-	return func(c *config) { c.backoffMin, c.backoffMax = min, max }
+	return poolOption(func(c *config) { c.backoffMin, c.backoffMax = min, max })
 }
 
 // WithHealthCheck sets the checker the pool runs on idle conns in the
 // background every HealthCheckInterval, off the Get path. A conn that
 // fails its check is closed. The default is [Liveness].
 func WithHealthCheck(h HealthChecker) Option {
-	return func(c *config) {
+	return poolOption(func(c *config) {
 		if h == nil {
 			c.invalid("WithHealthCheck(nil): the checker must not be nil")
 			return
 		}
 		c.checker = h
-	}
+	})
 }
 
 // WithHealthCheckInterval sets how often idle conns are checked: a conn is
 // checked once it has been idle, and unchecked, for d. If d is 0, there
 // are no background checks. The default is 30s.
 func WithHealthCheckInterval(d time.Duration) Option {
-	return func(c *config) { c.checkInterval = d }
+	return poolOption(func(c *config) { c.checkInterval = d })
 }
 
 // WithHealthCheckTimeout bounds each background check: the conn's deadline
@@ -196,7 +278,7 @@ func WithHealthCheckInterval(d time.Duration) Option {
 // longer than the interval. The default is the shorter of the interval and
 // 5s.
 func WithHealthCheckTimeout(d time.Duration) Option {
-	return func(c *config) { c.checkTimeout, c.checkTimeSet = d, true }
+	return poolOption(func(c *config) { c.checkTimeout, c.checkTimeSet = d, true })
 }
 
 // WithLivenessCheck turns the checkout peek on or off. When on, every Get
@@ -208,20 +290,48 @@ func WithHealthCheckTimeout(d time.Duration) Option {
 // nanoseconds) and is skipped for conns without a socket, such as
 // *tls.Conn. The default is on.
 func WithLivenessCheck(enabled bool) Option {
-	return func(c *config) { c.livenessOnGet = enabled }
+	return poolOption(func(c *config) { c.livenessOnGet = enabled })
 }
 
 // WithLogger sets where the pool reports dial failures (once per streak of
 // failures, not per attempt), recoveries, and conns closed by health
 // checks. The default discards everything.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) {
+	return poolOption(func(c *config) {
 		if l == nil {
 			c.invalid("WithLogger(nil): the logger must not be nil")
 			return
 		}
 		c.logger = l
-	}
+	})
+}
+
+// WithName names the pool in its log lines, events and Stats, such as
+// "orders-db primary". The default is the network and address, "tcp
+// 10.0.0.7:5432"; in a [Group], each pool is named by its address, after
+// the name if one is given.
+func WithName(name string) Option {
+	return poolOption(func(c *config) {
+		if name == "" {
+			c.invalid("WithName(%q): the name must not be empty", name)
+			return
+		}
+		c.name = name
+	})
+}
+
+// WithMaxWaiters caps the Gets queued for a conn at once: a Get that would
+// be the n+1st waiter fails at once with [ErrTooManyWaiters], so that one
+// slow backend cannot pile up every goroutine of the process. n must not
+// be negative; 0, the default, is no limit.
+func WithMaxWaiters(n int) Option {
+	return poolOption(func(c *config) {
+		if n < 0 {
+			c.invalid("WithMaxWaiters(%d): must not be negative", n)
+			return
+		}
+		c.maxWaiters = n
+	})
 }
 
 func (c *config) invalid(format string, args ...any) {
@@ -238,10 +348,10 @@ func newConfig(network, address string, opts []Option) (config, error) {
 			c.invalid("option %d is nil", i)
 			continue
 		}
-		o(&c)
+		o.applyPool(&c)
 	}
-	if c.groupOption != "" {
-		c.invalid("%s: an option of NewGroup, not of New", c.groupOption)
+	if c.name == "" {
+		c.name = network + " " + address
 	}
 	if network == "" {
 		c.invalid("New: empty network")

@@ -43,6 +43,8 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		{"empty pong", "tcp", "x:1", []connpool.Option{connpool.WithHealthCheck(connpool.PingPong([]byte("PING"), nil))}, "pong must not be empty"},
 		{"nil logger", "tcp", "x:1", []connpool.Option{connpool.WithLogger(nil)}, "WithLogger(nil)"},
 		{"nil option", "tcp", "x:1", []connpool.Option{nil}, "option 0 is nil"},
+		{"negative max waiters", "tcp", "x:1", []connpool.Option{connpool.WithMaxWaiters(-1)}, "WithMaxWaiters(-1)"},
+		{"empty name", "tcp", "x:1", []connpool.Option{connpool.WithName("")}, `WithName("")`},
 		{"empty address", "tcp", "", nil, "empty address"},
 		{"empty network", "", "x:1", nil, "empty network"},
 	} {

@@ -51,6 +51,7 @@ func TestCapHoldsUnderHammering(t *testing.T) {
 	srv := startServer(t)
 	const maxConns = 4
 	p := newPool(t, srv.Addr(), connpool.WithMaxConns(maxConns))
+	stopWatch := watchLedger(t, p)
 	var wg sync.WaitGroup
 	var gets atomic.Int64
 	for g := range 40 {
@@ -73,6 +74,7 @@ func TestCapHoldsUnderHammering(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	stopWatch()
 	st := p.Stats()
 	assert.LessOrEqual(t, srv.MaxOpen(), maxConns, "open at the server")
 	assert.Equal(t, gets.Load(), st.Hits+st.Misses)
@@ -192,6 +194,7 @@ func TestCancelRacingHandoff(t *testing.T) {
 		require.NoError(t, held.Close())
 		<-done
 		require.Eventually(t, func() bool { s := p.Stats(); return s.Idle == 1 && s.InUse == 0 }, waitFor, tick)
+		require.NoError(t, p.CheckInvariants())
 	}
 	st := p.Stats()
 	assert.Equal(t, int64(1), st.Dials, "the one conn was never lost")
@@ -516,7 +519,7 @@ func TestTryGetNeverWaitsOrDials(t *testing.T) {
 
 // TestDeadConnAtCheckoutSweepsTheIdleSet pins a gap found by the chaos
 // suite: after a server restart, a Get dropped at most three dead idle
-// conns and dialled fresh, and the rest lay dead at the bottom of the
+// conns and dialed fresh, and the rest lay dead at the bottom of the
 // stack until the next background check. Now the first dead conn found at
 // checkout makes the maintainer peek at every idle conn at once.
 func TestDeadConnAtCheckoutSweepsTheIdleSet(t *testing.T) {
@@ -673,7 +676,7 @@ func TestPingPongCatchesSilentServer(t *testing.T) {
 
 	srv.SetMode(testserver.Silent)
 	require.Eventually(t, func() bool { return p.Stats().HealthFailures >= 2 }, waitFor, tick)
-	assert.Eventually(t, func() bool { return p.Stats().Dials > dials }, waitFor, tick, "replacements dialled")
+	assert.Eventually(t, func() bool { return p.Stats().Dials > dials }, waitFor, tick, "replacements dialed")
 
 	srv.SetMode(testserver.Echo)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)

@@ -4,11 +4,14 @@ import "time"
 
 // Stats is a snapshot of a pool's state and counters, from [Pool.Stats].
 // Gauges are values now; counters only grow from the pool's creation.
-// Every conn ever dialled is open or closed for exactly one reason:
+// Every conn ever dialed is open or closed for exactly one reason:
 //
 //	Dials = OpenConns + IdleClosed + LifetimeClosed + HealthFailures +
-//	        BrokenClosed + MaxIdleClosed + ReleasedClosed + PoolClosed
+//	        BrokenClosed + MaxIdleClosed + ReleasedClosed + PoolClosed +
+//	        ResetClosed + DetachedClosed
 type Stats struct {
+	Name string // the pool's name (WithName)
+
 	MaxConns  int // the cap on open conns (WithMaxConns)
 	OpenConns int // conns open now: in use, idle, under check, or closing
 	InUse     int // conns borrowed now
@@ -16,34 +19,40 @@ type Stats struct {
 	Dialing   int // dials in flight now
 	Waiting   int // Gets queued for a conn now
 
-	Dials      int64 // conns dialled successfully
-	DialErrors int64 // dials that failed
+	Dials      int64 // conns dialed successfully
+	DialErrors int64 // dials that failed, including those cut short by Close
 
-	Hits         int64         // successful Gets served an existing conn, idle or handed off
-	Misses       int64         // successful Gets served a freshly dialled conn
-	WaitCount    int64         // Gets that queued because the cap or the dial limit was reached
-	WaitDuration time.Duration // total time those Gets spent queued
-	Timeouts     int64         // Gets whose context ended before a conn was ready
+	Hits           int64         // successful Gets served an existing conn, idle or handed off
+	Misses         int64         // successful Gets served a freshly dialed conn
+	WaitCount      int64         // Gets that queued because the cap or the dial limit was reached
+	WaitDuration   time.Duration // total time those Gets spent queued
+	Timeouts       int64         // Gets whose context ended before a conn was ready
+	TooManyWaiters int64         // Gets refused at once because MaxWaiters Gets were queued
 
-	IdleClosed     int64 // conns closed after sitting idle for IdleTimeout, or used ones retired to make room for a DialContext caller's dial
+	IdleClosed     int64 // conns closed after sitting idle for IdleTimeout, evicted for a Group's cap, or used ones retired to make room for a DialContext caller's dial
 	LifetimeClosed int64 // conns closed for reaching their max lifetime
 	HealthFailures int64 // conns closed by the checkout peek or a background check
-	BrokenClosed   int64 // conns closed on return after a failed Read or Write, or MarkUnusable
+	BrokenClosed   int64 // conns closed on return after a failed Read or Write, MarkUnusable, or a close through Unwrap
 	MaxIdleClosed  int64 // conns closed on return because MaxIdle conns were idle
 	ReleasedClosed int64 // conns from DialContext closed by their client
 	PoolClosed     int64 // conns closed by Close or Shutdown
+	ResetClosed    int64 // conns closed because they were opened before a Reset
+	DetachedClosed int64 // conns taken out of the pool by Conn.Detach
 }
 
-// Stats returns a snapshot of the pool's gauges and counters.
+// Stats returns a snapshot of the pool's gauges and counters. It takes mu
+// and idleMu.
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.idleMu.Lock()
 	defer p.idleMu.Unlock()
+	c := &p.closes
 	return Stats{
+		Name:      p.name,
 		MaxConns:  p.cfg.maxConns,
 		OpenConns: p.numOpen - p.numDialing,
-		InUse:     p.inUseLocked(),
+		InUse:     p.inUseIdleLocked(),
 		Idle:      p.idle.Len() + p.numChecking,
 		Dialing:   p.numDialing,
 		Waiting:   p.waiters.Len(),
@@ -51,18 +60,21 @@ func (p *Pool) Stats() Stats {
 		Dials:      p.dials,
 		DialErrors: p.dialErrors,
 
-		Hits:         p.idlePops - p.idleRejects + p.handoffHits.Load(),
-		Misses:       p.misses.Load(),
-		WaitCount:    p.waitCount,
-		WaitDuration: time.Duration(p.waitNanos.Load()),
-		Timeouts:     p.timeouts,
+		Hits:           p.idlePops - c[closeRejected] + p.handoffHits.Load(),
+		Misses:         p.misses.Load(),
+		WaitCount:      p.waitCount,
+		WaitDuration:   time.Duration(p.waitNanos.Load()),
+		Timeouts:       p.timeouts,
+		TooManyWaiters: p.tooManyWaiters,
 
-		IdleClosed:     p.closes[closeIdle],
-		LifetimeClosed: p.closes[closeLifetime],
-		HealthFailures: p.closes[closeUnhealthy],
-		BrokenClosed:   p.closes[closeBroken],
-		MaxIdleClosed:  p.closes[closeMaxIdle],
-		ReleasedClosed: p.closes[closeReleased],
-		PoolClosed:     p.closes[closePool],
+		IdleClosed:     c[CloseIdle],
+		LifetimeClosed: c[CloseLifetime],
+		HealthFailures: c[CloseUnhealthy] + c[closeRejected],
+		BrokenClosed:   c[CloseBroken],
+		MaxIdleClosed:  c[CloseMaxIdle],
+		ReleasedClosed: c[CloseReleased],
+		PoolClosed:     c[ClosePool],
+		ResetClosed:    c[CloseReset],
+		DetachedClosed: c[CloseDetached],
 	}
 }

@@ -14,7 +14,7 @@ import (
 // in-memory conns, round robin over the addresses: the cost of finding an
 // address's pool must not grow with the number of pools.
 //   - op=dialcontext: Group.DialContext and Close, the way net/http uses
-//     a Group; each conn is dialled for the call and closed after it.
+//     a Group; each conn is dialed for the call and closed after it.
 //   - op=getput: Group.Get and Put of an idle conn.
 //
 // Sequential is one goroutine; parallel is GOMAXPROCS goroutines.

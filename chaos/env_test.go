@@ -24,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/connpool/connpool"
+	"github.com/connpool/connpool/internal/poolcheck"
 	"github.com/connpool/connpool/internal/sockcheck"
 	"github.com/connpool/connpool/internal/testserver"
 )
@@ -140,7 +141,7 @@ func raise(peak *atomic.Int64, n int64) {
 	}
 }
 
-// pool returns a pool dialling through the proxy with e's dialer.
+// pool returns a pool dialing through the proxy with e's dialer.
 func (e *env) pool(opts ...connpool.Option) *connpool.Pool {
 	e.t.Helper()
 	p, err := connpool.New("tcp", e.addr(), append([]connpool.Option{connpool.WithDialer(e.dial)}, opts...)...)
@@ -231,7 +232,9 @@ func (e *env) use(ctx context.Context, p *connpool.Pool, who int64, tag string) 
 // finish closes p and checks every invariant, returning the final stats.
 func (e *env) finish(p *connpool.Pool, maxConns int, gets int64) connpool.Stats {
 	e.t.Helper()
+	require.NoError(e.t, poolcheck.Invariants(p), "the custody ledger before Close")
 	require.NoError(e.t, p.Close())
+	require.NoError(e.t, poolcheck.Invariants(p), "the custody ledger after Close")
 	st := p.Stats()
 	assert.Zero(e.t, e.wrong.Load(), "replies carrying another request's bytes")
 	assert.Zero(e.t, e.doubleBorrow.Load(), "conns held by two borrowers at once")
@@ -240,7 +243,7 @@ func (e *env) finish(p *connpool.Pool, maxConns int, gets int64) connpool.Stats 
 	assert.Zero(e.t, st.OpenConns, "conns left open")
 	assert.Zero(e.t, e.open.Load(), "sockets left open")
 	closed := st.IdleClosed + st.LifetimeClosed + st.HealthFailures + st.BrokenClosed +
-		st.MaxIdleClosed + st.ReleasedClosed + st.PoolClosed
+		st.MaxIdleClosed + st.ReleasedClosed + st.PoolClosed + st.ResetClosed + st.DetachedClosed
 	assert.Equal(e.t, st.Dials, closed, "closes by reason = dials - open")
 	if gets >= 0 {
 		assert.Equal(e.t, gets, st.Hits+st.Misses, "hits + misses = successful gets")

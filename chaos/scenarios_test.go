@@ -88,7 +88,7 @@ func TestBlackhole(t *testing.T) {
 		c, err := p.Get(ctx)
 		if err != nil {
 			cancel()
-			continue // the pool may be dialling replacements
+			continue // the pool may be dialing replacements
 		}
 		dl, _ := ctx.Deadline()
 		require.NoError(t, c.SetDeadline(dl))

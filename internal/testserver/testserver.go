@@ -112,7 +112,7 @@ func (s *Server) MaxOpen() int {
 
 // sweepLocked forgets connections whose client has closed or reset them.
 // It runs before each accept is counted: a client that closed a conn and
-// then dialled a new one sent its FIN first, so the peek sees it even if
+// then dialed a new one sent its FIN first, so the peek sees it even if
 // the handler goroutine has not read the EOF yet.
 func (s *Server) sweepLocked() {
 	for c, ck := range s.conns {

@@ -1,0 +1,268 @@
+package connpool
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/connpool/connpool/internal/poolcheck"
+)
+
+// The custody ledger. Every permit under MaxConns has exactly one holder:
+//
+//	dialing   a dial in flight; no poolConn exists yet
+//	idle      on the idle stack, under idleMu
+//	lent      borrowed, or handed to a waiter that has not woken yet
+//	checking  out of the idle stack for a background check or a sweep
+//	closing   taken out by the pool to be closed
+//
+// and open = dialing + lent + idle + checking + closing <= MaxConns. The
+// functions in this file are the only ones that change the counts under
+// mu or close a conn. The idle <-> lent moves of Get's and Put's fast
+// path (idle.go) change only the idle stack, under idleMu: lent is
+// derived, so that they touch no counter under mu.
+//
+// Every poolConn records its holder, written by whoever moves it, under
+// mu or idleMu; checkInvariants compares the records with the counts.
+
+// holder is who holds an open conn, or the permit of one being dialed.
+type holder uint8
+
+const (
+	heldDialing holder = iota
+	heldIdle
+	heldLent
+	heldChecking
+	heldClosing
+)
+
+// CloseReason says why the pool closed a conn. Each has a counter in
+// [Stats] and is carried by the [ConnClosedEvent] of the conn.
+type CloseReason uint8
+
+const (
+	// CloseIdle: idle for IdleTimeout, evicted to make room under a
+	// Group's cap, or a used conn retired to make room for a
+	// DialContext caller's dial.
+	CloseIdle CloseReason = iota + 1
+	// CloseLifetime: past its max lifetime.
+	CloseLifetime
+	// CloseUnhealthy: failed the checkout peek or a background check.
+	CloseUnhealthy
+	// CloseBroken: returned after a failed Read or Write, MarkUnusable,
+	// a failure to clear its deadlines, or a close through Unwrap.
+	CloseBroken
+	// CloseMaxIdle: returned while MaxIdle conns were idle.
+	CloseMaxIdle
+	// CloseReleased: a conn from DialContext closed by its client.
+	CloseReleased
+	// ClosePool: closed by Close or Shutdown.
+	ClosePool
+	// CloseReset: opened before a [Pool.Reset].
+	CloseReset
+	// CloseDetached: taken out of the pool by [Conn.Detach]; the pool did
+	// not close its socket.
+	CloseDetached
+
+	// closeRejected is CloseUnhealthy for an idle conn that a Get had
+	// already popped: counted apart, so that Stats can tell the pops that
+	// became hits. Users see CloseUnhealthy.
+	closeRejected
+	numCloseReasons
+)
+
+// keep is the zero CloseReason: the conn was not closed.
+const keep CloseReason = 0
+
+var closeReasonNames = [...]string{
+	keep:           "kept",
+	CloseIdle:      "idle",
+	CloseLifetime:  "lifetime",
+	CloseUnhealthy: "unhealthy",
+	CloseBroken:    "broken",
+	CloseMaxIdle:   "max_idle",
+	CloseReleased:  "released",
+	ClosePool:      "pool_closed",
+	CloseReset:     "reset",
+	CloseDetached:  "detached",
+	closeRejected:  "unhealthy",
+}
+
+// String returns the reason in snake case, as metrics labels want it:
+// "idle", "lifetime", "unhealthy", ...; the zero reason is "kept".
+func (r CloseReason) String() string {
+	if int(r) < len(closeReasonNames) {
+		return closeReasonNames[r]
+	}
+	return fmt.Sprintf("CloseReason(%d)", r)
+}
+
+// public maps the internal reasons to the ones users see.
+func (r CloseReason) public() CloseReason {
+	if r == closeRejected {
+		return CloseUnhealthy
+	}
+	return r
+}
+
+// reserveLocked takes a permit for a dial: the conn is dialing. warm says
+// the maintainer dials it for MinIdle.
+func (p *Pool) reserveLocked(warm bool) {
+	p.addOpenLocked(1)
+	p.numDialing++
+	if warm {
+		p.numWarming++
+	}
+}
+
+// dialEndedLocked ends a dial's reservation. With pc, the dial succeeded:
+// the conn joins the pool, lent to whoever the dial delivers it to
+// (offerLocked or deliverLocked then moves it on). Without, the permit is
+// freed; the caller frees the group slot, after closing any socket.
+func (p *Pool) dialEndedLocked(pc *poolConn, warm bool) {
+	p.numDialing--
+	if warm {
+		p.numWarming--
+	}
+	if pc == nil {
+		p.addOpenLocked(-1)
+		return
+	}
+	pc.holder = heldLent
+	p.all[pc] = struct{}{}
+}
+
+// moveLocked records that pc, held by pc.holder, is now held by to. A
+// move to or from idle is the caller's push or pop, under idleMu.
+func (p *Pool) moveLocked(pc *poolConn, to holder) {
+	switch pc.holder {
+	case heldChecking:
+		p.numChecking--
+	case heldClosing:
+		p.numClosing--
+	}
+	switch to {
+	case heldChecking:
+		p.numChecking++
+	case heldClosing:
+		p.numClosing++
+	}
+	pc.holder = to
+}
+
+// moveAllLocked is moveLocked for each of pcs.
+func (p *Pool) moveAllLocked(pcs []*poolConn, to holder) {
+	for _, pc := range pcs {
+		p.moveLocked(pc, to)
+	}
+}
+
+// closeConn is the only way a conn is closed. pc is lent (its holder
+// closes it) or closing (moved there under mu by whoever took it out of
+// the idle stack or a check). It closes the socket and then frees the
+// permit and the group slot, in that order, so that the server has seen
+// the close before the permit allows a new dial; then it serves the queue
+// and emits the conn's closed event. A detached conn's socket is not
+// closed: it is no longer the pool's.
+func (p *Pool) closeConn(pc *poolConn, reason CloseReason) {
+	if reason != CloseDetached {
+		_ = pc.nc.Close()
+	}
+	p.mu.Lock()
+	if pc.holder == heldClosing {
+		p.numClosing--
+	}
+	p.addOpenLocked(-1)
+	p.releaseGroupSlot()
+	delete(p.all, pc)
+	p.closes[reason]++
+	p.dispatchLocked()
+	p.nudgeWarmer()
+	p.checkDrained()
+	p.mu.Unlock()
+	if p.hooks.ConnClosed != nil {
+		p.emitConnClosed(pc, reason)
+	}
+}
+
+// closeAside closes pc, held checking (or by anyone but a borrower), for
+// reason.
+func (p *Pool) closeAside(pc *poolConn, reason CloseReason) {
+	p.mu.Lock()
+	p.moveLocked(pc, heldClosing)
+	p.mu.Unlock()
+	p.closeConn(pc, reason)
+}
+
+// closeConns closes each of pcs, all closing, for reason.
+func (p *Pool) closeConns(pcs []*poolConn, reason CloseReason) {
+	for _, pc := range pcs {
+		p.closeConn(pc, reason)
+	}
+}
+
+// checkInvariants reports every way the ledger is out of balance: the
+// counts against the cap and each other, and each conn's recorded holder
+// against the counts and the idle stack. It takes mu and idleMu; tests
+// call it after each step of a run, and at its end.
+func (p *Pool) checkInvariants() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	lent := p.inUseIdleLocked()
+	if p.numDialing < 0 || p.numWarming < 0 || p.numWarming > p.numDialing ||
+		p.numChecking < 0 || p.numClosing < 0 || lent < 0 {
+		fail("negative count: dialing %d (warming %d), lent %d, checking %d, closing %d",
+			p.numDialing, p.numWarming, lent, p.numChecking, p.numClosing)
+	}
+	if p.numOpen > p.cfg.maxConns {
+		fail("open %d exceeds MaxConns %d", p.numOpen, p.cfg.maxConns)
+	}
+	if n := len(p.all); n != p.numOpen-p.numDialing {
+		fail("%d conns known, but open %d - dialing %d", n, p.numOpen, p.numDialing)
+	}
+	var held [heldClosing + 1]int
+	for pc := range p.all {
+		held[pc.holder]++
+	}
+	onStack := make(map[*poolConn]bool, p.idle.Len())
+	for _, pc := range p.idle.All() {
+		if onStack[pc] {
+			fail("conn %d is on the idle stack twice", pc.id)
+		}
+		onStack[pc] = true
+		if _, ok := p.all[pc]; !ok || pc.holder != heldIdle {
+			fail("idle conn %d is held by %d, known %v", pc.id, pc.holder, ok)
+		}
+	}
+	for _, c := range []struct {
+		name        string
+		held, count int
+	}{
+		{"dialing", held[heldDialing], 0},
+		{"idle", held[heldIdle], p.idle.Len()},
+		{"lent", held[heldLent], lent},
+		{"checking", held[heldChecking], p.numChecking},
+		{"closing", held[heldClosing], p.numClosing},
+	} {
+		if c.held != c.count {
+			fail("%d conns held %s, but the count is %d", c.held, c.name, c.count)
+		}
+	}
+	if q := int(p.queued.Load()); q < p.waiters.Len() {
+		fail("queued %d is below the %d waiters", q, p.waiters.Len())
+	}
+	return errors.Join(errs...)
+}
+
+func init() {
+	poolcheck.Invariants = func(v any) error {
+		p, ok := v.(*Pool)
+		if !ok {
+			return fmt.Errorf("connpool: poolcheck of a %T", v)
+		}
+		return p.checkInvariants()
+	}
+}

@@ -1,0 +1,147 @@
+package connpool
+
+import "time"
+
+// The way back: a conn returned by its borrower, or back from a check or
+// a waiter that left, goes to the first waiter that can take it, to the
+// idle stack, or is closed. Put's fast path, which only pushes, is in
+// idle.go.
+
+// Put returns c to the pool; c.Close does the same. The conn goes to the
+// first waiter, or back to the idle stack, or is closed if it is broken
+// (a failed Read or Write, [Conn.MarkUnusable]), past its max lifetime,
+// opened before a [Pool.Reset], beyond MaxIdle, or the pool is closed.
+// After Put, c is dead to its holder. Put returns [ErrConnReturned] for a
+// conn already returned and [ErrForeignConn] for a nil conn or one from
+// another pool.
+func (p *Pool) Put(c *Conn) error {
+	if c == nil || c.pc == nil || c.pc.pool != p {
+		return ErrForeignConn
+	}
+	return p.release(c)
+}
+
+// release takes c back from its holder: it marks c returned, then keeps
+// the conn or closes it, and emits the Put event in between.
+func (p *Pool) release(c *Conn) error {
+	state := c.state.Or(connReturned)
+	if state&connReturned != 0 {
+		return ErrConnReturned
+	}
+	pc := c.pc
+	var held time.Duration
+	if p.stampLent {
+		held = time.Duration(p.now() - pc.lentAt)
+	}
+	reason := p.brokenReason(pc, state)
+	if reason == keep && !p.putIdle(pc) {
+		reason = p.giveBack(pc, fromBorrower)
+	}
+	if p.hooks.Put != nil {
+		emit(p, p.hooks.Put, PutEvent{Pool: p.name, ConnID: pc.id, Held: held, Closed: reason.public()})
+	}
+	if reason != keep {
+		p.closeConn(pc, reason)
+	}
+	return nil
+}
+
+// brokenReason returns why a conn its holder just returned, with these
+// state bits, must be closed, or keep.
+func (p *Pool) brokenReason(pc *poolConn, state uint32) CloseReason {
+	if state&connExposed != 0 && pc.check != nil {
+		pc.check.Share() // its descriptor is no longer the pool's alone
+	}
+	switch {
+	case state&connDestroyOnClose != 0:
+		return CloseReleased
+	case state&(connPoisoned|connUnusable) != 0:
+		return CloseBroken
+	case state&(connDeadlineSet|connExposed) != 0 && pc.nc.SetDeadline(time.Time{}) != nil:
+		// Clearing the holder's deadlines failed, or found the inner conn
+		// closed through Unwrap.
+		return CloseBroken
+	}
+	return keep
+}
+
+// comeback says where a conn that goes back to the pool comes from, which
+// decides how it is offered.
+type comeback uint8
+
+const (
+	// fromBorrower: returned now. It goes on top of the idle stack, and
+	// the reaper stamps its return time.
+	fromBorrower comeback = iota
+	// fromDial: just dialed, or handed to a waiter that left before
+	// taking it. A waiter takes it unvetted: it was never idle. On the
+	// idle stack it takes its place by age.
+	fromDial
+	// fromAside: back from a background check, or a returned conn handed
+	// to a waiter that left. It takes its place on the idle stack by age.
+	fromAside
+)
+
+// putBack gives pc to the first waiter that can take it or to the idle
+// stack, or closes it. pc is lent or checking.
+func (p *Pool) putBack(pc *poolConn, from comeback) {
+	if reason := p.giveBack(pc, from); reason != keep {
+		p.closeConn(pc, reason)
+	}
+}
+
+// giveBack is putBack without the close: it returns keep, or why pc must
+// be closed, having moved it to closing for the caller's closeConn.
+func (p *Pool) giveBack(pc *poolConn, from comeback) CloseReason {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	reason := p.offer(pc, from)
+	if reason != keep {
+		p.moveLocked(pc, heldClosing)
+	}
+	return reason
+}
+
+// offer hands pc to the first waiter that can take it, or keeps it idle
+// if MaxIdle allows, and returns keep. Otherwise it returns why the caller
+// must close pc, which it leaves with its holder. mu must be held; it
+// takes idleMu.
+//
+// A used conn that no waiter can take, while every waiter is a DialContext
+// caller (which takes only unused conns) and one of them needs a dial, is
+// closed to free its slot: kept idle, it would hold the slot while they
+// wait at the cap (TestDialContextWaitersBehindUsedConns).
+func (p *Pool) offer(pc *poolConn, from comeback) CloseReason {
+	switch {
+	case pc.gen != p.gen.Load():
+		return CloseReset
+	case pc.retire:
+		return CloseLifetime
+	case p.closed.Load():
+		return ClosePool
+	}
+	if e := p.waiterForLocked(pc); e != nil {
+		p.deliverLocked(e, pc, from == fromDial)
+		return keep
+	}
+	if pc.used && p.waiters.Len() > 0 && p.waitersWithoutDialLocked() > 0 {
+		return CloseIdle
+	}
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	if p.idle.Len() >= p.cfg.maxIdle {
+		return CloseMaxIdle
+	}
+	p.moveLocked(pc, heldIdle)
+	if from == fromBorrower {
+		if pc.lastUsed != 0 {
+			pc.lastUsed = 0 // returned now: the reaper stamps the time
+		}
+		p.idle.Push(pc)
+	} else {
+		p.idle.Insert(pc, returnedBefore)
+	}
+	return keep
+}
+
+func returnedBefore(a, b *poolConn) bool { return a.returnedAt() < b.returnedAt() }

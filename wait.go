@@ -1,0 +1,177 @@
+package connpool
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/connpool/connpool/internal/waitq"
+)
+
+// waiter is a Get waiting in the queue for a conn.
+type waiter struct {
+	ch         chan delivery   // capacity 1: sent to exactly once, under mu, by whoever dequeues the waiter
+	ctx        context.Context // the Get's context, whose values a dial started for it sees
+	dialing    bool            // a dial started on this waiter's behalf has not finished
+	unusedOnly bool            // a DialContext caller: takes only a conn never handed out
+}
+
+// delivery is what a waiter is served: a conn, in a new wrapper, or an
+// error.
+type delivery struct {
+	c     *Conn
+	fresh bool // just dialed: never idle, so not vetted
+	err   error
+}
+
+// deliverLocked serves waiter e, already out of the queue, with pc, which
+// is lent from now on.
+func (p *Pool) deliverLocked(e *waitq.Elem[waiter], pc *poolConn, fresh bool) {
+	p.moveLocked(pc, heldLent)
+	e.Value.ch <- delivery{c: pc.newWrapper(), fresh: fresh}
+}
+
+// failLocked serves waiter e, already out of the queue, with err.
+func (p *Pool) failLocked(e *waitq.Elem[waiter], err error) {
+	e.Value.ch <- delivery{err: err}
+}
+
+// dequeueLocked takes e out of the queue, if it is still there.
+func (p *Pool) dequeueLocked(e *waitq.Elem[waiter]) bool {
+	if !p.waiters.Remove(e) {
+		return false
+	}
+	p.queued.Add(-1)
+	return true
+}
+
+// popWaiterLocked takes the first waiter out of the queue, or returns nil.
+func (p *Pool) popWaiterLocked() *waitq.Elem[waiter] {
+	e := p.waiters.PopFront()
+	if e != nil {
+		p.queued.Add(-1)
+	}
+	return e
+}
+
+// waiterForLocked takes out of the queue the first waiter that can take
+// pc, and returns it, or nil: a used conn skips DialContext callers.
+func (p *Pool) waiterForLocked(pc *poolConn) *waitq.Elem[waiter] {
+	e := p.waiters.Front()
+	for pc.used && e != nil && e.Value.unusedOnly {
+		e = e.Next()
+	}
+	if e != nil {
+		p.dequeueLocked(e)
+	}
+	return e
+}
+
+// waitersWithoutDialLocked counts the queued waiters that have no dial in
+// flight for them.
+func (p *Pool) waitersWithoutDialLocked() int {
+	n := 0
+	for e := p.waiters.Front(); e != nil; e = e.Next() {
+		if !e.Value.dialing {
+			n++
+		}
+	}
+	return n
+}
+
+// queueAndWait queues op's Get, starting a dial for it when the cap and
+// the dial limit allow, and waits for a delivery or the end of its ctx;
+// with unusedOnly it is served only conns never handed out. It is called
+// with mu held and the Get counted in queued, and releases mu.
+//
+// A waiter whose ctx ends takes itself out of the queue; if it was served
+// at that instant, it puts the conn back.
+func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
+	if n := p.cfg.maxWaiters; n > 0 && p.waiters.Len() >= n {
+		p.queued.Add(-1)
+		p.tooManyWaiters++
+		p.mu.Unlock()
+		return delivery{}, fmt.Errorf("%w: %d already queued for %s (WithMaxWaiters(%d))", ErrTooManyWaiters, n, p.name, n)
+	}
+	e := &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1), ctx: op.ctx, unusedOnly: unusedOnly}}
+	counted := false // this wait is at the cap or the dial limit: timed for WaitDuration
+	if p.canDialLocked() {
+		if now := p.now(); p.backingOffLocked(now) {
+			err := p.backoffErrorLocked(now)
+			p.queued.Add(-1)
+			p.mu.Unlock()
+			return delivery{}, err
+		}
+		p.waiters.PushBack(e)
+		p.startDialLocked(e, false)
+	} else {
+		p.waiters.PushBack(e)
+		counted = true
+		if !op.queued { // a Get that queues again, after a rejected conn, counts once
+			p.waitCount++
+			op.queued = true
+		}
+	}
+	p.mu.Unlock()
+
+	if counted {
+		start := p.now()
+		defer func() {
+			waited := p.now() - start
+			op.waited += time.Duration(waited)
+			p.waitNanos.Add(waited)
+		}()
+	}
+	done := op.ctx.Done()
+	if done == nil { // a context that never ends: a plain receive is cheaper than a select
+		d := <-e.Value.ch
+		return d, d.err
+	}
+	select {
+	case d := <-e.Value.ch:
+		return d, d.err
+	case <-done:
+	}
+	p.mu.Lock()
+	removed := p.dequeueLocked(e)
+	p.mu.Unlock()
+	if !removed {
+		// Served at the instant ctx ended: the delivery is in the channel.
+		if d := <-e.Value.ch; d.c != nil {
+			from := fromAside
+			if d.fresh {
+				from = fromDial
+			}
+			p.putBack(d.c.pc, from)
+		}
+	}
+	return delivery{}, p.waitFailed(op.ctx)
+}
+
+// waitFailed counts a Get whose context ended and builds its error. It
+// takes mu and idleMu.
+func (p *Pool) waitFailed(ctx context.Context) error {
+	p.mu.Lock()
+	p.timeouts++
+	p.idleMu.Lock()
+	state := fmt.Sprintf("in use %d, idle %d, dialing %d, waiting %d, max %d",
+		p.inUseIdleLocked(), p.idle.Len()+p.numChecking, p.numDialing, p.waiters.Len(), p.cfg.maxConns)
+	p.idleMu.Unlock()
+	if p.failStreak > 0 {
+		state += fmt.Sprintf(", last dial error: %v", p.lastDialErr)
+	}
+	p.mu.Unlock()
+	return newWaitError(ctx, p.name, state)
+}
+
+// emitGetDone emits the GetDone event of op, which returned c or err.
+func (p *Pool) emitGetDone(op *getOp, c *Conn, err error) {
+	ev := GetDoneEvent{Pool: p.name, Served: op.served, Queued: op.queued, Waited: op.waited, Err: err}
+	if c != nil {
+		ev.ConnID = c.pc.id
+	} else {
+		ev.Served = 0
+		ev.Failure = getFailure(err)
+	}
+	emit(p, p.hooks.GetDone, ev)
+}
