@@ -1,0 +1,129 @@
+package connpool_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/connpool/connpool"
+)
+
+// ExamplePool_DialContext gives an http.Transport its conns from a pool:
+// one cap for every request, and spare conns dialed ahead of demand. The
+// Transport closes each conn when it is done with it, which frees its
+// slot: the pool never reuses it.
+func ExamplePool_DialContext() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := fmt.Fprint(w, "hello from ", r.URL.Path); err != nil {
+			log.Print(err)
+		}
+	}))
+	defer srv.Close()
+
+	pool, err := connpool.New("tcp", srv.Listener.Addr().String(),
+		connpool.WithMaxConns(8), connpool.WithMinIdle(2))
+	if err != nil {
+		log.Fatal(err)
+	}
+	transport := &http.Transport{DialContext: pool.DialContext, MaxConnsPerHost: 8}
+	client := &http.Client{Transport: transport}
+
+	resp, err := client.Get(srv.URL + "/pooled")
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(body))
+
+	transport.CloseIdleConnections() // closes its keep-alive conn
+	fmt.Println("released:", pool.Stats().ReleasedClosed)
+	if err := pool.Close(); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// hello from /pooled
+	// released: 1
+}
+
+// ExampleWithDialer_tls pools TLS conns: the dialer does the handshake,
+// within the pool's dial timeout. The checkout peek cannot see through
+// TLS and is skipped for a *tls.Conn; a checker that speaks the protocol
+// (PingPong) still runs on idle conns.
+func ExampleWithDialer_tls() {
+	serverConfig, clientConfig := selfSignedTLS("127.0.0.1")
+	srv := startEcho(serverConfig)
+	defer srv.Close()
+
+	dialer := &tls.Dialer{Config: clientConfig}
+	pool, err := connpool.New("tcp", srv.Addr(), connpool.WithDialer(dialer.DialContext))
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := pool.Get(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	tc, ok := conn.Unwrap().(*tls.Conn) // the dialer's own conn
+	if !ok {
+		log.Fatalf("dialed a %T", conn.Unwrap())
+	}
+	fmt.Println(tls.VersionName(tc.ConnectionState().Version))
+	reply, err := exchange(conn, "over TLS")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reply)
+	if err := conn.Close(); err != nil {
+		log.Fatal(err)
+	}
+	if err := pool.Close(); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// TLS 1.3
+	// over TLS
+}
+
+// selfSignedTLS returns the configs of a server with a fresh self-signed
+// certificate for ip, and of a client that trusts it.
+func selfSignedTLS(ip string) (server, client *tls.Config) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		IPAddresses:  []net.IP{net.ParseIP(ip)},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		log.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}
+	return server, &tls.Config{RootCAs: roots}
+}
