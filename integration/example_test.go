@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log"
 	"net"
 
 	"github.com/go-sql-driver/mysql"
@@ -22,104 +23,180 @@ import (
 
 // PostgreSQL through pgx: the pool is pgx's DialFunc.
 func Example_pgx() {
-	pool, _ := connpool.New("tcp", "127.0.0.1:5432", connpool.WithMaxConns(8), connpool.WithMinIdle(2))
-	defer pool.Close()
-	cfg, _ := pgx.ParseConfig("postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	pool, err := connpool.New("tcp", "127.0.0.1:5432", connpool.WithMaxConns(8), connpool.WithMinIdle(2))
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig("postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	if err != nil {
+		log.Fatal(err)
+	}
 	cfg.DialFunc = pool.DialContext
 	db := stdlib.OpenDB(*cfg)
-	defer db.Close()
 
 	var n int
 	if err := db.QueryRow("SELECT 40 + 2").Scan(&n); err != nil {
-		fmt.Println(err)
+		log.Fatal(err)
 	}
 	fmt.Println(n)
+	if err := db.Close(); err != nil {
+		log.Fatal(err)
+	}
+	if err := pool.Close(); err != nil {
+		log.Fatal(err)
+	}
 	// Output: 42
 }
 
 // PostgreSQL through lib/pq: the pool behind the connector's Dialer.
 func Example_libpq() {
-	pool, _ := connpool.New("tcp", "127.0.0.1:5432", connpool.WithMaxConns(8))
-	defer pool.Close()
-	connector, _ := pq.NewConnector("host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable")
+	pool, err := connpool.New("tcp", "127.0.0.1:5432", connpool.WithMaxConns(8))
+	if err != nil {
+		log.Fatal(err)
+	}
+	connector, err := pq.NewConnector("host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable")
+	if err != nil {
+		log.Fatal(err)
+	}
 	connector.Dialer(pqDialer{pool}) // Dial, DialTimeout and DialContext on pool.DialContext
 	db := sql.OpenDB(connector)
-	defer db.Close()
 
 	var s string
 	if err := db.QueryRow("SELECT 'pooled'").Scan(&s); err != nil {
-		fmt.Println(err)
+		log.Fatal(err)
 	}
 	fmt.Println(s)
+	if err := db.Close(); err != nil {
+		log.Fatal(err)
+	}
+	if err := pool.Close(); err != nil {
+		log.Fatal(err)
+	}
 	// Output: pooled
 }
 
 // MariaDB or MySQL through go-sql-driver/mysql: register the pool as a
 // dial name and use it in the DSN.
 func Example_mysql() {
-	pool, _ := connpool.New("tcp", "127.0.0.1:3306", connpool.WithMaxConns(8), connpool.WithMinIdle(2))
-	defer pool.Close()
+	pool, err := connpool.New("tcp", "127.0.0.1:3306", connpool.WithMaxConns(8), connpool.WithMinIdle(2))
+	if err != nil {
+		log.Fatal(err)
+	}
 	mysql.RegisterDialContext("connpool-example", pool.DialAddr)
-	db, _ := sql.Open("mysql", "root@connpool-example(127.0.0.1:3306)/test")
-	defer db.Close()
+	db, err := sql.Open("mysql", "root@connpool-example(127.0.0.1:3306)/test")
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	var n int
 	if err := db.QueryRow("SELECT 6 * 7").Scan(&n); err != nil {
-		fmt.Println(err)
+		log.Fatal(err)
 	}
 	fmt.Println(n)
+	if err := db.Close(); err != nil {
+		log.Fatal(err)
+	}
+	if err := pool.Close(); err != nil {
+		log.Fatal(err)
+	}
 	// Output: 42
 }
 
 // Redis through go-redis: the pool is the client's Dialer.
 func Example_goRedis() {
-	pool, _ := connpool.New("tcp", "127.0.0.1:6379", connpool.WithMaxConns(8), connpool.WithMinIdle(2))
-	defer pool.Close()
+	pool, err := connpool.New("tcp", "127.0.0.1:6379", connpool.WithMaxConns(8), connpool.WithMinIdle(2))
+	if err != nil {
+		log.Fatal(err)
+	}
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", Dialer: pool.DialContext})
-	defer client.Close()
 
 	ctx := context.Background()
-	client.Set(ctx, "connpool:example", "hello", 0)
-	fmt.Println(client.Get(ctx, "connpool:example").Val())
+	if err := client.Set(ctx, "connpool:example", "hello", 0).Err(); err != nil {
+		log.Fatal(err)
+	}
+	v, err := client.Get(ctx, "connpool:example").Result()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(v)
+	if err := client.Close(); err != nil {
+		log.Fatal(err)
+	}
+	if err := pool.Close(); err != nil {
+		log.Fatal(err)
+	}
 	// Output: hello
 }
 
 // Redis used directly: borrowed conns speak RESP, and a PING/PONG check
 // runs on idle conns in the background.
 func Example_redisPingPong() {
-	pool, _ := connpool.New("tcp", "127.0.0.1:6379",
+	pool, err := connpool.New("tcp", "127.0.0.1:6379",
 		connpool.WithHealthCheck(connpool.PingPong([]byte("PING\r\n"), []byte("+PONG\r\n"))))
-	defer pool.Close()
-
+	if err != nil {
+		log.Fatal(err)
+	}
 	conn, err := pool.Get(context.Background())
 	if err != nil {
-		fmt.Println(err)
-		return
+		log.Fatal(err)
 	}
-	defer conn.Close()
-	conn.Write([]byte("ECHO pooled\r\n"))
+	if _, err := conn.Write([]byte("ECHO pooled\r\n")); err != nil {
+		log.Fatal(err)
+	}
+	// The reply is "$6\r\npooled\r\n"; nothing past it is left in r.
 	r := bufio.NewReader(conn)
-	r.ReadString('\n') // $6
-	reply, _ := r.ReadString('\n')
+	if _, err := r.ReadString('\n'); err != nil {
+		log.Fatal(err)
+	}
+	reply, err := r.ReadString('\n')
+	if err != nil {
+		log.Fatal(err)
+	}
 	fmt.Printf("%q\n", reply)
+	if err := conn.Close(); err != nil {
+		log.Fatal(err)
+	}
+	if err := pool.Close(); err != nil {
+		log.Fatal(err)
+	}
 	// Output: "pooled\r\n"
 }
 
 // gRPC: the pool is grpc-go's context dialer.
 func Example_grpc() {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
 	server := grpc.NewServer()
 	healthpb.RegisterHealthServer(server, health.NewServer())
-	go server.Serve(ln)
-	defer server.Stop()
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(ln) }()
 
-	pool, _ := connpool.New("tcp", ln.Addr().String(), connpool.WithMaxConns(4))
-	defer pool.Close()
-	cc, _ := grpc.NewClient("passthrough:///"+ln.Addr().String(),
+	pool, err := connpool.New("tcp", ln.Addr().String(), connpool.WithMaxConns(4))
+	if err != nil {
+		log.Fatal(err)
+	}
+	cc, err := grpc.NewClient("passthrough:///"+ln.Addr().String(),
 		grpc.WithContextDialer(pool.DialAddr), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	defer cc.Close()
-
+	if err != nil {
+		log.Fatal(err)
+	}
 	resp, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{})
-	fmt.Println(resp.GetStatus(), err)
-	// Output: SERVING <nil>
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(resp.GetStatus())
+
+	if err := cc.Close(); err != nil {
+		log.Fatal(err)
+	}
+	if err := pool.Close(); err != nil {
+		log.Fatal(err)
+	}
+	server.Stop()
+	if err := <-served; err != nil { // nil after Stop
+		log.Fatal(err)
+	}
+	// Output: SERVING
 }
