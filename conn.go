@@ -32,8 +32,11 @@ type poolConn struct {
 	lastChecked int64  // pool clock when last passed a background check
 	lentAt      int64  // pool clock when last checked out, kept only for Put hooks
 	used        bool   // handed to a borrower at least once
+	ownWrappers bool   // under leak detection: a wrapper of its own for each Get, not from a slab
 	slab        *[wrapperSlab]Conn
 	slabNext    int // next unused wrapper in slab
+
+	loan atomic.Pointer[loan] // the current loan, under leak detection
 
 	// Guarded by Pool.idleMu while pc is idle; written by the holder
 	// before it pushes pc on the idle stack.
@@ -54,6 +57,11 @@ const wrapperSlab = 8
 
 // newWrapper returns a new Conn for pc, from pc's slab.
 func (pc *poolConn) newWrapper() *Conn {
+	if pc.ownWrappers {
+		// Leak detection watches each wrapper for its own collection: a
+		// slab would keep a dropped one reachable.
+		return &Conn{pc: pc}
+	}
 	if pc.slab == nil || pc.slabNext == wrapperSlab {
 		pc.slab, pc.slabNext = new([wrapperSlab]Conn), 0
 	}
@@ -185,6 +193,7 @@ func (c *Conn) Detach() (net.Conn, error) {
 		return nil, ErrConnReturned
 	}
 	pc, p := c.pc, c.pc.pool
+	c.endLoan()
 	nc := pc.nc
 	if pc.check != nil {
 		pc.check.Share() // the socket is no longer the pool's

@@ -99,17 +99,22 @@ func (p *Pool) dial(d dialOp) {
 	if p.hooks.DialStarted != nil {
 		emit(p, p.hooks.DialStarted, DialStartedEvent{Pool: p.name, ConnID: d.id})
 	}
-	start := p.now()
 	var nc net.Conn
+	var took time.Duration // the dialer's own time, without the wait for a group slot
 	err := p.acquireGroupSlot()
 	limited := err != nil // the pool closed while waiting for the group's cap: no slot held
 	if !limited {
+		start := p.now()
 		nc, err = p.dialConn(d.ctx)
+		took = time.Duration(p.now() - start)
+		if err == nil {
+			p.dialTime.observe(took)
+		}
 	} else {
 		err = fmt.Errorf("connpool: dial %s %s: %w", p.network, p.address, ErrClosed)
 	}
 	if p.hooks.DialDone != nil {
-		emit(p, p.hooks.DialDone, DialDoneEvent{Pool: p.name, ConnID: d.id, Duration: time.Duration(p.now() - start), Err: err})
+		emit(p, p.hooks.DialDone, DialDoneEvent{Pool: p.name, ConnID: d.id, Duration: took, Err: err})
 	}
 	var pc *poolConn
 	if err == nil {
@@ -219,7 +224,8 @@ var errNilConn = errors.New("dialer returned neither a conn nor an error")
 // newPoolConn wraps nc, the conn dial d made.
 func (p *Pool) newPoolConn(nc net.Conn, d dialOp) *poolConn {
 	now := p.now()
-	pc := &poolConn{pool: p, nc: nc, check: sockcheck.New(nc), id: d.id, gen: d.gen, born: now, lastUsed: now}
+	pc := &poolConn{pool: p, nc: nc, check: sockcheck.New(nc), id: d.id, gen: d.gen, born: now, lastUsed: now,
+		ownWrappers: p.cfg.leakThreshold > 0}
 	if life := p.cfg.maxLifetime; life > 0 {
 		life -= rand.N(p.cfg.lifetimeJitter + 1)
 		pc.expires = now + int64(life)

@@ -63,6 +63,9 @@ type Hooks struct {
 	// HealthCheckDone is called after each background check of an idle
 	// conn ([WithHealthCheck]).
 	HealthCheckDone func(HealthCheckEvent)
+	// LeakDetected is called for each conn held past the leak threshold
+	// ([WithLeakDetection]), once.
+	LeakDetected func(LeakEvent)
 }
 
 // Chain returns hooks that call h's hook and then next's for each event.
@@ -81,6 +84,7 @@ func (h Hooks) Chain(next Hooks) Hooks {
 		Put:             chain(h.Put, next.Put),
 		ConnClosed:      chain(h.ConnClosed, next.ConnClosed),
 		HealthCheckDone: chain(h.HealthCheckDone, next.HealthCheckDone),
+		LeakDetected:    chain(h.LeakDetected, next.LeakDetected),
 	}
 }
 
@@ -112,8 +116,8 @@ type DialStartedEvent struct {
 type DialDoneEvent struct {
 	Pool     string
 	ConnID   uint64
-	Duration time.Duration
-	Err      error // nil when the dial made a conn
+	Duration time.Duration // the dialer's, without a wait for a Group's cap
+	Err      error         // nil when the dial made a conn
 }
 
 // GetStartedEvent is a Get beginning.
@@ -212,6 +216,14 @@ type HealthCheckEvent struct {
 	ConnID   uint64
 	Duration time.Duration
 	Err      error // nil when the conn passed; it is then kept
+}
+
+// LeakEvent is a conn held past the leak threshold.
+type LeakEvent struct {
+	Pool   string
+	ConnID uint64
+	Held   time.Duration
+	Stack  string // the borrower's call site, "function\n\tfile:line" per frame
 }
 
 // WithHooks sets functions the pool calls on its events; see [Hooks].

@@ -80,6 +80,7 @@ func (l *eventLog) stats() connpool.Stats {
 	for _, d := range l.dialDone {
 		if d.Err == nil {
 			s.Dials++
+			observe(&s.DialTime, d.Duration)
 		} else {
 			s.DialErrors++
 		}
@@ -94,6 +95,7 @@ func (l *eventLog) stats() connpool.Stats {
 		if g.Queued {
 			s.WaitCount++
 			s.WaitDuration += g.Waited
+			s.WaitTime.Sum += g.Waited // its buckets count each wait of a Get, which may queue more than once
 		}
 		switch g.Failure {
 		case connpool.GetTimeout:
@@ -102,12 +104,26 @@ func (l *eventLog) stats() connpool.Stats {
 			s.TooManyWaiters++
 		}
 	}
+	for _, p := range l.puts {
+		observe(&s.UseTime, p.Held)
+	}
 	for _, evs := range l.connClosed {
 		for _, e := range evs {
 			*closeCounter(&s, e.Reason)++
 		}
 	}
 	return s
+}
+
+// observe adds d to h as the pool does: in the first bucket whose bound
+// is at least d.
+func observe(h *connpool.Histogram, d time.Duration) {
+	i := 0
+	for i < connpool.HistogramBuckets && d > connpool.HistogramBound(i) {
+		i++
+	}
+	h.Buckets[i]++
+	h.Sum += d
 }
 
 // closeCounter returns the Stats counter of a close reason.
@@ -131,6 +147,8 @@ func closeCounter(s *connpool.Stats, r connpool.CloseReason) *int64 {
 		return &s.ResetClosed
 	case connpool.CloseDetached:
 		return &s.DetachedClosed
+	case connpool.CloseLeaked:
+		return &s.LeakedClosed
 	}
 	panic(fmt.Sprintf("no counter for %v", r))
 }
@@ -162,7 +180,8 @@ func TestEventsRebuildStats(t *testing.T) {
 	p, err := connpool.New("tcp", srv.Addr(), connpool.WithHooks(log.hooks()),
 		connpool.WithMaxConns(4), connpool.WithMaxIdle(3), connpool.WithMinIdle(1), connpool.WithMaxWaiters(6),
 		connpool.WithDialer(dialer.dial), connpool.WithDialBackoff(time.Millisecond, 2*time.Millisecond),
-		connpool.WithHealthCheckInterval(20*time.Millisecond), connpool.WithName("rebuild"))
+		connpool.WithHealthCheckInterval(20*time.Millisecond), connpool.WithName("rebuild"),
+		connpool.WithUseTimeMetrics(true))
 	require.NoError(t, err)
 	stopWatch := watchLedger(t, p)
 
@@ -211,6 +230,8 @@ func TestEventsRebuildStats(t *testing.T) {
 	st := p.Stats()
 	rebuilt := log.stats()
 	rebuilt.Name, rebuilt.MaxConns = st.Name, st.MaxConns // not counters
+	assert.GreaterOrEqual(t, st.WaitTime.Count(), uint64(st.WaitCount), "a wait histogram entry per wait")
+	rebuilt.WaitTime.Buckets = st.WaitTime.Buckets
 	gauges := connpool.Stats{Name: st.Name, MaxConns: st.MaxConns}
 	st.OpenConns, st.InUse, st.Idle, st.Dialing, st.Waiting = gauges.OpenConns, 0, 0, 0, 0
 	assert.Equal(t, st, rebuilt, "Stats rebuilt from the events")

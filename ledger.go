@@ -62,6 +62,9 @@ const (
 	// CloseDetached: taken out of the pool by [Conn.Detach]; the pool did
 	// not close its socket.
 	CloseDetached
+	// CloseLeaked: its borrower dropped the Conn without returning it;
+	// found by the garbage collector ([WithLeakDetection]).
+	CloseLeaked
 
 	// closeRejected is CloseUnhealthy for an idle conn that a Get had
 	// already popped: counted apart, so that Stats can tell the pops that
@@ -84,6 +87,7 @@ var closeReasonNames = [...]string{
 	ClosePool:      "pool_closed",
 	CloseReset:     "reset",
 	CloseDetached:  "detached",
+	CloseLeaked:    "leaked",
 	closeRejected:  "unhealthy",
 }
 

@@ -29,6 +29,12 @@ func (p *Pool) maintain() {
 	} else {
 		nextCheck = math.MaxInt64
 	}
+	nextLeakScan := int64(math.MaxInt64)
+	leakScan := int64(p.cfg.leakThreshold / 4)
+	if p.cfg.leakThreshold > 0 {
+		leakScan = max(leakScan, int64(time.Millisecond))
+		nextLeakScan = leakScan
+	}
 	for {
 		now := p.now()
 		if now >= nextReap {
@@ -42,7 +48,11 @@ func (p *Pool) maintain() {
 			p.sweepDead()
 		}
 		p.idleMu.SetYield(yieldlock.Oversubscribed()) // GOMAXPROCS may have changed
-		next := min(nextReap, nextCheck)
+		if now >= nextLeakScan {
+			p.findLeaks(now)
+			nextLeakScan = now + leakScan
+		}
+		next := min(nextReap, nextCheck, nextLeakScan)
 		if retry := p.warm(); retry > 0 {
 			next = min(next, retry)
 		}

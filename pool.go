@@ -47,6 +47,7 @@ type Pool struct {
 	// leaves room to warm more.
 	openHint atomic.Int32
 	gen      atomic.Uint64 // Resets so far; a conn of an older generation is closed (reset.go)
+	observed bool          // read-only: Gets and Puts have hooks to call or loans to stamp, not the plain path
 	_        [64]byte
 
 	// mu guards the fields below it; it is never held across I/O, a dial
@@ -83,6 +84,10 @@ type Pool struct {
 	tooManyWaiters int64
 	closes         [numCloseReasons]int64
 
+	// Distributions and counters updated without a lock.
+	waitTime, dialTime, useTime histogram
+	leaks                       atomic.Int64
+
 	// Not guarded.
 	sweepWanted  atomic.Bool // a checkout found a dead conn: peek at every idle conn
 	hookPanicked atomic.Bool // a hook panicked: logged once
@@ -95,7 +100,7 @@ type Pool struct {
 	name             string
 	cfg              config
 	hooks            Hooks
-	stampLent        bool // a Put hook wants the time a conn was held
+	stampLent        bool // a Put hook or the use-time histogram wants the time a conn was held
 	log              *slog.Logger
 	epoch            time.Time          // the pool clock: monotonic nanoseconds since epoch
 	ctx              context.Context    // ends when the pool closes; parent of background dials and checks
@@ -137,13 +142,15 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 		name:      cfg.name,
 		cfg:       cfg,
 		hooks:     cfg.hooks,
-		stampLent: cfg.hooks.Put != nil,
-		log:       cfg.logger.With("pool", cfg.name),
-		epoch:     time.Now(),
-		ctx:       ctx,
-		cancel:    cancel,
-		wake:      make(chan struct{}, 1),
-		all:       make(map[*poolConn]struct{}),
+		stampLent: cfg.hooks.Put != nil || cfg.useTimeMetrics,
+		observed: cfg.hooks.GetStarted != nil || cfg.hooks.GetDone != nil || cfg.hooks.Put != nil ||
+			cfg.useTimeMetrics || cfg.leakThreshold > 0,
+		log:    cfg.logger.With("pool", cfg.name),
+		epoch:  time.Now(),
+		ctx:    ctx,
+		cancel: cancel,
+		wake:   make(chan struct{}, 1),
+		all:    make(map[*poolConn]struct{}),
 	}
 	p.idleMu.SetYield(yieldlock.Oversubscribed())
 	p.emitPool(p.hooks.PoolReady)
@@ -180,16 +187,33 @@ type getOp struct {
 	waited  time.Duration // added to WaitDuration
 }
 
-// get implements Get, and DialContext with flags connDestroyOnClose; it
-// emits the Get's events around checkOut.
+// get implements Get, and DialContext with flags connDestroyOnClose.
 func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
+	if p.observed {
+		return p.getObserved(ctx, flags)
+	}
+	op := getOp{ctx: ctx, flags: flags}
+	if flags == 0 && ctx.Err() == nil { // the plain path's first try, before any bookkeeping
+		if c := p.popIdle(); c != nil {
+			if p.vet(c, 0) {
+				return c, nil
+			}
+			op.rejects++
+		}
+	}
+	return p.checkOut(&op)
+}
+
+// getObserved is get for a pool whose Gets are observed: it emits the
+// Get's events around checkOut and stamps the loan.
+func (p *Pool) getObserved(ctx context.Context, flags uint32) (*Conn, error) {
 	op := getOp{ctx: ctx, flags: flags}
 	if p.hooks.GetStarted != nil {
 		emit(p, p.hooks.GetStarted, GetStartedEvent{Pool: p.name})
 	}
 	c, err := p.checkOut(&op)
-	if c != nil && p.stampLent {
-		c.pc.lentAt = p.now()
+	if c != nil {
+		p.lent(c, 3)
 	}
 	if p.hooks.GetDone != nil {
 		p.emitGetDone(&op, c, err)
@@ -292,14 +316,24 @@ func (p *Pool) TryGet() (*Conn, error) {
 	c, err := p.tryCheckOut()
 	if c != nil {
 		op.served = ServedIdle
-		if p.stampLent {
-			c.pc.lentAt = p.now()
-		}
+		p.lent(c, 3)
 	}
 	if p.hooks.GetDone != nil {
 		p.emitGetDone(&op, c, err)
 	}
 	return c, err
+}
+
+// lent stamps c, just checked out, for the use-time metrics and Put
+// hooks, and records its loan under leak detection: skip is the number of
+// frames from runtime.Callers up to the caller of Get.
+func (p *Pool) lent(c *Conn, skip int) {
+	if p.stampLent {
+		c.pc.lentAt = p.now()
+	}
+	if p.cfg.leakThreshold > 0 {
+		p.lend(c, skip+1)
+	}
 }
 
 func (p *Pool) tryCheckOut() (*Conn, error) {

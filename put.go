@@ -28,7 +28,27 @@ func (p *Pool) release(c *Conn) error {
 	if state&connReturned != 0 {
 		return ErrConnReturned
 	}
+	if !p.observed && state == 0 { // the plain path: a clean conn, nothing to report
+		if !p.putIdle(c.pc) {
+			p.putBack(c.pc, fromBorrower)
+		}
+		return nil
+	}
+	p.releaseObserved(c, state)
+	return nil
+}
+
+// releaseObserved is release for a conn that may be broken, or whose
+// return is observed: it ends the loan, emits the Put event, and keeps or
+// closes the conn.
+func (p *Pool) releaseObserved(c *Conn, state uint32) {
 	pc := c.pc
+	if p.cfg.leakThreshold > 0 {
+		if reported, held := c.endLoan(); reported {
+			p.log.Info("connpool: a conn reported as held past the leak threshold was returned",
+				"conn", pc.id, "held", held.Round(time.Millisecond))
+		}
+	}
 	var held time.Duration
 	if p.stampLent {
 		held = time.Duration(p.now() - pc.lentAt)
@@ -43,7 +63,9 @@ func (p *Pool) release(c *Conn) error {
 	if reason != keep {
 		p.closeConn(pc, reason)
 	}
-	return nil
+	if p.cfg.useTimeMetrics {
+		p.useTime.observe(held)
+	}
 }
 
 // brokenReason returns why a conn its holder just returned, with these

@@ -8,7 +8,7 @@ import "time"
 //
 //	Dials = OpenConns + IdleClosed + LifetimeClosed + HealthFailures +
 //	        BrokenClosed + MaxIdleClosed + ReleasedClosed + PoolClosed +
-//	        ResetClosed + DetachedClosed
+//	        ResetClosed + DetachedClosed + LeakedClosed
 type Stats struct {
 	Name string // the pool's name (WithName)
 
@@ -18,6 +18,9 @@ type Stats struct {
 	Idle      int // idle conns now, including those under a background check
 	Dialing   int // dials in flight now
 	Waiting   int // Gets queued for a conn now
+	// OldestWait is how long the Get that has waited longest has been
+	// queued, 0 when none waits: the first sign of exhaustion.
+	OldestWait time.Duration
 
 	Dials      int64 // conns dialed successfully
 	DialErrors int64 // dials that failed, including those cut short by Close
@@ -38,6 +41,17 @@ type Stats struct {
 	PoolClosed     int64 // conns closed by Close or Shutdown
 	ResetClosed    int64 // conns closed because they were opened before a Reset
 	DetachedClosed int64 // conns taken out of the pool by Conn.Detach
+	LeakedClosed   int64 // conns reclaimed after their borrower dropped the Conn unclosed (WithLeakDetection)
+
+	Leaks int64 // conns reported as held past the leak threshold (WithLeakDetection)
+
+	// Distributions, in the buckets of [Histogram]: how long Gets that
+	// queued waited (as WaitDuration adds up), how long successful dials
+	// took, and, with [WithUseTimeMetrics], how long conns were held from
+	// Get to Put.
+	WaitTime Histogram
+	DialTime Histogram
+	UseTime  Histogram
 }
 
 // Stats returns a snapshot of the pool's gauges and counters. It takes mu
@@ -76,5 +90,12 @@ func (p *Pool) Stats() Stats {
 		PoolClosed:     c[ClosePool],
 		ResetClosed:    c[CloseReset],
 		DetachedClosed: c[CloseDetached],
+		LeakedClosed:   c[CloseLeaked],
+		Leaks:          p.leaks.Load(),
+
+		OldestWait: p.oldestWaitLocked(),
+		WaitTime:   p.waitTime.snapshot(),
+		DialTime:   p.dialTime.snapshot(),
+		UseTime:    p.useTime.snapshot(),
 	}
 }

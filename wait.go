@@ -14,6 +14,7 @@ type waiter struct {
 	ctx        context.Context // the Get's context, whose values a dial started for it sees
 	dialing    bool            // a dial started on this waiter's behalf has not finished
 	unusedOnly bool            // a DialContext caller: takes only a conn never handed out
+	since      int64           // pool clock when it queued, for Stats.OldestWait
 }
 
 // delivery is what a waiter is served: a conn, in a new wrapper, or an
@@ -93,7 +94,8 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
 		p.mu.Unlock()
 		return delivery{}, fmt.Errorf("%w: %d already queued for %s (WithMaxWaiters(%d))", ErrTooManyWaiters, n, p.name, n)
 	}
-	e := &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1), ctx: op.ctx, unusedOnly: unusedOnly}}
+	start := p.now()
+	e := &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1), ctx: op.ctx, unusedOnly: unusedOnly, since: start}}
 	counted := false // this wait is at the cap or the dial limit: timed for WaitDuration
 	if p.canDialLocked() {
 		if now := p.now(); p.backingOffLocked(now) {
@@ -115,11 +117,11 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
 	p.mu.Unlock()
 
 	if counted {
-		start := p.now()
 		defer func() {
-			waited := p.now() - start
-			op.waited += time.Duration(waited)
-			p.waitNanos.Add(waited)
+			waited := time.Duration(p.now() - start)
+			op.waited += waited
+			p.waitNanos.Add(int64(waited))
+			p.waitTime.observe(waited)
 		}()
 	}
 	done := op.ctx.Done()
@@ -146,6 +148,14 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
 		}
 	}
 	return delivery{}, p.waitFailed(op.ctx)
+}
+
+// oldestWaitLocked returns how long the first waiter has been queued.
+func (p *Pool) oldestWaitLocked() time.Duration {
+	if e := p.waiters.Front(); e != nil {
+		return time.Duration(p.now() - e.Value.since)
+	}
+	return 0
 }
 
 // waitFailed counts a Get whose context ended and builds its error. It

@@ -1,0 +1,87 @@
+package connpool_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connpool/connpool"
+)
+
+func TestHistogramQuantile(t *testing.T) {
+	var h connpool.Histogram
+	assert.Zero(t, h.Quantile(0.5))
+	assert.Equal(t, "n=0", h.String())
+	h.Buckets[0] = 50 // up to 50µs
+	h.Buckets[3] = 49 // (200µs, 400µs]
+	h.Buckets[connpool.HistogramBuckets] = 1
+	assert.Equal(t, uint64(100), h.Count())
+	assert.Equal(t, connpool.HistogramFirstBound, h.Quantile(0.5))
+	assert.Equal(t, 400*time.Microsecond, h.Quantile(0.99))
+	assert.Equal(t, connpool.HistogramBound(connpool.HistogramBuckets), h.Quantile(1))
+	assert.Equal(t, 50*time.Microsecond<<15, connpool.HistogramBound(15))
+}
+
+// TestStatsHistogramsAgreeWithCounters: the wait histogram counts what
+// WaitCount and WaitDuration do, the dial histogram every dial, and the
+// use histogram every return, only when asked for.
+func TestStatsHistogramsAgreeWithCounters(t *testing.T) {
+	srv := startServer(t)
+	for _, useTime := range []bool{false, true} {
+		p := newPool(t, srv.Addr(), connpool.WithMaxConns(2), connpool.WithUseTimeMetrics(useTime))
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 50 {
+					c, err := p.Get(context.Background())
+					if !assert.NoError(t, err) {
+						return
+					}
+					_, err = roundTrip(c, "x")
+					assert.NoError(t, err)
+					assert.NoError(t, c.Close())
+				}
+			})
+		}
+		wg.Wait()
+		st := p.Stats()
+		require.Positive(t, st.WaitCount)
+		assert.Equal(t, uint64(st.WaitCount), st.WaitTime.Count())
+		assert.Equal(t, st.WaitDuration, st.WaitTime.Sum)
+		assert.Equal(t, uint64(st.Dials), st.DialTime.Count())
+		assert.Positive(t, st.DialTime.Sum)
+		if useTime {
+			assert.Equal(t, uint64(400), st.UseTime.Count())
+		} else {
+			assert.Zero(t, st.UseTime.Count())
+		}
+		assert.Contains(t, st.String(), "tcp "+srv.Addr()+": open ")
+		assert.Contains(t, st.String(), "; wait n=")
+	}
+}
+
+func TestStatsOldestWait(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1))
+	held := holdAll(t, p, 1)[0]
+	assert.Zero(t, p.Stats().OldestWait)
+	got := make(chan error, 1)
+	go func() {
+		c, err := p.Get(context.Background())
+		if err == nil {
+			err = c.Close()
+		}
+		got <- err
+	}()
+	require.Eventually(t, waitersAre(p, 1), waitFor, tick)
+	first := p.Stats().OldestWait
+	require.Eventually(t, func() bool { return p.Stats().OldestWait > first }, waitFor, tick)
+	assert.Contains(t, p.Stats().String(), "waiting 1 (oldest ")
+	require.NoError(t, held.Close())
+	require.NoError(t, <-got)
+	assert.Zero(t, p.Stats().OldestWait)
+}

@@ -1,0 +1,148 @@
+package connpool_test
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connpool/connpool"
+)
+
+// leakReports returns the leak records logged so far, with their times.
+func (r *logRecorder) withPrefix(level slog.Level, prefix string) []slog.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []slog.Record
+	for _, rec := range r.records {
+		if rec.Level == level && strings.HasPrefix(rec.Message, prefix) {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+func attr(rec slog.Record, key string) string {
+	var v string
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value.String()
+			return false
+		}
+		return true
+	})
+	return v
+}
+
+const (
+	leakWarning  = "connpool: conn held past the leak threshold"
+	leakReturned = "connpool: a conn reported as held past the leak threshold was returned"
+)
+
+// borrowAndKeep is the call site a leak report must name.
+func borrowAndKeep(t *testing.T, p *connpool.Pool) *connpool.Conn {
+	t.Helper()
+	return getConn(t, p)
+}
+
+// TestLeakDetectionReportsTheOneLeak: of 10,000 Gets, one keeps its conn.
+// Exactly one report comes, after the threshold and within a quarter of
+// it (give or take the machine's scheduling), naming the borrower's call
+// site; its return logs exactly one INFO line.
+func TestLeakDetectionReportsTheOneLeak(t *testing.T) {
+	const threshold = 200 * time.Millisecond
+	srv := startServer(t)
+	rec := &logRecorder{}
+	var events []connpool.LeakEvent
+	var mu sync.Mutex
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(4), connpool.WithLeakDetection(threshold),
+		connpool.WithLogger(slog.New(rec)), connpool.WithHooks(connpool.Hooks{LeakDetected: func(e connpool.LeakEvent) {
+			mu.Lock()
+			events = append(events, e)
+			mu.Unlock()
+		}}))
+	leaked := borrowAndKeep(t, p)
+	borrowed := time.Now()
+	for range 10_000 {
+		c := getConn(t, p)
+		require.NoError(t, c.Close())
+	}
+	require.Eventually(t, func() bool { return len(rec.withPrefix(slog.LevelWarn, leakWarning)) > 0 }, waitFor, time.Millisecond)
+	after := time.Since(borrowed)
+	assert.GreaterOrEqual(t, after, threshold)
+	assert.Less(t, after, threshold*5/4+150*time.Millisecond, "reported within a quarter of the threshold (and some slack for the machine)")
+
+	// Past another scan, still one report.
+	require.Eventually(t, func() bool { return time.Since(borrowed) > threshold*2 }, waitFor, time.Millisecond)
+	reports := rec.withPrefix(slog.LevelWarn, leakWarning)
+	require.Len(t, reports, 1)
+	site := attr(reports[0], "borrowed_at")
+	assert.Contains(t, site, "connpool_test.borrowAndKeep", "the report names the borrower")
+	assert.NotContains(t, site, "connpool.(*Pool)", "without the pool's own frames")
+	assert.Equal(t, "1", attr(reports[0], "conns"))
+	assert.Equal(t, int64(1), p.Stats().Leaks)
+	mu.Lock()
+	require.Len(t, events, 1)
+	assert.Contains(t, events[0].Stack, "borrowAndKeep")
+	mu.Unlock()
+
+	out := p.Borrowed()
+	require.Len(t, out, 1)
+	assert.Contains(t, out[0].Stack, "borrowAndKeep")
+	assert.GreaterOrEqual(t, out[0].Held, threshold)
+
+	require.NoError(t, leaked.Close())
+	assert.Len(t, rec.withPrefix(slog.LevelInfo, leakReturned), 1, "one line when it comes back")
+	assert.Empty(t, p.Borrowed())
+}
+
+// TestDroppedConnIsReclaimed: a Conn its borrower dropped without Close
+// is found by the garbage collector, reported, and its slot freed, once.
+func TestDroppedConnIsReclaimed(t *testing.T) {
+	srv := startServer(t)
+	rec := &logRecorder{}
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1), connpool.WithLeakDetection(time.Hour),
+		connpool.WithLogger(slog.New(rec)))
+	func() {
+		c := getConn(t, p)
+		mustRoundTrip(t, c, "then dropped")
+	}()
+	require.Eventually(t, func() bool {
+		runtime.GC()
+		return p.Stats().InUse == 0
+	}, waitFor, 10*time.Millisecond)
+	st := p.Stats()
+	assert.Equal(t, int64(1), st.LeakedClosed)
+	assert.Len(t, rec.withPrefix(slog.LevelWarn, "connpool: a borrowed conn was dropped"), 1)
+	checkBooks(t, st)
+
+	// The slot serves again.
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	c, err := p.Get(ctx)
+	require.NoError(t, err)
+	mustRoundTrip(t, c, "the slot is back")
+	require.NoError(t, c.Close())
+	runtime.GC()
+	assert.Equal(t, int64(1), p.Stats().LeakedClosed, "a returned conn is never reclaimed")
+	require.NoError(t, p.CheckInvariants())
+}
+
+func TestBorrowedWithoutLeakDetection(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr())
+	c := getConn(t, p)
+	out := p.Borrowed()
+	require.Len(t, out, 1)
+	assert.Equal(t, c.RemoteAddr().String(), out[0].RemoteAddr.String())
+	assert.Zero(t, out[0].Held)
+	assert.Empty(t, out[0].Stack)
+	require.NoError(t, c.Close())
+	assert.Empty(t, p.Borrowed())
+}
