@@ -159,6 +159,12 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 	return p, nil
 }
 
+// Network returns the network the pool dials, as given to New.
+func (p *Pool) Network() string { return p.network }
+
+// Address returns the address the pool dials, as given to New.
+func (p *Pool) Address() string { return p.address }
+
 // now reads the pool clock. time.Since on a monotonic epoch reads only the
 // monotonic clock, half the cost of time.Now.
 func (p *Pool) now() int64 { return int64(time.Since(p.epoch)) }

@@ -13,6 +13,8 @@ type Stats struct {
 	Name string // the pool's name (WithName)
 
 	MaxConns  int // the cap on open conns (WithMaxConns)
+	MinIdle   int // the idle conns kept ready (WithMinIdle)
+	MaxIdle   int // the cap on idle conns (WithMaxIdle)
 	OpenConns int // conns open now: in use, idle, under check, or closing
 	InUse     int // conns borrowed now
 	Idle      int // idle conns now, including those under a background check
@@ -65,6 +67,8 @@ func (p *Pool) Stats() Stats {
 	return Stats{
 		Name:      p.name,
 		MaxConns:  p.cfg.maxConns,
+		MinIdle:   p.cfg.minIdle,
+		MaxIdle:   p.cfg.maxIdle,
 		OpenConns: p.numOpen - p.numDialing,
 		InUse:     p.inUseIdleLocked(),
 		Idle:      p.idle.Len() + p.numChecking,

@@ -88,3 +88,13 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func TestPoolSaysWhatItDials(t *testing.T) {
+	p := newPool(t, "127.0.0.1:1", connpool.WithMinIdle(0), connpool.WithMaxConns(3), connpool.WithMaxIdle(2))
+	assert.Equal(t, "tcp", p.Network())
+	assert.Equal(t, "127.0.0.1:1", p.Address())
+	st := p.Stats()
+	assert.Equal(t, 3, st.MaxConns)
+	assert.Equal(t, 2, st.MaxIdle)
+	assert.Zero(t, st.MinIdle)
+}
