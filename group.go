@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/semaphore"
+	"github.com/connpool/connpool/internal/slots"
 )
 
 // Addr names one pool of a [Group]: a network and an address.
@@ -98,7 +98,7 @@ func NewGroup(opts ...GroupOption) (*Group, error) {
 		pools:     make(map[Addr]*groupEntry),
 	}
 	if cfg.maxConns > 0 {
-		g.total = &groupLimit{g: g, sem: semaphore.NewWeighted(int64(cfg.maxConns)), max: cfg.maxConns}
+		g.total = &groupLimit{g: g, sem: slots.New(cfg.maxConns)}
 	}
 	// Every pool gets the options, then joins the group: the shared cap
 	// is attached.
@@ -203,6 +203,35 @@ func (g *Group) CloseIdleWith(c IdleCloser) {
 	}
 }
 
+// SetGroupMaxConns changes the cap on the conns open across the group's
+// pools, as [WithGroupMaxConns] sets it, without blocking. Raised, it lets
+// the dials waiting for a slot go at once, first come first served.
+// Lowered, it closes idle conns of the pools, oldest first, until the
+// group is within the new cap or no pool has an idle conn; borrowed conns
+// are never interrupted, and no dial starts until enough of them have
+// closed. n must be at least 1, and the group must have been created with
+// WithGroupMaxConns. After Close it returns [ErrClosed].
+func (g *Group) SetGroupMaxConns(n int) error {
+	g.mu.RLock()
+	closed := g.closed
+	g.mu.RUnlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case g.total == nil:
+		return invalidSet("SetGroupMaxConns(%d): the group has no cap to change; create it WithGroupMaxConns", n)
+	case n < 1:
+		return invalidSet("SetGroupMaxConns(%d): must be at least 1", n)
+	}
+	g.total.sem.Resize(n)
+	for {
+		used, size := g.total.sem.Used()
+		if used <= size || !g.evictIdle(nil) {
+			return nil
+		}
+	}
+}
+
 // Stats returns the stats of every pool the group holds now.
 func (g *Group) Stats() map[Addr]Stats {
 	g.mu.RLock()
@@ -290,8 +319,13 @@ func (g *Group) evictIdle(except *Pool) bool {
 // conn, taken before a dial and given back when the conn closes.
 type groupLimit struct {
 	g   *Group
-	sem *semaphore.Weighted
-	max int // the cap, for the warning
+	sem *slots.Slots // resized by SetGroupMaxConns
+}
+
+// size returns the cap.
+func (l *groupLimit) size() int {
+	_, n := l.sem.Used()
+	return n
 }
 
 // evictRetry is how often a dial blocked on the group's cap looks again
@@ -309,7 +343,7 @@ const warnAfter = time.Second
 func (l *groupLimit) acquire(ctx context.Context, p *Pool) error {
 	var since time.Time // when the dial began to wait; zero until it has to
 	for {
-		if l.sem.TryAcquire(1) {
+		if l.sem.TryAcquire() {
 			if since.IsZero() && l.g.warned.Load() {
 				l.g.warned.Store(false) // a slot at once: the streak is over
 			}
@@ -332,7 +366,7 @@ func (l *groupLimit) acquire(ctx context.Context, p *Pool) error {
 			}
 		}
 		wait, cancel := context.WithTimeout(ctx, retry)
-		err := l.sem.Acquire(wait, 1)
+		err := l.sem.Acquire(wait)
 		cancel()
 		if err == nil {
 			return nil
@@ -343,7 +377,7 @@ func (l *groupLimit) acquire(ctx context.Context, p *Pool) error {
 	}
 }
 
-func (l *groupLimit) release() { l.sem.Release(1) }
+func (l *groupLimit) release() { l.sem.Release() }
 
 // warnStuck logs, once per streak, that a dial of p has waited at the cap
 // for warnAfter with no idle conn to evict and no client to ask: the
@@ -355,7 +389,7 @@ func (l *groupLimit) warnStuck(p *Pool, waited time.Duration) {
 	}
 	p.log.Warn("connpool: dial waiting at the group's cap with no idle conn to close",
 		"waited", waited.Round(time.Millisecond),
-		"group_max_conns", l.max,
+		"group_max_conns", l.size(),
 		"remedy", "register the client that holds the group's conns with Group.CloseIdleWith, "+
 			"or bound its idle conns (http.Transport IdleConnTimeout, MaxIdleConns)")
 }

@@ -149,6 +149,8 @@ func closeCounter(s *connpool.Stats, r connpool.CloseReason) *int64 {
 		return &s.DetachedClosed
 	case connpool.CloseLeaked:
 		return &s.LeakedClosed
+	case connpool.CloseResized:
+		return &s.ResizedClosed
 	}
 	panic(fmt.Sprintf("no counter for %v", r))
 }

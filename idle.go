@@ -44,10 +44,10 @@ func (p *Pool) popIdle() *Conn {
 	}
 	pc.holder = heldLent
 	p.idlePops++
-	low := p.idle.Len() < p.cfg.minIdle
+	warm := p.idle.Len() < p.cfg.minIdle && int(p.openHint.Load()) < p.cfg.maxConns
 	p.idleMu.Unlock()
 	c := pc.newWrapper()
-	if low && int(p.openHint.Load()) < p.cfg.maxConns {
+	if warm {
 		p.mu.Lock()
 		p.nudgeWarmer()
 		p.mu.Unlock()
@@ -74,7 +74,7 @@ func (p *Pool) putIdle(pc *poolConn) bool {
 	// The reaper flags conns past their lifetime under idleMu, and Reset
 	// moves gen under idleMu: a flagged or older conn never reaches the
 	// stack.
-	if pc.retire || pc.gen != p.gen.Load() || p.idle.Len() >= p.cfg.maxIdle {
+	if pc.retire || pc.gen != p.gen.Load() || p.idle.Len() >= p.cfg.maxIdle || p.overCap.Load() {
 		p.idleMu.Unlock()
 		return false
 	}

@@ -65,6 +65,10 @@ const (
 	// CloseLeaked: its borrower dropped the Conn without returning it;
 	// found by the garbage collector ([WithLeakDetection]).
 	CloseLeaked
+	// CloseResized: returned, or dialed with no waiter for it, while the
+	// pool was over a cap lowered by [Pool.SetMaxConns], or idle when it
+	// was lowered.
+	CloseResized
 
 	// closeRejected is CloseUnhealthy for an idle conn that a Get had
 	// already popped: counted apart, so that Stats can tell the pops that
@@ -88,6 +92,7 @@ var closeReasonNames = [...]string{
 	CloseReset:     "reset",
 	CloseDetached:  "detached",
 	CloseLeaked:    "leaked",
+	CloseResized:   "resized",
 	closeRejected:  "unhealthy",
 }
 
@@ -179,6 +184,7 @@ func (p *Pool) closeConn(pc *poolConn, reason CloseReason) {
 	p.releaseGroupSlot()
 	delete(p.all, pc)
 	p.closes[reason]++
+	p.checkUnderCapLocked()
 	p.dispatchLocked()
 	p.nudgeWarmer()
 	p.checkDrained()
@@ -221,8 +227,9 @@ func (p *Pool) checkInvariants() error {
 		fail("negative count: dialing %d (warming %d), lent %d, checking %d, closing %d",
 			p.numDialing, p.numWarming, lent, p.numChecking, p.numClosing)
 	}
-	if p.numOpen > p.cfg.maxConns {
-		fail("open %d exceeds MaxConns %d", p.numOpen, p.cfg.maxConns)
+	if p.numOpen > p.cfg.maxConns && (!p.overCap.Load() || p.numOpen > p.overCapLimit) {
+		fail("open %d exceeds MaxConns %d (over the cap since it was lowered: %v, at most %d)",
+			p.numOpen, p.cfg.maxConns, p.overCap.Load(), p.overCapLimit)
 	}
 	if n := len(p.all); n != p.numOpen-p.numDialing {
 		fail("%d conns known, but open %d - dialing %d", n, p.numOpen, p.numDialing)

@@ -99,7 +99,10 @@ func newGroupConfig(opts []GroupOption) (groupConfig, error) {
 	return g, errors.Join(g.invalid...)
 }
 
-// config holds every setting of a pool. Fields marked "set" record whether
+// config holds every setting of a pool. maxConns, maxIdle, minIdle and
+// maxConnecting can change at run time (resize.go): they are written with
+// Pool.mu and Pool.idleMu held, so either lock suffices to read them.
+// The rest is read-only after New. Fields marked "set" record whether
 // the user chose a value, for defaults that derive from other settings.
 type config struct {
 	maxConns      int
@@ -108,6 +111,9 @@ type config struct {
 	maxIdleSet    bool
 	maxConnecting int
 	connectingSet bool
+	// connectingWanted is MaxConnecting before it was bounded by
+	// MaxConns, for SetMaxConns to bound again.
+	connectingWanted int
 
 	idleTimeout    time.Duration
 	maxLifetime    time.Duration
@@ -381,6 +387,7 @@ func newConfig(network, address string, opts []Option) (config, error) {
 		c.checkTimeout = min(c.checkInterval, DefaultHealthCheckTimeout)
 	}
 	c.validate()
+	c.connectingWanted = c.maxConnecting
 	c.maxConnecting = min(c.maxConnecting, c.maxConns)
 	return c, errors.Join(c.invalidOptions...)
 }

@@ -47,6 +47,7 @@ type Pool struct {
 	// leaves room to warm more.
 	openHint atomic.Int32
 	gen      atomic.Uint64 // Resets so far; a conn of an older generation is closed (reset.go)
+	overCap  atomic.Bool   // open > MaxConns after the cap was lowered: returned conns close (resize.go)
 	observed bool          // read-only: Gets and Puts have hooks to call or loans to stamp, not the plain path
 	_        [64]byte
 
@@ -66,9 +67,13 @@ type Pool struct {
 	numChecking int
 	numClosing  int
 
-	all     map[*poolConn]struct{} // every open conn
-	drained chan struct{}          // made by close; closed, and set to nil, once no conn is borrowed or closing
-	nextID  uint64                 // the id of the last dial started
+	all map[*poolConn]struct{} // every open conn
+	// overCapLimit is, while overCap is set, the most conns that may be
+	// open: those open when the cap was lowered, less the idle ones it
+	// closed. It only falls, as conns close, until open is within the cap.
+	overCapLimit int
+	drained      chan struct{} // made by close; closed, and set to nil, once no conn is borrowed or closing
+	nextID       uint64        // the id of the last dial started
 
 	// Dial failures: a streak of consecutive failures sets a backoff during
 	// which Gets that need a dial fail fast with lastDialErr.

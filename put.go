@@ -141,6 +141,8 @@ func (p *Pool) offer(pc *poolConn, from comeback) CloseReason {
 		return CloseLifetime
 	case p.closed.Load():
 		return ClosePool
+	case p.overCap.Load() && from != fromDial:
+		return CloseResized // a fresh dial serves a waiter if there is one
 	}
 	if e := p.waiterForLocked(pc); e != nil {
 		p.deliverLocked(e, pc, from == fromDial)
@@ -148,6 +150,9 @@ func (p *Pool) offer(pc *poolConn, from comeback) CloseReason {
 	}
 	if pc.used && p.waiters.Len() > 0 && p.waitersWithoutDialLocked() > 0 {
 		return CloseIdle
+	}
+	if p.overCap.Load() {
+		return CloseResized
 	}
 	p.idleMu.Lock()
 	defer p.idleMu.Unlock()

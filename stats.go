@@ -8,7 +8,7 @@ import "time"
 //
 //	Dials = OpenConns + IdleClosed + LifetimeClosed + HealthFailures +
 //	        BrokenClosed + MaxIdleClosed + ReleasedClosed + PoolClosed +
-//	        ResetClosed + DetachedClosed + LeakedClosed
+//	        ResetClosed + DetachedClosed + LeakedClosed + ResizedClosed
 type Stats struct {
 	Name string // the pool's name (WithName)
 
@@ -44,6 +44,7 @@ type Stats struct {
 	ResetClosed    int64 // conns closed because they were opened before a Reset
 	DetachedClosed int64 // conns taken out of the pool by Conn.Detach
 	LeakedClosed   int64 // conns reclaimed after their borrower dropped the Conn unclosed (WithLeakDetection)
+	ResizedClosed  int64 // conns closed because the pool was over a cap lowered by SetMaxConns
 
 	Leaks int64 // conns reported as held past the leak threshold (WithLeakDetection)
 
@@ -95,6 +96,7 @@ func (p *Pool) Stats() Stats {
 		ResetClosed:    c[CloseReset],
 		DetachedClosed: c[CloseDetached],
 		LeakedClosed:   c[CloseLeaked],
+		ResizedClosed:  c[CloseResized],
 		Leaks:          p.leaks.Load(),
 
 		OldestWait: p.oldestWaitLocked(),

@@ -1,0 +1,147 @@
+package connpool
+
+import "fmt"
+
+// Resizing at run time. Raising MaxConns serves the queue at once: the
+// waiters get dials (within MaxConnecting) in their order, before any Get
+// that arrives later. Lowering it closes idle conns beyond the new cap at
+// once, never interrupts a borrowed conn, and while the pool is still over
+// the cap (overCap), every conn that comes back is closed (CloseResized)
+// and no dial starts; a dial that was in flight serves a waiter if one
+// waits, else it is closed. So open never exceeds the larger of the new cap
+// and what was open, less the idle conns closed, when it was lowered
+// (overCapLimit); checkInvariants holds the pool to that.
+
+// SetMaxConns changes the cap on open conns, as [WithMaxConns] sets it,
+// without blocking. Raised, it serves the queued Gets at once, first come
+// first served, before any that arrive later. Lowered, it closes idle
+// conns beyond the new cap at once; a borrowed conn is never interrupted,
+// and until the pool is within the cap, every conn that comes back is
+// closed (Stats.ResizedClosed) and a dial that finishes serves a waiter
+// or is closed. n must be at least 1, at least MinIdle, and at least
+// MaxIdle if that was set (a MaxIdle left to its default follows
+// MaxConns, and MaxConnecting is bounded by it). After Close it returns
+// [ErrClosed].
+func (p *Pool) SetMaxConns(n int) error {
+	var closing []*poolConn
+	p.mu.Lock()
+	err := p.resizable()
+	switch {
+	case err != nil:
+	case n < 1:
+		err = invalidSet("SetMaxConns(%d): must be at least 1", n)
+	case n < p.cfg.minIdle:
+		err = invalidSet("SetMaxConns(%d) is below WithMinIdle(%d)", n, p.cfg.minIdle)
+	case p.cfg.maxIdleSet && n < p.cfg.maxIdle:
+		err = invalidSet("SetMaxConns(%d) is below WithMaxIdle(%d)", n, p.cfg.maxIdle)
+	default:
+		closing = p.setMaxConnsLocked(n)
+	}
+	p.mu.Unlock()
+	p.closeConns(closing, CloseResized)
+	return err
+}
+
+// setMaxConnsLocked sets the cap and what follows it, serves the queue
+// when it grew, and returns the idle conns to close when it shrank,
+// moved to closing. It takes idleMu.
+func (p *Pool) setMaxConnsLocked(n int) []*poolConn {
+	p.idleMu.Lock()
+	p.cfg.maxConns = n
+	if !p.cfg.maxIdleSet {
+		p.cfg.maxIdle = n
+	}
+	p.cfg.maxConnecting = min(p.cfg.connectingWanted, n)
+	var closing []*poolConn
+	for p.numOpen-len(closing) > n {
+		pc, ok := p.idle.PopBottom() // the oldest first
+		if !ok {
+			break
+		}
+		closing = append(closing, pc)
+	}
+	p.idleMu.Unlock()
+	p.moveAllLocked(closing, heldClosing)
+	if over := p.numOpen - len(closing); over > n {
+		p.overCap.Store(true)
+		p.overCapLimit = p.numOpen // falls as they close: see checkUnderCapLocked
+	} else {
+		p.checkUnderCapLocked()
+	}
+	p.dispatchLocked()
+	p.nudgeWarmer()
+	return closing
+}
+
+// checkUnderCapLocked ends the pool's time over a lowered cap once open is
+// within it, and otherwise keeps overCapLimit at what is open.
+func (p *Pool) checkUnderCapLocked() {
+	if !p.overCap.Load() {
+		return
+	}
+	if p.numOpen <= p.cfg.maxConns {
+		p.overCap.Store(false)
+		p.overCapLimit = 0
+		return
+	}
+	p.overCapLimit = min(p.overCapLimit, p.numOpen)
+}
+
+// SetMinIdle changes the idle conns kept ready, as [WithMinIdle] sets it,
+// without blocking: warming starts at once when it grew. n must be between
+// 0 and MaxIdle. After Close it returns [ErrClosed].
+func (p *Pool) SetMinIdle(n int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.resizable(); err != nil {
+		return err
+	}
+	if n < 0 || n > p.cfg.maxIdle {
+		return invalidSet("SetMinIdle(%d): must be between 0 and MaxIdle (%d)", n, p.cfg.maxIdle)
+	}
+	p.idleMu.Lock()
+	p.cfg.minIdle = n
+	p.idleMu.Unlock()
+	p.wakeMaintainer()
+	return nil
+}
+
+// SetMaxIdle changes the cap on idle conns, as [WithMaxIdle] sets it,
+// without blocking: idle conns beyond it close at once (CloseMaxIdle). n
+// must be between MinIdle and MaxConns. After Close it returns
+// [ErrClosed].
+func (p *Pool) SetMaxIdle(n int) error {
+	var closing []*poolConn
+	p.mu.Lock()
+	err := p.resizable()
+	switch {
+	case err != nil:
+	case n < p.cfg.minIdle || n > p.cfg.maxConns:
+		err = invalidSet("SetMaxIdle(%d): must be between MinIdle (%d) and MaxConns (%d)", n, p.cfg.minIdle, p.cfg.maxConns)
+	default:
+		p.idleMu.Lock()
+		p.cfg.maxIdle, p.cfg.maxIdleSet = n, true
+		for p.idle.Len() > n {
+			pc, _ := p.idle.PopBottom()
+			closing = append(closing, pc)
+		}
+		p.idleMu.Unlock()
+		p.moveAllLocked(closing, heldClosing)
+	}
+	p.mu.Unlock()
+	p.closeConns(closing, CloseMaxIdle)
+	return err
+}
+
+// resizable returns ErrClosed once the pool is closed.
+func (p *Pool) resizable() error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// invalidSet builds the error of a Set call with a bad value.
+func invalidSet(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
+}

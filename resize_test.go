@@ -1,0 +1,258 @@
+package connpool_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connpool/connpool"
+)
+
+// getInBackground starts a Get and waits until n Gets are queued; the
+// channel yields the conn, or nil on error.
+func getInBackground(t *testing.T, p *connpool.Pool, ctx context.Context, n int) <-chan *connpool.Conn {
+	t.Helper()
+	got := make(chan *connpool.Conn, 1)
+	go func() {
+		c, err := p.Get(ctx)
+		if err != nil {
+			c = nil
+		}
+		got <- c
+	}()
+	require.Eventually(t, waitersAre(p, n), waitFor, tick)
+	return got
+}
+
+// TestSetMaxConnsGrowServesTheQueueInOrder: raising the cap serves the
+// queued Gets at once, first come first served, before a later one.
+func TestSetMaxConnsGrowServesTheQueueInOrder(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1))
+	held := holdAll(t, p, 1)[0]
+	ctx := context.Background()
+	a := getInBackground(t, p, ctx, 1)
+	b := getInBackground(t, p, ctx, 2)
+	c := getInBackground(t, p, ctx, 3)
+
+	require.NoError(t, p.SetMaxConns(3))
+	ca, cb := <-a, <-b
+	require.NotNil(t, ca)
+	require.NotNil(t, cb)
+	assert.Equal(t, 1, p.Stats().Waiting, "the third still waits: the cap is full")
+	d := getInBackground(t, p, ctx, 2) // a later Get queues behind the third
+
+	require.NoError(t, held.Close())
+	cc := <-c
+	require.NotNil(t, cc, "the returned conn goes to the first in the queue")
+	require.NoError(t, ca.Close())
+	cd := <-d
+	require.NotNil(t, cd)
+	for _, conn := range []*connpool.Conn{cb, cc, cd} {
+		require.NoError(t, conn.Close())
+	}
+	st := p.Stats()
+	assert.Equal(t, 3, st.MaxConns)
+	assert.LessOrEqual(t, srv.MaxOpen(), 3)
+	checkBooks(t, st)
+}
+
+// TestSetMaxConnsShrink: lowering the cap closes idle conns at once,
+// leaves borrowed ones working, and closes them as they come back until
+// the pool is within the cap.
+func TestSetMaxConnsShrink(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(4))
+	conns := holdAll(t, p, 4)
+	require.NoError(t, conns[0].Close())
+	require.NoError(t, conns[1].Close())
+
+	require.NoError(t, p.SetMaxConns(1))
+	st := p.Stats()
+	assert.Equal(t, int64(2), st.ResizedClosed, "the idle conns closed at once")
+	assert.Equal(t, 2, st.OpenConns)
+	require.NoError(t, p.CheckInvariants())
+
+	mustRoundTrip(t, conns[2], "a borrowed conn is never interrupted")
+	require.NoError(t, conns[2].Close())
+	assert.Equal(t, int64(3), p.Stats().ResizedClosed, "closed on return while over the cap")
+	require.NoError(t, conns[3].Close())
+	st = p.Stats()
+	assert.Equal(t, int64(3), st.ResizedClosed, "within the cap again: kept")
+	assert.Equal(t, 1, st.Idle)
+	assert.Equal(t, 1, st.MaxIdle, "a default MaxIdle follows the cap")
+	checkBooks(t, st)
+	require.NoError(t, p.CheckInvariants())
+}
+
+// TestSetMaxConnsShrinkWithDialsInFlight: a dial that finishes while the
+// pool is over a lowered cap serves its waiter, or, with no waiter left,
+// is closed.
+func TestSetMaxConnsShrinkWithDialsInFlight(t *testing.T) {
+	srv := startServer(t)
+	gate := newGatedDialer()
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(3), connpool.WithDialer(gate.dial))
+	close(gate.release)
+	held := holdAll(t, p, 1)[0]
+	gate.release = make(chan struct{}) // the next dials wait
+
+	served := getInBackground(t, p, context.Background(), 1)
+	gone, leave := context.WithCancel(context.Background())
+	left := getInBackground(t, p, gone, 2)
+	require.Eventually(t, func() bool { return gate.inFlight.Load() == 2 }, waitFor, tick)
+	leave()
+	require.Nil(t, <-left)
+
+	require.NoError(t, p.SetMaxConns(1)) // 3 open or dialing, cap 1
+	close(gate.release)
+	c := <-served
+	require.NotNil(t, c, "the dial for a waiter serves it, over the cap or not")
+	require.Eventually(t, func() bool { s := p.Stats(); return s.Dialing == 0 && s.ResizedClosed > 0 }, waitFor, tick,
+		"the dial nobody waits for is closed")
+	st := p.Stats()
+	assert.Equal(t, int64(1), st.ResizedClosed)
+	require.NoError(t, p.CheckInvariants())
+	require.NoError(t, c.Close())
+	require.NoError(t, held.Close())
+	st = p.Stats()
+	assert.Equal(t, 1, st.OpenConns)
+	checkBooks(t, st)
+}
+
+func TestResizeValidates(t *testing.T) {
+	p := newPool(t, "127.0.0.1:1", connpool.WithMaxConns(4), connpool.WithMinIdle(0))
+	require.NoError(t, p.SetMinIdle(2))
+	require.NoError(t, p.SetMaxIdle(3))
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{p.SetMaxConns(0), "SetMaxConns(0)"},
+		{p.SetMaxConns(1), "SetMaxConns(1) is below WithMinIdle(2)"},
+		{p.SetMaxConns(2), "SetMaxConns(2) is below WithMaxIdle(3)"},
+		{p.SetMinIdle(-1), "SetMinIdle(-1)"},
+		{p.SetMinIdle(4), "SetMinIdle(4)"},
+		{p.SetMaxIdle(1), "SetMaxIdle(1)"},
+		{p.SetMaxIdle(5), "SetMaxIdle(5)"},
+	} {
+		require.ErrorIs(t, tc.err, connpool.ErrInvalidOption)
+		assert.ErrorContains(t, tc.err, tc.want)
+	}
+	st := p.Stats()
+	assert.Equal(t, []int{4, 2, 3}, []int{st.MaxConns, st.MinIdle, st.MaxIdle}, "bad values change nothing")
+	require.NoError(t, p.Close())
+	assert.ErrorIs(t, p.SetMaxConns(8), connpool.ErrClosed)
+	assert.ErrorIs(t, p.SetMinIdle(1), connpool.ErrClosed)
+	assert.ErrorIs(t, p.SetMaxIdle(1), connpool.ErrClosed)
+}
+
+// TestSetMinIdleAndMaxIdle: a larger MinIdle warms at once; a smaller
+// MaxIdle closes the idle conns beyond it.
+func TestSetMinIdleAndMaxIdle(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(4))
+	require.NoError(t, p.SetMinIdle(3))
+	require.NoError(t, p.WaitReady(context.Background()))
+	assert.Equal(t, 3, p.Stats().Idle)
+	require.NoError(t, p.SetMinIdle(1))
+	require.NoError(t, p.SetMaxIdle(1))
+	st := p.Stats()
+	assert.Equal(t, 1, st.Idle)
+	assert.Equal(t, int64(2), st.MaxIdleClosed)
+	checkBooks(t, st)
+}
+
+// TestResizeStress resizes a busy pool at random, with faults, and holds
+// it to the ledger throughout and to the largest cap at the server.
+func TestResizeStress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress")
+	}
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(4), connpool.WithDialBackoff(time.Millisecond, 2*time.Millisecond))
+	stopWatch := watchLedger(t, p)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 3))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(4000))*time.Microsecond)
+				c, err := p.Get(ctx)
+				cancel()
+				if err != nil {
+					continue
+				}
+				if _, err := roundTrip(c, "resize"); err != nil || rng.IntN(20) == 0 {
+					c.MarkUnusable()
+				}
+				_ = c.Close()
+			}
+		})
+	}
+	rng := rand.New(rand.NewPCG(42, 42))
+	for i, start := 0, time.Now(); time.Since(start) < 500*time.Millisecond; i++ {
+		n := 1 + rng.IntN(6)
+		_ = p.SetMinIdle(0)
+		_ = p.SetMaxIdle(min(n, 1+rng.IntN(6)))
+		require.NoError(t, p.SetMaxConns(n), "step %d", i)
+		_ = p.SetMinIdle(rng.IntN(2))
+		if i%50 == 0 {
+			_ = srv.ResetConns()
+		}
+		runtime.Gosched()
+	}
+	close(stop)
+	wg.Wait()
+	stopWatch()
+	assert.LessOrEqual(t, srv.MaxOpen(), 6, "never above the largest cap at the server")
+	require.NoError(t, p.SetMaxConns(2))
+	// Dials in flight when it was lowered close as they finish.
+	require.Eventually(t, func() bool { s := p.Stats(); return s.OpenConns+s.Dialing <= 2 }, waitFor, tick)
+	checkBooks(t, p.Stats())
+	require.NoError(t, p.CheckInvariants())
+}
+
+// TestSetGroupMaxConns: raising a group's cap lets a waiting dial go;
+// lowering it closes idle conns of the pools down to the new cap.
+func TestSetGroupMaxConns(t *testing.T) {
+	a, b := startServer(t), startServer(t)
+	g := newGroup(t, connpool.WithGroupMaxConns(1))
+	ctx := context.Background()
+	ca, err := g.Get(ctx, "tcp", a.Addr())
+	require.NoError(t, err)
+	got := make(chan error, 1)
+	go func() {
+		c, err := g.Get(ctx, "tcp", b.Addr())
+		if err == nil {
+			err = c.Close()
+		}
+		got <- err
+	}()
+	require.Eventually(t, func() bool { return g.Stats()[connpool.Addr{Network: "tcp", Address: b.Addr()}].Dialing == 1 }, waitFor, tick)
+	require.NoError(t, g.SetGroupMaxConns(2))
+	require.NoError(t, <-got, "the dial waiting for a slot went")
+	require.NoError(t, ca.Close())
+
+	require.NoError(t, g.SetGroupMaxConns(1))
+	open := 0
+	for _, st := range g.Stats() {
+		open += st.OpenConns
+	}
+	assert.Equal(t, 1, open, "idle conns closed down to the new cap")
+	assert.ErrorContains(t, g.SetGroupMaxConns(0), "SetGroupMaxConns(0)")
+	assert.ErrorContains(t, newGroup(t).SetGroupMaxConns(3), "no cap")
+	require.NoError(t, g.Close())
+	assert.ErrorIs(t, g.SetGroupMaxConns(3), connpool.ErrClosed)
+}
