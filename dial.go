@@ -73,7 +73,7 @@ func (p *Pool) startDialLocked(e *waitq.Elem[waiter], warm bool) {
 	d := dialOp{id: p.nextID, gen: p.gen.Load(), e: e, warm: warm, ctx: p.ctx}
 	if e != nil {
 		e.Value.dialing = true
-		d.ctx = e.Value.ctx
+		d.ctx, d.use = e.Value.ctx, e.Value.use
 	}
 	p.wg.Add(1)
 	go p.dial(d)
@@ -83,10 +83,16 @@ func (p *Pool) startDialLocked(e *waitq.Elem[waiter], warm bool) {
 type dialOp struct {
 	id   uint64              // the conn's id
 	gen  uint64              // the pool's Reset generation when it started
-	e    *waitq.Elem[waiter] // the waiter it is for, or nil
+	e    *waitq.Elem[waiter] // the waiter it is for, or nil; see forWaiterLocked
+	use  uint64              // e's use when the dial started
 	warm bool                // started by the maintainer for MinIdle
 	ctx  context.Context     // whose values the dialer sees
 }
+
+// forWaiterLocked reports whether d's waiter record is still the Get it
+// was started for: records are recycled (see newWaiterElem), and a later Get's
+// use of the record is not this dial's.
+func (d *dialOp) forWaiterLocked() bool { return d.e != nil && d.e.Value.use == d.use }
 
 // dial opens a conn and delivers it: to the waiter it was started for if
 // that one still waits, else to the first waiter, else to the idle stack.
@@ -122,7 +128,7 @@ func (p *Pool) dial(d dialOp) {
 	}
 
 	p.mu.Lock()
-	if d.e != nil {
+	if d.forWaiterLocked() {
 		d.e.Value.dialing = false
 	}
 	switch {
@@ -150,7 +156,7 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 	recovered, streak := p.lastDialErr, p.failStreak
 	p.failStreak, p.lastDialErr = 0, nil
 	reason := keep
-	if d.e != nil && pc.gen == p.gen.Load() && !p.closed.Load() && p.dequeueLocked(d.e) {
+	if d.forWaiterLocked() && pc.gen == p.gen.Load() && !p.closed.Load() && p.dequeueLocked(d.e) {
 		p.deliverLocked(d.e, pc, true)
 	} else if reason = p.offer(pc, fromDial); reason != keep {
 		p.moveLocked(pc, heldClosing)
@@ -180,7 +186,7 @@ func (p *Pool) dialFailed(err error, d dialOp) {
 	now := p.now()
 	pause := p.backoff(streak)
 	p.backoffUntil = now + int64(pause)
-	if d.e != nil && p.dequeueLocked(d.e) {
+	if d.forWaiterLocked() && p.dequeueLocked(d.e) {
 		p.failLocked(d.e, err)
 	}
 	p.dispatchLocked()

@@ -53,8 +53,9 @@ type Pool struct {
 
 	// mu guards the fields below it; it is never held across I/O, a dial
 	// or a user callback.
-	mu      sync.Mutex
-	waiters waitq.Queue[waiter] // FIFO; served by direct hand-off under mu (wait.go)
+	mu          sync.Mutex
+	waiters     waitq.Queue[waiter] // FIFO; served by direct hand-off under mu (wait.go)
+	freeWaiters sync.Pool           // of *waitq.Elem[waiter], recycled (wait.go)
 
 	// The custody ledger's counts (ledger.go), changed only there:
 	//   numOpen = numDialing + lent + idle.Len() + numChecking + numClosing
@@ -157,6 +158,7 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 		wake:   make(chan struct{}, 1),
 		all:    make(map[*poolConn]struct{}),
 	}
+	p.freeWaiters.New = newWaiterElem
 	p.idleMu.SetYield(yieldlock.Oversubscribed())
 	p.emitPool(p.hooks.PoolReady)
 	p.wg.Add(1)

@@ -8,13 +8,43 @@ import (
 	"github.com/connpool/connpool/internal/waitq"
 )
 
-// waiter is a Get waiting in the queue for a conn.
+// waiter is a Get waiting in the queue for a conn. Its fields are set
+// under mu when it queues, and read under mu while it is queued.
 type waiter struct {
-	ch         chan delivery   // capacity 1: sent to exactly once, under mu, by whoever dequeues the waiter
+	ch         chan delivery   // capacity 1: sent to exactly once per use, under mu, by whoever dequeues the waiter
+	use        uint64          // counts the uses of this record: see newWaiterElem
 	ctx        context.Context // the Get's context, whose values a dial started for it sees
 	dialing    bool            // a dial started on this waiter's behalf has not finished
 	unusedOnly bool            // a DialContext caller: takes only a conn never handed out
 	since      int64           // pool clock when it queued, for Stats.OldestWait
+}
+
+// newWaiterElem makes a waiter record for Pool.freeWaiters, which
+// recycles the records and their channels, so that a wait allocates
+// nothing once the pool is warm. Each pool has its own: a record is read
+// and written under its pool's mu. A record goes back only when its
+// channel is empty and nobody can send to it any more: after its owner
+// received the one delivery that whoever dequeued it sent, or after the
+// owner took it out of the queue itself, under mu, before anyone else
+// could. A dial started for a waiter remembers the record's use and
+// treats the record as its waiter only while the use is the same, so a
+// record taken by a later Get is never mistaken for the one the dial was
+// for (dialOp.forWaiterLocked).
+func newWaiterElem() any { return &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1)}} }
+
+// newWaiterLocked takes a record for a Get with ctx and stamps its use.
+func (p *Pool) newWaiterLocked(ctx context.Context, unusedOnly bool, since int64) *waitq.Elem[waiter] {
+	e := p.freeWaiters.Get().(*waitq.Elem[waiter])
+	w := &e.Value
+	w.use++
+	w.ctx, w.dialing, w.unusedOnly, w.since = ctx, false, unusedOnly, since
+	return e
+}
+
+// recycle gives back a record whose wait is over, its channel empty.
+func (p *Pool) recycle(e *waitq.Elem[waiter]) {
+	e.Value.ctx = nil // keep nothing of the Get alive
+	p.freeWaiters.Put(e)
 }
 
 // delivery is what a waiter is served: a conn, in a new wrapper, or an
@@ -95,13 +125,14 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
 		return delivery{}, fmt.Errorf("%w: %d already queued for %s (WithMaxWaiters(%d))", ErrTooManyWaiters, n, p.name, n)
 	}
 	start := p.now()
-	e := &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1), ctx: op.ctx, unusedOnly: unusedOnly, since: start}}
+	e := p.newWaiterLocked(op.ctx, unusedOnly, start)
 	counted := false // this wait is at the cap or the dial limit: timed for WaitDuration
 	if p.canDialLocked() {
 		if now := p.now(); p.backingOffLocked(now) {
 			err := p.backoffErrorLocked(now)
 			p.queued.Add(-1)
 			p.mu.Unlock()
+			p.recycle(e)
 			return delivery{}, err
 		}
 		p.waiters.PushBack(e)
@@ -127,10 +158,12 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
 	done := op.ctx.Done()
 	if done == nil { // a context that never ends: a plain receive is cheaper than a select
 		d := <-e.Value.ch
+		p.recycle(e)
 		return d, d.err
 	}
 	select {
 	case d := <-e.Value.ch:
+		p.recycle(e)
 		return d, d.err
 	case <-done:
 	}
@@ -147,6 +180,7 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
 			p.putBack(d.c.pc, from)
 		}
 	}
+	p.recycle(e)
 	return delivery{}, p.waitFailed(op.ctx)
 }
 
