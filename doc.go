@@ -58,10 +58,19 @@
 // Connection Monitoring and Pooling events; see [Hooks]. [WithName] names
 // the pool in both and in its log lines.
 //
+// [Pool.Stats] includes histograms of wait, dial and (with
+// [WithUseTimeMetrics]) use time; the nested modules connpoolprom and
+// connpoolotel export them to Prometheus and OpenTelemetry.
+// [WithLeakDetection] reports conns held too long, with the borrower's
+// stack, and reclaims conns dropped without Close; [Pool.Borrowed] lists
+// the conns out now.
+//
 // [Pool.Reset] retires every conn opened before it, for a failover or
 // rotated credentials; [Conn.Detach] takes one socket out of the pool for
 // good; [Pool.WaitReady] waits for MinIdle conns, for a readiness probe;
-// [WithMaxWaiters] bounds the Gets that may queue.
+// [WithMaxWaiters] bounds the Gets that may queue; [Pool.SetMaxConns],
+// [Pool.SetMinIdle], [Pool.SetMaxIdle] and [Group.SetGroupMaxConns]
+// resize at run time.
 //
 // # Clients that manage their own connections
 //
