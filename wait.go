@@ -115,8 +115,7 @@ func (p *Pool) waitersWithoutDialLocked() int {
 // with unusedOnly it is served only conns never handed out. It is called
 // with mu held and the Get counted in queued, and releases mu.
 //
-// A waiter whose ctx ends takes itself out of the queue; if it was served
-// at that instant, it puts the conn back.
+// A waiter whose ctx ends takes itself out of the queue (leave).
 func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
 	if n := p.cfg.maxWaiters; n > 0 && p.waiters.Len() >= n {
 		p.queued.Add(-1)
@@ -167,11 +166,18 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
 		return d, d.err
 	case <-done:
 	}
+	p.leave(e)
+	return delivery{}, p.waitFailed(op.ctx)
+}
+
+// leave takes waiter e, whose ctx ended, out of the queue. If it was
+// served at that instant, the delivery is in its channel, and the conn
+// goes back. Either way its channel is empty after, and it is recycled.
+func (p *Pool) leave(e *waitq.Elem[waiter]) {
 	p.mu.Lock()
 	removed := p.dequeueLocked(e)
 	p.mu.Unlock()
 	if !removed {
-		// Served at the instant ctx ended: the delivery is in the channel.
 		if d := <-e.Value.ch; d.c != nil {
 			from := fromAside
 			if d.fresh {
@@ -181,7 +187,6 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
 		}
 	}
 	p.recycle(e)
-	return delivery{}, p.waitFailed(op.ctx)
 }
 
 // oldestWaitLocked returns how long the first waiter has been queued.

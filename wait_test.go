@@ -186,3 +186,50 @@ func TestWaitAllocatesNothing(t *testing.T) {
 	// One wrapper slab of 8 conns per 8 Gets is the only allocation left.
 	assert.LessOrEqual(t, allocs, 0.2)
 }
+
+// TestMaxWaitersHoldsUnderCancellation: waiters that leave and Gets that
+// take their places never queue more than MaxWaiters at once.
+func TestMaxWaitersHoldsUnderCancellation(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1), connpool.WithMaxWaiters(4))
+	held := holdAll(t, p, 1)[0]
+	stopWatch := watchLedger(t, p)
+	var over atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if p.Stats().Waiting > 4 {
+				over.Add(1)
+			}
+			runtime.Gosched()
+		}
+	})
+	var workers sync.WaitGroup
+	for w := range 12 {
+		workers.Go(func() {
+			for i := range 200 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration((w+i)%4)*50*time.Microsecond)
+				if c, err := p.Get(ctx); err == nil {
+					_ = c.Close()
+				}
+				cancel()
+			}
+		})
+	}
+	workers.Wait()
+	close(stop)
+	wg.Wait()
+	stopWatch()
+	assert.Zero(t, over.Load(), "more than MaxWaiters queued")
+	st := p.Stats()
+	assert.Positive(t, st.TooManyWaiters)
+	assert.Positive(t, st.Timeouts)
+	require.NoError(t, held.Close())
+	checkBooks(t, p.Stats())
+}
