@@ -204,10 +204,12 @@ func TestResizeStress(t *testing.T) {
 	rng := rand.New(rand.NewPCG(42, 42))
 	for i, start := 0, time.Now(); time.Since(start) < 500*time.Millisecond; i++ {
 		n := 1 + rng.IntN(6)
-		_ = p.SetMinIdle(0)
-		_ = p.SetMaxIdle(min(n, 1+rng.IntN(6)))
+		idle := rng.IntN(n + 1)
+		require.NoError(t, p.SetMinIdle(0), "step %d", i)
+		require.NoError(t, p.SetMaxIdle(0), "step %d", i)
 		require.NoError(t, p.SetMaxConns(n), "step %d", i)
-		_ = p.SetMinIdle(rng.IntN(2))
+		require.NoError(t, p.SetMaxIdle(idle), "step %d", i)
+		require.NoError(t, p.SetMinIdle(min(idle, rng.IntN(2))), "step %d", i)
 		if i%50 == 0 {
 			_ = srv.ResetConns()
 		}
@@ -217,6 +219,8 @@ func TestResizeStress(t *testing.T) {
 	wg.Wait()
 	stopWatch()
 	assert.LessOrEqual(t, srv.MaxOpen(), 6, "never above the largest cap at the server")
+	require.NoError(t, p.SetMinIdle(0))
+	require.NoError(t, p.SetMaxIdle(0))
 	require.NoError(t, p.SetMaxConns(2))
 	// Dials in flight when it was lowered close as they finish.
 	require.Eventually(t, func() bool { s := p.Stats(); return s.OpenConns+s.Dialing <= 2 }, waitFor, tick)
