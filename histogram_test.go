@@ -85,3 +85,19 @@ func TestStatsOldestWait(t *testing.T) {
 	require.NoError(t, <-got)
 	assert.Zero(t, p.Stats().OldestWait)
 }
+
+// TestCloseReasonsCoverStats: every close reason has its Stats counter,
+// and the counters add up to the closes the books count.
+func TestCloseReasonsCoverStats(t *testing.T) {
+	var s connpool.Stats
+	for i, r := range connpool.CloseReasons() {
+		*closeCounter(&s, r) = int64(i + 1)
+	}
+	var sum int64
+	for i, r := range connpool.CloseReasons() {
+		assert.Equal(t, int64(i+1), s.Closed(r), "%v", r)
+		sum += s.Closed(r)
+	}
+	assert.Equal(t, closedTotal(s), sum, "closedTotal knows every reason")
+	assert.Zero(t, s.Closed(0))
+}

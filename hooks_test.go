@@ -95,7 +95,7 @@ func (l *eventLog) stats() connpool.Stats {
 		if g.Queued {
 			s.WaitCount++
 			s.WaitDuration += g.Waited
-			s.WaitTime.Sum += g.Waited // its buckets count each wait of a Get, which may queue more than once
+			observe(&s.WaitTime, g.Waited)
 		}
 		switch g.Failure {
 		case connpool.GetTimeout:
@@ -232,8 +232,6 @@ func TestEventsRebuildStats(t *testing.T) {
 	st := p.Stats()
 	rebuilt := log.stats()
 	rebuilt.Name, rebuilt.MaxConns, rebuilt.MinIdle, rebuilt.MaxIdle = st.Name, st.MaxConns, st.MinIdle, st.MaxIdle // settings, not counters
-	assert.GreaterOrEqual(t, st.WaitTime.Count(), uint64(st.WaitCount), "a wait histogram entry per wait")
-	rebuilt.WaitTime.Buckets = st.WaitTime.Buckets
 	st.OpenConns, st.InUse, st.Idle, st.Dialing, st.Waiting = 0, 0, 0, 0, 0
 	assert.Equal(t, st, rebuilt, "Stats rebuilt from the events")
 	assert.Positive(t, st.Timeouts+st.TooManyWaiters, "some Gets failed")

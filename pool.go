@@ -214,7 +214,17 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 			op.rejects++
 		}
 	}
-	return p.checkOut(&op)
+	c, err := p.checkOut(&op)
+	p.doneWaiting(&op)
+	return c, err
+}
+
+// doneWaiting adds a Get that queued to the wait histogram, once, however
+// many times it queued: its count is WaitCount's, its sum WaitDuration's.
+func (p *Pool) doneWaiting(op *getOp) {
+	if op.queued {
+		p.waitTime.observe(op.waited)
+	}
 }
 
 // getObserved is get for a pool whose Gets are observed: it emits the
@@ -225,6 +235,7 @@ func (p *Pool) getObserved(ctx context.Context, flags uint32) (*Conn, error) {
 		emit(p, p.hooks.GetStarted, GetStartedEvent{Pool: p.name})
 	}
 	c, err := p.checkOut(&op)
+	p.doneWaiting(&op)
 	if c != nil {
 		p.lent(c, 3)
 	}

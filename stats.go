@@ -57,6 +57,47 @@ type Stats struct {
 	UseTime  Histogram
 }
 
+// CloseReasons returns every reason the pool closes a conn for, in the
+// order of their Stats counters: for exporters that label closes by
+// reason.
+func CloseReasons() []CloseReason {
+	out := make([]CloseReason, 0, closeRejected-CloseIdle)
+	for r := CloseIdle; r < closeRejected; r++ {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Closed returns the Stats counter of conns closed for reason r, 0 for a
+// reason it does not know.
+func (s Stats) Closed(r CloseReason) int64 {
+	switch r {
+	case CloseIdle:
+		return s.IdleClosed
+	case CloseLifetime:
+		return s.LifetimeClosed
+	case CloseUnhealthy:
+		return s.HealthFailures
+	case CloseBroken:
+		return s.BrokenClosed
+	case CloseMaxIdle:
+		return s.MaxIdleClosed
+	case CloseReleased:
+		return s.ReleasedClosed
+	case ClosePool:
+		return s.PoolClosed
+	case CloseReset:
+		return s.ResetClosed
+	case CloseDetached:
+		return s.DetachedClosed
+	case CloseLeaked:
+		return s.LeakedClosed
+	case CloseResized:
+		return s.ResizedClosed
+	}
+	return 0
+}
+
 // Stats returns a snapshot of the pool's gauges and counters. It takes mu
 // and idleMu.
 func (p *Pool) Stats() Stats {

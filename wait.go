@@ -151,7 +151,6 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
 			waited := time.Duration(p.now() - start)
 			op.waited += waited
 			p.waitNanos.Add(int64(waited))
-			p.waitTime.observe(waited)
 		}()
 	}
 	done := op.ctx.Done()

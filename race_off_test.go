@@ -1,0 +1,5 @@
+//go:build !race
+
+package connpool_test
+
+const raceEnabled = false
