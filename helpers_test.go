@@ -67,7 +67,7 @@ func closedTotal(s connpool.Stats) int64 {
 func checkBooks(t *testing.T, s connpool.Stats) {
 	t.Helper()
 	require.LessOrEqual(t, s.OpenConns+s.Dialing, s.MaxConns)
-	require.Equal(t, s.OpenConns, s.InUse+s.Idle, "open conns are in use or idle")
+	require.Equal(t, s.OpenConns, s.InUse+s.Idle+s.Closing, "open conns are in use, idle or closing")
 	require.Equal(t, s.Dials, int64(s.OpenConns)+closedTotal(s), "dials = open + closed")
 }
 

@@ -117,7 +117,8 @@ func (s Stats) String() string {
 		{"closed unhealthy", s.HealthFailures}, {"closed broken", s.BrokenClosed},
 		{"closed max idle", s.MaxIdleClosed}, {"released", s.ReleasedClosed},
 		{"closed by pool", s.PoolClosed}, {"closed by reset", s.ResetClosed},
-		{"detached", s.DetachedClosed}, {"leaks", s.Leaks},
+		{"detached", s.DetachedClosed}, {"leaked", s.LeakedClosed},
+		{"closed by resize", s.ResizedClosed}, {"leaks reported", s.Leaks},
 	} {
 		if c.n != 0 {
 			fmt.Fprintf(&b, ", %s %d", c.name, c.n)

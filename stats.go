@@ -15,9 +15,10 @@ type Stats struct {
 	MaxConns  int // the cap on open conns (WithMaxConns)
 	MinIdle   int // the idle conns kept ready (WithMinIdle)
 	MaxIdle   int // the cap on idle conns (WithMaxIdle)
-	OpenConns int // conns open now: in use, idle, under check, or closing
+	OpenConns int // conns open now: InUse + Idle + Closing
 	InUse     int // conns borrowed now
 	Idle      int // idle conns now, including those under a background check
+	Closing   int // conns the pool is closing now
 	Dialing   int // dials in flight now
 	Waiting   int // Gets queued for a conn now
 	// OldestWait is how long the Get that has waited longest has been
@@ -114,6 +115,7 @@ func (p *Pool) Stats() Stats {
 		OpenConns: p.numOpen - p.numDialing,
 		InUse:     p.inUseIdleLocked(),
 		Idle:      p.idle.Len() + p.numChecking,
+		Closing:   p.numClosing,
 		Dialing:   p.numDialing,
 		Waiting:   p.waiters.Len(),
 
