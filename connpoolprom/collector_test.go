@@ -1,0 +1,237 @@
+package connpoolprom_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/connpool/connpool"
+	"github.com/connpool/connpool/connpoolprom"
+	"github.com/connpool/connpool/internal/testserver"
+)
+
+// TestCollectAndLint checks both collectors against promlint: names,
+// units, suffixes, help texts.
+func TestCollectAndLint(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr())
+	use(t, p)
+	g, err := connpool.NewGroup()
+	require.NoError(t, err)
+	t.Cleanup(func() { g.Close() })
+	c, err := g.Get(context.Background(), "tcp", srv.Addr())
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+
+	for name, c := range map[string]prometheus.Collector{
+		"pool":  connpoolprom.NewCollector(p),
+		"group": connpoolprom.NewGroupCollector(g),
+	} {
+		t.Run(name, func(t *testing.T) {
+			problems, err := testutil.CollectAndLint(c)
+			require.NoError(t, err)
+			assert.Empty(t, problems)
+		})
+	}
+}
+
+// TestScrapeMatchesStats runs many goroutines against a small pool, with
+// random short deadlines, random hold times and some conns marked
+// unusable, lets the pool settle, and checks that every scraped sample
+// equals the Stats field it comes from, and that no other sample is
+// scraped. It checks again after a Detach and a Reset, and after Close:
+// a closed pool is still reported.
+func TestScrapeMatchesStats(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(),
+		connpool.WithName("stress"),
+		connpool.WithMaxConns(3),
+		connpool.WithMaxIdle(2),
+		connpool.WithMaxConnecting(2),
+		connpool.WithMaxWaiters(8),
+		connpool.WithUseTimeMetrics(true),
+	)
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(connpoolprom.NewCollector(p)))
+	addr := connpool.Addr{Network: "tcp", Address: srv.Addr()}
+
+	check := func(stage string) connpool.Stats {
+		t.Helper()
+		quiesce(t, p)
+		before := p.Stats()
+		mfs, err := reg.Gather()
+		require.NoError(t, err, stage)
+		require.Equal(t, before, p.Stats(), "%s: the pool is quiet while scraped", stage)
+		got := samples(t, mfs)
+		assertSamplesMatch(t, want(addr, before), got)
+		assert.Equal(t, before.WaitDuration, before.WaitTime.Sum, "%s: WaitDuration is connpool_wait_seconds_sum", stage)
+		assert.Equal(t, uint64(before.WaitCount), before.WaitTime.Count(), "%s: connpool_waits_total is connpool_wait_seconds_count", stage)
+
+		// Every conn dialed is open or closed for one reason: the
+		// closed_total reasons miss none.
+		closed := 0.0
+		for k, v := range got {
+			if strings.HasPrefix(k, "connpool_closed_total{") {
+				closed += v
+			}
+		}
+		open := 0.0
+		for _, state := range []string{"in_use", "idle", "closing"} {
+			open += got[key("connpool_connections", "pool", "stress", "network", "tcp", "address", srv.Addr(), "state", state)]
+		}
+		assert.Equal(t, got[key("connpool_dials_total", "pool", "stress", "network", "tcp", "address", srv.Addr())], open+closed,
+			"%s: dials = open + closed", stage)
+		assert.Equal(t, float64(before.OpenConns), open, "%s: the states add up to OpenConns", stage)
+		return before
+	}
+
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	const workers, rounds = 16, 150
+	var g errgroup.Group
+	for w := range workers {
+		rng := rand.New(rand.NewPCG(seed, uint64(w)))
+		g.Go(func() error {
+			for range rounds {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(2000))*time.Microsecond)
+				c, err := p.Get(ctx)
+				cancel()
+				switch {
+				case errors.Is(err, context.DeadlineExceeded), errors.Is(err, connpool.ErrTooManyWaiters):
+					continue
+				case err != nil:
+					return err
+				}
+				if rng.IntN(4) == 0 {
+					if _, err := testserver.RoundTrip(c, "x"); err != nil {
+						return err
+					}
+				}
+				time.Sleep(time.Duration(rng.IntN(300)) * time.Microsecond) // the borrower's work
+				if rng.IntN(10) == 0 {
+					c.MarkUnusable()
+				}
+				if err := c.Close(); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	require.NoError(t, g.Wait())
+	s := check("after the run")
+	t.Log(s)
+	assert.Positive(t, s.Hits, "hits")
+	assert.Positive(t, s.Misses, "misses")
+	assert.Positive(t, s.WaitCount, "waits")
+	assert.Positive(t, s.Timeouts+s.TooManyWaiters, "failed Gets")
+	assert.Positive(t, s.BrokenClosed, "conns marked unusable")
+	assert.Positive(t, s.WaitTime.Count(), "wait histogram")
+	assert.Positive(t, s.DialTime.Count(), "dial histogram")
+	assert.Positive(t, s.UseTime.Count(), "use histogram")
+
+	c, err := p.Get(context.Background())
+	require.NoError(t, err)
+	nc, err := c.Detach()
+	require.NoError(t, err)
+	require.NoError(t, nc.Close())
+	use(t, p)
+	require.NoError(t, p.Reset())
+	s = check("after a Detach and a Reset")
+	assert.Positive(t, s.DetachedClosed, "detached")
+	assert.Positive(t, s.ResetClosed, "reset")
+
+	use(t, p)
+	require.NoError(t, p.Close())
+	s = check("after Close")
+	assert.Positive(t, s.PoolClosed, "closed by Close")
+}
+
+// TestGroupCollectorLabelsEachPool checks that a group's collector
+// reports every pool, each labelled with its own name and address, from
+// the group's Stats.
+func TestGroupCollectorLabelsEachPool(t *testing.T) {
+	g, err := connpool.NewGroup(connpool.WithName("api"))
+	require.NoError(t, err)
+	t.Cleanup(func() { g.Close() })
+	var addrs []string
+	for range 3 {
+		srv := startServer(t)
+		addrs = append(addrs, srv.Addr())
+		c, err := g.Get(context.Background(), "tcp", srv.Addr())
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+	}
+
+	stats := g.Stats()
+	mfs := gather(t, connpoolprom.NewGroupCollector(g))
+	require.Equal(t, stats, g.Stats(), "the group is quiet while scraped")
+	require.Len(t, stats, len(addrs))
+	expected := make(map[string]float64)
+	for a, s := range stats {
+		for k, v := range want(a, s) {
+			expected[k] = v
+		}
+	}
+	got := samples(t, mfs)
+	assertSamplesMatch(t, expected, got)
+	for _, addr := range addrs {
+		assert.Equal(t, 1.0, got[key("connpool_dials_total", "pool", "api "+addr, "network", "tcp", "address", addr)], addr)
+	}
+}
+
+// TestCollectorsOfNothing checks that collectors with no pool, nil pools,
+// a nil group or an empty group gather nothing and no error.
+func TestCollectorsOfNothing(t *testing.T) {
+	g, err := connpool.NewGroup()
+	require.NoError(t, err)
+	t.Cleanup(func() { g.Close() })
+	for name, c := range map[string]prometheus.Collector{
+		"no pool":     connpoolprom.NewCollector(),
+		"nil pools":   connpoolprom.NewCollector(nil, nil),
+		"nil group":   connpoolprom.NewGroupCollector(nil),
+		"empty group": connpoolprom.NewGroupCollector(g),
+	} {
+		t.Run(name, func(t *testing.T) {
+			assert.Empty(t, gather(t, c))
+		})
+	}
+}
+
+// TestDescribeSendsEveryDesc checks that both collectors describe the same
+// fixed set, and that each Desc is used: one family per Desc.
+func TestDescribeSendsEveryDesc(t *testing.T) {
+	describe := func(c prometheus.Collector) []string {
+		ch := make(chan *prometheus.Desc)
+		go func() {
+			c.Describe(ch)
+			close(ch)
+		}()
+		var out []string
+		for d := range ch {
+			out = append(out, d.String())
+		}
+		return out
+	}
+	descs := describe(connpoolprom.NewCollector())
+	assert.Equal(t, descs, describe(connpoolprom.NewGroupCollector(nil)))
+	mfs := gather(t, &fixedCollector{addr: connpool.Addr{Network: "tcp", Address: "a:1"}, stats: connpool.Stats{Name: "p"}})
+	assert.Len(t, mfs, len(descs), "a family per Desc")
+}
+
+// TestInvalidUTF8Name checks that a pool name that is not valid UTF-8
+// does not fail the scrape: the bad bytes become U+FFFD in the label.
+func TestInvalidUTF8Name(t *testing.T) {
+	c := &fixedCollector{addr: connpool.Addr{Network: "tcp", Address: "a:1"}, stats: connpool.Stats{Name: "bad\xff", MaxConns: 4}}
+	got := samples(t, gather(t, c))
+	assert.Equal(t, 4.0, got[key("connpool_max_connections", "pool", "bad\uFFFD", "network", "tcp", "address", "a:1")])
+}

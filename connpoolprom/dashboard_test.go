@@ -1,0 +1,108 @@
+package connpoolprom_test
+
+import (
+	"encoding/json"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connpool/connpool"
+)
+
+// TestDashboard checks that dashboard.json parses, that every metric its
+// queries name is one the collector exports (a histogram only through
+// its _bucket, _sum or _count series), and that the panels the package
+// doc promises are there.
+func TestDashboard(t *testing.T) {
+	raw, err := os.ReadFile("dashboard.json")
+	require.NoError(t, err)
+	var dash struct {
+		Title  string `json:"title"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &dash))
+	require.NotEmpty(t, dash.Panels)
+
+	exported := make(map[string]dto.MetricType)
+	for _, mf := range gather(t, &fixedCollector{addr: connpool.Addr{Network: "tcp", Address: "a:1"}}) {
+		exported[mf.GetName()] = mf.GetType()
+	}
+
+	// Every query of the JSON: the panels' and the template variables'.
+	var all any
+	require.NoError(t, json.Unmarshal(raw, &all))
+	var strs []string
+	var walk func(key string, v any)
+	walk = func(key string, v any) {
+		switch v := v.(type) {
+		case string:
+			if key == "expr" || key == "query" || key == "definition" {
+				strs = append(strs, v)
+			}
+		case []any:
+			for _, e := range v {
+				walk(key, e)
+			}
+		case map[string]any:
+			for k, e := range v {
+				walk(k, e)
+			}
+		}
+	}
+	walk("", all)
+
+	name := regexp.MustCompile(`connpool_[a-z_]+`)
+	used := make(map[string]bool)
+	for _, s := range strs {
+		for _, n := range name.FindAllString(s, -1) {
+			used[n] = true
+			if typ, ok := exported[n]; ok {
+				assert.NotEqual(t, dto.MetricType_HISTOGRAM, typ, "%s is a histogram: query its _bucket, _sum or _count (in %q)", n, s)
+				continue
+			}
+			base, ok := histogramBase(n)
+			assert.True(t, ok && exported[base] == dto.MetricType_HISTOGRAM, "%s is not exported (in %q)", n, s)
+		}
+	}
+	for _, n := range []string{
+		"connpool_connections", "connpool_max_connections", // in use vs max
+		"connpool_wait_seconds_bucket", // wait p50 / p99
+		"connpool_gets_total",          // hit ratio
+		"connpool_dials_total", "connpool_dial_errors_total",
+		"connpool_closed_total", // closes by reason
+		"connpool_waiting_requests",
+		"connpool_leaks_total",
+	} {
+		assert.True(t, used[n], "no panel queries %s", n)
+	}
+
+	var exprs int
+	for _, p := range dash.Panels {
+		assert.NotEmpty(t, p.Title)
+		for _, tg := range p.Targets {
+			assert.NotEmpty(t, tg.Expr, "panel %q", p.Title)
+			exprs++
+		}
+	}
+	assert.Positive(t, exprs)
+}
+
+// histogramBase strips the suffix of a histogram's series.
+func histogramBase(series string) (string, bool) {
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if base, ok := strings.CutSuffix(series, suffix); ok {
+			return base, true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,4 @@
+package connpoolprom
+
+// Collect is collect, for tests that feed the collector made-up Stats.
+var Collect = collect
