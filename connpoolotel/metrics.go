@@ -1,0 +1,115 @@
+package connpoolotel
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/dbconv"
+
+	"github.com/connpool/connpool"
+)
+
+// ScopeName is the instrumentation scope of the meter New creates.
+const ScopeName = "github.com/connpool/connpool/connpoolotel"
+
+// The names of connpool's own instrument and attribute, outside the
+// semantic conventions.
+const (
+	closedName = "connpool.client.connection.closed"
+	reasonKey  = attribute.Key("connpool.close.reason")
+)
+
+// Metrics holds the instruments for connpool pools, from one meter.
+// One Metrics serves any number of pools. It is safe for concurrent use.
+type Metrics struct {
+	meter metric.Meter
+
+	createTime metric.Float64Histogram
+	waitTime   metric.Float64Histogram
+	useTime    metric.Float64Histogram
+
+	count    metric.Int64ObservableUpDownCounter
+	idleMax  metric.Int64ObservableUpDownCounter
+	idleMin  metric.Int64ObservableUpDownCounter
+	max      metric.Int64ObservableUpDownCounter
+	pending  metric.Int64ObservableUpDownCounter
+	timeouts metric.Int64ObservableCounter
+	closed   metric.Int64ObservableCounter
+
+	// byPool holds, for the hooks, the record options of each pool name
+	// seen, a []metric.RecordOption: one attribute set per pool, not one
+	// per event. PoolClosed deletes the pool's entry.
+	byPool sync.Map
+}
+
+// New returns Metrics whose instruments come from a meter of mp, named
+// ScopeName with the schema URL of the semantic conventions followed.
+// If mp is nil, New uses otel.GetMeterProvider(). It returns an error when
+// the meter refuses an instrument.
+func New(mp metric.MeterProvider) (*Metrics, error) {
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	meter := mp.Meter(ScopeName, metric.WithSchemaURL(semconv.SchemaURL))
+	bounds := metric.WithExplicitBucketBoundaries(histogramBounds()...)
+	m := &Metrics{meter: meter}
+	var errs []error
+	keep := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	createTime, err := dbconv.NewClientConnectionCreateTime(meter, bounds)
+	keep(err)
+	waitTime, err := dbconv.NewClientConnectionWaitTime(meter, bounds)
+	keep(err)
+	useTime, err := dbconv.NewClientConnectionUseTime(meter, bounds)
+	keep(err)
+	m.createTime, m.waitTime, m.useTime = createTime.Inst(), waitTime.Inst(), useTime.Inst()
+
+	count, err := dbconv.NewClientConnectionCountObservable(meter)
+	keep(err)
+	idleMax, err := dbconv.NewClientConnectionIdleMaxObservable(meter)
+	keep(err)
+	idleMin, err := dbconv.NewClientConnectionIdleMinObservable(meter)
+	keep(err)
+	maxConns, err := dbconv.NewClientConnectionMaxObservable(meter)
+	keep(err)
+	pending, err := dbconv.NewClientConnectionPendingRequestsObservable(meter)
+	keep(err)
+	timeouts, err := dbconv.NewClientConnectionTimeoutsObservable(meter)
+	keep(err)
+	m.count, m.idleMax, m.idleMin, m.max = count.Inst(), idleMax.Inst(), idleMin.Inst(), maxConns.Inst()
+	m.pending, m.timeouts = pending.Inst(), timeouts.Inst()
+
+	m.closed, err = meter.Int64ObservableCounter(closedName,
+		metric.WithUnit("{connection}"),
+		metric.WithDescription("The number of connections the pool closed, or let go, by reason."))
+	keep(err)
+
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("connpoolotel: %w", errors.Join(errs...))
+	}
+	return m, nil
+}
+
+// histogramBounds returns the upper bounds of connpool's Histogram
+// buckets, in seconds.
+func histogramBounds() []float64 {
+	b := make([]float64, connpool.HistogramBuckets)
+	for i := range b {
+		b[i] = connpool.HistogramBound(i).Seconds()
+	}
+	return b
+}
+
+// poolSet returns the attribute set that names a pool.
+func poolSet(pool string) attribute.Set {
+	return attribute.NewSet(semconv.DBClientConnectionPoolName(pool))
+}
