@@ -128,13 +128,18 @@ func TestREADMERecipesRun(t *testing.T) {
 
 // TestREADMERecipesAreTested: every Go block of the README stands,
 // verbatim but for its indentation, in a test file that compiles it (this
-// one, or the core's for net/http), so that a recipe cannot drift from
-// code that runs.
+// one, the core's for net/http, or the exporters'), so that a recipe
+// cannot drift from code that runs.
 func TestREADMERecipesAreTested(t *testing.T) {
 	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
 	require.NoError(t, err)
 	var tests strings.Builder
-	for _, f := range []string{"readme_test.go", filepath.Join("..", "group_http_test.go")} {
+	for _, f := range []string{
+		"readme_test.go",
+		filepath.Join("..", "group_http_test.go"),
+		filepath.Join("..", "connpoolprom", "readme_test.go"),
+		filepath.Join("..", "connpoolotel", "readme_test.go"),
+	} {
 		b, err := os.ReadFile(f)
 		require.NoError(t, err)
 		tests.WriteString(unindent(string(b)))
