@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/connpool/connpool"
 	"github.com/connpool/connpool/internal/fakeconn"
@@ -99,6 +100,41 @@ func BenchmarkReapSweep(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				p.ReapNow()
+			}
+		})
+	}
+}
+
+// BenchmarkGetPutObserved measures Get+Put of an idle conn (peek off) with
+// each way of observing it on: nothing, the use-time histogram, hooks on
+// every event, leak detection (a stack per Get).
+func BenchmarkGetPutObserved(b *testing.B) {
+	ctx := context.Background()
+	noop := connpool.Hooks{
+		GetStarted: func(connpool.GetStartedEvent) {},
+		GetDone:    func(connpool.GetDoneEvent) {},
+		Put:        func(connpool.PutEvent) {},
+	}
+	for _, m := range []struct {
+		name string
+		opt  connpool.Option
+	}{
+		{"none", connpool.WithUseTimeMetrics(false)},
+		{"usetime", connpool.WithUseTimeMetrics(true)},
+		{"hooks", connpool.WithHooks(noop)},
+		{"leaks", connpool.WithLeakDetection(time.Minute)},
+	} {
+		b.Run("observe="+m.name, func(b *testing.B) {
+			p := benchPool(b, 1, connpool.WithLivenessCheck(false), m.opt)
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := p.Get(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := p.Put(c); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}
