@@ -39,17 +39,7 @@ func BenchmarkGetPut(b *testing.B) {
 	ctx := context.Background()
 	for _, peek := range []bool{false, true} {
 		b.Run(fmt.Sprintf("peek=%v/sequential", peek), func(b *testing.B) {
-			p := benchPool(b, 1, connpool.WithLivenessCheck(peek))
-			b.ReportAllocs()
-			for b.Loop() {
-				c, err := p.Get(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := p.Put(c); err != nil {
-					b.Fatal(err)
-				}
-			}
+			getPutLoop(b, benchPool(b, 1, connpool.WithLivenessCheck(peek)))
 		})
 		b.Run(fmt.Sprintf("peek=%v/parallel", peek), func(b *testing.B) {
 			p := benchPool(b, runtime.GOMAXPROCS(0), connpool.WithLivenessCheck(peek))
@@ -68,6 +58,22 @@ func BenchmarkGetPut(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// getPutLoop times a Get and a Put of an idle conn of p, from one
+// goroutine.
+func getPutLoop(b *testing.B, p *connpool.Pool) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := p.Get(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Put(c); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -109,7 +115,6 @@ func BenchmarkReapSweep(b *testing.B) {
 // each way of observing it on: nothing, the use-time histogram, hooks on
 // every event, leak detection (a stack per Get).
 func BenchmarkGetPutObserved(b *testing.B) {
-	ctx := context.Background()
 	noop := connpool.Hooks{
 		GetStarted: func(connpool.GetStartedEvent) {},
 		GetDone:    func(connpool.GetDoneEvent) {},
@@ -125,17 +130,7 @@ func BenchmarkGetPutObserved(b *testing.B) {
 		{"leaks", connpool.WithLeakDetection(time.Minute)},
 	} {
 		b.Run("observe="+m.name, func(b *testing.B) {
-			p := benchPool(b, 1, connpool.WithLivenessCheck(false), m.opt)
-			b.ReportAllocs()
-			for b.Loop() {
-				c, err := p.Get(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := p.Put(c); err != nil {
-					b.Fatal(err)
-				}
-			}
+			getPutLoop(b, benchPool(b, 1, connpool.WithLivenessCheck(false), m.opt))
 		})
 	}
 }
