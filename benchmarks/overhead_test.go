@@ -25,27 +25,16 @@ type contender struct {
 	canWait bool
 	// floor marks the hand-written floors, which ignore contexts.
 	floor bool
+	// setupWaits, if set, does what setup does and also returns a reader
+	// of the pool's count of Gets that waited, for the starved mode's
+	// waits/op. Only connpool has one.
+	setupWaits func(b testing.TB, size int) (get func(context.Context) (any, error), put func(any), waits func() int64)
 }
 
 var contenders = []contender{
-	{name: "connpool", canWait: true, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
-		p, err := connpool.New("tcp", "fake:0", connpool.WithMaxConns(size), connpool.WithDialer(fakeconn.Dial),
-			connpool.WithLivenessCheck(false))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { p.Close() })
-		warm := make([]*connpool.Conn, size)
-		for i := range warm {
-			if warm[i], err = p.Get(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for _, c := range warm {
-			c.Close()
-		}
-		return func(ctx context.Context) (any, error) { return p.Get(ctx) },
-			func(c any) { p.Put(c.(*connpool.Conn)) }
+	{name: "connpool", canWait: true, setupWaits: setupConnpool, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
+		get, put, _ := setupConnpool(b, size)
+		return get, put
 	}},
 	{name: "puddle", canWait: true, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
 		p, err := puddle.NewPool(&puddle.Config[net.Conn]{
@@ -100,11 +89,45 @@ func BenchmarkOverhead(b *testing.B) {
 			continue
 		}
 		b.Run("pool="+c.name+"/mode=starved", func(b *testing.B) {
-			get, put := c.setup(b, runtime.GOMAXPROCS(0)/2+1)
+			size := runtime.GOMAXPROCS(0)/2 + 1
 			b.SetParallelism(8)
+			if c.setupWaits == nil {
+				get, put := c.setup(b, size)
+				runParallel(b, ctx, get, put)
+				return
+			}
+			get, put, waits := c.setupWaits(b, size)
+			// The wait count is read once either side of the timed loop,
+			// not per op, so that reading it costs the loop nothing.
+			before := waits()
 			runParallel(b, ctx, get, put)
+			b.ReportMetric(float64(waits()-before)/float64(b.N), "waits/op")
 		})
 	}
+}
+
+// setupConnpool returns get and put for a connpool of size in-memory conns,
+// all idle, with the checkout peek off (fake conns have no socket), and
+// waits, which reads the pool's Stats().WaitCount.
+func setupConnpool(b testing.TB, size int) (get func(context.Context) (any, error), put func(any), waits func() int64) {
+	p, err := connpool.New("tcp", "fake:0", connpool.WithMaxConns(size), connpool.WithDialer(fakeconn.Dial),
+		connpool.WithLivenessCheck(false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	warm := make([]*connpool.Conn, size)
+	for i := range warm {
+		if warm[i], err = p.Get(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range warm {
+		c.Close()
+	}
+	return func(ctx context.Context) (any, error) { return p.Get(ctx) },
+		func(c any) { p.Put(c.(*connpool.Conn)) },
+		func() int64 { return p.Stats().WaitCount }
 }
 
 func runSequential(b *testing.B, ctx context.Context, get func(context.Context) (any, error), put func(any)) {

@@ -2,7 +2,10 @@
 // embedded loopback echo server (plain TCP and TLS), drives it with
 // concurrent clients that get their conn for each request in different
 // ways (a new conn per request, connpool at a few pool sizes, and a raw
-// persistent conn per client as the floor), prints a table of throughput,
+// persistent conn per client as the floor), then saturates small pools
+// (32 clients on 2 and 4 conns) to set connpool, with its checkout peek
+// off and on, beside a plain buffered-channel pool of the same size. It
+// prints a table of throughput,
 // latency percentiles, dials and pool statistics, and writes an HTML
 // report with charts that opens offline.
 //
@@ -137,8 +140,18 @@ func main() {
 	}
 }
 
-// scenarios lists what to run, slowest way of getting a conn first.
-func scenarios(cfg *config, withTLS bool) []*scenario {
+// Saturated scenarios: this many clients share a pool of each of these
+// sizes, so nearly every Get waits.
+const saturatedClients = 32
+
+var saturatedSizes = []int{2, 4}
+
+// scenarios lists what to run, slowest way of getting a conn first, then,
+// on the embedded server, the saturated ones: for each size a plain
+// buffered-channel pool and connpool with the checkout peek off and on,
+// side by side.
+func scenarios(cfg *config, embedded bool) []*scenario {
+	withTLS := embedded
 	out := []*scenario{{name: "dial per request", group: "dial"}}
 	if withTLS {
 		out = append(out, &scenario{name: "TLS dial per request", group: "dial", tls: true})
@@ -150,7 +163,16 @@ func scenarios(cfg *config, withTLS bool) []*scenario {
 		n := cfg.sizes[len(cfg.sizes)-1]
 		out = append(out, &scenario{name: fmt.Sprintf("connpool TLS size=%d", n), group: "pool", poolSize: n, tls: true})
 	}
-	return append(out, &scenario{name: "raw conn per client", group: "raw"})
+	out = append(out, &scenario{name: "raw conn per client", group: "raw"})
+	if embedded {
+		for _, n := range saturatedSizes {
+			out = append(out,
+				&scenario{name: fmt.Sprintf("saturated chan pool size=%d", n), group: "chan", poolSize: n, clients: saturatedClients},
+				&scenario{name: fmt.Sprintf("saturated connpool size=%d peek off", n), group: "saturated", poolSize: n, clients: saturatedClients, noPeek: true},
+				&scenario{name: fmt.Sprintf("saturated connpool size=%d peek on", n), group: "saturated", poolSize: n, clients: saturatedClients})
+		}
+	}
+	return out
 }
 
 func run(cfg *config, stdout, stderr io.Writer) error {
@@ -174,7 +196,7 @@ func run(cfg *config, stdout, stderr io.Writer) error {
 		t.addr, t.tlsAddr, t.tlsConfig = plain.addr(), secure.addr(), pair.Client
 		where = fmt.Sprintf("embedded loopback echo server (%s, TLS %s), simulated RTT %v", plain.addr(), secure.addr(), cfg.rtt)
 	}
-	all := scenarios(cfg, t.tlsAddr != "")
+	all := scenarios(cfg, cfg.addr == "")
 	amount := fmt.Sprintf("%v each", cfg.load.duration)
 	if cfg.load.requests > 0 {
 		amount = fmt.Sprintf("%d requests each", cfg.load.requests)
@@ -183,7 +205,7 @@ func run(cfg *config, stdout, stderr io.Writer) error {
 
 	live := isTerminal(stderr)
 	for i, s := range all {
-		label := fmt.Sprintf("[%d/%d] %-22s", i+1, len(all), s.name)
+		label := fmt.Sprintf("[%d/%d] %-36s", i+1, len(all), s.name)
 		progress := func(done int64) {
 			if live {
 				fmt.Fprintf(stderr, "\r%s %9d requests", label, done)

@@ -82,16 +82,54 @@ func TestShortRun(t *testing.T) {
 	require.NoError(t, run(cfg, &stdout, &stderr))
 
 	out := stdout.String()
-	for _, want := range []string{"dial per request", "TLS dial per request", "connpool size=1", "connpool size=4", "connpool TLS size=4", "raw conn per client", "p99", "the throughput of a dial per request"} {
+	for _, want := range []string{"dial per request", "TLS dial per request", "connpool size=1", "connpool size=4", "connpool TLS size=4", "raw conn per client", "p99", "the throughput of a dial per request",
+		"saturated chan pool size=2", "saturated connpool size=4 peek off", "saturated connpool size=4 peek on",
+		"saturated, 32 clients", "2 conns: connpool serves", "4 conns: connpool serves"} {
 		assert.Contains(t, out, want)
 	}
-	assert.Contains(t, stderr.String(), "[6/6]", "sizes 1 and 4 with -c 4: six scenarios")
+	assert.Contains(t, stderr.String(), "[12/12]", "sizes 1 and 4 with -c 4: six scenarios, then six saturated ones")
 	html, err := os.ReadFile(report)
 	require.NoError(t, err)
 	assert.Contains(t, string(html), "<svg")
 	assert.Contains(t, string(html), "Latency percentiles")
 	assert.Contains(t, string(html), "Throughput by pool size")
+	assert.Contains(t, string(html), "Saturated: 32 clients on a few conns")
+	assert.Contains(t, string(html), "of the channel pool&#39;s requests/s with the peek off")
 	assert.NotContains(t, string(html), "<script", "the report works offline with no scripts")
+}
+
+// TestSaturatedScenarios runs the saturated scenarios briefly against the
+// embedded server and checks that the channel pool and connpool, peek off
+// and on, each served every request with no more conns than their size.
+func TestSaturatedScenarios(t *testing.T) {
+	srv, err := startEchoServer(0, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.close() })
+	tg := &target{addr: srv.addr(), ping: []byte("ping"), pong: []byte("ping")}
+	cfg := &config{sizes: []int{1}}
+	var saturated []*scenario
+	for _, s := range scenarios(cfg, true) {
+		if s.group == "chan" || s.group == "saturated" {
+			saturated = append(saturated, s)
+		}
+	}
+	require.Len(t, saturated, 3*len(saturatedSizes), "a channel pool and connpool peek off and on, per size")
+	const requests = 300
+	for _, s := range saturated {
+		require.NoError(t, s.run(tg, load{concurrency: 1, requests: requests}, func(int64) {}), s.name)
+		assert.Equal(t, int64(requests), s.requests, "%s served every request", s.name)
+		assert.Zero(t, s.errors, "%s: %v", s.name, s.firstErr)
+		assert.Equal(t, int64(s.poolSize), s.dials, "%s dials its size once", s.name)
+		assert.Len(t, s.latencies, requests, s.name)
+		if s.group == "saturated" {
+			require.NotNil(t, s.stats, s.name)
+			assert.Positive(t, s.stats.WaitCount, "%s: %d clients on %d conns must wait", s.name, saturatedClients, s.poolSize)
+		}
+	}
+	lines := saturatedLines(saturated)
+	require.Len(t, lines, len(saturatedSizes))
+	assert.Contains(t, lines[0], "2 conns: connpool serves")
+	assert.Contains(t, lines[0], "with the peek off")
 }
 
 // TestAgainstExternalServer aims poolbench at a server of its own with a

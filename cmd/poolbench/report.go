@@ -26,6 +26,9 @@ type reportData struct {
 	ThroughputChart   template.HTML
 	Rows              []reportRow
 	Summary           string
+	Saturated         []reportRow // the saturated scenarios, also in Rows
+	SaturatedLines    []string
+	SaturatedClients  int
 }
 
 var reportTmpl = template.Must(template.New("report").Parse(`<!DOCTYPE html>
@@ -43,7 +46,13 @@ td:first-child,th:first-child{text-align:left} .meta{color:#555} svg{display:blo
 {{.LatencyChart}}
 <h2>Throughput by pool size</h2>
 {{.ThroughputChart}}
-<h2>All figures</h2>
+{{if .SaturatedLines}}<h2>Saturated: {{.SaturatedClients}} clients on a few conns</h2>
+<p>What connpool's guarantees cost under saturation, beside a plain buffered-channel pool of the same size (pre-dialed conns, no health checks) doing the same requests.</p>
+<ul>{{range .SaturatedLines}}<li>{{.}}</li>{{end}}</ul>
+<table><tr><th>scenario</th><th>req/s</th><th>p50</th><th>p95</th><th>p99</th><th>errors</th><th>waits</th></tr>
+{{range .Saturated}}<tr><td>{{.Name}}</td><td>{{.RPS}}</td><td>{{.P50}}</td><td>{{.P95}}</td><td>{{.P99}}</td><td>{{.Errors}}</td><td>{{.Waits}}</td></tr>
+{{end}}</table>
+{{end}}<h2>All figures</h2>
 <table><tr><th>scenario</th><th>req/s</th><th>p50</th><th>p95</th><th>p99</th><th>dials</th><th>errors</th><th>pool hits</th><th>misses</th><th>waits</th><th>open</th></tr>
 {{range .Rows}}<tr><td>{{.Name}}</td><td>{{.RPS}}</td><td>{{.P50}}</td><td>{{.P95}}</td><td>{{.P99}}</td><td>{{.Dials}}</td><td>{{.Errors}}</td><td>{{.Hits}}</td><td>{{.Misses}}</td><td>{{.Waits}}</td><td>{{.Open}}</td></tr>
 {{end}}</table>
@@ -67,7 +76,11 @@ func writeReport(path string, cfg *config, where string, all []*scenario) error 
 			r.Waits, r.Open = fmt.Sprint(st.WaitCount), fmt.Sprint(st.OpenConns)
 		}
 		data.Rows = append(data.Rows, r)
+		if s.group == "chan" || s.group == "saturated" {
+			data.Saturated = append(data.Saturated, r)
+		}
 	}
+	data.SaturatedLines, data.SaturatedClients = saturatedLines(all), saturatedClients
 	if dial, best := find(all, "dial", false), bestPool(all); dial != nil && best != nil && dial.rps() > 0 {
 		data.Summary = fmt.Sprintf("%s serves %.1fx the requests/s of a dial per request.", best.name, best.rps()/dial.rps())
 	}
@@ -94,7 +107,7 @@ var seriesColors = []string{"#4e79a7", "#f28e2b", "#e15759"}
 // latencyChart draws grouped horizontal bars of p50, p95 and p99 for every
 // scenario, on a log scale so that a dial and a pooled request both show.
 func latencyChart(all []*scenario) template.HTML {
-	const left, width, barH, gap, top = 190, 740, 9, 14, 30
+	const left, width, barH, gap, top = 240, 740, 9, 14, 30
 	lo, hi := math.Inf(1), 0.0
 	for _, s := range all {
 		for _, q := range []float64{.5, .95, .99} {

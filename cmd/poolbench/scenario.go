@@ -18,9 +18,11 @@ import (
 // scenario is one way of getting a conn for each request.
 type scenario struct {
 	name     string
-	group    string // "dial", "pool" or "raw": how the conn is got
-	poolSize int    // for group "pool"
+	group    string // "dial", "pool", "raw", "saturated" or "chan": how the conn is got
+	poolSize int    // for groups "pool", "saturated" and "chan"
 	tls      bool
+	noPeek   bool // for group "saturated": connpool with WithLivenessCheck(false)
+	clients  int  // if > 0, the clients to run instead of the load's
 
 	// Filled in by run.
 	requests  int64
@@ -129,9 +131,10 @@ func (s *scenario) run(t *target, l load, progress func(done int64)) error {
 			return func(_ context.Context, buf []byte) error { return t.roundTrip(c, buf) },
 				func() { c.Close() }, nil
 		}
-	case "pool":
+	case "pool", "saturated":
 		var err error
-		pool, err = connpool.New("tcp", addr, connpool.WithMaxConns(s.poolSize), connpool.WithDialer(d.dial))
+		pool, err = connpool.New("tcp", addr, connpool.WithMaxConns(s.poolSize), connpool.WithDialer(d.dial),
+			connpool.WithLivenessCheck(!s.noPeek))
 		if err != nil {
 			return err
 		}
@@ -150,8 +153,50 @@ func (s *scenario) run(t *target, l load, progress func(done int64)) error {
 				return c.Close()
 			}, func() {}, nil
 		}
+	case "chan":
+		// The plain buffered-channel pool: n pre-dialed conns, no health
+		// checks, no contexts. A conn that fails a request is closed and
+		// its slot goes back empty (nil), to be redialed by the next taker.
+		ch := make(chan net.Conn, s.poolSize)
+		defer func() {
+			for range len(ch) {
+				if c := <-ch; c != nil {
+					c.Close()
+				}
+			}
+		}()
+		for range s.poolSize {
+			c, err := d.dial(ctx, "tcp", addr)
+			if err != nil {
+				return err
+			}
+			ch <- c
+		}
+		newWorker = func() (worker, func(), error) {
+			return func(ctx context.Context, buf []byte) error {
+				c := <-ch
+				if c == nil {
+					var err error
+					if c, err = d.dial(ctx, "tcp", addr); err != nil {
+						ch <- nil
+						return err
+					}
+				}
+				if err := t.roundTrip(c, buf); err != nil {
+					c.Close()
+					ch <- nil
+					return err
+				}
+				ch <- c
+				return nil
+			}, func() {}, nil
+		}
 	}
 
+	clients := l.concurrency
+	if s.clients > 0 {
+		clients = s.clients
+	}
 	var (
 		issued   atomic.Int64
 		done     atomic.Int64
@@ -189,7 +234,7 @@ func (s *scenario) run(t *target, l load, progress func(done int64)) error {
 		}
 		mu.Unlock()
 	}
-	for range l.concurrency {
+	for range clients {
 		w, cleanup, err := newWorker()
 		if err != nil {
 			fail(err)

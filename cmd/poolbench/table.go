@@ -29,6 +29,37 @@ func printTable(w io.Writer, all []*scenario) {
 			best.name, best.rps()/dial.rps(),
 			float64(dial.percentile(0.99))/float64(best.percentile(0.99)))
 	}
+	if lines := saturatedLines(all); len(lines) > 0 {
+		fmt.Fprintf(w, "\nsaturated, %d clients on a few conns (what connpool's guarantees cost beside a plain channel pool):\n", saturatedClients)
+		for _, l := range lines {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+}
+
+// saturatedLines says, for each saturated pool size, connpool's
+// throughput as a percentage of the channel pool's, with the peek off and
+// on. It is empty when the saturated scenarios did not run.
+func saturatedLines(all []*scenario) []string {
+	var out []string
+	for _, n := range saturatedSizes {
+		ch, off, on := findSaturated(all, "chan", n, false), findSaturated(all, "saturated", n, true), findSaturated(all, "saturated", n, false)
+		if ch == nil || off == nil || on == nil || ch.rps() == 0 {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%d conns: connpool serves %.0f%% of the channel pool's requests/s with the peek off, %.0f%% with it on (channel %.0f, peek off %.0f, peek on %.0f req/s)",
+			n, 100*off.rps()/ch.rps(), 100*on.rps()/ch.rps(), ch.rps(), off.rps(), on.rps()))
+	}
+	return out
+}
+
+func findSaturated(all []*scenario, group string, size int, noPeek bool) *scenario {
+	for _, s := range all {
+		if s.group == group && s.poolSize == size && s.noPeek == noPeek {
+			return s
+		}
+	}
+	return nil
 }
 
 func short(d time.Duration) string {
