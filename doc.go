@@ -8,7 +8,8 @@
 // conns dialed, closes conns idle too long or past their max lifetime,
 // and runs a health check on idle conns. On checkout, a non-blocking peek
 // at the socket drops conns the peer closed or reset, and conns with
-// bytes nobody asked for.
+// bytes nobody asked for (a *tls.Conn: the socket under it, for a close
+// or reset).
 //
 //	pool, err := connpool.New("tcp", "10.0.0.7:6379",
 //		connpool.WithMaxConns(32),

@@ -63,9 +63,10 @@ func ExamplePool_DialContext() {
 }
 
 // ExampleWithDialer_tls pools TLS conns: the dialer does the handshake,
-// within the pool's dial timeout. The checkout peek cannot see through
-// TLS and is skipped for a *tls.Conn; a checker that speaks the protocol
-// (PingPong) still runs on idle conns.
+// within the pool's dial timeout. The checkout peek looks at the socket
+// under the TLS: it drops a conn the server closed or reset, but cannot
+// read the records waiting there, so a checker that speaks the protocol
+// (PingPong) is what finds a hung server.
 func ExampleWithDialer_tls() {
 	serverConfig, clientConfig := selfSignedTLS("127.0.0.1")
 	srv := startEcho(serverConfig)

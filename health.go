@@ -36,8 +36,9 @@ func (f HealthCheckFunc) Check(ctx context.Context, c net.Conn) error { return f
 // reset the conn. It sends nothing, so it cannot find a peer that is
 // hung but connected; [PingPong] can. Bytes waiting to be read do not fail
 // it (a server's greeting is legitimate); the checkout peek of
-// [WithLivenessCheck] deals with those. On a conn without a socket, or a
-// platform without the peek, it passes.
+// [WithLivenessCheck] deals with those. A *tls.Conn is peeked through the
+// socket it wraps, for a close or reset only. On a conn without a socket,
+// or a platform without the peek, it passes.
 func Liveness() HealthChecker { return HealthCheckFunc(checkLiveness) }
 
 func checkLiveness(_ context.Context, c net.Conn) error {

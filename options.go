@@ -295,8 +295,11 @@ func WithHealthCheckTimeout(d time.Duration) Option {
 // asked for (left by an earlier borrower, or sent unasked). A conn never
 // handed out before may have bytes waiting: a server's greeting belongs to
 // its first borrower. The peek costs one syscall (a few hundred
-// nanoseconds) and is skipped for conns without a socket, such as
-// *tls.Conn. The default is on.
+// nanoseconds) and is skipped for conns without a socket, such as a
+// net.Pipe. A *tls.Conn (or any conn with a NetConn method) is peeked
+// through the socket it wraps: a close or reset by the peer drops it, even
+// behind a close_notify alert on Linux, but bytes waiting are TLS records
+// that only the conn can read, so they do not. The default is on.
 func WithLivenessCheck(enabled bool) Option {
 	return poolOption(func(c *config) { c.livenessOnGet = enabled })
 }

@@ -10,3 +10,5 @@ const supported = false
 func (ck *Checker) peek(fd uintptr) (int, error) { return 0, nil }
 
 func classify(int, error) (bool, error) { return false, nil }
+
+func hangup(uintptr) error { return nil }

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package connpool_test
+
+// peerCloseBehindRecordsVisible is false: without POLLRDHUP a close behind
+// unread records waits for the conn's next read.
+const peerCloseBehindRecordsVisible = false
