@@ -2,11 +2,16 @@ package connpoolprom_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/connpool/connpool"
 	"github.com/connpool/connpool/connpoolprom"
@@ -19,38 +24,94 @@ func pipeDial(context.Context, string, string) (net.Conn, error) {
 	return c, nil
 }
 
-// benchGroup returns a group of n pools, each with one idle conn, so
-// that every pool has counters and a dial in its histogram.
+// benchGroup returns a group of n pools, each of which has done what a
+// pool in service does, so that its counters and all three histograms
+// have data: two dials, a Get that queued and timed out, a conn closed
+// as broken, a hit, with use time on. Each pool ends with one idle conn.
 func benchGroup(b *testing.B, n int) *connpool.Group {
 	b.Helper()
-	g, err := connpool.NewGroup(connpool.WithDialer(pipeDial))
+	g, err := connpool.NewGroup(
+		connpool.WithDialer(pipeDial),
+		connpool.WithMaxConns(2),
+		connpool.WithUseTimeMetrics(true),
+		connpool.WithGroupIdleTimeout(0), // no pool leaves during the run
+	)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { g.Close() })
-	ctx := context.Background()
+	var eg errgroup.Group
+	eg.SetLimit(64)
 	for i := range n {
-		c, err := g.Get(ctx, "tcp", fmt.Sprintf("10.0.%d.%d:6379", i/256, i%256))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := c.Close(); err != nil {
-			b.Fatal(err)
-		}
+		addr := fmt.Sprintf("10.0.%d.%d:6379", i/256, i%256)
+		eg.Go(func() error { return exercise(g, addr) })
+	}
+	if err := eg.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	if got := len(g.Stats()); got != n {
+		b.Fatalf("the group has %d pools, want %d", got, n)
 	}
 	return g
 }
 
-// BenchmarkGroupCollect measures one full scrape of a group's collector
-// through a registry's Gather (gather): one Group.Stats call, the
-// constant metrics of every pool, and the registry's checks and sorting;
-// and the collector's part alone (collect): Collect into a drained
-// channel.
+// exercise runs one pool of g through a dial, a wait, a timeout, a
+// broken close and a hit.
+func exercise(g *connpool.Group, addr string) error {
+	ctx := context.Background()
+	c1, err := g.Get(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	c2, err := g.Get(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	short, cancel := context.WithTimeout(ctx, time.Millisecond)
+	_, err = g.Get(short, "tcp", addr) // the pool is full: it queues, then times out
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("a Get of a full pool returned %v, want a timeout", err)
+	}
+	c1.MarkUnusable()
+	if err := errors.Join(c1.Close(), c2.Close()); err != nil {
+		return err
+	}
+	c3, err := g.Get(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return c3.Close()
+}
+
+// discard is an http.ResponseWriter that counts the bytes of the body.
+type discard struct {
+	h http.Header
+	n int
+}
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
+func (d *discard) WriteHeader(int)             {}
+
+// BenchmarkGroupCollect measures a scrape of a group's collector, a
+// group of pools in service (benchGroup), at three depths:
+//
+//   - collect: the collector's own part, Collect into a channel drained
+//     by another goroutine: one Group.Stats call and the metrics built;
+//   - gather: what the registry's Gather costs with the collector as its
+//     only one (a registry from NewRegistry, as in the package doc):
+//     Collect, then the registry's per-metric Write, checks and sorting.
+//     This is the scrape of the bar;
+//   - http: a whole /metrics request as a Prometheus server pays for it
+//     without compression: promhttp's handler gathering and encoding
+//     the text format (bytes/scrape is the body's size).
 func BenchmarkGroupCollect(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("pools=%d/collect", n), func(b *testing.B) {
 			c := connpoolprom.NewGroupCollector(benchGroup(b, n))
 			b.ReportAllocs()
+			var metrics int
 			for b.Loop() {
 				ch := make(chan prometheus.Metric, 1024)
 				done := make(chan int)
@@ -63,25 +124,43 @@ func BenchmarkGroupCollect(b *testing.B) {
 				}()
 				c.Collect(ch)
 				close(ch)
-				<-done
+				metrics = <-done
 			}
+			b.ReportMetric(float64(metrics), "metrics/scrape")
 		})
 		b.Run(fmt.Sprintf("pools=%d/gather", n), func(b *testing.B) {
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(connpoolprom.NewGroupCollector(benchGroup(b, n)))
 			b.ReportAllocs()
-			var samples int
+			var metrics int
 			for b.Loop() {
 				mfs, err := reg.Gather()
 				if err != nil {
 					b.Fatal(err)
 				}
-				samples = 0
+				metrics = 0
 				for _, mf := range mfs {
-					samples += len(mf.GetMetric())
+					metrics += len(mf.GetMetric())
 				}
 			}
-			b.ReportMetric(float64(samples), "metrics/scrape")
+			b.ReportMetric(float64(metrics), "metrics/scrape")
+		})
+		b.Run(fmt.Sprintf("pools=%d/http", n), func(b *testing.B) {
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(connpoolprom.NewGroupCollector(benchGroup(b, n)))
+			h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError})
+			req, err := http.NewRequest(http.MethodGet, "/metrics", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			req.Header.Set("Accept", "text/plain;version=0.0.4")
+			b.ReportAllocs()
+			var w discard
+			for b.Loop() {
+				w = discard{h: make(http.Header)}
+				h.ServeHTTP(&w, req)
+			}
+			b.ReportMetric(float64(w.n), "bytes/scrape")
 		})
 	}
 }
