@@ -45,10 +45,15 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) { describe(ch) }
 
 // Collect sends the metrics of each pool, from one Stats call per pool.
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, p := range c.pools {
+	snaps := make([]snapshot, len(c.pools))
+	order := make([]*snapshot, len(c.pools))
+	for i, p := range c.pools {
 		s := p.Stats()
-		collect(ch, connpool.Addr{Network: p.Network(), Address: p.Address()}, &s)
+		snaps[i] = newSnapshot(connpool.Addr{Network: p.Network(), Address: p.Address()}, &s)
+		order[i] = &snaps[i]
 	}
+	sortSnapshots(order)
+	collect(ch, order)
 }
 
 // groupCollector is the collector of NewGroupCollector.
@@ -65,9 +70,17 @@ func (c *groupCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.g == nil {
 		return
 	}
-	for a, s := range c.g.Stats() {
-		collect(ch, a, &s)
+	stats := c.g.Stats()
+	snaps := make([]snapshot, 0, len(stats))
+	for a, s := range stats {
+		snaps = append(snaps, newSnapshot(a, &s))
 	}
+	order := make([]*snapshot, len(snaps))
+	for i := range snaps {
+		order[i] = &snaps[i]
+	}
+	sortSnapshots(order)
+	collect(ch, order)
 }
 
 // describe sends every Desc of the package to ch.

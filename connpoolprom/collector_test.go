@@ -3,12 +3,16 @@ package connpoolprom_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -234,4 +238,73 @@ func TestInvalidUTF8Name(t *testing.T) {
 	c := &fixedCollector{addr: connpool.Addr{Network: "tcp", Address: "a:1"}, stats: connpool.Stats{Name: "bad\xff", MaxConns: 4}}
 	got := samples(t, gather(t, c))
 	assert.Equal(t, 4.0, got[key("connpool_max_connections", "pool", "bad\uFFFD", "network", "tcp", "address", "a:1")])
+}
+
+// TestWrappedRegisterer checks a group's collector behind
+// prometheus.WrapRegistererWith, which appends its labels to each
+// metric's: every sample keeps its own pool's labels and gains the
+// wrapper's. It pins that the metrics of a scrape, cut from shared
+// slices, leave no room for an append to write over the next metric's
+// labels.
+func TestWrappedRegisterer(t *testing.T) {
+	g, err := connpool.NewGroup()
+	require.NoError(t, err)
+	t.Cleanup(func() { g.Close() })
+	for range 3 {
+		srv := startServer(t)
+		c, err := g.Get(context.Background(), "tcp", srv.Addr())
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+	}
+
+	stats := g.Stats()
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, prometheus.WrapRegistererWith(prometheus.Labels{"zone": "a"}, reg).Register(connpoolprom.NewGroupCollector(g)))
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	require.Equal(t, stats, g.Stats(), "the group is quiet while scraped")
+	expected := make(map[string]float64)
+	for a, s := range stats {
+		for k, v := range want(a, s) {
+			// Every key ends with "}": put the wrapper's label before it,
+			// where key sorts it, after the pool's and any "state".
+			expected[strings.TrimSuffix(k, "}")+`,zone="a"}`] = v
+		}
+	}
+	assertSamplesMatch(t, expected, samples(t, mfs))
+}
+
+// TestConcurrentScrapes gathers and encodes a group's collector from
+// several goroutines at once, for the race detector: the label pairs and
+// buckets the scrapes share are only read.
+func TestConcurrentScrapes(t *testing.T) {
+	g, err := connpool.NewGroup()
+	require.NoError(t, err)
+	t.Cleanup(func() { g.Close() })
+	srv := startServer(t)
+	c, err := g.Get(context.Background(), "tcp", srv.Addr())
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(connpoolprom.NewGroupCollector(g)))
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError})
+
+	var eg errgroup.Group
+	for _, accept := range []string{"text/plain;version=0.0.4", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited", "application/openmetrics-text;version=1.0.0"} {
+		for range 2 {
+			eg.Go(func() error {
+				for range 20 {
+					req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+					req.Header.Set("Accept", accept)
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, req)
+					if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "connpool_dials_total") {
+						return fmt.Errorf("%s: status %d, body %.200q", accept, w.Code, w.Body.String())
+					}
+				}
+				return nil
+			})
+		}
+	}
+	require.NoError(t, eg.Wait())
 }
