@@ -190,6 +190,29 @@ var emptyHistogram = func() *dto.Histogram {
 	return h
 }()
 
+// smallBuckets[i][n] is bucket i with a cumulative count of n, for n
+// below smallCounts, shared by every scrape: most buckets of most pools
+// count few observations, and take no storage of their own.
+const smallCounts = 64
+
+// bucketChunk is how many buckets of their own a scrape allocates at a
+// time.
+const bucketChunk = 256
+
+var smallBuckets = func() *[connpool.HistogramBuckets][smallCounts]dto.Bucket {
+	b := new([connpool.HistogramBuckets][smallCounts]dto.Bucket)
+	counts := new([smallCounts]uint64)
+	for n := range counts {
+		counts[n] = uint64(n)
+	}
+	for i := range b {
+		for n := range b[i] {
+			b[i][n].CumulativeCount, b[i][n].UpperBound = &counts[n], &bounds[i]
+		}
+	}
+	return b
+}()
+
 // snapshot is the Stats of one pool and the values of its labels, in the
 // order of poolLabelNames.
 type snapshot struct {
@@ -253,7 +276,7 @@ type scrapeBuffers struct {
 	gauges     []dto.Gauge
 	counters   []dto.Counter
 	histograms []dto.Histogram
-	buckets    []dto.Bucket
+	buckets    []dto.Bucket // allocated bucketChunk at a time, when a count is not small
 	bucketPtrs []*dto.Bucket
 	counts     []uint64
 }
@@ -270,7 +293,6 @@ func newScrapeBuffers(n int) *scrapeBuffers {
 		gauges:     make([]dto.Gauge, n*perPool[gauge]),
 		counters:   make([]dto.Counter, n*perPool[counter]),
 		histograms: make([]dto.Histogram, nh),
-		buckets:    make([]dto.Bucket, nh*nb),
 		bucketPtrs: make([]*dto.Bucket, nh*nb),
 		counts:     make([]uint64, nh*(nb+1)),
 	}
@@ -343,14 +365,21 @@ func (b *scrapeBuffers) histogram(h *connpool.Histogram) *dto.Histogram {
 	}
 	out := &take(&b.histograms, 1)[0]
 	counts := take(&b.counts, nb+1)
-	buckets := take(&b.buckets, nb)
 	out.Bucket = take(&b.bucketPtrs, nb)
 	var n uint64
 	for i := range nb {
 		n += h.Buckets[i]
+		if n < smallCounts {
+			out.Bucket[i] = &smallBuckets[i][n]
+			continue
+		}
+		if len(b.buckets) == 0 {
+			b.buckets = make([]dto.Bucket, bucketChunk)
+		}
+		bk := &take(&b.buckets, 1)[0]
 		counts[i] = n
-		buckets[i].CumulativeCount, buckets[i].UpperBound = &counts[i], &bounds[i]
-		out.Bucket[i] = &buckets[i]
+		bk.CumulativeCount, bk.UpperBound = &counts[i], &bounds[i]
+		out.Bucket[i] = bk
 	}
 	counts[nb] = n + h.Buckets[nb]
 	out.SampleCount = &counts[nb]
