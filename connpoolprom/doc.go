@@ -39,8 +39,11 @@
 //
 // The histograms keep connpool's buckets ([connpool.HistogramBound]): 16
 // upper bounds from 50µs doubling to 1.6384s, and +Inf. A pool is 31
-// metrics, 85 series with the histograms' buckets, sums and counts; most
-// of a scrape's cost is the registry's, per series (BenchmarkGroupCollect).
+// metrics, 85 series with the histograms' buckets, sums and counts. Most
+// of a scrape's cost is the registry's, which checks, hashes and sorts
+// each metric: on a 2-vCPU machine, about half a microsecond a metric,
+// 15ms of the 20ms that a Gather of a Group of 1,000 pools takes
+// (BenchmarkGroupCollect, whose doc says what each depth measures).
 //
 // dashboard.json, next to this package's source, is a Grafana dashboard
 // of these metrics.
