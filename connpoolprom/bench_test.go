@@ -44,7 +44,7 @@ func benchGroup(b *testing.B, n int) *connpool.Group {
 	eg.SetLimit(64)
 	for i := range n {
 		addr := fmt.Sprintf("10.0.%d.%d:6379", i/256, i%256)
-		eg.Go(func() error { return exercise(g, addr) })
+		eg.Go(func() error { return exercise(g, "tcp", addr) })
 	}
 	if err := eg.Wait(); err != nil {
 		b.Fatal(err)
@@ -55,20 +55,20 @@ func benchGroup(b *testing.B, n int) *connpool.Group {
 	return g
 }
 
-// exercise runs one pool of g through a dial, a wait, a timeout, a
-// broken close and a hit.
-func exercise(g *connpool.Group, addr string) error {
+// exercise runs the pool of g for network and addr through a dial, a
+// wait, a timeout, a broken close and a hit.
+func exercise(g *connpool.Group, network, addr string) error {
 	ctx := context.Background()
-	c1, err := g.Get(ctx, "tcp", addr)
+	c1, err := g.Get(ctx, network, addr)
 	if err != nil {
 		return err
 	}
-	c2, err := g.Get(ctx, "tcp", addr)
+	c2, err := g.Get(ctx, network, addr)
 	if err != nil {
 		return err
 	}
 	short, cancel := context.WithTimeout(ctx, time.Millisecond)
-	_, err = g.Get(short, "tcp", addr) // the pool is full: it queues, then times out
+	_, err = g.Get(short, network, addr) // the pool is full: it queues, then times out
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("a Get of a full pool returned %v, want a timeout", err)
@@ -77,7 +77,7 @@ func exercise(g *connpool.Group, addr string) error {
 	if err := errors.Join(c1.Close(), c2.Close()); err != nil {
 		return err
 	}
-	c3, err := g.Get(ctx, "tcp", addr)
+	c3, err := g.Get(ctx, network, addr)
 	if err != nil {
 		return err
 	}

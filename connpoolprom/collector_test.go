@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
@@ -307,4 +309,42 @@ func TestConcurrentScrapes(t *testing.T) {
 		}
 	}
 	require.NoError(t, eg.Wait())
+}
+
+// TestGroupCollectorSendsInLabelOrder checks that a group's collector
+// sends the metrics of each family in the order the registry sorts them
+// (by label values, compared as strings), so that the registry's sort
+// of a large group finds them sorted and only checks it.
+func TestGroupCollectorSendsInLabelOrder(t *testing.T) {
+	g, err := connpool.NewGroup(connpool.WithDialer(pipeDial), connpool.WithMaxConns(2), connpool.WithGroupIdleTimeout(0))
+	require.NoError(t, err)
+	t.Cleanup(func() { g.Close() })
+	for _, a := range []connpool.Addr{
+		{Network: "tcp", Address: "10.0.0.9:6379"},
+		{Network: "tcp", Address: "10.0.0.10:6379"},
+		{Network: "tcp4", Address: "10.0.0.9:6379"},
+		{Network: "tcp", Address: "10.0.0.1:6379"},
+		{Network: "unix", Address: "/run/redis.sock"},
+	} {
+		require.NoError(t, exercise(g, a.Network, a.Address))
+	}
+
+	ch := make(chan prometheus.Metric, 1024)
+	connpoolprom.NewGroupCollector(g).Collect(ch)
+	close(ch)
+	families := make(map[string][][]string)
+	for m := range ch {
+		var out dto.Metric
+		require.NoError(t, m.Write(&out))
+		var values []string
+		for _, lp := range out.GetLabel() {
+			values = append(values, lp.GetValue())
+		}
+		name := m.Desc().String()
+		families[name] = append(families[name], values)
+	}
+	require.NotEmpty(t, families)
+	for name, metrics := range families {
+		assert.True(t, slices.IsSortedFunc(metrics, slices.Compare[[]string]), "%s: %v", name, metrics)
+	}
 }
