@@ -255,7 +255,7 @@ func (m *constMetric) Write(out *dto.Metric) error {
 }
 
 // scrapeBuffers holds the storage of the metrics of n pools, each slice
-// allocated once per scrape and cut up by next.
+// allocated once per scrape and cut up by take.
 type scrapeBuffers struct {
 	metrics    []constMetric
 	poolPairs  []dto.LabelPair
