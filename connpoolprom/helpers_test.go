@@ -155,8 +155,7 @@ func key(name string, labelPairs ...string) string {
 func le(bound float64) string { return strconv.FormatFloat(bound, 'g', -1, 64) }
 
 // want returns the samples the collector must export for the pool at a
-// whose snapshot is s, written out field by field from the package doc:
-// every gauge and counter, and the histograms that are not empty.
+// whose snapshot is s, written out field by field from the package doc.
 func want(a connpool.Addr, s connpool.Stats) map[string]float64 {
 	pool := []string{"pool", s.Name, "network", a.Network, "address", a.Address}
 	m := make(map[string]float64)
@@ -164,9 +163,6 @@ func want(a connpool.Addr, s connpool.Stats) map[string]float64 {
 		m[key(name, append(slices.Clone(pool), extra...)...)] = v
 	}
 	hist := func(name string, h connpool.Histogram) {
-		if h.Count() == 0 && h.Sum == 0 {
-			return // sent from its first observation
-		}
 		var n uint64
 		for i := range connpool.HistogramBuckets {
 			n += h.Buckets[i]

@@ -58,7 +58,7 @@ var (
 	dialSecondsDesc = newDesc("connpool_dial_seconds",
 		"How long successful dials took.")
 	useSecondsDesc = newDesc("connpool_use_seconds",
-		"How long conns were held from Get to Put; sent only with WithUseTimeMetrics, from the first Put.")
+		"How long conns were held from Get to Put; empty unless WithUseTimeMetrics is on.")
 
 	closedDesc = newDesc("connpool_closed_total",
 		"Conns the pool closed or gave up, by reason: idle, lifetime, unhealthy, broken, max_idle, released, pool_closed, reset, detached, leaked, resized (CloseReason).",
@@ -176,6 +176,18 @@ var bounds = func() (b [connpool.HistogramBuckets]float64) {
 		b[i] = seconds(connpool.HistogramBound(i))
 	}
 	return b
+}()
+
+// emptyHistogram is the histogram of a pool that observed nothing, shared
+// by every scrape: all buckets, the count and the sum 0.
+var emptyHistogram = func() *dto.Histogram {
+	var zero uint64
+	var zeroSum float64
+	h := &dto.Histogram{SampleCount: &zero, SampleSum: &zeroSum}
+	for i := range bounds {
+		h.Bucket = append(h.Bucket, &dto.Bucket{CumulativeCount: &zero, UpperBound: &bounds[i]})
+	}
+	return h
 }()
 
 // smallBuckets[i][n] is bucket i with a cumulative count of n, for n
@@ -306,9 +318,6 @@ func collect(ch chan<- prometheus.Metric, snaps []*snapshot) {
 		}
 		for i := range specs {
 			sp := &specs[i]
-			if sp.kind == histogram && isEmpty(sp.hist(&sn.stats)) {
-				continue // sent from its first observation
-			}
 			m := &b.metrics[0]
 			b.metrics = b.metrics[1:]
 			m.desc = sp.desc
@@ -348,9 +357,12 @@ func (b *scrapeBuffers) value(v float64) *float64 {
 // histogram returns h in Prometheus' form, stored in b: the cumulative
 // count of each bounded bucket, the total count (the overflow bucket
 // included), the sum in seconds. Prometheus adds the +Inf bucket, which
-// is the count.
+// is the count. An empty h is the shared emptyHistogram.
 func (b *scrapeBuffers) histogram(h *connpool.Histogram) *dto.Histogram {
 	const nb = connpool.HistogramBuckets
+	if h.Sum == 0 && h.Count() == 0 {
+		return emptyHistogram
+	}
 	out := &take(&b.histograms, 1)[0]
 	counts := take(&b.counts, nb+1)
 	out.Bucket = take(&b.bucketPtrs, nb)
@@ -374,14 +386,6 @@ func (b *scrapeBuffers) histogram(h *connpool.Histogram) *dto.Histogram {
 	out.SampleSum = b.value(seconds(h.Sum))
 	return out
 }
-
-// isEmpty reports whether h has no observation. collect does not send an
-// empty histogram: its 19 series would say nothing, and for use time,
-// off by default, they would say it for ever. A histogram that appears
-// at its first observation is one Prometheus takes as it comes, and the
-// counts of the wait and dial histograms are sent from the start anyway,
-// as connpool_waits_total and connpool_dials_total.
-func isEmpty(h *connpool.Histogram) bool { return h.Sum == 0 && h.Count() == 0 }
 
 // seconds returns d in seconds as the float64 nearest to its decimal
 // value, so that le labels read "1.6384", where d.Seconds(), which adds
