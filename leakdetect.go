@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/connpool/connpool/internal/callstack"
 )
 
 // Leak detection (WithLeakDetection). Each Get records a loan: when, and
@@ -29,9 +31,10 @@ type loan struct {
 	pc       *poolConn
 	at       int64 // pool clock when the Get returned
 	depth    int
-	stack    [leakStackDepth]uintptr
-	returned atomic.Bool // by Put, Close or Detach, or reclaimed: set once
-	reported atomic.Bool // logged as held past the threshold
+	stack    [leakStackDepth]uintptr // return addresses (callstack.Capture), from lend's caller
+	cleanup  runtime.Cleanup         // reclaims pc if the Conn is dropped; stopped by its return
+	returned atomic.Bool             // by Put, Close or Detach, or reclaimed: set once
+	reported atomic.Bool             // logged as held past the threshold
 }
 
 // WithLeakDetection reports conns borrowed for longer than threshold: a
@@ -59,23 +62,35 @@ func WithLeakDetection(threshold time.Duration) Option {
 	})
 }
 
-// lend records c's loan to the caller of Get (skip frames up).
-func (p *Pool) lend(c *Conn, skip int) {
+// lend records c's loan to the caller of Get.
+func (p *Pool) lend(c *Conn) {
 	l := &loan{pc: c.pc, at: p.now()}
-	l.depth = runtime.Callers(skip, l.stack[:])
+	l.depth = callstack.Capture(l.stack[:]) // from lend's caller: callSite trims the pool's frames
+	l.cleanup = runtime.AddCleanup(c, reclaimLoan, l)
 	c.pc.loan.Store(l)
-	runtime.AddCleanup(c, p.reclaim, l)
 }
 
+// reclaimLoan is the cleanup of a lent Conn: a function, not the method
+// value p.reclaim, which would cost an allocation per Get.
+func reclaimLoan(l *loan) { l.pc.pool.reclaim(l) }
+
 // endLoan records that c, the holder of its conn, came back. It reports
-// whether c's loan was reported as a leak, and how long it was held.
+// whether c's loan was reported as a leak, and if so how long it was held.
 func (c *Conn) endLoan() (reported bool, held time.Duration) {
 	l := c.pc.loan.Load() // the holder's own: only the holder ends it, or the cleanup, which c's being here rules out
 	if l == nil || !l.returned.CompareAndSwap(false, true) {
 		return false, 0
 	}
 	l.pc.loan.CompareAndSwap(l, nil)
-	return l.reported.Load(), time.Duration(l.pc.pool.now() - l.at)
+	// Stopped now, the cleanup costs the garbage collector nothing when c
+	// dies, and leaves the next Get fewer cleanups to pass in the
+	// runtime's sorted list of c's memory span.
+	l.cleanup.Stop()
+	runtime.KeepAlive(c) // c is live until its cleanup is gone: see runtime.Cleanup.Stop
+	if !l.reported.Load() {
+		return false, 0 // the common case reads no clock
+	}
+	return true, time.Duration(l.pc.pool.now() - l.at)
 }
 
 // reclaim frees the conn of a loan whose Conn became unreachable without
@@ -140,14 +155,15 @@ func (p *Pool) findLeaks(now int64) {
 	}
 }
 
-// callSite symbolizes the loan's stack, without the pool's own frames:
+// callSite symbolizes the loan's stack, without the pool's own frames or
+// the compiler's wrappers (which runtime.Callers would have left out):
 // "function\n\tfile:line" for each caller, innermost first.
 func (l *loan) callSite() string {
 	var b strings.Builder
 	frames := runtime.CallersFrames(l.stack[:l.depth])
 	for {
 		f, more := frames.Next()
-		if f.Function != "" && !isPoolFrame(f.Function) {
+		if f.Function != "" && !isPoolFrame(f.Function) && !callstack.Wrapper(f) {
 			fmt.Fprintf(&b, "%s\n\t%s:%d\n", f.Function, f.File, f.Line)
 		}
 		if !more {

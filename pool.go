@@ -237,7 +237,7 @@ func (p *Pool) getObserved(ctx context.Context, flags uint32) (*Conn, error) {
 	c, err := p.checkOut(&op)
 	p.doneWaiting(&op)
 	if c != nil {
-		p.lent(c, 3)
+		p.lent(c)
 	}
 	if p.hooks.GetDone != nil {
 		p.emitGetDone(&op, c, err)
@@ -340,7 +340,7 @@ func (p *Pool) TryGet() (*Conn, error) {
 	c, err := p.tryCheckOut()
 	if c != nil {
 		op.served = ServedIdle
-		p.lent(c, 3)
+		p.lent(c)
 	}
 	if p.hooks.GetDone != nil {
 		p.emitGetDone(&op, c, err)
@@ -349,14 +349,13 @@ func (p *Pool) TryGet() (*Conn, error) {
 }
 
 // lent stamps c, just checked out, for the use-time metrics and Put
-// hooks, and records its loan under leak detection: skip is the number of
-// frames from runtime.Callers up to the caller of Get.
-func (p *Pool) lent(c *Conn, skip int) {
+// hooks, and records its loan under leak detection.
+func (p *Pool) lent(c *Conn) {
 	if p.stampLent {
 		c.pc.lentAt = p.now()
 	}
 	if p.cfg.leakThreshold > 0 {
-		p.lend(c, skip+1)
+		p.lend(c)
 	}
 }
 
