@@ -30,7 +30,7 @@ type poolConn struct {
 	// Mutable, owned by the holder.
 	holder      holder // who holds it; written by the mover under mu or idleMu, read by checkInvariants under both
 	lastChecked int64  // pool clock when last passed a background check
-	lentAt      int64  // pool clock when last checked out, kept only for Put hooks and the use-time histogram
+	lentAt      int64  // clock.Ticks when last checked out, kept only for Put hooks and the use-time histogram
 	used        bool   // handed to a borrower at least once
 	ownWrappers bool   // under leak detection: a wrapper of its own for each Get, not from a slab
 	slab        *[wrapperSlab]Conn

@@ -101,3 +101,43 @@ func TestCloseReasonsCoverStats(t *testing.T) {
 	assert.Equal(t, closedTotal(s), sum, "closedTotal knows every reason")
 	assert.Zero(t, s.Closed(0))
 }
+
+// TestUseTimeMeasuresTheHold: each way of borrowing and returning a conn
+// (the plain path, TryGet, a broken conn's return, DialContext) adds its
+// hold, no less than the time the test held it, to the use histogram.
+func TestUseTimeMeasuresTheHold(t *testing.T) {
+	const hold = 3 * time.Millisecond
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(2), connpool.WithUseTimeMetrics(true))
+	ctx := context.Background()
+	borrow := []func() (*connpool.Conn, error){ // in this order: TryGet takes the conn the first way returned
+		func() (*connpool.Conn, error) { return p.Get(ctx) },
+		p.TryGet,
+		func() (*connpool.Conn, error) {
+			c, err := p.Get(ctx)
+			if err == nil {
+				c.MarkUnusable()
+			}
+			return c, err
+		},
+		func() (*connpool.Conn, error) {
+			nc, err := p.DialContext(ctx, "tcp", srv.Addr())
+			if err != nil {
+				return nil, err
+			}
+			return nc.(*connpool.Conn), nil
+		},
+	}
+	for i, get := range borrow {
+		c, err := get()
+		require.NoError(t, err, "way %d", i)
+		held := time.Now()
+		<-time.After(hold)
+		require.NoError(t, c.Close())
+		h := p.Stats().UseTime
+		assert.Equal(t, uint64(i+1), h.Count())
+		assert.GreaterOrEqual(t, h.Sum, time.Duration(i+1)*hold, "way %d", i)
+		assert.Less(t, h.Sum, time.Duration(i+1)*time.Since(held)+time.Millisecond, "way %d", i)
+		assert.Zero(t, h.Buckets[0], "no hold fell in the first bucket (50µs)")
+	}
+}

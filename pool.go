@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/connpool/connpool/internal/clock"
 	"github.com/connpool/connpool/internal/idlestack"
 	"github.com/connpool/connpool/internal/waitq"
 	"github.com/connpool/connpool/internal/yieldlock"
@@ -48,7 +49,8 @@ type Pool struct {
 	openHint atomic.Int32
 	gen      atomic.Uint64 // Resets so far; a conn of an older generation is closed (reset.go)
 	overCap  atomic.Bool   // open > MaxConns after the cap was lowered: returned conns close (resize.go)
-	observed bool          // read-only: Gets and Puts have hooks to call or loans to stamp, not the plain path
+	observed bool          // read-only: Gets and Puts have hooks to call or loans to record, not the plain path
+	timeUse  bool          // read-only: WithUseTimeMetrics; the plain path stamps Gets and times Puts (stampUse)
 	_        [64]byte
 
 	// mu guards the fields below it; it is never held across I/O, a dial
@@ -149,8 +151,9 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 		cfg:       cfg,
 		hooks:     cfg.hooks,
 		stampLent: cfg.hooks.Put != nil || cfg.useTimeMetrics,
+		timeUse:   cfg.useTimeMetrics,
 		observed: cfg.hooks.GetStarted != nil || cfg.hooks.GetDone != nil || cfg.hooks.Put != nil ||
-			cfg.useTimeMetrics || cfg.leakThreshold > 0,
+			cfg.leakThreshold > 0,
 		log:    cfg.logger.With("pool", cfg.name),
 		epoch:  time.Now(),
 		ctx:    ctx,
@@ -209,6 +212,7 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 	if flags == 0 && ctx.Err() == nil { // the plain path's first try, before any bookkeeping
 		if c := p.popIdle(); c != nil {
 			if p.vet(c, 0) {
+				p.stampUse(c)
 				return c, nil
 			}
 			op.rejects++
@@ -216,7 +220,19 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 	}
 	c, err := p.checkOut(&op)
 	p.doneWaiting(&op)
+	if c != nil {
+		p.stampUse(c)
+	}
 	return c, err
+}
+
+// stampUse stamps c, checked out on the plain path, for the use-time
+// histogram: the one cost WithUseTimeMetrics adds to it, with the clock
+// read of its Put (release). The observed path stamps in lent.
+func (p *Pool) stampUse(c *Conn) {
+	if p.timeUse {
+		c.pc.lentAt = clock.Ticks()
+	}
 }
 
 // doneWaiting adds a Get that queued to the wait histogram, once, however
@@ -352,7 +368,7 @@ func (p *Pool) TryGet() (*Conn, error) {
 // hooks, and records its loan under leak detection.
 func (p *Pool) lent(c *Conn) {
 	if p.stampLent {
-		c.pc.lentAt = p.now()
+		c.pc.lentAt = clock.Ticks()
 	}
 	if p.cfg.leakThreshold > 0 {
 		p.lend(c)

@@ -1,6 +1,10 @@
 package connpool
 
-import "time"
+import (
+	"time"
+
+	"github.com/connpool/connpool/internal/clock"
+)
 
 // The way back: a conn returned by its borrower, or back from a check or
 // a waiter that left, goes to the first waiter that can take it, to the
@@ -28,7 +32,10 @@ func (p *Pool) release(c *Conn) error {
 	if state&connReturned != 0 {
 		return ErrConnReturned
 	}
-	if !p.observed && state == 0 { // the plain path: a clean conn, nothing to report
+	if !p.observed && state == 0 { // the plain path: a clean conn, nothing to report but its use time
+		if p.timeUse {
+			p.useTime.observe(clock.Since(c.pc.lentAt))
+		}
 		if !p.putIdle(c.pc) {
 			p.putBack(c.pc, fromBorrower)
 		}
@@ -51,7 +58,7 @@ func (p *Pool) releaseObserved(c *Conn, state uint32) {
 	}
 	var held time.Duration
 	if p.stampLent {
-		held = time.Duration(p.now() - pc.lentAt)
+		held = clock.Since(pc.lentAt)
 	}
 	reason := p.brokenReason(pc, state)
 	if reason == keep && !p.putIdle(pc) {
