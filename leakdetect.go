@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/connpool/connpool/internal/callstack"
+	"github.com/connpool/connpool/internal/clock"
 )
 
 // Leak detection (WithLeakDetection). Each Get records a loan: when, and
@@ -29,7 +30,7 @@ const leakStackDepth = 16
 // for the flags.
 type loan struct {
 	pc       *poolConn
-	at       int64 // pool clock when the Get returned
+	at       int64 // clock.Ticks when the Get returned: the cheapest clock, as only differences are needed
 	depth    int
 	stack    [leakStackDepth]uintptr // return addresses (callstack.Capture), from lend's caller
 	cleanup  runtime.Cleanup         // reclaims pc if the Conn is dropped; stopped by its return
@@ -64,7 +65,7 @@ func WithLeakDetection(threshold time.Duration) Option {
 
 // lend records c's loan to the caller of Get.
 func (p *Pool) lend(c *Conn) {
-	l := &loan{pc: c.pc, at: p.now()}
+	l := &loan{pc: c.pc, at: clock.Ticks()}
 	l.depth = callstack.Capture(l.stack[:]) // from lend's caller: callSite trims the pool's frames
 	l.cleanup = runtime.AddCleanup(c, reclaimLoan, l)
 	c.pc.loan.Store(l)
@@ -90,7 +91,7 @@ func (c *Conn) endLoan() (reported bool, held time.Duration) {
 	if !l.reported.Load() {
 		return false, 0 // the common case reads no clock
 	}
-	return true, time.Duration(l.pc.pool.now() - l.at)
+	return true, clock.Since(l.at)
 }
 
 // reclaim frees the conn of a loan whose Conn became unreachable without
@@ -102,20 +103,20 @@ func (p *Pool) reclaim(l *loan) {
 	}
 	l.pc.loan.CompareAndSwap(l, nil)
 	p.log.Warn("connpool: a borrowed conn was dropped without Close; its slot is reclaimed",
-		"conn", l.pc.id, "held", time.Duration(p.now()-l.at).Round(time.Millisecond),
+		"conn", l.pc.id, "held", clock.Since(l.at).Round(time.Millisecond),
 		"borrowed_at", l.callSite())
 	p.closeConn(l.pc, CloseLeaked)
 }
 
 // findLeaks reports the loans held past the threshold that are not yet
 // reported. The maintainer calls it every threshold/4. It takes mu.
-func (p *Pool) findLeaks(now int64) {
-	threshold := int64(p.cfg.leakThreshold)
+func (p *Pool) findLeaks() {
+	now := clock.Ticks()
 	p.mu.Lock()
 	var found []*loan
 	for pc := range p.all {
 		l := pc.loan.Load()
-		if l != nil && !l.returned.Load() && now-l.at >= threshold && l.reported.CompareAndSwap(false, true) {
+		if l != nil && !l.returned.Load() && clock.Between(l.at, now) >= p.cfg.leakThreshold && l.reported.CompareAndSwap(false, true) {
 			found = append(found, l)
 		}
 	}
@@ -142,14 +143,14 @@ func (p *Pool) findLeaks(now int64) {
 		ls := sites[key]
 		p.log.Warn("connpool: conn held past the leak threshold",
 			"conns", len(ls), "first_conn", ls[0].pc.id,
-			"held", time.Duration(now-ls[0].at).Round(time.Millisecond),
+			"held", clock.Between(ls[0].at, now).Round(time.Millisecond),
 			"in_use", inUse, "max", p.cfg.maxConns, "waiting", waiting,
 			"borrowed_at", ls[0].callSite())
 	}
 	if p.hooks.LeakDetected != nil {
 		for _, l := range found {
 			emit(p, p.hooks.LeakDetected, LeakEvent{
-				Pool: p.name, ConnID: l.pc.id, Held: time.Duration(now - l.at), Stack: l.callSite(),
+				Pool: p.name, ConnID: l.pc.id, Held: clock.Between(l.at, now), Stack: l.callSite(),
 			})
 		}
 	}
@@ -195,7 +196,7 @@ func (p *Pool) Borrowed() []BorrowedConn {
 	p.idleMu.Lock() // the fast path moves holders under idleMu alone
 	var out []BorrowedConn
 	var loans []*loan
-	now := p.now()
+	now, ticks := p.now(), clock.Ticks()
 	for pc := range p.all {
 		if pc.holder != heldLent {
 			continue
@@ -203,7 +204,7 @@ func (p *Pool) Borrowed() []BorrowedConn {
 		b := BorrowedConn{ID: pc.id, Age: time.Duration(now - pc.born), RemoteAddr: pc.nc.RemoteAddr()}
 		l := pc.loan.Load()
 		if l != nil {
-			b.Held = time.Duration(now - l.at)
+			b.Held = clock.Between(l.at, ticks)
 		}
 		out = append(out, b)
 		loans = append(loans, l)

@@ -49,7 +49,7 @@ func (p *Pool) maintain() {
 		}
 		p.idleMu.SetYield(yieldlock.Oversubscribed()) // GOMAXPROCS may have changed
 		if now >= nextLeakScan {
-			p.findLeaks(now)
+			p.findLeaks()
 			nextLeakScan = now + leakScan
 		}
 		next := min(nextReap, nextCheck, nextLeakScan)

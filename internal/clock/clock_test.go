@@ -43,6 +43,18 @@ func TestSinceRefined(t *testing.T) {
 
 func TestSinceNeverNegative(t *testing.T) {
 	assert.Zero(t, clock.Since(clock.Ticks()+int64(time.Hour)))
+	now := clock.Ticks()
+	assert.Zero(t, clock.Between(now, now-1))
+	assert.Zero(t, clock.Between(now, now))
+}
+
+func TestBetweenIsSince(t *testing.T) {
+	start := clock.Ticks()
+	a := clock.Since(start)
+	end := clock.Ticks()
+	b := clock.Between(start, end)
+	assert.GreaterOrEqual(t, b, a)
+	assert.GreaterOrEqual(t, clock.Since(start), b)
 }
 
 func TestSinceMonotonic(t *testing.T) {

@@ -13,4 +13,8 @@ func Ticks() int64 { return nanotime() }
 
 // Since returns the time elapsed since start, a reading of Ticks; never
 // negative.
-func Since(start int64) time.Duration { return time.Duration(max(nanotime()-start, 0)) }
+func Since(start int64) time.Duration { return Between(start, nanotime()) }
+
+// Between returns the time from start to end, two readings of Ticks;
+// never negative.
+func Between(start, end int64) time.Duration { return time.Duration(max(end-start, 0)) }

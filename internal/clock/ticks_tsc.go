@@ -137,19 +137,22 @@ func Ticks() int64 {
 
 // Since returns the time elapsed since start, a reading of Ticks; never
 // negative.
-func Since(start int64) time.Duration {
+func Since(start int64) time.Duration { return Between(start, Ticks()) }
+
+// Between returns the time from start to end, two readings of Ticks;
+// never negative.
+func Between(start, end int64) time.Duration {
 	if !ready.Load() {
 		setup()
 	}
 	if !useTSC {
-		return time.Duration(max(nanotime()-start, 0))
+		return time.Duration(max(end-start, 0))
 	}
-	now := rdtsc()
 	r := cur.Load()
-	if r.refineAt != 0 && now > r.refineAt {
+	if r.refineAt != 0 && end > r.refineAt {
 		r = refine(r)
 	}
-	d := now - start
+	d := end - start
 	if d <= 0 {
 		return 0
 	}
