@@ -21,6 +21,17 @@ import (
 // call site. A Conn that becomes unreachable while lent (its borrower
 // dropped it without Close) is reclaimed by a cleanup the runtime runs
 // after a garbage collection: its socket is closed and its slot freed.
+//
+// The cleanup is one per Get, on the Conn it hands out, because that
+// wrapper is new to each Get (what makes a returned Conn dead to its old
+// holder) and its death is what "dropped without Close" means. One per
+// slab of wrappers, or per conn, would run only once every wrapper it
+// covers was dead, so that a returned handle an earlier borrower kept
+// would hide a leak for as long as it lived; reusing wrappers would
+// revive such handles. The return stops the cleanup: a dead wrapper's
+// cleanup would otherwise sit in its memory span's sorted list until the
+// next collection, making each registration walk past all of them, and
+// the collector would run one no-op cleanup per Get.
 
 // leakStackDepth is how many callers of Get a loan records.
 const leakStackDepth = 16
@@ -50,9 +61,12 @@ type loan struct {
 // collector, reported, and its slot freed (Stats.LeakedClosed), so that a
 // leak does not leave the pool one conn short for ever.
 //
-// It costs each Get a few hundred nanoseconds (the stack and a cleanup
-// registration) and an allocation. If threshold is 0, the default, there
-// is no detection; it must not be negative.
+// It costs each Get and its Put a few hundred nanoseconds (about 300 on
+// a 2.6 GHz amd64: BenchmarkGetPutObserved) and four allocations: the
+// borrower's stack, walked by its frame pointers on amd64 and arm64
+// (runtime.Callers elsewhere, several times slower), and a cleanup that
+// the runtime registers at Get and drops at Put. If threshold is 0, the
+// default, there is no detection; it must not be negative.
 func WithLeakDetection(threshold time.Duration) Option {
 	return poolOption(func(c *config) {
 		if threshold < 0 {
