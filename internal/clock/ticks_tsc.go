@@ -137,7 +137,15 @@ func Ticks() int64 {
 
 // Since returns the time elapsed since start, a reading of Ticks; never
 // negative.
-func Since(start int64) time.Duration { return Between(start, Ticks()) }
+func Since(start int64) time.Duration {
+	if !ready.Load() {
+		setup()
+	}
+	if !useTSC {
+		return time.Duration(max(nanotime()-start, 0))
+	}
+	return cycles(start, rdtsc())
+}
 
 // Between returns the time from start to end, two readings of Ticks;
 // never negative.
@@ -148,6 +156,11 @@ func Between(start, end int64) time.Duration {
 	if !useTSC {
 		return time.Duration(max(end-start, 0))
 	}
+	return cycles(start, end)
+}
+
+// cycles converts the TSC cycles from start to end to a duration.
+func cycles(start, end int64) time.Duration {
 	r := cur.Load()
 	if r.refineAt != 0 && end > r.refineAt {
 		r = refine(r)
