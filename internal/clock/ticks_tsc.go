@@ -21,6 +21,7 @@ func rdtsc() int64
 func cpuid(leaf uint32) (eax, ebx, ecx, edx uint32)
 
 // useTSC is decided once, by setup: whether ticks count TSC cycles.
+// With it, cur holds the rate.
 var (
 	setupOnce sync.Once
 	ready     atomic.Bool // setup has run
@@ -46,26 +47,41 @@ const (
 	refineAfter  = time.Second            // the refined rate: within about 1e-7
 )
 
-// setup decides whether to use the TSC and, if so, measures its rate.
+// setup decides whether to use the TSC and, if so, measures its rate. A
+// TSC that does not advance over calibrateFor, or whose rate is not that
+// of a processor clock (100 MHz to 10 GHz), is not used.
 func setup() {
 	setupOnce.Do(func() {
-		useTSC = invariantTSC() && kernelClocksource() == "tsc"
-		if useTSC {
-			t0, n0 := sample()
-			for {
-				t1, n1 := sample()
-				if n1-n0 >= int64(calibrateFor) && t1 > t0 {
-					cur.Store(&rate{
-						mult:     multFor(t1-t0, n1-n0),
-						refineAt: t0 + (t1-t0)*int64(refineAfter/calibrateFor),
-						t0:       t0, n0: n0,
-					})
-					break
-				}
+		if invariantTSC() && kernelClocksource() == "tsc" {
+			if r := calibrate(); r != nil {
+				cur.Store(r)
+				useTSC = true
 			}
 		}
 		ready.Store(true)
 	})
+}
+
+// calibrate measures the TSC's rate against nanotime over calibrateFor,
+// or returns nil if it is not a plausible processor clock.
+func calibrate() *rate {
+	t0, n0 := sample()
+	for {
+		t1, n1 := sample()
+		ns := n1 - n0
+		if ns < int64(calibrateFor) {
+			continue
+		}
+		hz := float64(t1-t0) / float64(ns) * 1e9
+		if hz < 100e6 || hz > 10e9 {
+			return nil
+		}
+		return &rate{
+			mult:     multFor(t1-t0, ns),
+			refineAt: t0 + int64(hz*refineAfter.Seconds()),
+			t0:       t0, n0: n0,
+		}
+	}
 }
 
 // invariantTSC reports whether CPUID says the TSC ticks at a constant
