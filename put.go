@@ -32,9 +32,10 @@ func (p *Pool) release(c *Conn) error {
 	if state&connReturned != 0 {
 		return ErrConnReturned
 	}
-	if !p.observed && state == 0 { // the plain path: a clean conn, nothing to report but its use time
+	if !p.observed && state == 0 { // the plain path: a clean conn, nothing to report
 		if p.timeUse {
-			p.useTime.observe(clock.Since(c.pc.lentAt))
+			p.releaseTimed(c.pc)
+			return nil
 		}
 		if !p.putIdle(c.pc) {
 			p.putBack(c.pc, fromBorrower)
@@ -43,6 +44,16 @@ func (p *Pool) release(c *Conn) error {
 	}
 	p.releaseObserved(c, state)
 	return nil
+}
+
+// releaseTimed is the plain path of release with use time on: it adds
+// pc's hold to the histogram before pc leaves its holder, then keeps it.
+// Apart, so that the plain path without it keeps its registers.
+func (p *Pool) releaseTimed(pc *poolConn) {
+	p.useTime.observe(clock.Since(pc.lentAt))
+	if !p.putIdle(pc) {
+		p.putBack(pc, fromBorrower)
+	}
 }
 
 // releaseObserved is release for a conn that may be broken, or whose
