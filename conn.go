@@ -26,6 +26,7 @@ type poolConn struct {
 	gen     uint64             // the pool's Reset generation when its dial started
 	born    int64              // pool clock when its dial ended
 	expires int64              // pool clock; 0 = no max lifetime
+	ep      *endpoint          // the address it was dialed to (resolve.go)
 
 	// Mutable, owned by the holder.
 	holder      holder // who holds it; written by the mover under mu or idleMu, read by checkInvariants under both
@@ -43,7 +44,27 @@ type poolConn struct {
 	lastUsed int64 // pool clock when last returned; 0 until the reaper stamps it
 
 	// Written with Pool.mu and Pool.idleMu held, so read under either.
-	retire bool // past its max lifetime while not idle: close on return
+	retire bool // past its max lifetime while not idle, or flagged by a drain or a rebalance: close on return
+	// why is, with retire, the reason a drain or a rebalance flagged it
+	// for (CloseAddressRemoved, CloseRebalanced), counted in its
+	// endpoint's leaving; 0 for one past its lifetime.
+	why CloseReason
+}
+
+// address is the address pc was dialed to.
+func (pc *poolConn) address() string {
+	if pc.ep == nil {
+		return pc.pool.address
+	}
+	return pc.ep.addr
+}
+
+// retiredReason is why a conn flagged retire is closed.
+func (pc *poolConn) retiredReason() CloseReason {
+	if pc.why != 0 {
+		return pc.why
+	}
+	return CloseLifetime
 }
 
 // wrapperSlab is how many Conn wrappers a conn allocates at once. Each Get
@@ -241,10 +262,18 @@ func (c *Conn) LocalAddr() net.Addr {
 	return c.pc.nc.LocalAddr()
 }
 
-// RemoteAddr returns the remote address of the connection.
+// RemoteAddr returns the remote address of the connection. For a pool
+// that resolves a host name, it is the address the pool dialed, the IP
+// picked from the resolved set with the pool's port, whatever conn the
+// dialer returned.
 func (c *Conn) RemoteAddr() net.Addr {
 	if c == nil || c.pc == nil {
 		return nil
+	}
+	if ep := c.pc.ep; ep != nil {
+		if a := ep.remoteAddr(); a != nil {
+			return a
+		}
 	}
 	return c.pc.nc.RemoteAddr()
 }

@@ -17,7 +17,9 @@ func (p *Pool) canDialLocked() bool {
 	return p.numOpen < p.cfg.maxConns && p.numDialing < p.cfg.maxConnecting
 }
 
-// backingOffLocked reports whether dials are paused after failures.
+// backingOffLocked reports whether dials are paused after failures: for
+// a pool of several addresses, whether every one of them backs off (see
+// refreshBackoffLocked).
 func (p *Pool) backingOffLocked(now int64) bool {
 	return p.failStreak > 0 && now < p.backoffUntil
 }
@@ -70,7 +72,7 @@ func (p *Pool) dispatchLocked() {
 func (p *Pool) startDialLocked(e *waitq.Elem[waiter], warm bool) {
 	p.reserveLocked(warm)
 	p.nextID++
-	d := dialOp{id: p.nextID, gen: p.gen.Load(), e: e, warm: warm, ctx: p.ctx}
+	d := dialOp{id: p.nextID, gen: p.gen.Load(), e: e, warm: warm, ctx: p.ctx, ep: p.pickLocked()}
 	if e != nil {
 		e.Value.dialing = true
 		d.ctx, d.use = e.Value.ctx, e.Value.use
@@ -87,6 +89,15 @@ type dialOp struct {
 	use  uint64              // e's use when the dial started
 	warm bool                // started by the maintainer for MinIdle
 	ctx  context.Context     // whose values the dialer sees
+	ep   *endpoint           // the address it dials; nil until the first resolve answers (awaitEndpoint)
+}
+
+// addr returns the address d dials, as its events report it.
+func (d *dialOp) addr(p *Pool) string {
+	if d.ep == nil {
+		return p.address
+	}
+	return d.ep.addr
 }
 
 // forWaiterLocked reports whether d's waiter record is still the Get it
@@ -102,16 +113,21 @@ func (d *dialOp) forWaiterLocked() bool { return d.e != nil && d.e.Value.use == 
 // socket is closed before its group slot is freed.
 func (p *Pool) dial(d dialOp) {
 	defer p.wg.Done()
+	addressed := d.ep != nil || p.awaitEndpoint(&d)
 	if p.hooks.DialStarted != nil {
-		emit(p, p.hooks.DialStarted, DialStartedEvent{Pool: p.name, ConnID: d.id})
+		emit(p, p.hooks.DialStarted, DialStartedEvent{Pool: p.name, ConnID: d.id, Address: d.addr(p)})
 	}
 	var nc net.Conn
 	var took time.Duration // the dialer's own time, without the wait for a group slot
-	err := p.acquireGroupSlot()
-	limited := err != nil // the pool closed while waiting for the group's cap: no slot held
+	var err error
+	limited := !addressed // the pool closed before the first resolve answered: no slot held
+	if addressed {
+		err = p.acquireGroupSlot()
+		limited = err != nil // the pool closed while waiting for the group's cap: no slot held
+	}
 	if !limited {
 		start := p.now()
-		nc, err = p.dialConn(d.ctx)
+		nc, err = p.dialConn(d.ctx, d.ep.addr)
 		took = time.Duration(p.now() - start)
 		if err == nil {
 			p.dialTime.observe(took)
@@ -120,7 +136,7 @@ func (p *Pool) dial(d dialOp) {
 		err = fmt.Errorf("connpool: dial %s %s: %w", p.network, p.address, ErrClosed)
 	}
 	if p.hooks.DialDone != nil {
-		emit(p, p.hooks.DialDone, DialDoneEvent{Pool: p.name, ConnID: d.id, Duration: took, Err: err})
+		emit(p, p.hooks.DialDone, DialDoneEvent{Pool: p.name, ConnID: d.id, Address: d.addr(p), Duration: took, Err: err})
 	}
 	var pc *poolConn
 	if err == nil {
@@ -131,6 +147,7 @@ func (p *Pool) dial(d dialOp) {
 	if d.forWaiterLocked() {
 		d.e.Value.dialing = false
 	}
+	p.endpointDialEndedLocked(d.ep, pc)
 	switch {
 	case limited, err != nil && p.closed.Load():
 		// Failed because the pool closed: no backoff, no waiter to fail.
@@ -153,13 +170,26 @@ func (p *Pool) dial(d dialOp) {
 func (p *Pool) dialed(pc *poolConn, d dialOp) {
 	p.dials++
 	p.dialEndedLocked(pc, d.warm)
-	recovered, streak := p.lastDialErr, p.failStreak
+	ep := d.ep
+	recovered, streak := p.lastDialErr, ep.failStreak
 	p.failStreak, p.lastDialErr = 0, nil
+	if ep.failStreak > 0 {
+		ep.failStreak = 0
+		p.refreshBackoffLocked()
+	}
 	reason := keep
-	if d.forWaiterLocked() && pc.gen == p.gen.Load() && !p.closed.Load() && p.dequeueLocked(d.e) {
-		p.deliverLocked(d.e, pc, true)
-	} else if reason = p.offer(pc, fromDial); reason != keep {
+	switch {
+	case ep.removed.Load():
+		// Its address left the set while it was dialed: its waiter, if
+		// any, stays queued for a dial elsewhere.
+		reason = CloseAddressRemoved
 		p.moveLocked(pc, heldClosing)
+	case d.forWaiterLocked() && pc.gen == p.gen.Load() && !p.closed.Load() && p.dequeueLocked(d.e):
+		p.deliverLocked(d.e, pc, true)
+	default:
+		if reason = p.offer(pc, fromDial); reason != keep {
+			p.moveLocked(pc, heldClosing)
+		}
 	}
 	p.dispatchLocked()
 	p.nudgeWarmer()
@@ -169,31 +199,36 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 		p.closeConn(pc, reason)
 	}
 	if streak > 0 {
-		p.log.Info("connpool: dial recovered", "failed_dials", streak, "last_error", recovered)
+		p.log.Info("connpool: dial recovered", "address", ep.addr, "failed_dials", streak, "last_error", recovered)
 	}
 }
 
-// dialFailed records a failed dial, starts or extends the backoff, and
-// fails the waiter the dial was for. mu must be held; dialFailed releases
-// it.
+// dialFailed records a failed dial, starts or extends its address's
+// backoff, and fails the waiter the dial was for, unless another address
+// can be dialed for it: the waiter then stays queued and dispatchLocked
+// dials for it there. mu must be held; dialFailed releases it.
 func (p *Pool) dialFailed(err error, d dialOp) {
 	p.dialEndedLocked(nil, d.warm)
 	p.releaseGroupSlot()
 	p.dialErrors++
 	p.failStreak++
-	streak := p.failStreak
 	p.lastDialErr = err
 	now := p.now()
+	ep := d.ep
+	ep.failStreak++
+	streak := ep.failStreak
 	pause := p.backoff(streak)
-	p.backoffUntil = now + int64(pause)
-	if d.forWaiterLocked() && p.dequeueLocked(d.e) {
+	ep.backoffUntil = now + int64(pause)
+	p.refreshBackoffLocked()
+	if d.forWaiterLocked() && !p.othersDialableLocked(ep, now) && p.dequeueLocked(d.e) {
 		p.failLocked(d.e, err)
 	}
 	p.dispatchLocked()
+	p.resolveSoonLocked(now)
 	p.mu.Unlock()
 	p.wakeMaintainer() // to retry warming when the backoff ends
 	if streak == 1 {
-		p.log.Warn("connpool: dial failed; backing off", "error", err, "retry_in", pause)
+		p.log.Warn("connpool: dial failed; backing off", "address", ep.addr, "error", err, "retry_in", pause)
 	}
 }
 
@@ -201,7 +236,7 @@ func (p *Pool) dialFailed(err error, d dialOp) {
 // parent but not its cancellation, ends at the dial timeout, and ends when
 // the pool closes. The caller's deadline neither cuts it short nor is
 // extended by it: a caller that stops waiting just leaves.
-func (p *Pool) dialConn(parent context.Context) (nc net.Conn, err error) {
+func (p *Pool) dialConn(parent context.Context, address string) (nc net.Conn, err error) {
 	ctx := context.WithoutCancel(parent)
 	var cancel context.CancelFunc
 	if p.cfg.dialTimeout > 0 {
@@ -212,15 +247,19 @@ func (p *Pool) dialConn(parent context.Context) (nc net.Conn, err error) {
 	defer cancel()
 	stop := context.AfterFunc(p.ctx, cancel)
 	defer stop()
-	nc, err = p.cfg.dialer(ctx, p.network, p.address)
+	nc, err = p.cfg.dialer(ctx, p.network, address)
+	where := address
+	if address != p.address {
+		where += " (" + p.address + ")"
+	}
 	switch {
 	case err != nil:
 		if nc != nil {
 			_ = nc.Close()
 		}
-		return nil, fmt.Errorf("connpool: dial %s %s: %w", p.network, p.address, err)
+		return nil, fmt.Errorf("connpool: dial %s %s: %w", p.network, where, err)
 	case nc == nil:
-		return nil, fmt.Errorf("connpool: dial %s %s: %w", p.network, p.address, errNilConn)
+		return nil, fmt.Errorf("connpool: dial %s %s: %w", p.network, where, errNilConn)
 	}
 	return nc, nil
 }
@@ -230,7 +269,7 @@ var errNilConn = errors.New("dialer returned neither a conn nor an error")
 // newPoolConn wraps nc, the conn dial d made.
 func (p *Pool) newPoolConn(nc net.Conn, d dialOp) *poolConn {
 	now := p.now()
-	pc := &poolConn{pool: p, nc: nc, check: sockcheck.New(nc), id: d.id, gen: d.gen, born: now, lastUsed: now,
+	pc := &poolConn{pool: p, nc: nc, check: sockcheck.New(nc), id: d.id, gen: d.gen, ep: d.ep, born: now, lastUsed: now,
 		ownWrappers: p.cfg.leakThreshold > 0}
 	if life := p.cfg.maxLifetime; life > 0 {
 		life -= rand.N(p.cfg.lifetimeJitter + 1)

@@ -58,7 +58,8 @@ func localPort(c net.Conn) int { return c.LocalAddr().(*net.TCPAddr).Port }
 // closedTotal adds up the conns closed for every reason.
 func closedTotal(s connpool.Stats) int64 {
 	return s.IdleClosed + s.LifetimeClosed + s.HealthFailures + s.BrokenClosed +
-		s.MaxIdleClosed + s.ReleasedClosed + s.PoolClosed + s.ResetClosed + s.DetachedClosed + s.LeakedClosed + s.ResizedClosed
+		s.MaxIdleClosed + s.ReleasedClosed + s.PoolClosed + s.ResetClosed + s.DetachedClosed + s.LeakedClosed + s.ResizedClosed +
+		s.AddressRemovedClosed + s.RebalancedClosed
 }
 
 // checkBooks asserts the invariants that must hold whenever the pool is

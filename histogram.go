@@ -118,7 +118,8 @@ func (s Stats) String() string {
 		{"closed max idle", s.MaxIdleClosed}, {"released", s.ReleasedClosed},
 		{"closed by pool", s.PoolClosed}, {"closed by reset", s.ResetClosed},
 		{"detached", s.DetachedClosed}, {"leaked", s.LeakedClosed},
-		{"closed by resize", s.ResizedClosed}, {"leaks reported", s.Leaks},
+		{"closed by resize", s.ResizedClosed}, {"closed address removed", s.AddressRemovedClosed},
+		{"rebalanced", s.RebalancedClosed}, {"resolve errors", s.ResolveErrors}, {"leaks reported", s.Leaks},
 	} {
 		if c.n != 0 {
 			fmt.Fprintf(&b, ", %s %d", c.name, c.n)

@@ -66,6 +66,10 @@ type Hooks struct {
 	// LeakDetected is called for each conn held past the leak threshold
 	// ([WithLeakDetection]), once.
 	LeakDetected func(LeakEvent)
+	// Resolved is called after each lookup of the pool's host name
+	// ([WithResolver]), once its answer is applied: the idle conns of
+	// removed addresses are closed by then.
+	Resolved func(ResolveEvent)
 }
 
 // Chain returns hooks that call h's hook and then next's for each event.
@@ -85,6 +89,7 @@ func (h Hooks) Chain(next Hooks) Hooks {
 		ConnClosed:      chain(h.ConnClosed, next.ConnClosed),
 		HealthCheckDone: chain(h.HealthCheckDone, next.HealthCheckDone),
 		LeakDetected:    chain(h.LeakDetected, next.LeakDetected),
+		Resolved:        chain(h.Resolved, next.Resolved),
 	}
 }
 
@@ -108,14 +113,16 @@ type PoolEvent struct {
 
 // DialStartedEvent is a dial beginning.
 type DialStartedEvent struct {
-	Pool   string
-	ConnID uint64 // the id the conn will have: unique within the pool, increasing in dial order
+	Pool    string
+	ConnID  uint64 // the id the conn will have: unique within the pool, increasing in dial order
+	Address string // the address dialed: "ip:port" of a resolved host name, else the pool's address
 }
 
 // DialDoneEvent is a dial that returned.
 type DialDoneEvent struct {
 	Pool     string
 	ConnID   uint64
+	Address  string        // as in DialStartedEvent
 	Duration time.Duration // the dialer's, without a wait for a Group's cap
 	Err      error         // nil when the dial made a conn
 }
@@ -204,10 +211,23 @@ type PutEvent struct {
 
 // ConnClosedEvent is a conn that the pool closed or that was detached.
 type ConnClosedEvent struct {
-	Pool   string
-	ConnID uint64
-	Age    time.Duration // since its dial ended
-	Reason CloseReason
+	Pool    string
+	ConnID  uint64
+	Address string        // the address it went to, as in DialStartedEvent
+	Age     time.Duration // since its dial ended
+	Reason  CloseReason
+}
+
+// ResolveEvent is a lookup of the pool's host name ([WithResolver]).
+type ResolveEvent struct {
+	Pool string
+	// Addresses is the set dials go to now, "ip:port" each: after a
+	// failed lookup, the last good set (or the pool's address as given,
+	// before any lookup succeeded).
+	Addresses []string
+	Added     []string // addresses new in the set
+	Removed   []string // addresses that left it, now draining
+	Err       error    // the lookup's error, or nil
 }
 
 // HealthCheckEvent is a background check of an idle conn.
@@ -254,7 +274,7 @@ func (p *Pool) emitPool(f func(PoolEvent)) {
 
 func (p *Pool) emitConnClosed(pc *poolConn, reason CloseReason) {
 	emit(p, p.hooks.ConnClosed, ConnClosedEvent{
-		Pool: p.name, ConnID: pc.id, Age: time.Duration(p.now() - pc.born), Reason: reason.public(),
+		Pool: p.name, ConnID: pc.id, Address: pc.address(), Age: time.Duration(p.now() - pc.born), Reason: reason.public(),
 	})
 }
 

@@ -151,6 +151,10 @@ func closeCounter(s *connpool.Stats, r connpool.CloseReason) *int64 {
 		return &s.LeakedClosed
 	case connpool.CloseResized:
 		return &s.ResizedClosed
+	case connpool.CloseAddressRemoved:
+		return &s.AddressRemovedClosed
+	case connpool.CloseRebalanced:
+		return &s.RebalancedClosed
 	}
 	panic(fmt.Sprintf("no counter for %v", r))
 }

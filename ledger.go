@@ -69,6 +69,14 @@ const (
 	// pool was over a cap lowered by [Pool.SetMaxConns], or idle when it
 	// was lowered.
 	CloseResized
+	// CloseAddressRemoved: its address left the set the pool's host name
+	// resolves to; idle, it is closed at the resolve that found it gone,
+	// else when it comes back.
+	CloseAddressRemoved
+	// CloseRebalanced: retired, idle or on return, to move its share to
+	// an address with fewer conns ([WithRebalanceRate]); the pool dials
+	// its replacement.
+	CloseRebalanced
 
 	// closeRejected is CloseUnhealthy for an idle conn that a Get had
 	// already popped: counted apart, so that Stats can tell the pops that
@@ -81,19 +89,21 @@ const (
 const keep CloseReason = 0
 
 var closeReasonNames = [...]string{
-	keep:           "kept",
-	CloseIdle:      "idle",
-	CloseLifetime:  "lifetime",
-	CloseUnhealthy: "unhealthy",
-	CloseBroken:    "broken",
-	CloseMaxIdle:   "max_idle",
-	CloseReleased:  "released",
-	ClosePool:      "pool_closed",
-	CloseReset:     "reset",
-	CloseDetached:  "detached",
-	CloseLeaked:    "leaked",
-	CloseResized:   "resized",
-	closeRejected:  "unhealthy",
+	keep:                "kept",
+	CloseIdle:           "idle",
+	CloseLifetime:       "lifetime",
+	CloseUnhealthy:      "unhealthy",
+	CloseBroken:         "broken",
+	CloseMaxIdle:        "max_idle",
+	CloseReleased:       "released",
+	ClosePool:           "pool_closed",
+	CloseReset:          "reset",
+	CloseDetached:       "detached",
+	CloseLeaked:         "leaked",
+	CloseResized:        "resized",
+	CloseAddressRemoved: "address_removed",
+	CloseRebalanced:     "rebalanced",
+	closeRejected:       "unhealthy",
 }
 
 // String returns the reason in snake case, as metrics labels want it:
@@ -186,6 +196,7 @@ func (p *Pool) closeConn(pc *poolConn, reason CloseReason) {
 	p.closes[reason]++
 	p.checkUnderCapLocked()
 	p.dispatchLocked()
+	p.endpointClosedLocked(pc, reason)
 	p.nudgeWarmer()
 	p.checkDrained()
 	p.mu.Unlock()
@@ -262,6 +273,7 @@ func (p *Pool) checkInvariants() error {
 			fail("%d conns held %s, but the count is %d", c.held, c.name, c.count)
 		}
 	}
+	p.checkEndpointsLocked(fail)
 	if q := int(p.queued.Load()); q < p.waiters.Len() {
 		fail("queued %d is below the %d waiters", q, p.waiters.Len())
 	}

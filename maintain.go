@@ -17,8 +17,9 @@ const maxParallelChecks = 8
 
 // maintain is the pool's one background goroutine. It sleeps until the
 // next thing is due (a conn's idle or lifetime deadline, the health check
-// interval, the end of a dial backoff) or until woken (warming fell behind
-// MinIdle, a dial failed), and returns when the pool closes.
+// interval, the end of a dial backoff, a resolve or a rebalance round) or
+// until woken (warming fell behind MinIdle, a dial failed, a resolve
+// answered), and returns when the pool closes.
 func (p *Pool) maintain() {
 	defer p.wg.Done()
 	timer := time.NewTimer(time.Hour)
@@ -52,7 +53,7 @@ func (p *Pool) maintain() {
 			p.findLeaks()
 			nextLeakScan = now + leakScan
 		}
-		next := min(nextReap, nextCheck, nextLeakScan)
+		next := min(nextReap, nextCheck, nextLeakScan, p.steer(now))
 		if retry := p.warm(); retry > 0 {
 			next = min(next, retry)
 		}
@@ -105,7 +106,7 @@ func (p *Pool) reap(now int64) (next int64) {
 	for _, pc := range victims {
 		reason := CloseIdle
 		if pc.retire {
-			reason = CloseLifetime
+			reason = pc.retiredReason()
 		}
 		p.closeConn(pc, reason)
 	}

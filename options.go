@@ -123,19 +123,22 @@ type config struct {
 	backoffMin     time.Duration
 	backoffMax     time.Duration
 
-	checker        HealthChecker
-	checkInterval  time.Duration
-	checkTimeout   time.Duration
-	checkTimeSet   bool
-	livenessOnGet  bool
-	dialer         DialFunc
-	logger         *slog.Logger
-	name           string // "" until set: New names the pool "network address"
-	maxWaiters     int    // 0: no limit
-	useTimeMetrics bool
-	leakThreshold  time.Duration // 0: no leak detection
-	hooks          Hooks
-	invalidOptions []error // found while applying options, reported by New
+	checker         HealthChecker
+	checkInterval   time.Duration
+	checkTimeout    time.Duration
+	checkTimeSet    bool
+	livenessOnGet   bool
+	dialer          DialFunc
+	resolver        Resolver
+	resolveInterval time.Duration
+	rebalanceRate   int
+	logger          *slog.Logger
+	name            string // "" until set: New names the pool "network address"
+	maxWaiters      int    // 0: no limit
+	useTimeMetrics  bool
+	leakThreshold   time.Duration // 0: no leak detection
+	hooks           Hooks
+	invalidOptions  []error // found while applying options, reported by New
 
 	limit *groupLimit // the cap of the pool's group, or nil
 }
@@ -149,22 +152,27 @@ const (
 	DefaultHealthCheckTimeout  = 5 * time.Second
 	DefaultDialBackoffMin      = 100 * time.Millisecond
 	DefaultDialBackoffMax      = 5 * time.Second
+	DefaultResolveInterval     = 30 * time.Second
+	DefaultRebalanceRate       = 4
 	defaultKeepAlive           = 15 * time.Second
 )
 
 func defaultConfig() config {
 	return config{
-		maxConns:      max(4, 4*runtime.GOMAXPROCS(0)),
-		idleTimeout:   DefaultIdleTimeout,
-		maxLifetime:   DefaultMaxLifetime,
-		dialTimeout:   DefaultDialTimeout,
-		backoffMin:    DefaultDialBackoffMin,
-		backoffMax:    DefaultDialBackoffMax,
-		checker:       Liveness(),
-		checkInterval: DefaultHealthCheckInterval,
-		livenessOnGet: true,
-		dialer:        defaultDialer.DialContext,
-		logger:        slog.New(slog.DiscardHandler),
+		maxConns:        max(4, 4*runtime.GOMAXPROCS(0)),
+		idleTimeout:     DefaultIdleTimeout,
+		maxLifetime:     DefaultMaxLifetime,
+		dialTimeout:     DefaultDialTimeout,
+		backoffMin:      DefaultDialBackoffMin,
+		backoffMax:      DefaultDialBackoffMax,
+		checker:         Liveness(),
+		checkInterval:   DefaultHealthCheckInterval,
+		livenessOnGet:   true,
+		dialer:          defaultDialer.DialContext,
+		resolver:        net.DefaultResolver,
+		resolveInterval: DefaultResolveInterval,
+		rebalanceRate:   DefaultRebalanceRate,
+		logger:          slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -240,6 +248,74 @@ func WithDialer(dial DialFunc) Option {
 			return
 		}
 		c.dialer = dial
+	})
+}
+
+// WithResolver sets the resolver a pool uses for a host name. The pool
+// of a "tcp", "tcp4" or "tcp6" address whose host is a name (not an IP
+// literal) looks up every A and AAAA record of the name through r (only
+// A records for "tcp4", AAAA for "tcp6") and spreads its conns over the
+// addresses: each dial goes, through the dialer, to "ip:port" of the
+// address with the fewest conns open or dialing, so that with every
+// address healthy their counts differ by at most one. The pool looks the
+// name up again every [WithResolveInterval], and soon after a dial
+// fails. An address that leaves the set is drained: its idle conns close
+// at the resolve that saw it go (Stats.AddressRemovedClosed), no Get is
+// handed a conn to it after that resolve, and borrowed ones close when
+// they come back. A new address gets its share as [WithRebalanceRate]
+// moves conns to it. A failed lookup keeps the last good set, and the
+// first failure of a streak is logged; until a lookup first succeeds,
+// dials go to the address as given, and the dialer resolves it. Each
+// address backs off on its own after failed dials ([WithDialBackoff]):
+// Gets are served by the others, and fail fast only when every address
+// backs off. [Stats] reports each address (Stats.Addresses), and each
+// conn's RemoteAddr is the address it goes to. The lookup's context ends
+// at the dial timeout, or DefaultDialTimeout if there is none. r must not
+// be nil; the default is [net.DefaultResolver]. An IP literal, or another
+// network, is dialed as given, with no lookup.
+func WithResolver(r Resolver) Option {
+	return poolOption(func(c *config) {
+		if r == nil {
+			c.invalid("WithResolver(nil): the resolver must not be nil")
+			return
+		}
+		c.resolver = r
+	})
+}
+
+// WithResolveInterval sets how often a pool of a host name looks the name
+// up again ([WithResolver]): each wait is d shortened by up to a tenth at
+// random, so that pools do not query in step and a change is seen within
+// d; after a failed dial the next lookup comes within d/10. d must be
+// positive. The default is 30s. It is also the period of
+// [WithRebalanceRate].
+func WithResolveInterval(d time.Duration) Option {
+	return poolOption(func(c *config) {
+		if d <= 0 {
+			c.invalid("WithResolveInterval(%v): must be positive", d)
+			return
+		}
+		c.resolveInterval = d
+	})
+}
+
+// WithRebalanceRate bounds how fast a pool of a host name moves conns to
+// an address that has fewer than its share, such as one just added to
+// the name's records or one that came back after failed dials: at most n
+// conns are retired per resolve interval, from the addresses with the
+// most conns, idle ones first (closed at once) and then borrowed ones
+// (closed when they come back), each replaced by a dial that goes where
+// conns are fewest (Stats.RebalancedClosed). So the addresses end up
+// within one conn of each other without a reconnect storm. n must not be
+// negative; 0 turns rebalancing off, and a new address then gets only new
+// dials. The default is 4 (DefaultRebalanceRate).
+func WithRebalanceRate(n int) Option {
+	return poolOption(func(c *config) {
+		if n < 0 {
+			c.invalid("WithRebalanceRate(%d): must not be negative", n)
+			return
+		}
+		c.rebalanceRate = n
 	})
 }
 

@@ -3,6 +3,7 @@ package connpool
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,7 +15,8 @@ import (
 )
 
 // Pool is a pool of connections to one network address. It is safe for
-// concurrent use. Create one with [New]; release it with [Pool.Close] or
+// concurrent use. For a host name it spreads its conns over every
+// address the name resolves to ([WithResolver]). Create one with [New]; release it with [Pool.Close] or
 // [Pool.Shutdown].
 //
 // Lock naming: a method whose name ends in Locked is called with mu held
@@ -84,9 +86,23 @@ type Pool struct {
 	lastDialErr  error
 	backoffUntil int64 // pool clock
 
+	// The addresses dials go to (resolve.go): eps is the set, in the
+	// order first seen, and draining the addresses removed from it that
+	// still have conns open or dialing. Each endpoint's counts are
+	// guarded by mu too.
+	eps           []*endpoint
+	draining      []*endpoint
+	resolving     bool  // a resolve is in flight
+	nextResolve   int64 // pool clock
+	resolveStreak int   // consecutive failed resolves, logged once per streak
+	nextRebalance int64 // pool clock; 0 when no round is scheduled
+	lastRebalance int64 // pool clock of the last round that retired a conn
+
 	// Counters; Stats adds them up.
 	dials          int64
 	dialErrors     int64
+	resolves       int64
+	resolveErrors  int64
 	waitCount      int64
 	timeouts       int64
 	tooManyWaiters int64
@@ -105,7 +121,12 @@ type Pool struct {
 
 	// Read-only after New.
 	network, address string
-	name             string
+	// host is the name the pool resolves, with the port its addresses
+	// get and the resolver's network; "" for an address it dials as
+	// given. resolvedOnce is closed when the first resolve has answered.
+	host, port, lookupNet string
+	resolvedOnce          chan struct{}
+	name                  string
 	cfg              config
 	hooks            Hooks
 	stampLent        bool // a Put hook or the use-time histogram wants the time a conn was held
@@ -134,7 +155,10 @@ func (p *Pool) inUseIdleLocked() int {
 const maxRejects = 3
 
 // New returns a pool of connections to address on network ("tcp",
-// "tcp4", "unix", or whatever the dialer understands). It validates the
+// "tcp4", "unix", or whatever the dialer understands). When network is
+// "tcp", "tcp4" or "tcp6" and address is a host name with a port, the
+// pool resolves the name itself and spreads its conns over every address
+// it gets, re-resolving on an interval; see [WithResolver]. It validates the
 // options and returns a nil pool and an error wrapping [ErrInvalidOption],
 // naming each bad option, when they are wrong. New does not dial: warming
 // starts in the background.
@@ -160,6 +184,13 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 		cancel: cancel,
 		wake:   make(chan struct{}, 1),
 		all:    make(map[*poolConn]struct{}),
+	}
+	p.host, p.port, p.lookupNet = resolvable(network, address)
+	if p.host == "" {
+		p.eps = []*endpoint{p.newEndpoint(netip.Addr{})}
+	} else {
+		p.resolvedOnce = make(chan struct{})
+		p.lastRebalance = -int64(cfg.resolveInterval)
 	}
 	p.freeWaiters.New = newWaiterElem
 	p.idleMu.SetYield(yieldlock.Oversubscribed())
@@ -328,6 +359,9 @@ func (p *Pool) accept(d delivery, op *getOp) bool {
 	switch {
 	case pc.gen != p.gen.Load():
 		p.closeConn(pc, CloseReset)
+		return false
+	case pc.ep.removed.Load(): // handed over before a resolve drained its address
+		p.closeConn(pc, CloseAddressRemoved)
 		return false
 	case d.fresh:
 		p.misses.Add(1)

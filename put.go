@@ -156,7 +156,7 @@ func (p *Pool) offer(pc *poolConn, from comeback) CloseReason {
 	case pc.gen != p.gen.Load():
 		return CloseReset
 	case pc.retire:
-		return CloseLifetime
+		return pc.retiredReason()
 	case p.closed.Load():
 		return ClosePool
 	case p.overCap.Load() && from != fromDial:

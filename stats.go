@@ -1,6 +1,9 @@
 package connpool
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Stats is a snapshot of a pool's state and counters, from [Pool.Stats].
 // Gauges are values now; counters only grow from the pool's creation.
@@ -8,7 +11,8 @@ import "time"
 //
 //	Dials = OpenConns + IdleClosed + LifetimeClosed + HealthFailures +
 //	        BrokenClosed + MaxIdleClosed + ReleasedClosed + PoolClosed +
-//	        ResetClosed + DetachedClosed + LeakedClosed + ResizedClosed
+//	        ResetClosed + DetachedClosed + LeakedClosed + ResizedClosed +
+//	        AddressRemovedClosed + RebalancedClosed
 type Stats struct {
 	Name string // the pool's name (WithName)
 
@@ -46,6 +50,24 @@ type Stats struct {
 	DetachedClosed int64 // conns taken out of the pool by Conn.Detach
 	LeakedClosed   int64 // conns reclaimed after their borrower dropped the Conn unclosed (WithLeakDetection)
 	ResizedClosed  int64 // conns closed because the pool was over a cap lowered by SetMaxConns
+	// AddressRemovedClosed counts conns closed because their address
+	// left the set the pool's host name resolves to (WithResolver).
+	AddressRemovedClosed int64
+	// RebalancedClosed counts conns retired to move their share to an
+	// address with fewer conns (WithRebalanceRate).
+	RebalancedClosed int64
+
+	// Resolves and ResolveErrors count the lookups of the pool's host
+	// name that succeeded and failed (WithResolver); both stay 0 for an
+	// address the pool dials as given.
+	Resolves      int64
+	ResolveErrors int64
+	// Addresses describes each address dials go to, in the order the
+	// pool first saw them, then those removed that still have conns open
+	// (Draining). It is nil for a pool that dials its address as given
+	// (an IP literal, a network other than TCP: the pool's own counts
+	// say it all), and until a pool's first lookup answers.
+	Addresses []AddressStats
 
 	Leaks int64 // conns reported as held past the leak threshold (WithLeakDetection)
 
@@ -56,6 +78,23 @@ type Stats struct {
 	WaitTime Histogram
 	DialTime Histogram
 	UseTime  Histogram
+}
+
+// AddressStats is the state of one address of a pool, in [Stats].
+type AddressStats struct {
+	Address    string // "ip:port" as dialed, or the pool's address as given
+	Open       int    // conns to it open now: InUse + Idle + those being closed
+	InUse      int    // of Open, borrowed now
+	Idle       int    // of Open, idle now, including those under a background check
+	Dialing    int    // dials to it in flight now
+	Dials      int64  // successful dials to it
+	DialErrors int64  // failed dials to it
+	// BackingOff says that dials to it are paused after failures
+	// (WithDialBackoff); the pool's other addresses are dialed meanwhile.
+	BackingOff bool
+	// Draining says that it left the resolved set: no Get is handed a
+	// conn to it any more, and its conns close as they come back.
+	Draining bool
 }
 
 // CloseReasons returns every reason the pool closes a conn for, in the
@@ -95,6 +134,10 @@ func (s Stats) Closed(r CloseReason) int64 {
 		return s.LeakedClosed
 	case CloseResized:
 		return s.ResizedClosed
+	case CloseAddressRemoved:
+		return s.AddressRemovedClosed
+	case CloseRebalanced:
+		return s.RebalancedClosed
 	}
 	return 0
 }
@@ -142,9 +185,58 @@ func (p *Pool) Stats() Stats {
 		ResizedClosed:  c[CloseResized],
 		Leaks:          p.leaks.Load(),
 
+		AddressRemovedClosed: c[CloseAddressRemoved],
+		RebalancedClosed:     c[CloseRebalanced],
+		Resolves:             p.resolves,
+		ResolveErrors:        p.resolveErrors,
+		Addresses:            p.addressStatsIdleLocked(),
+
 		OldestWait: p.oldestWaitLocked(),
 		WaitTime:   p.waitTime.snapshot(),
 		DialTime:   p.dialTime.snapshot(),
 		UseTime:    p.useTime.snapshot(),
 	}
+}
+
+// addressStatsIdleLocked returns the stats of each address, the current
+// set first, then the draining ones, or nil for a pool that does not
+// resolve. mu and idleMu must be held. A pool of one address is counted
+// from the pool's own counts; otherwise it walks the open conns.
+func (p *Pool) addressStatsIdleLocked() []AddressStats {
+	n := len(p.eps) + len(p.draining)
+	if n == 0 || p.host == "" {
+		return nil
+	}
+	now := p.now()
+	out := make([]AddressStats, 0, n)
+	for _, list := range [][]*endpoint{p.eps, p.draining} {
+		for _, ep := range list {
+			out = append(out, AddressStats{
+				Address: ep.addr, Open: ep.open, Dialing: ep.dialing, Dials: ep.dials, DialErrors: ep.dialErrors,
+				BackingOff: ep.backingOffLocked(now), Draining: ep.removed.Load(),
+			})
+		}
+	}
+	if n == 1 {
+		out[0].InUse = p.inUseIdleLocked()
+		out[0].Idle = p.idle.Len() + p.numChecking
+		return out
+	}
+	at := make(map[*endpoint]int, n)
+	for i, ep := range slices.Concat(p.eps, p.draining) {
+		at[ep] = i
+	}
+	for pc := range p.all {
+		i, ok := at[pc.ep]
+		if !ok {
+			continue
+		}
+		switch pc.holder {
+		case heldIdle, heldChecking:
+			out[i].Idle++
+		case heldLent:
+			out[i].InUse++
+		}
+	}
+	return out
 }
