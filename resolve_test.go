@@ -1,0 +1,685 @@
+package connpool_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connpool/connpool"
+	"github.com/connpool/connpool/internal/testserver"
+)
+
+// The tests of resolve.go: a pool of a host name against echo servers on
+// 127.0.0.2, 127.0.0.3, ... (on Linux all of 127/8 is on lo), one port
+// for all, behind a fake resolver.
+
+// backends is a set of echo servers on one port, one per loopback IP.
+type backends struct {
+	port string
+	srvs map[netip.Addr]*testserver.Server
+	ips  []netip.Addr
+}
+
+// startBackends starts n echo servers on 127.0.0.2 to 127.0.0.(n+1), on
+// a port free on all of them, closed at the end of the test.
+func startBackends(t *testing.T, n int) *backends {
+	t.Helper()
+	for range 20 {
+		b := &backends{srvs: make(map[netip.Addr]*testserver.Server)}
+		ok := true
+		for i := range n {
+			ip := netip.AddrFrom4([4]byte{127, 0, 0, byte(i + 2)})
+			srv, err := testserver.StartAt(net.JoinHostPort(ip.String(), b.portOr0()))
+			if err != nil {
+				ok = false
+				break
+			}
+			if b.port == "" {
+				_, b.port, _ = net.SplitHostPort(srv.Addr())
+			}
+			b.srvs[ip] = srv
+			b.ips = append(b.ips, ip)
+		}
+		if ok {
+			t.Cleanup(b.close)
+			return b
+		}
+		b.close() // the port was taken on a later IP: try another
+	}
+	t.Fatal("no port free on every loopback address")
+	return nil
+}
+
+func (b *backends) portOr0() string {
+	if b.port == "" {
+		return "0"
+	}
+	return b.port
+}
+
+func (b *backends) close() {
+	for _, s := range b.srvs {
+		s.Close()
+	}
+}
+
+// name is the host:port the pools dial: a name only the fake resolver
+// knows.
+func (b *backends) name() string { return net.JoinHostPort("svc.test", b.port) }
+
+func (b *backends) addr(ip netip.Addr) string { return net.JoinHostPort(ip.String(), b.port) }
+
+// open returns the conns open at each server's end.
+func (b *backends) open() []int {
+	out := make([]int, len(b.ips))
+	for i, ip := range b.ips {
+		out[i] = b.srvs[ip].Open()
+	}
+	return out
+}
+
+// fakeResolver answers with the set it is given, or its error, and counts
+// the lookups.
+type fakeResolver struct {
+	mu    sync.Mutex
+	ips   []netip.Addr
+	err   error
+	calls atomic.Int64
+}
+
+func newFakeResolver(ips ...netip.Addr) *fakeResolver { return &fakeResolver{ips: ips} }
+
+func (r *fakeResolver) set(ips ...netip.Addr) {
+	r.mu.Lock()
+	r.ips, r.err = ips, nil
+	r.mu.Unlock()
+}
+
+func (r *fakeResolver) fail(err error) {
+	r.mu.Lock()
+	r.err = err
+	r.mu.Unlock()
+}
+
+func (r *fakeResolver) LookupNetIP(_ context.Context, _, _ string) ([]netip.Addr, error) {
+	r.calls.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ips), r.err
+}
+
+// resolvedEvents returns hooks that send every Resolved event to the
+// channel, never blocking the pool.
+func resolvedEvents() (connpool.Hooks, <-chan connpool.ResolveEvent) {
+	ch := make(chan connpool.ResolveEvent, 1024)
+	return connpool.Hooks{Resolved: func(e connpool.ResolveEvent) {
+		select {
+		case ch <- e:
+		default:
+		}
+	}}, ch
+}
+
+// awaitResolve waits for a Resolved event that f accepts.
+func awaitResolve(t *testing.T, ch <-chan connpool.ResolveEvent, f func(connpool.ResolveEvent) bool) connpool.ResolveEvent {
+	t.Helper()
+	timeout := time.After(waitFor)
+	for {
+		select {
+		case e := <-ch:
+			if f(e) {
+				return e
+			}
+		case <-timeout:
+			t.Fatal("no such Resolved event")
+		}
+	}
+}
+
+func remoteIP(t *testing.T, c net.Conn) netip.Addr {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	require.NoError(t, err)
+	return ap.Addr()
+}
+
+func addressStats(s connpool.Stats, addr string) (connpool.AddressStats, bool) {
+	for _, a := range s.Addresses {
+		if a.Address == addr {
+			return a, true
+		}
+	}
+	return connpool.AddressStats{}, false
+}
+
+// TestResolveSpreadsConnsEvenly: three records, thirty conns, ten at each
+// server, whether the Gets come one by one or all at once; each conn's
+// RemoteAddr is the server it reached.
+func TestResolveSpreadsConnsEvenly(t *testing.T) {
+	for _, concurrent := range []bool{false, true} {
+		t.Run(fmt.Sprintf("concurrent=%v", concurrent), func(t *testing.T) {
+			b := startBackends(t, 3)
+			r := newFakeResolver(b.ips...)
+			p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithMaxConns(30))
+			stop := watchLedger(t, p)
+			conns := make([]*connpool.Conn, 30)
+			if concurrent {
+				errs := make(chan error, len(conns))
+				var wg sync.WaitGroup
+				for i := range conns {
+					wg.Go(func() {
+						c, err := p.Get(context.Background())
+						conns[i] = c
+						errs <- err
+					})
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					require.NoError(t, err)
+				}
+			} else {
+				conns = holdAll(t, p, len(conns))
+			}
+			perIP := map[netip.Addr]int{}
+			for _, c := range conns {
+				mustRoundTrip(t, c, "hello")
+				ip := remoteIP(t, c)
+				perIP[ip]++
+				assert.Equal(t, ip.String(), c.Unwrap().RemoteAddr().(*net.TCPAddr).IP.String(), "RemoteAddr is where the socket goes")
+			}
+			for _, ip := range b.ips {
+				assert.Equal(t, 10, perIP[ip], "conns to %v", ip)
+			}
+			require.Eventually(t, func() bool { return slices.Equal(b.open(), []int{10, 10, 10}) }, waitFor, tick)
+			st := p.Stats()
+			require.Len(t, st.Addresses, 3)
+			for i, a := range st.Addresses {
+				assert.Equal(t, b.addr(b.ips[i]), a.Address)
+				assert.Equal(t, 10, a.Open)
+				assert.Equal(t, 10, a.InUse)
+				assert.Equal(t, int64(10), a.Dials)
+				assert.False(t, a.Draining)
+			}
+			for _, c := range conns {
+				require.NoError(t, c.Close())
+			}
+			stop()
+		})
+	}
+}
+
+// TestIPLiteralIsNotResolved: an IP literal is dialed as given; the
+// resolver is never asked, and Stats has no per-address entries.
+func TestIPLiteralIsNotResolved(t *testing.T) {
+	srv := startServer(t)
+	r := newFakeResolver()
+	var dialed []string
+	var mu sync.Mutex
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		mu.Lock()
+		dialed = append(dialed, address)
+		mu.Unlock()
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}
+	p := newPool(t, srv.Addr(), connpool.WithResolver(r), connpool.WithResolveInterval(time.Millisecond), connpool.WithDialer(dial))
+	c := getConn(t, p)
+	mustRoundTrip(t, c, "x")
+	assert.Equal(t, srv.Addr(), c.RemoteAddr().String())
+	require.NoError(t, c.Close())
+	assert.Zero(t, r.calls.Load())
+	mu.Lock()
+	assert.Equal(t, []string{srv.Addr()}, dialed)
+	mu.Unlock()
+	assert.Nil(t, p.Stats().Addresses)
+}
+
+// TestResolveDialsIPPortThroughTheDialer: the dialer is asked for the
+// picked "ip:port", and events name it.
+func TestResolveDialsIPPortThroughTheDialer(t *testing.T) {
+	b := startBackends(t, 2)
+	var mu sync.Mutex
+	var dialed, started, closed []string
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		mu.Lock()
+		dialed = append(dialed, address)
+		mu.Unlock()
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}
+	hooks := connpool.Hooks{
+		DialStarted: func(e connpool.DialStartedEvent) { mu.Lock(); started = append(started, e.Address); mu.Unlock() },
+		ConnClosed:  func(e connpool.ConnClosedEvent) { mu.Lock(); closed = append(closed, e.Address); mu.Unlock() },
+	}
+	p, err := connpool.New("tcp", b.name(), connpool.WithResolver(newFakeResolver(b.ips...)), connpool.WithDialer(dial), connpool.WithHooks(hooks))
+	require.NoError(t, err)
+	conns := holdAll(t, p, 2)
+	for _, c := range conns {
+		require.NoError(t, c.Close())
+	}
+	require.NoError(t, p.Close())
+	want := []string{b.addr(b.ips[0]), b.addr(b.ips[1])}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, want, dialed)
+	assert.Equal(t, want, started)
+	assert.ElementsMatch(t, want, closed)
+}
+
+// TestResolveDrainsRemovedAddress: when an address leaves the set, its
+// idle conns close at the resolve that saw it go (within an interval),
+// no Get is handed a conn to it after that, and a borrowed one closes
+// when it comes back.
+func TestResolveDrainsRemovedAddress(t *testing.T) {
+	const interval = 40 * time.Millisecond
+	b := startBackends(t, 3)
+	r := newFakeResolver(b.ips...)
+	hooks, resolved := resolvedEvents()
+	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(interval),
+		connpool.WithMaxConns(9), connpool.WithRebalanceRate(0), connpool.WithHooks(hooks))
+	stop := watchLedger(t, p)
+	conns := holdAll(t, p, 9)
+	gone := b.ips[2]
+	var kept *connpool.Conn // one conn to the address removed, held across the change
+	for _, c := range conns {
+		if kept == nil && remoteIP(t, c) == gone {
+			kept = c
+			continue
+		}
+		require.NoError(t, c.Close())
+	}
+	require.NotNil(t, kept)
+	require.Eventually(t, func() bool { return slices.Equal(b.open(), []int{3, 3, 3}) }, waitFor, tick)
+
+	changed := time.Now()
+	r.set(b.ips[:2]...)
+	ev := awaitResolve(t, resolved, func(e connpool.ResolveEvent) bool { return len(e.Removed) > 0 })
+	seen := time.Since(changed)
+	assert.Equal(t, []string{b.addr(gone)}, ev.Removed)
+	assert.Equal(t, []string{b.addr(b.ips[0]), b.addr(b.ips[1])}, ev.Addresses)
+	t.Logf("removal seen %v after the change (interval %v)", seen, interval)
+	assert.Less(t, seen, interval+50*time.Millisecond, "within an interval, and some slack for a busy machine")
+	// The idle conns to it were closed before the event: only the
+	// borrowed one is left.
+	require.Eventually(t, func() bool { return b.srvs[gone].Open() == 1 }, waitFor, tick)
+	st := p.Stats()
+	assert.Equal(t, int64(2), st.AddressRemovedClosed)
+	a, ok := addressStats(st, b.addr(gone))
+	require.True(t, ok, "a removed address with a borrowed conn is listed")
+	assert.True(t, a.Draining)
+	assert.Equal(t, 1, a.InUse)
+
+	for range 50 { // no Get is handed a conn to it any more, idle or new
+		held := holdAll(t, p, 8)
+		for _, c := range held {
+			assert.NotEqual(t, gone, remoteIP(t, c))
+			mustRoundTrip(t, c, "ping")
+		}
+		for _, c := range held {
+			require.NoError(t, c.Close())
+		}
+	}
+	mustRoundTrip(t, kept, "still works while borrowed")
+	require.NoError(t, kept.Close())
+	require.Eventually(t, func() bool { return b.srvs[gone].Open() == 0 }, waitFor, tick)
+	st = p.Stats()
+	assert.Equal(t, int64(3), st.AddressRemovedClosed)
+	_, ok = addressStats(st, b.addr(gone))
+	assert.False(t, ok, "a drained address is forgotten")
+	checkBooks(t, st)
+	stop()
+}
+
+// TestResolveRebalancesToNewAddress: a record is added; conns move to it
+// until the addresses are within one conn of each other, in at most
+// ceil(n/k) intervals, never more than k per interval, and the pool keeps
+// its size.
+func TestResolveRebalancesToNewAddress(t *testing.T) {
+	for _, k := range []int{1, 3} {
+		t.Run(fmt.Sprintf("rate=%d", k), func(t *testing.T) {
+			const interval, n = 50 * time.Millisecond, 12
+			b := startBackends(t, 3)
+			r := newFakeResolver(b.ips[:2]...)
+			var mu sync.Mutex
+			var retiredAt []time.Time
+			hooks := connpool.Hooks{ConnClosed: func(e connpool.ConnClosedEvent) {
+				if e.Reason == connpool.CloseRebalanced {
+					mu.Lock()
+					retiredAt = append(retiredAt, time.Now())
+					mu.Unlock()
+				}
+			}}
+			p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(interval),
+				connpool.WithMaxConns(n), connpool.WithMinIdle(n), connpool.WithRebalanceRate(k), connpool.WithHooks(hooks))
+			stop := watchLedger(t, p)
+			require.Eventually(t, func() bool { return slices.Equal(b.open(), []int{6, 6, 0}) }, waitFor, tick)
+
+			added := time.Now()
+			r.set(b.ips...)
+			require.Eventually(t, func() bool { return slices.Equal(b.open(), []int{4, 4, 4}) }, waitFor, tick)
+			took := time.Since(added)
+			bound := time.Duration((n+k-1)/k) * interval
+			t.Logf("balanced after %v (bound %v)", took, bound)
+			assert.LessOrEqual(t, took, bound+interval, "within ceil(n/k) intervals, and the one that finds the record")
+
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Len(t, retiredAt, 4, "the conns moved, no more")
+			for i := 0; i+k < len(retiredAt); i++ {
+				// Rounds are an interval apart; the closes of one round
+				// may lag it a little on a busy machine.
+				assert.GreaterOrEqual(t, retiredAt[i+k].Sub(retiredAt[i]), interval/2, "more than %d retired in an interval", k)
+			}
+			st := p.Stats()
+			assert.Equal(t, int64(4), st.RebalancedClosed)
+			assert.Equal(t, n, st.OpenConns+st.Dialing)
+			stop()
+		})
+	}
+}
+
+// TestResolveRebalanceRetiresBorrowedOnReturn: with every conn borrowed,
+// a rebalance flags the conns it retires and closes them when they come
+// back; their replacements go to the new address.
+func TestResolveRebalanceRetiresBorrowedOnReturn(t *testing.T) {
+	const interval = 30 * time.Millisecond
+	b := startBackends(t, 2)
+	r := newFakeResolver(b.ips[0])
+	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(interval),
+		connpool.WithMaxConns(4), connpool.WithRebalanceRate(4))
+	conns := holdAll(t, p, 4)
+	r.set(b.ips...)
+	require.Eventually(t, func() bool { return p.Stats().Resolves >= 2 && len(p.Stats().Addresses) == 2 }, waitFor, tick)
+	// The round after the change flags two of the four.
+	require.Eventually(t, func() bool {
+		for _, c := range conns {
+			require.NoError(t, c.Close())
+		}
+		conns = holdAll(t, p, 4)
+		return slices.Equal(b.open(), []int{2, 2})
+	}, waitFor, interval)
+	for _, c := range conns {
+		require.NoError(t, c.Close())
+	}
+	assert.Equal(t, int64(2), p.Stats().RebalancedClosed)
+}
+
+// TestResolveFailureKeepsLastGoodSet: a failing resolver leaves the pool
+// serving the addresses it had, logs once per streak, and a recovery
+// takes the new answer.
+func TestResolveFailureKeepsLastGoodSet(t *testing.T) {
+	const interval = 20 * time.Millisecond
+	b := startBackends(t, 2)
+	r := newFakeResolver(b.ips...)
+	logs := &logRecorder{}
+	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(interval),
+		connpool.WithMaxConns(4), connpool.WithLogger(slog.New(logs)))
+	conns := holdAll(t, p, 4)
+	for _, c := range conns {
+		require.NoError(t, c.Close())
+	}
+	r.fail(errors.New("SERVFAIL"))
+	require.Eventually(t, func() bool { return p.Stats().ResolveErrors >= 3 }, waitFor, tick)
+	st := p.Stats()
+	require.Len(t, st.Addresses, 2)
+	for i := range 20 {
+		c := getConn(t, p)
+		mustRoundTrip(t, c, "still served")
+		require.NoError(t, c.Close())
+		if i%2 == 0 { // and new dials go to the last good set
+			c = getConn(t, p)
+			c.MarkUnusable()
+			require.NoError(t, c.Close())
+		}
+	}
+	assert.Equal(t, 1, logs.count(slog.LevelWarn, "connpool: resolve failed"), "one warning per streak")
+
+	r.set(b.ips[1])
+	require.Eventually(t, func() bool { return len(p.Stats().Addresses) == 1 }, waitFor, tick)
+	assert.Equal(t, 1, logs.count(slog.LevelInfo, "connpool: resolve recovered"))
+	r.fail(errors.New("SERVFAIL again"))
+	require.Eventually(t, func() bool { return logs.count(slog.LevelWarn, "connpool: resolve failed") == 2 }, waitFor, tick)
+}
+
+// TestResolveFailsFirstDialsAddressAsGiven: before any lookup succeeds,
+// the pool dials the name as given, through its dialer.
+func TestResolveFailsFirstDialsAddressAsGiven(t *testing.T) {
+	srv := startServer(t)
+	_, port, _ := net.SplitHostPort(srv.Addr())
+	name := net.JoinHostPort("svc.test", port)
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		if address != name {
+			return nil, fmt.Errorf("dialed %s", address)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, srv.Addr()) // the dialer's own resolving
+	}
+	r := newFakeResolver()
+	r.fail(errors.New("NXDOMAIN"))
+	p := newPool(t, name, connpool.WithResolver(r), connpool.WithDialer(dial))
+	c := getConn(t, p)
+	mustRoundTrip(t, c, "as given")
+	require.NoError(t, c.Close())
+	st := p.Stats()
+	require.Len(t, st.Addresses, 1)
+	assert.Equal(t, name, st.Addresses[0].Address)
+}
+
+// TestOneBackendRefusesDials: one of three backends goes away; once its
+// conns are gone, Gets keep succeeding on the other two, with no error a
+// caller sees, while its address backs off.
+func TestOneBackendRefusesDials(t *testing.T) {
+	b := startBackends(t, 3)
+	r := newFakeResolver(b.ips...)
+	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithMaxConns(6),
+		connpool.WithDialBackoff(5*time.Millisecond, 20*time.Millisecond))
+	stop := watchLedger(t, p)
+	for _, c := range holdAll(t, p, 6) {
+		require.NoError(t, c.Close())
+	}
+	down := b.ips[1]
+	require.NoError(t, b.srvs[down].Close()) // closes its conns; dials to it are refused
+	// Its idle conns go: the checkout peek finds each dead and has the
+	// maintainer sweep the rest (a request on one whose FIN is still on
+	// its way may fail: that is before the bar).
+	for deadline := time.Now().Add(waitFor); ; {
+		a, _ := addressStats(p.Stats(), b.addr(down))
+		if a.Open == 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "its conns never went")
+		for _, c := range holdAll(t, p, 6) { // every idle conn is checked out
+			if _, err := roundTrip(c, "x"); err != nil {
+				c.MarkUnusable()
+			}
+			require.NoError(t, c.Close())
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 6 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 1))
+			for i := range 100 {
+				c, err := p.Get(context.Background())
+				if err != nil {
+					errs <- fmt.Errorf("get %d: %w", i, err)
+					return
+				}
+				if got, err := roundTrip(c, "x"); err != nil || got != "x" {
+					errs <- fmt.Errorf("request %d: %q, %v", i, got, err)
+				}
+				if rng.IntN(3) == 0 {
+					c.MarkUnusable() // so that new dials keep coming, to all three
+				}
+				_ = c.Close()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err)
+	}
+	st := p.Stats()
+	a, ok := addressStats(st, b.addr(down))
+	require.True(t, ok)
+	assert.Positive(t, a.DialErrors, "its dials were tried, and failed")
+	assert.Zero(t, a.Open)
+	var served int64
+	for _, a := range st.Addresses {
+		served += a.Dials
+	}
+	assert.Equal(t, st.Dials, served)
+	stop()
+}
+
+// TestEveryAddressBackingOffFailsFast: when every address refuses, a Get
+// that must dial fails, and the next fails at once with the backoff.
+func TestEveryAddressBackingOffFailsFast(t *testing.T) {
+	b := startBackends(t, 2)
+	r := newFakeResolver(b.ips...)
+	b.close()
+	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithDialBackoff(time.Second, 2*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	_, err := p.Get(ctx)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded)
+	start := time.Now()
+	_, err = p.Get(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "retrying in")
+	assert.Less(t, time.Since(start), 500*time.Millisecond, "fails fast")
+	for _, a := range p.Stats().Addresses {
+		assert.True(t, a.BackingOff, a.Address)
+		assert.Equal(t, int64(1), a.DialErrors, a.Address)
+	}
+}
+
+// TestResolveGroupAndDialContext: a Group keys its pool by the name the
+// client asked for, and DialContext checks the address against the name.
+func TestResolveGroupAndDialContext(t *testing.T) {
+	b := startBackends(t, 2)
+	r := newFakeResolver(b.ips...)
+	g, err := connpool.NewGroup(connpool.WithResolver(r))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close() })
+	var conns []net.Conn
+	for range 4 {
+		c, err := g.DialContext(context.Background(), "tcp", b.name())
+		require.NoError(t, err)
+		mustRoundTrip(t, c, "via group")
+		conns = append(conns, c)
+	}
+	st := g.Stats()
+	require.Len(t, st, 1)
+	s, ok := st[connpool.Addr{Network: "tcp", Address: b.name()}]
+	require.True(t, ok, "keyed by the name")
+	require.Len(t, s.Addresses, 2)
+	assert.Equal(t, 2, s.Addresses[0].Open)
+	assert.Equal(t, 2, s.Addresses[1].Open)
+	for _, c := range conns {
+		require.NoError(t, c.Close())
+	}
+
+	p := newPool(t, b.name(), connpool.WithResolver(r))
+	c, err := p.DialContext(context.Background(), "tcp", b.name())
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	_, err = p.DialContext(context.Background(), "tcp", b.addr(b.ips[0]))
+	assert.ErrorIs(t, err, connpool.ErrWrongAddress, "an address of the set is not the pool's address")
+}
+
+// TestResolveNetworkFiltersFamilies: tcp4 keeps the IPv4 answers, mapped
+// ones unmapped; duplicates count once.
+func TestResolveNetworkFiltersFamilies(t *testing.T) {
+	b := startBackends(t, 1)
+	var network atomic.Value
+	r := connpool.ResolverFunc(func(_ context.Context, nw, _ string) ([]netip.Addr, error) {
+		network.Store(nw)
+		return []netip.Addr{netip.MustParseAddr("::1"), netip.MustParseAddr("::ffff:127.0.0.2"), b.ips[0]}, nil
+	})
+	p, err := connpool.New("tcp4", b.name(), connpool.WithResolver(r))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	c, err := p.Get(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	assert.Equal(t, "ip4", network.Load())
+	st := p.Stats()
+	require.Len(t, st.Addresses, 1)
+	assert.Equal(t, b.addr(b.ips[0]), st.Addresses[0].Address)
+}
+
+// TestResolveStress flips the record set at random while goroutines Get,
+// use and return conns; the ledger holds throughout, every reply is the
+// request's own, and after Close nothing is open at any server.
+func TestResolveStress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress test")
+	}
+	b := startBackends(t, 4)
+	r := newFakeResolver(b.ips[:2]...)
+	p, err := connpool.New("tcp", b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(5*time.Millisecond),
+		connpool.WithMaxConns(8), connpool.WithMinIdle(2), connpool.WithRebalanceRate(2),
+		connpool.WithDialBackoff(time.Millisecond, 5*time.Millisecond))
+	require.NoError(t, err)
+	stop := watchLedger(t, p)
+	deadline := time.Now().Add(time.Second)
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for g := range 8 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 2))
+			for i := 0; time.Now().Before(deadline); i++ {
+				c, err := p.Get(context.Background())
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				msg := strconv.Itoa(g*1_000_000 + i)
+				if got, err := roundTrip(c, msg); err != nil || got != msg {
+					failures.Add(1)
+				}
+				if rng.IntN(10) == 0 {
+					c.MarkUnusable()
+				}
+				_ = c.Close()
+			}
+		})
+	}
+	wg.Go(func() {
+		rng := rand.New(rand.NewPCG(9, 9))
+		for time.Now().Before(deadline) {
+			set := slices.Clone(b.ips)
+			rng.Shuffle(len(set), func(i, j int) { set[i], set[j] = set[j], set[i] })
+			r.set(set[:1+rng.IntN(len(set))]...)
+			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+		}
+	})
+	wg.Wait()
+	stop()
+	assert.Zero(t, failures.Load(), "Gets or requests that failed")
+	require.NoError(t, p.Close())
+	require.NoError(t, p.CheckInvariants())
+	st := p.Stats()
+	checkBooks(t, st)
+	assert.Zero(t, st.OpenConns)
+	require.Eventually(t, func() bool { return slices.Equal(b.open(), make([]int, len(b.ips))) }, waitFor, tick)
+	t.Logf("%v", st)
+}
