@@ -16,8 +16,8 @@ import (
 
 // Pool is a pool of connections to one network address. It is safe for
 // concurrent use. For a host name it spreads its conns over every
-// address the name resolves to ([WithResolver]). Create one with [New]; release it with [Pool.Close] or
-// [Pool.Shutdown].
+// address the name resolves to ([WithResolver]). Create one with [New];
+// release it with [Pool.Close] or [Pool.Shutdown].
 //
 // Lock naming: a method whose name ends in Locked is called with mu held
 // and returns with it held, and takes no other lock. One ending in
@@ -121,12 +121,7 @@ type Pool struct {
 
 	// Read-only after New.
 	network, address string
-	// host is the name the pool resolves, with the port its addresses
-	// get and the resolver's network; "" for an address it dials as
-	// given. resolvedOnce is closed when the first resolve has answered.
-	host, port, lookupNet string
-	resolvedOnce          chan struct{}
-	name                  string
+	name             string
 	cfg              config
 	hooks            Hooks
 	stampLent        bool // a Put hook or the use-time histogram wants the time a conn was held
@@ -136,6 +131,12 @@ type Pool struct {
 	cancel           context.CancelFunc // ends ctx
 	wake             chan struct{}      // capacity 1: asks the maintainer to run now
 	wg               sync.WaitGroup     // the maintainer, and every dial and check in flight
+
+	// Read-only after New too (resolve.go). host is the name the pool resolves, with the port its addresses
+	// get and the resolver's network; "" for an address it dials as
+	// given. resolvedOnce is closed when the first resolve has answered.
+	host, port, lookupNet string
+	resolvedOnce          chan struct{}
 }
 
 // addOpenLocked adds delta to numOpen; only the ledger calls it.
@@ -158,9 +159,9 @@ const maxRejects = 3
 // "tcp4", "unix", or whatever the dialer understands). When network is
 // "tcp", "tcp4" or "tcp6" and address is a host name with a port, the
 // pool resolves the name itself and spreads its conns over every address
-// it gets, re-resolving on an interval; see [WithResolver]. It validates the
-// options and returns a nil pool and an error wrapping [ErrInvalidOption],
-// naming each bad option, when they are wrong. New does not dial: warming
+// it gets, re-resolving on an interval; see [WithResolver]. It validates
+// the options and returns a nil pool and an error wrapping
+// [ErrInvalidOption], naming each bad option, when they are wrong. New does not dial: warming
 // starts in the background.
 func New(network, address string, opts ...Option) (*Pool, error) {
 	cfg, err := newConfig(network, address, opts)
