@@ -80,4 +80,15 @@
 // the end of a protocol session, so such conns are destroyed on Close,
 // never reused; the pool gives them warm spare conns, one shared cap, and
 // Stats.
+//
+// # Many backends behind one name
+//
+// A pool of a host name on TCP ("replicas.internal:6379") resolves the
+// name itself and spreads its conns over every address it gets, each
+// dial to the address with the fewest conns; it looks the name up again
+// on an interval, drains the addresses that leave the records, moves a
+// few conns per interval to the ones that join, and backs off each
+// address on its own. See [WithResolver], [WithResolveInterval] and
+// [WithRebalanceRate]; [Stats] has an entry per address. An IP literal is
+// dialed as given.
 package connpool

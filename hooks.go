@@ -30,6 +30,7 @@ import (
 //	Put              ConnectionCheckedInEvent
 //	ConnClosed       ConnectionClosedEvent
 //	HealthCheckDone  (none: CMAP pools do not check idle conns)
+//	Resolved         (none: CMAP pools do not resolve names)
 //
 // Guarantees: every Get (Get, TryGet, DialContext) emits exactly one
 // GetStarted and then one GetDone; every dial exactly one DialStarted and
