@@ -20,8 +20,9 @@ import (
 // [Pool.Stats].
 //
 // DialContext only hands out conns no one has used: an idle conn that was
-// never borrowed, or a fresh dial. network and address must be the pool's;
-// for any other, DialContext returns [ErrWrongAddress] and never a conn to
+// never borrowed, or a fresh dial. network and address must be the pool's
+// (for a pool of a host name, the name, not one of its addresses); for
+// any other, DialContext returns [ErrWrongAddress] and never a conn to
 // the wrong host. Otherwise it behaves as [Pool.Get], ctx included.
 //
 // For HTTPS, give DialContext to the Transport and let the Transport do

@@ -17,7 +17,9 @@ type Addr struct {
 
 // Group is a set of pools, one per network and address, created on first
 // use with the same options: what an [net/http.Transport] that talks to
-// many hosts wants as its dialer ([Group.DialContext]). Pools unused for a
+// many hosts wants as its dialer ([Group.DialContext]). A host name is
+// one pool, keyed by the name the client asked for, which spreads its
+// conns over the name's addresses ([WithResolver]). Pools unused for a
 // while are closed and removed ([WithGroupIdleTimeout]), so a group fed
 // many hosts does not grow without bound.
 //

@@ -683,3 +683,42 @@ func TestResolveStress(t *testing.T) {
 	require.Eventually(t, func() bool { return slices.Equal(b.open(), make([]int, len(b.ips))) }, waitFor, tick)
 	t.Logf("%v", st)
 }
+
+// TestResolveDialToRemovedAddressServesElsewhere pins the dial in flight
+// to an address a resolve removes: its conn is closed as it arrives, and
+// the Get it was for is served by a dial to the address that replaced it.
+func TestResolveDialToRemovedAddressServesElsewhere(t *testing.T) {
+	b := startBackends(t, 2)
+	old, replacement := b.ips[0], b.ips[1]
+	r := newFakeResolver(old)
+	gate := make(chan struct{})
+	dialing := make(chan struct{}, 1)
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		if address == b.addr(old) {
+			dialing <- struct{}{}
+			<-gate
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}
+	hooks, resolved := resolvedEvents()
+	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(20*time.Millisecond),
+		connpool.WithDialer(dial), connpool.WithHooks(hooks))
+	got := make(chan *connpool.Conn, 1)
+	go func() {
+		c, err := p.Get(context.Background())
+		assert.NoError(t, err)
+		got <- c
+	}()
+	<-dialing
+	r.set(replacement)
+	awaitResolve(t, resolved, func(e connpool.ResolveEvent) bool { return len(e.Removed) > 0 })
+	close(gate)
+	c := <-got
+	require.NotNil(t, c)
+	assert.Equal(t, replacement, remoteIP(t, c))
+	mustRoundTrip(t, c, "served elsewhere")
+	require.NoError(t, c.Close())
+	require.Eventually(t, func() bool { return p.Stats().AddressRemovedClosed == 1 }, waitFor, tick)
+	require.NoError(t, p.CheckInvariants())
+}
