@@ -112,4 +112,6 @@ var closeCounters = [...]struct {
 	{connpool.CloseDetached, func(s connpool.Stats) int64 { return s.DetachedClosed }},
 	{connpool.CloseLeaked, func(s connpool.Stats) int64 { return s.LeakedClosed }},
 	{connpool.CloseResized, func(s connpool.Stats) int64 { return s.ResizedClosed }},
+	{connpool.CloseAddressRemoved, func(s connpool.Stats) int64 { return s.AddressRemovedClosed }},
+	{connpool.CloseRebalanced, func(s connpool.Stats) int64 { return s.RebalancedClosed }},
 }

@@ -197,21 +197,25 @@ func want(a connpool.Addr, s connpool.Stats) map[string]float64 {
 	hist("connpool_use_seconds", s.UseTime)
 
 	for reason, n := range map[string]int64{
-		"idle":        s.IdleClosed,
-		"lifetime":    s.LifetimeClosed,
-		"unhealthy":   s.HealthFailures,
-		"broken":      s.BrokenClosed,
-		"max_idle":    s.MaxIdleClosed,
-		"released":    s.ReleasedClosed,
-		"pool_closed": s.PoolClosed,
-		"reset":       s.ResetClosed,
-		"detached":    s.DetachedClosed,
-		"leaked":      s.LeakedClosed,
-		"resized":     s.ResizedClosed,
+		"idle":            s.IdleClosed,
+		"lifetime":        s.LifetimeClosed,
+		"unhealthy":       s.HealthFailures,
+		"broken":          s.BrokenClosed,
+		"max_idle":        s.MaxIdleClosed,
+		"released":        s.ReleasedClosed,
+		"pool_closed":     s.PoolClosed,
+		"reset":           s.ResetClosed,
+		"detached":        s.DetachedClosed,
+		"leaked":          s.LeakedClosed,
+		"resized":         s.ResizedClosed,
+		"address_removed": s.AddressRemovedClosed,
+		"rebalanced":      s.RebalancedClosed,
 	} {
 		add("connpool_closed_total", float64(n), "reason", reason)
 	}
 	add("connpool_leaks_total", float64(s.Leaks))
+	add("connpool_resolves_total", float64(s.Resolves), "result", "ok")
+	add("connpool_resolves_total", float64(s.ResolveErrors), "result", "error")
 	return m
 }
 

@@ -61,10 +61,13 @@ var (
 		"How long conns were held from Get to Put; empty unless WithUseTimeMetrics is on.")
 
 	closedDesc = newDesc("connpool_closed_total",
-		"Conns the pool closed or gave up, by reason: idle, lifetime, unhealthy, broken, max_idle, released, pool_closed, reset, detached, leaked, resized (CloseReason).",
+		"Conns the pool closed or gave up, by reason: idle, lifetime, unhealthy, broken, max_idle, released, pool_closed, reset, detached, leaked, resized, address_removed, rebalanced (CloseReason).",
 		"reason")
 	leaksDesc = newDesc("connpool_leaks_total",
 		"Conns reported as held past the leak threshold (WithLeakDetection).")
+	resolvesDesc = newDesc("connpool_resolves_total",
+		"Lookups of the pool's host name (WithResolver), by result: ok or error.",
+		"result")
 )
 
 // descs is every Desc, in the order Describe sends them.
@@ -72,7 +75,7 @@ var descs = []*prometheus.Desc{
 	connectionsDesc, maxConnectionsDesc, minIdleDesc, maxIdleDesc, waitingDesc, oldestWaitDesc,
 	getsDesc, waitsDesc, timeoutsDesc, rejectedDesc, waitSecondsDesc,
 	dialsDesc, dialErrorsDesc, dialSecondsDesc, useSecondsDesc,
-	closedDesc, leaksDesc,
+	closedDesc, leaksDesc, resolvesDesc,
 }
 
 // kind is the type of a metric: which dto field its value goes in.
@@ -136,6 +139,8 @@ var specs = func() []metricSpec {
 		h(useSecondsDesc, func(s *connpool.Stats) *connpool.Histogram { return &s.UseTime }),
 
 		c(leaksDesc, nil, func(s *connpool.Stats) int64 { return s.Leaks }),
+		c(resolvesDesc, result("error"), func(s *connpool.Stats) int64 { return s.ResolveErrors }),
+		c(resolvesDesc, result("ok"), func(s *connpool.Stats) int64 { return s.Resolves }),
 	}
 	reasons := connpool.CloseReasons()
 	slices.SortFunc(reasons, func(a, b connpool.CloseReason) int { return strings.Compare(a.String(), b.String()) })
