@@ -187,9 +187,10 @@ func (f GetFailure) String() string {
 
 // GetDoneEvent is a Get that returned.
 type GetDoneEvent struct {
-	Pool   string
-	ConnID uint64 // 0 when the Get failed
-	Served Served // 0 when the Get failed
+	Pool    string
+	ConnID  uint64 // 0 when the Get failed
+	Address string // the address the conn goes to, as in DialStartedEvent; "" when the Get failed
+	Served  Served // 0 when the Get failed
 	// Queued says the Get waited at the cap or the dial limit, as
 	// Stats.WaitCount counts; Waited is how long, as Stats.WaitDuration
 	// adds up. A Get served without waiting reads no clock for it.
@@ -201,8 +202,9 @@ type GetDoneEvent struct {
 
 // PutEvent is a conn coming back.
 type PutEvent struct {
-	Pool   string
-	ConnID uint64
+	Pool    string
+	ConnID  uint64
+	Address string // the address the conn goes to, as in DialStartedEvent
 	// Held is how long the conn was borrowed, from the end of its Get.
 	Held time.Duration
 	// Closed is why the pool closed the conn instead of keeping it; 0

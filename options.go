@@ -265,7 +265,8 @@ func WithDialer(dial DialFunc) Option {
 // they come back. A new address gets its share as [WithRebalanceRate]
 // moves conns to it. A failed lookup keeps the last good set, and the
 // first failure of a streak is logged; until a lookup first succeeds,
-// dials go to the address as given, and the dialer resolves it. Each
+// dials go to the address as given, and the dialer resolves it (those
+// conns are drained once a lookup succeeds). Each
 // address backs off on its own after failed dials ([WithDialBackoff]):
 // Gets are served by the others, and fail fast only when every address
 // backs off. [Stats] reports each address (Stats.Addresses), and each

@@ -76,7 +76,7 @@ func (p *Pool) releaseObserved(c *Conn, state uint32) {
 		reason = p.giveBack(pc, fromBorrower)
 	}
 	if p.hooks.Put != nil {
-		emit(p, p.hooks.Put, PutEvent{Pool: p.name, ConnID: pc.id, Held: held, Closed: reason.public()})
+		emit(p, p.hooks.Put, PutEvent{Pool: p.name, ConnID: pc.id, Address: pc.address(), Held: held, Closed: reason.public()})
 	}
 	if reason != keep {
 		p.closeConn(pc, reason)

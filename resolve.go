@@ -55,7 +55,8 @@ import (
 // Resolver looks up the IP addresses of a host name. *[net.Resolver]
 // implements it; [ResolverFunc] turns a function into one. network is
 // "ip", "ip4" or "ip6", for a pool on "tcp", "tcp4" or "tcp6". A
-// Resolver must be safe for concurrent use.
+// Resolver must be safe for concurrent use, and LookupNetIP must return
+// soon after its context ends: Close waits for a lookup in flight.
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }

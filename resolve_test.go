@@ -249,11 +249,11 @@ func TestIPLiteralIsNotResolved(t *testing.T) {
 }
 
 // TestResolveDialsIPPortThroughTheDialer: the dialer is asked for the
-// picked "ip:port", and events name it.
+// picked "ip:port", and the dial, Get, Put and close events name it.
 func TestResolveDialsIPPortThroughTheDialer(t *testing.T) {
 	b := startBackends(t, 2)
 	var mu sync.Mutex
-	var dialed, started, closed []string
+	var dialed, started, closed, got, put []string
 	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
 		mu.Lock()
 		dialed = append(dialed, address)
@@ -264,6 +264,8 @@ func TestResolveDialsIPPortThroughTheDialer(t *testing.T) {
 	hooks := connpool.Hooks{
 		DialStarted: func(e connpool.DialStartedEvent) { mu.Lock(); started = append(started, e.Address); mu.Unlock() },
 		ConnClosed:  func(e connpool.ConnClosedEvent) { mu.Lock(); closed = append(closed, e.Address); mu.Unlock() },
+		GetDone:     func(e connpool.GetDoneEvent) { mu.Lock(); got = append(got, e.Address); mu.Unlock() },
+		Put:         func(e connpool.PutEvent) { mu.Lock(); put = append(put, e.Address); mu.Unlock() },
 	}
 	p, err := connpool.New("tcp", b.name(), connpool.WithResolver(newFakeResolver(b.ips...)), connpool.WithDialer(dial), connpool.WithHooks(hooks))
 	require.NoError(t, err)
@@ -277,6 +279,8 @@ func TestResolveDialsIPPortThroughTheDialer(t *testing.T) {
 	defer mu.Unlock()
 	assert.Equal(t, want, dialed)
 	assert.Equal(t, want, started)
+	assert.Equal(t, want, got)
+	assert.Equal(t, want, put)
 	assert.ElementsMatch(t, want, closed)
 }
 

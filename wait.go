@@ -216,7 +216,7 @@ func (p *Pool) waitFailed(ctx context.Context) error {
 func (p *Pool) emitGetDone(op *getOp, c *Conn, err error) {
 	ev := GetDoneEvent{Pool: p.name, Served: op.served, Queued: op.queued, Waited: op.waited, Err: err}
 	if c != nil {
-		ev.ConnID = c.pc.id
+		ev.ConnID, ev.Address = c.pc.id, c.pc.address()
 	} else {
 		ev.Served = 0
 		ev.Failure = getFailure(err)
