@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -35,7 +36,7 @@ type backends struct {
 
 // startBackends starts n echo servers on 127.0.0.2 to 127.0.0.(n+1), on
 // a port free on all of them, closed at the end of the test.
-func startBackends(t *testing.T, n int) *backends {
+func startBackends(t testing.TB, n int) *backends {
 	t.Helper()
 	for range 20 {
 		b := &backends{srvs: make(map[netip.Addr]*testserver.Server)}
@@ -725,4 +726,21 @@ func TestResolveDialToRemovedAddressServesElsewhere(t *testing.T) {
 	require.NoError(t, c.Close())
 	require.Eventually(t, func() bool { return p.Stats().AddressRemovedClosed == 1 }, waitFor, tick)
 	require.NoError(t, p.CheckInvariants())
+}
+
+// BenchmarkGetPutResolved is BenchmarkGetPut's sequential loop on a pool
+// of a host name with three addresses: the idle fast path is the same
+// code whatever the pool dials.
+func BenchmarkGetPutResolved(b *testing.B) {
+	bk := startBackends(b, 3)
+	p, err := connpool.New("tcp", bk.name(), connpool.WithResolver(newFakeResolver(bk.ips...)),
+		connpool.WithMaxConns(3), connpool.WithMinIdle(3), connpool.WithLivenessCheck(false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	for p.Stats().Idle < 3 {
+		runtime.Gosched()
+	}
+	getPutLoop(b, p)
 }
