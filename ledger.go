@@ -23,6 +23,11 @@ import (
 //
 // Every poolConn records its holder, written by whoever moves it, under
 // mu or idleMu; checkInvariants compares the records with the counts.
+//
+// Each address of the pool (an endpoint, resolve.go) keeps its own
+// counts of the same conns, under mu: a dial's end and a close update
+// them here (endpointDialEndedLocked, endpointClosedLocked), and
+// checkInvariants holds them to the conns too.
 
 // holder is who holds an open conn, or the permit of one being dialed.
 type holder uint8
