@@ -744,3 +744,22 @@ func BenchmarkGetPutResolved(b *testing.B) {
 	}
 	getPutLoop(b, p)
 }
+
+// TestResolveSoonAfterFailedDial: a failed dial brings the next lookup
+// forward, to within a tenth of the interval: the address may have moved.
+func TestResolveSoonAfterFailedDial(t *testing.T) {
+	const interval = 3 * time.Second
+	b := startBackends(t, 2)
+	r := newFakeResolver(b.ips...)
+	require.NoError(t, b.srvs[b.ips[0]].Close()) // dials to it are refused
+	hooks, resolved := resolvedEvents()
+	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(interval), connpool.WithHooks(hooks))
+	awaitResolve(t, resolved, func(connpool.ResolveEvent) bool { return true })
+	start := time.Now()
+	c := getConn(t, p) // its first dial is refused; it is served by the other address
+	assert.Equal(t, b.ips[1], remoteIP(t, c))
+	require.NoError(t, c.Close())
+	awaitResolve(t, resolved, func(connpool.ResolveEvent) bool { return true })
+	assert.Less(t, time.Since(start), interval/2, "the lookup after the failed dial came early")
+	assert.Equal(t, int64(2), r.calls.Load())
+}
