@@ -763,3 +763,26 @@ func TestResolveSoonAfterFailedDial(t *testing.T) {
 	assert.Less(t, time.Since(start), interval/2, "the lookup after the failed dial came early")
 	assert.Equal(t, int64(2), r.calls.Load())
 }
+
+// TestResolveRotatedAnswersChangeNothing: a DNS server that rotates its
+// records returns the same set in another order each time; the pool
+// neither drains nor rebalances for it.
+func TestResolveRotatedAnswersChangeNothing(t *testing.T) {
+	b := startBackends(t, 3)
+	var turn atomic.Int64
+	r := connpool.ResolverFunc(func(context.Context, string, string) ([]netip.Addr, error) {
+		n := int(turn.Add(1))
+		ips := slices.Clone(b.ips)
+		return append(ips[n%3:], ips[:n%3]...), nil
+	})
+	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(5*time.Millisecond), connpool.WithMaxConns(6))
+	for _, c := range holdAll(t, p, 6) {
+		require.NoError(t, c.Close())
+	}
+	require.Eventually(t, func() bool { return turn.Load() > 10 }, waitFor, tick)
+	st := p.Stats()
+	assert.Zero(t, st.AddressRemovedClosed)
+	assert.Zero(t, st.RebalancedClosed)
+	assert.Equal(t, int64(6), st.Dials)
+	assert.Eventually(t, func() bool { return slices.Equal(b.open(), []int{2, 2, 2}) }, waitFor, tick)
+}
