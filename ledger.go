@@ -278,7 +278,7 @@ func (p *Pool) checkInvariants() error {
 			fail("%d conns held %s, but the count is %d", c.held, c.name, c.count)
 		}
 	}
-	p.checkEndpointsLocked(fail)
+	p.checkEndpointsIdleLocked(fail)
 	if q := int(p.queued.Load()); q < p.waiters.Len() {
 		fail("queued %d is below the %d waiters", q, p.waiters.Len())
 	}

@@ -102,6 +102,7 @@ type endpoint struct {
 // closed, counting dials in flight: what the picker balances.
 func (ep *endpoint) loadLocked() int { return ep.open + ep.dialing - ep.leaving }
 
+// backingOffLocked reports whether dials to ep are paused after failures.
 func (ep *endpoint) backingOffLocked(now int64) bool {
 	return ep.failStreak > 0 && now < ep.backoffUntil
 }
@@ -394,7 +395,7 @@ func (p *Pool) applyResolved(addrs []netip.Addr, err error) {
 			ev.Removed = append(ev.Removed, ep.addr)
 		}
 		if len(removed) > 0 {
-			doomed = p.drainLocked()
+			doomed = p.drainRemoved()
 		}
 		if p.cfg.rebalanceRate > 0 && p.nextRebalance == 0 {
 			p.nextRebalance = max(now, p.lastRebalance+int64(p.cfg.resolveInterval))
@@ -467,12 +468,12 @@ func (p *Pool) setAddressesLocked(addrs []netip.Addr) (added []string, removed [
 	return added, removed
 }
 
-// drainLocked flags every conn of a removed address to be closed when it
+// drainRemoved flags every conn of a removed address to be closed when it
 // comes back, and takes its idle ones out of the idle stack, moved to
 // closing, for the caller to close. Both happen in one hold of idleMu,
 // which Put's fast path checks the flag under: see the top of this file.
-// It takes idleMu.
-func (p *Pool) drainLocked() []*poolConn {
+// mu must be held; it takes idleMu.
+func (p *Pool) drainRemoved() []*poolConn {
 	p.idleMu.Lock()
 	for pc := range p.all {
 		if pc.ep != nil && pc.ep.removed.Load() && pc.holder != heldClosing && pc.why == 0 {
@@ -560,9 +561,10 @@ func (p *Pool) retireeIdleLocked(ep *endpoint) (pc *poolConn, idle bool) {
 	return nil, false
 }
 
-// checkEndpointsLocked adds to errs every way the addresses' counts
-// disagree with the conns: for checkInvariants, with mu and idleMu held.
-func (p *Pool) checkEndpointsLocked(fail func(format string, args ...any)) {
+// checkEndpointsIdleLocked reports through fail every way the addresses'
+// counts disagree with the conns, for checkInvariants. mu and idleMu must
+// be held.
+func (p *Pool) checkEndpointsIdleLocked(fail func(format string, args ...any)) {
 	type counts struct{ open, leaving int }
 	seen := make(map[*endpoint]*counts)
 	dialing := 0
