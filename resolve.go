@@ -44,7 +44,11 @@ import (
 // two rounds that retired anything. Each retired conn is replaced by a
 // dial when it closes (endpointClosedLocked), which the picker sends to
 // the emptiest address: conns move, the pool does not shrink, and no
-// more than the rate are ever redialed at once.
+// more than the rate are retired per interval, so there is never a storm
+// of reconnects.
+//
+// The tests that pin each of these are in resolve_test.go, and the
+// address swap under faults in chaos/swap_test.go.
 //
 // Backoff is per endpoint: a failed dial backs off its own address; the
 // pool's backoff (backoffUntil, read by backingOffLocked) is the earliest
