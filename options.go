@@ -271,17 +271,16 @@ func WithDialer(dial DialFunc) Option {
 // Gets are served by the others, and fail fast only when every address
 // backs off. [Stats] reports each address (Stats.Addresses), and each
 // conn's RemoteAddr is the address it goes to. The lookup's context ends
-// at the dial timeout, or DefaultDialTimeout if there is none. r must not
-// be nil; the default is [net.DefaultResolver]. An IP literal, or another
-// network, is dialed as given, with no lookup.
+// at the dial timeout, or DefaultDialTimeout if there is none. The
+// default is [net.DefaultResolver]. An IP literal, or another network, is
+// dialed as given, with no lookup.
+//
+// WithResolver(nil) turns resolving off: every dial goes to the address
+// as given, and the dialer resolves it as it would without a pool. Use it
+// for a dialer that must see the name, such as one through a SOCKS proxy
+// or one that pins TLS sessions to the name.
 func WithResolver(r Resolver) Option {
-	return poolOption(func(c *config) {
-		if r == nil {
-			c.invalid("WithResolver(nil): the resolver must not be nil")
-			return
-		}
-		c.resolver = r
-	})
+	return poolOption(func(c *config) { c.resolver = r })
 }
 
 // WithResolveInterval sets how often a pool of a host name looks the name

@@ -45,7 +45,6 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		{"nil option", "tcp", "x:1", []connpool.Option{nil}, "option 0 is nil"},
 		{"negative max waiters", "tcp", "x:1", []connpool.Option{connpool.WithMaxWaiters(-1)}, "WithMaxWaiters(-1)"},
 		{"empty name", "tcp", "x:1", []connpool.Option{connpool.WithName("")}, `WithName("")`},
-		{"nil resolver", "tcp", "x:1", []connpool.Option{connpool.WithResolver(nil)}, "WithResolver(nil)"},
 		{"zero resolve interval", "tcp", "x:1", []connpool.Option{connpool.WithResolveInterval(0)}, "WithResolveInterval(0s)"},
 		{"negative resolve interval", "tcp", "x:1", []connpool.Option{connpool.WithResolveInterval(-time.Second)}, "WithResolveInterval(-1s)"},
 		{"negative rebalance rate", "tcp", "x:1", []connpool.Option{connpool.WithRebalanceRate(-1)}, "WithRebalanceRate(-1)"},

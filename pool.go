@@ -186,7 +186,9 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 		wake:   make(chan struct{}, 1),
 		all:    make(map[*poolConn]struct{}),
 	}
-	p.host, p.port, p.lookupNet = resolvable(network, address)
+	if cfg.resolver != nil {
+		p.host, p.port, p.lookupNet = resolvable(network, address)
+	}
 	if p.host == "" {
 		p.eps = []*endpoint{p.newEndpoint(netip.Addr{})}
 	} else {

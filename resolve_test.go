@@ -249,6 +249,37 @@ func TestIPLiteralIsNotResolved(t *testing.T) {
 	assert.Nil(t, p.Stats().Addresses)
 }
 
+// TestNilResolverDialsTheNameAsGiven: WithResolver(nil) turns resolving
+// off, so the dialer sees the host name, as one through a proxy must.
+func TestNilResolverDialsTheNameAsGiven(t *testing.T) {
+	srv := startServer(t)
+	_, port, err := net.SplitHostPort(srv.Addr())
+	require.NoError(t, err)
+	name := net.JoinHostPort("backend.test", port)
+	var mu sync.Mutex
+	var dialed []string
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		mu.Lock()
+		dialed = append(dialed, address)
+		mu.Unlock()
+		var d net.Dialer
+		return d.DialContext(ctx, network, srv.Addr()) // the proxy's part
+	}
+	p := newPool(t, name, connpool.WithResolver(nil), connpool.WithDialer(dial), connpool.WithMinIdle(0))
+	for range 3 {
+		c := getConn(t, p)
+		mustRoundTrip(t, c, "x")
+		c.MarkUnusable()
+		require.NoError(t, c.Close())
+	}
+	mu.Lock()
+	assert.Equal(t, []string{name, name, name}, dialed)
+	mu.Unlock()
+	s := p.Stats()
+	assert.Nil(t, s.Addresses)
+	assert.Zero(t, s.Resolves+s.ResolveErrors)
+}
+
 // TestResolveDialsIPPortThroughTheDialer: the dialer is asked for the
 // picked "ip:port", and the dial, Get, Put and close events name it.
 func TestResolveDialsIPPortThroughTheDialer(t *testing.T) {

@@ -1,3 +1,5 @@
+//go:build linux && !386
+
 package connpool_test
 
 // peerCloseBehindRecordsVisible: Linux's POLLRDHUP shows a peer's close

@@ -39,7 +39,7 @@ func tlsPair(t *testing.T) (client, server *tls.Conn) {
 // is found.
 func TestFramedStates(t *testing.T) {
 	skipIfUnsupported(t)
-	hidesClose := runtime.GOOS != "linux" // no POLLRDHUP: a close behind records waits for a read
+	hidesClose := runtime.GOOS != "linux" || runtime.GOARCH == "386" // no POLLRDHUP check: a close behind records waits for a read
 	for _, tc := range []struct {
 		name    string
 		fault   func(t *testing.T, server *tls.Conn)
@@ -90,7 +90,7 @@ func TestFramedStates(t *testing.T) {
 // close behind records: io.EOF, as for a plain socket.
 func TestFramedCloseIsEOFOrReset(t *testing.T) {
 	skipIfUnsupported(t)
-	if runtime.GOOS != "linux" {
+	if runtime.GOOS != "linux" || runtime.GOARCH == "386" {
 		t.Skip("needs POLLRDHUP")
 	}
 	c, s := tlsPair(t)
