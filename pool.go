@@ -107,6 +107,12 @@ type Pool struct {
 	timeouts       int64
 	tooManyWaiters int64
 	closes         [numCloseReasons]int64
+	// handoffs counts the returned (not fresh) conns handed to waiters,
+	// when they are handed off (handOffLocked), so that the waiter that
+	// keeps one touches no counter; handoffsLost, not guarded, counts
+	// those its waiter did not keep: rejected by its checks, or the
+	// waiter had left. Stats' Hits counts the difference.
+	handoffs int64
 
 	// Distributions and counters updated without a lock.
 	waitTime, dialTime, useTime histogram
@@ -115,9 +121,8 @@ type Pool struct {
 	// Not guarded.
 	sweepWanted  atomic.Bool // a checkout found a dead conn: peek at every idle conn
 	hookPanicked atomic.Bool // a hook panicked: logged once
-	handoffHits  atomic.Int64
+	handoffsLost atomic.Int64
 	misses       atomic.Int64
-	waitNanos    atomic.Int64
 
 	// Read-only after New.
 	network, address string
@@ -234,7 +239,7 @@ type getOp struct {
 	rejects int    // idle conns the Get's vetting closed
 	served  Served
 	queued  bool          // counted in WaitCount
-	waited  time.Duration // added to WaitDuration
+	waited  time.Duration // observed in WaitTime, whose sum is WaitDuration
 }
 
 // get implements Get, and DialContext with flags connDestroyOnClose.
@@ -315,6 +320,10 @@ func (p *Pool) checkOut(op *getOp) (*Conn, error) {
 		}
 	}
 	for {
+		// Read before mu, so that a Get that queues holds mu no longer for
+		// it; the Get that a conn pushed meanwhile serves from the stack
+		// below has read it for nothing.
+		start := p.now()
 		p.mu.Lock()
 		if p.closed.Load() {
 			p.mu.Unlock()
@@ -323,7 +332,7 @@ func (p *Pool) checkOut(op *getOp) (*Conn, error) {
 		p.queued.Add(1) // before looking at the idle stack: see idle.go
 		c, retired := p.takeIdle(unusedOnly, op.rejects < maxRejects)
 		if c == nil && retired == nil {
-			d, err := p.queueAndWait(op, unusedOnly) // releases mu
+			d, err := p.queueAndWait(op, unusedOnly, start) // releases mu
 			if err != nil {
 				return nil, err
 			}
@@ -361,6 +370,9 @@ func (p *Pool) accept(d delivery, op *getOp) bool {
 	}
 	switch {
 	case pc.gen != p.gen.Load():
+		if !d.fresh {
+			p.handoffsLost.Add(1)
+		}
 		p.closeConn(pc, CloseReset)
 		return false
 	case pc.ep.removed.Load(): // handed over before a resolve drained its address
@@ -370,12 +382,12 @@ func (p *Pool) accept(d delivery, op *getOp) bool {
 		p.misses.Add(1)
 		op.served = ServedDial
 	case !p.healthy(pc, true):
+		p.handoffsLost.Add(1)
 		p.closeConn(pc, CloseUnhealthy)
 		op.rejects++
 		return false
 	default:
-		p.handoffHits.Add(1)
-		op.served = ServedHandoff
+		op.served = ServedHandoff // counted in handoffs when it was handed off
 	}
 	checkout(d.c, op.flags)
 	return true

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/connpool/connpool/internal/clock"
+	"github.com/connpool/connpool/internal/waitq"
 )
 
 // The way back: a conn returned by its borrower, or back from a check or
@@ -131,51 +132,68 @@ func (p *Pool) putBack(pc *poolConn, from comeback) {
 }
 
 // giveBack is putBack without the close: it returns keep, or why pc must
-// be closed, having moved it to closing for the caller's closeConn.
+// be closed, having moved it to closing for the caller's closeConn. A
+// waiter it finds is sent pc after mu is released: the one lock round
+// trip of a Put that hands off, with the wake-up outside it.
 func (p *Pool) giveBack(pc *poolConn, from comeback) CloseReason {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	reason := p.offer(pc, from)
+	e, reason := p.place(pc, from)
 	if reason != keep {
 		p.moveLocked(pc, heldClosing)
+	}
+	p.mu.Unlock()
+	if e != nil {
+		send(e, pc, from == fromDial)
 	}
 	return reason
 }
 
-// offer hands pc to the first waiter that can take it, or keeps it idle
-// if MaxIdle allows, and returns keep. Otherwise it returns why the caller
-// must close pc, which it leaves with its holder. mu must be held; it
-// takes idleMu.
+// offer is place for a caller that holds mu to the end: it sends pc to
+// the waiter place found, if any, under mu. mu must be held; it takes
+// idleMu.
+func (p *Pool) offer(pc *poolConn, from comeback) CloseReason {
+	e, reason := p.place(pc, from)
+	if e != nil {
+		send(e, pc, from == fromDial)
+	}
+	return reason
+}
+
+// place hands pc to the first waiter that can take it and returns that
+// waiter, out of the queue, for the caller to send pc to (send); or keeps
+// pc idle if MaxIdle allows; either way with keep. Otherwise it returns
+// why the caller must close pc, which it leaves with its holder. mu must
+// be held; it takes idleMu.
 //
 // A used conn that no waiter can take, while every waiter is a DialContext
 // caller (which takes only unused conns) and one of them needs a dial, is
 // closed to free its slot: kept idle, it would hold the slot while they
 // wait at the cap (TestDialContextWaitersBehindUsedConns).
-func (p *Pool) offer(pc *poolConn, from comeback) CloseReason {
+func (p *Pool) place(pc *poolConn, from comeback) (*waitq.Elem[waiter], CloseReason) {
 	switch {
 	case pc.gen != p.gen.Load():
-		return CloseReset
+		return nil, CloseReset
 	case pc.retire:
-		return pc.retiredReason()
+		return nil, pc.retiredReason()
 	case p.closed.Load():
-		return ClosePool
+		return nil, ClosePool
 	case p.overCap.Load() && from != fromDial:
-		return CloseResized // a fresh dial serves a waiter if there is one
+		return nil, CloseResized // a fresh dial serves a waiter if there is one
 	}
 	if e := p.waiterForLocked(pc); e != nil {
-		p.deliverLocked(e, pc, from == fromDial)
-		return keep
+		p.handOffLocked(pc, from == fromDial)
+		return e, keep
 	}
 	if pc.used && p.waiters.Len() > 0 && p.waitersWithoutDialLocked() > 0 {
-		return CloseIdle
+		return nil, CloseIdle
 	}
 	if p.overCap.Load() {
-		return CloseResized
+		return nil, CloseResized
 	}
 	p.idleMu.Lock()
 	defer p.idleMu.Unlock()
 	if p.idle.Len() >= p.cfg.maxIdle {
-		return CloseMaxIdle
+		return nil, CloseMaxIdle
 	}
 	p.moveLocked(pc, heldIdle)
 	if from == fromBorrower {
@@ -186,7 +204,7 @@ func (p *Pool) offer(pc *poolConn, from comeback) CloseReason {
 	} else {
 		p.idle.Insert(pc, returnedBefore)
 	}
-	return keep
+	return nil, keep
 }
 
 func returnedBefore(a, b *poolConn) bool { return a.returnedAt() < b.returnedAt() }

@@ -165,10 +165,10 @@ func (p *Pool) Stats() Stats {
 		Dials:      p.dials,
 		DialErrors: p.dialErrors,
 
-		Hits:           p.idlePops - c[closeRejected] + p.handoffHits.Load(),
+		Hits:           p.idlePops - c[closeRejected] + p.handoffs - p.handoffsLost.Load(),
 		Misses:         p.misses.Load(),
 		WaitCount:      p.waitCount,
-		WaitDuration:   time.Duration(p.waitNanos.Load()),
+		WaitDuration:   time.Duration(p.waitTime.sum.Load()),
 		Timeouts:       p.timeouts,
 		TooManyWaiters: p.tooManyWaiters,
 

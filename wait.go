@@ -56,9 +56,30 @@ type delivery struct {
 }
 
 // deliverLocked serves waiter e, already out of the queue, with pc, which
-// is lent from now on.
+// is lent from now on. It sends under mu; a path that can, hands off with
+// handOffLocked and send instead, so that the wake-up is not in mu.
 func (p *Pool) deliverLocked(e *waitq.Elem[waiter], pc *poolConn, fresh bool) {
+	p.handOffLocked(pc, fresh)
+	send(e, pc, fresh)
+}
+
+// handOffLocked records pc as lent to a waiter its caller took out of the
+// queue; the caller sends it with send, after unlocking mu if it likes.
+// fresh says pc was just dialed.
+func (p *Pool) handOffLocked(pc *poolConn, fresh bool) {
 	p.moveLocked(pc, heldLent)
+	if !fresh {
+		p.handoffs++
+	}
+}
+
+// send delivers pc, handed off to waiter e, in a new wrapper. It may run
+// without mu: whoever took e out of the queue is the only one that sends
+// to it, once; the channel has room for that one delivery, so send never
+// blocks; and e is not recycled before its owner has received it (see
+// newWaiterElem and leave). Until then pc is lent, held by the sender and
+// then by the waiter, and neither touches the ledger for it.
+func send(e *waitq.Elem[waiter], pc *poolConn, fresh bool) {
 	e.Value.ch <- delivery{c: pc.newWrapper(), fresh: fresh}
 }
 
@@ -116,19 +137,21 @@ func (p *Pool) waitersWithoutDialLocked() int {
 // with mu held and the Get counted in queued, and releases mu.
 //
 // A waiter whose ctx ends takes itself out of the queue (leave).
-func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
+//
+// start is the pool clock read just before mu was taken: the wait's only
+// clock read until it ends, kept out of mu.
+func (p *Pool) queueAndWait(op *getOp, unusedOnly bool, start int64) (delivery, error) {
 	if n := p.cfg.maxWaiters; n > 0 && p.waiters.Len() >= n {
 		p.queued.Add(-1)
 		p.tooManyWaiters++
 		p.mu.Unlock()
 		return delivery{}, fmt.Errorf("%w: %d already queued for %s (WithMaxWaiters(%d))", ErrTooManyWaiters, n, p.name, n)
 	}
-	start := p.now()
 	e := p.newWaiterLocked(op.ctx, unusedOnly, start)
 	counted := false // this wait is at the cap or the dial limit: timed for WaitDuration
 	if p.canDialLocked() {
-		if now := p.now(); p.backingOffLocked(now) {
-			err := p.backoffErrorLocked(now)
+		if p.backingOffLocked(start) {
+			err := p.backoffErrorLocked(start)
 			p.queued.Add(-1)
 			p.mu.Unlock()
 			p.recycle(e)
@@ -146,27 +169,26 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool) (delivery, error) {
 	}
 	p.mu.Unlock()
 
-	if counted {
-		defer func() {
-			waited := time.Duration(p.now() - start)
-			op.waited += waited
-			p.waitNanos.Add(int64(waited))
-		}()
+	var d delivery
+	served := true
+	if done := op.ctx.Done(); done == nil { // a context that never ends: a plain receive is cheaper than a select
+		d = <-e.Value.ch
+	} else {
+		select {
+		case d = <-e.Value.ch:
+		case <-done:
+			served = false
+		}
 	}
-	done := op.ctx.Done()
-	if done == nil { // a context that never ends: a plain receive is cheaper than a select
-		d := <-e.Value.ch
-		p.recycle(e)
-		return d, d.err
+	if counted { // the wait's second clock read, its end
+		op.waited += time.Duration(p.now() - start)
 	}
-	select {
-	case d := <-e.Value.ch:
-		p.recycle(e)
-		return d, d.err
-	case <-done:
+	if !served {
+		p.leave(e)
+		return delivery{}, p.waitFailed(op.ctx)
 	}
-	p.leave(e)
-	return delivery{}, p.waitFailed(op.ctx)
+	p.recycle(e)
+	return d, d.err
 }
 
 // leave takes waiter e, whose ctx ended, out of the queue. If it was
@@ -181,6 +203,8 @@ func (p *Pool) leave(e *waitq.Elem[waiter]) {
 			from := fromAside
 			if d.fresh {
 				from = fromDial
+			} else {
+				p.handoffsLost.Add(1)
 			}
 			p.putBack(d.c.pc, from)
 		}
