@@ -139,8 +139,12 @@ func (p *Pool) serveIdle() {
 // close to make room for a dial. mu must be held; it takes idleMu.
 func (p *Pool) takeIdle(unusedOnly, trusting bool) (c *Conn, retired *poolConn) {
 	p.idleMu.Lock()
+	if p.idle.Len() == 0 { // a starved Get's way: out without a defer
+		p.idleMu.Unlock()
+		return nil, nil
+	}
 	defer p.idleMu.Unlock()
-	if p.idle.Len() == 0 || (!trusting && p.canDialLocked()) {
+	if !trusting && p.canDialLocked() {
 		return nil, nil
 	}
 	var pc *poolConn

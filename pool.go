@@ -238,6 +238,7 @@ type getOp struct {
 	flags   uint32 // the Conn's initial state bits
 	rejects int    // idle conns the Get's vetting closed
 	served  Served
+	popped  bool          // get's own try at the idle stack found it empty or queued behind: checkOut goes to mu
 	queued  bool          // counted in WaitCount
 	waited  time.Duration // observed in WaitTime, whose sum is WaitDuration
 }
@@ -255,6 +256,8 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 				return c, nil
 			}
 			op.rejects++
+		} else {
+			op.popped = true
 		}
 	}
 	c, err := p.checkOut(&op)
@@ -303,12 +306,14 @@ func (p *Pool) getObserved(ctx context.Context, flags uint32) (*Conn, error) {
 // checkOut finds op's conn: from the idle stack without mu when no Get
 // waits, else under mu from the idle stack, a dial, or the queue.
 func (p *Pool) checkOut(op *getOp) (*Conn, error) {
-	if op.ctx.Err() != nil {
-		return nil, p.waitFailed(op.ctx)
-	}
 	unusedOnly := op.flags&connDestroyOnClose != 0
-	if !unusedOnly {
-		for ; op.rejects < maxRejects; op.rejects++ {
+	// When get has just checked ctx and found no idle conn to take without
+	// mu, the starved Get goes straight to mu.
+	if !op.popped {
+		if op.ctx.Err() != nil {
+			return nil, p.waitFailed(op.ctx)
+		}
+		for ; !unusedOnly && op.rejects < maxRejects; op.rejects++ {
 			c := p.popIdle()
 			if c == nil {
 				break
