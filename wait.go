@@ -11,25 +11,33 @@ import (
 // waiter is a Get waiting in the queue for a conn. Its fields are set
 // under mu when it queues, and read under mu while it is queued.
 type waiter struct {
-	ch         chan delivery   // capacity 1: sent to exactly once per use, under mu, by whoever dequeues the waiter
+	ch         chan delivery   // capacity 1: sent to exactly once per use, by whoever dequeues the waiter (under mu, or just after: send)
 	use        uint64          // counts the uses of this record: see newWaiterElem
 	ctx        context.Context // the Get's context, whose values a dial started for it sees
 	dialing    bool            // a dial started on this waiter's behalf has not finished
 	unusedOnly bool            // a DialContext caller: takes only a conn never handed out
-	since      int64           // pool clock when it queued, for Stats.OldestWait
+	since      int64           // pool clock just before it took mu to queue, for Stats.OldestWait and its wait time
 }
 
 // newWaiterElem makes a waiter record for Pool.freeWaiters, which
 // recycles the records and their channels, so that a wait allocates
 // nothing once the pool is warm. Each pool has its own: a record is read
-// and written under its pool's mu. A record goes back only when its
-// channel is empty and nobody can send to it any more: after its owner
-// received the one delivery that whoever dequeued it sent, or after the
-// owner took it out of the queue itself, under mu, before anyone else
-// could. A dial started for a waiter remembers the record's use and
-// treats the record as its waiter only while the use is the same, so a
+// and written under its pool's mu.
+//
+// Why a recycled record never receives a delivery meant for an earlier
+// use: only whoever takes a record out of the queue, under mu, may send
+// to it, and it sends once, under mu or just after releasing it (send).
+// The record goes back only when its channel is empty and nobody can
+// send to it any more: after its owner received that one delivery, or
+// after the owner took it out of the queue itself (leave), before anyone
+// else could; an owner whose ctx ended but who finds itself already out
+// of the queue waits for the delivery on its way, and puts the conn
+// back, before giving the record back. A dial started for a waiter holds
+// the record without dequeuing it, so it remembers the record's use and
+// treats the record as its waiter only while the use is the same: a
 // record taken by a later Get is never mistaken for the one the dial was
-// for (dialOp.forWaiterLocked).
+// for (dialOp.forWaiterLocked). TestHammerHandOffAtCancel and
+// TestRecycledWaiterMissesTheDialOfItsEarlierUse pin both.
 func newWaiterElem() any { return &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1)}} }
 
 // newWaiterLocked takes a record for a Get with ctx and stamps its use.
@@ -192,8 +200,10 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool, start int64) (delivery, 
 }
 
 // leave takes waiter e, whose ctx ended, out of the queue. If it was
-// served at that instant, the delivery is in its channel, and the conn
-// goes back. Either way its channel is empty after, and it is recycled.
+// served at that instant, the delivery is in its channel or on its way
+// (send runs after its sender releases mu): leave waits for it, and the
+// conn goes back. Either way its channel is empty after, and it is
+// recycled.
 func (p *Pool) leave(e *waitq.Elem[waiter]) {
 	p.mu.Lock()
 	removed := p.dequeueLocked(e)
