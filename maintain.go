@@ -49,7 +49,6 @@ func (p *Pool) maintain() {
 			p.sweepDead()
 		}
 		p.idleMu.SetYield(yieldlock.Oversubscribed()) // GOMAXPROCS may have changed
-		p.mu.SetYield(yieldlock.Oversubscribed())
 		if now >= nextLeakScan {
 			p.findLeaks()
 			nextLeakScan = now + leakScan

@@ -56,10 +56,8 @@ type Pool struct {
 	_        [64]byte
 
 	// mu guards the fields below it; it is never held across I/O, a dial
-	// or a user callback. A yieldlock like idleMu, for the same reason:
-	// when Gets wait, every Get and Put takes it, and with more threads
-	// than cores its holder's thread is often off its core.
-	mu          yieldlock.Mutex
+	// or a user callback.
+	mu          sync.Mutex
 	waiters     waitq.Queue[waiter] // FIFO; served by direct hand-off under mu (wait.go)
 	freeWaiters sync.Pool           // of *waitq.Elem[waiter], recycled (wait.go)
 
@@ -204,7 +202,6 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 	}
 	p.freeWaiters.New = newWaiterElem
 	p.idleMu.SetYield(yieldlock.Oversubscribed())
-	p.mu.SetYield(yieldlock.Oversubscribed())
 	p.emitPool(p.hooks.PoolReady)
 	p.wg.Add(1)
 	go p.maintain()
