@@ -381,6 +381,9 @@ func (p *Pool) accept(d delivery, op *getOp) bool {
 		p.closeConn(pc, CloseReset)
 		return false
 	case pc.ep.removed.Load(): // handed over before a resolve drained its address
+		if !d.fresh {
+			p.handoffsLost.Add(1)
+		}
 		p.closeConn(pc, CloseAddressRemoved)
 		return false
 	case d.fresh:
