@@ -1,0 +1,314 @@
+// Package adaptive is the controller behind connpool's WithAdaptiveMaxConns:
+// it turns what a pool measures (how long conns are held, how many come
+// back broken, whether Gets queue at the cap) into a cap on open conns. It
+// reads no clock and starts no goroutine: the caller passes the time with
+// each sample, so the tests drive it through simulated hours in
+// milliseconds.
+//
+// The algorithm, adapted from Netflix's concurrency-limits (Vegas,
+// Gradient2) and Envoy's adaptive concurrency filter:
+//
+//   - Samples are gathered into windows of at least MinWindow and
+//     MinSamples returns (or MaxWindow, whichever has something). A
+//     window's figure is the mean time conns were held in it.
+//   - The baseline is the lowest window mean of the current and the
+//     previous epoch (Epoch long): a minimum, as Vegas and Envoy keep, but
+//     one that is re-measured, so it follows a backend that really got
+//     slower within two epochs and never drifts with load for longer. At
+//     each epoch's end in which the cap was in use, one window runs at
+//     ProbeFactor of the cap (Envoy pins a low concurrency instead; a
+//     gentle probe costs little goodput): if sustained load kept every
+//     window above the true minimum, the probe finds it again.
+//   - The gradient is the window mean over the baseline. Above Tolerance,
+//     the cap is scaled by Tolerance/gradient (Gradient2's form, without
+//     its smoothing): a backend queueing requests holds conns for
+//     in-flight/capacity times its service time, so this lands the cap
+//     near the backend's concurrency in one step.
+//   - A window in which more than DropRatio of the returns were broken
+//     (timeouts, failed I/O) scales the cap by DropFactor.
+//   - Decreases are bounded: once a run of congested windows (an
+//     episode) begins, the cap falls to no less than half of where it
+//     began until HalvingInterval has passed, and then again. After the
+//     episode, the cap returns at once to the level of its first cut.
+//   - The cap grows only when it was in use: a Get queued at the cap, or
+//     every conn was borrowed when sampled. Growing windows add 1, 2, 4,
+//     ... (doubling, at most the cap itself) while the gradient stays
+//     within Tolerance; any other window starts the step again at 1. A
+//     cap that is not in use does not grow, however flat the latency:
+//     the failure of a controller that reads flat latency as headroom.
+//
+// A Controller is not safe for concurrent use: one goroutine owns it.
+package adaptive
+
+import (
+	"math"
+	"time"
+)
+
+// Config holds a Controller's parameters. Zero fields take the defaults of
+// [DefaultConfig].
+type Config struct {
+	Min, Max int // bounds of the cap, 1 <= Min <= Max
+	Initial  int // the cap to start from, within the bounds
+
+	Tolerance       float64       // the gradient tolerated before the cap is cut: 1.08
+	MinWindow       time.Duration // shortest window: 100ms
+	MaxWindow       time.Duration // a window with fewer than MinSamples closes after this: 1s
+	MinSamples      int           // returns a window needs before MaxWindow: 50
+	Epoch           time.Duration // how long a measured minimum counts: 10s
+	ProbeFactor     float64       // the cap of a probe window, as a fraction of the cap: 0.75
+	DropRatio       float64       // broken returns above this fraction congest a window: 0.05
+	DropFactor      float64       // how a congested-by-drops window scales the cap: 0.8
+	HalvingInterval time.Duration // an episode halves the cap at most once per interval: 2s
+}
+
+// DefaultConfig returns the defaults for a cap between min and max,
+// starting at initial.
+func DefaultConfig(min, max, initial int) Config {
+	return Config{
+		Min: min, Max: max, Initial: initial,
+		Tolerance:       1.08,
+		MinWindow:       100 * time.Millisecond,
+		MaxWindow:       time.Second,
+		MinSamples:      50,
+		Epoch:           10 * time.Second,
+		ProbeFactor:     0.75,
+		DropRatio:       0.05,
+		DropFactor:      0.8,
+		HalvingInterval: 2 * time.Second,
+	}
+}
+
+// Sample is what the pool measured since its previous sample.
+type Sample struct {
+	Returns   int64         // conns returned
+	Held      time.Duration // the time they were held, added up
+	Drops     int64         // of Returns, those returned broken
+	Saturated bool          // a Get queued at the cap, or every conn was borrowed
+}
+
+// Reason says why the cap moved.
+type Reason uint8
+
+const (
+	// Unchanged: the cap did not move.
+	Unchanged Reason = iota
+	// Demand: Gets queued at the cap and the held time stayed within
+	// tolerance of the baseline.
+	Demand
+	// Latency: conns were held longer than the baseline allows.
+	Latency
+	// Drops: too many conns came back broken.
+	Drops
+	// Probe: the cap was lowered for one window to re-measure the
+	// baseline, or restored after it.
+	Probe
+)
+
+// Controller computes the cap. See the package documentation.
+type Controller struct {
+	cfg   Config
+	limit float64
+
+	// The window being gathered.
+	winStart  time.Duration
+	started   bool
+	returns   int64
+	held      time.Duration
+	drops     int64
+	saturated bool
+
+	// The baseline: minimum window means of this epoch and the last.
+	epochStart     time.Duration
+	curMin         time.Duration // 0: none yet
+	poolReturns    int64         // windows pooled into the next candidate
+	poolHeld       time.Duration
+	prevMin        time.Duration
+	epochSaturated bool
+
+	probing    bool    // the current window is a probe
+	probeLimit float64 // the cap to restore after it
+
+	step float64 // the next growth step
+
+	inEpisode    bool
+	episodeStart time.Duration
+	episodeCap   float64 // the cap when the episode (or its last halving interval) began
+	recoverTo    float64 // the cap after the episode's first cut; 0 outside episodes' aftermath
+}
+
+// New returns a controller with cfg, its zero fields filled from
+// DefaultConfig.
+func New(cfg Config) *Controller {
+	d := DefaultConfig(cfg.Min, cfg.Max, cfg.Initial)
+	fill := func(v *float64, def float64) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	fillD := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	fill(&cfg.Tolerance, d.Tolerance)
+	fill(&cfg.ProbeFactor, d.ProbeFactor)
+	fill(&cfg.DropRatio, d.DropRatio)
+	fill(&cfg.DropFactor, d.DropFactor)
+	fillD(&cfg.MinWindow, d.MinWindow)
+	fillD(&cfg.MaxWindow, d.MaxWindow)
+	fillD(&cfg.Epoch, d.Epoch)
+	fillD(&cfg.HalvingInterval, d.HalvingInterval)
+	if cfg.MinSamples <= 0 {
+		cfg.MinSamples = d.MinSamples
+	}
+	cfg.Min = max(cfg.Min, 1)
+	cfg.Max = max(cfg.Max, cfg.Min)
+	c := &Controller{cfg: cfg, step: 1}
+	c.limit = float64(min(max(cfg.Initial, cfg.Min), cfg.Max))
+	return c
+}
+
+// Limit returns the cap.
+func (c *Controller) Limit() int { return c.round(c.limit) }
+
+// Baseline returns the baseline held time, 0 until the first window.
+func (c *Controller) Baseline() time.Duration {
+	switch {
+	case c.prevMin == 0:
+		return c.curMin
+	case c.curMin == 0:
+		return c.prevMin
+	}
+	return min(c.curMin, c.prevMin)
+}
+
+// SetLimit moves the cap to n, within the bounds, as a user's resize does:
+// any probe or episode ends and growth starts again from a step of 1; the
+// baseline is kept.
+func (c *Controller) SetLimit(n int) {
+	c.limit = float64(min(max(n, c.cfg.Min), c.cfg.Max))
+	c.probing, c.inEpisode, c.recoverTo, c.step = false, false, 0, 1
+}
+
+func (c *Controller) round(v float64) int {
+	return min(max(int(math.Floor(v+0.5)), c.cfg.Min), c.cfg.Max)
+}
+
+func (c *Controller) clamp(v float64) float64 {
+	return math.Min(math.Max(v, float64(c.cfg.Min)), float64(c.cfg.Max))
+}
+
+// Observe adds s, measured up to now, and returns the cap and why it
+// moved (Unchanged if it did not).
+func (c *Controller) Observe(now time.Duration, s Sample) (int, Reason) {
+	if !c.started {
+		c.started, c.winStart, c.epochStart = true, now, now
+	}
+	c.returns += s.Returns
+	c.held += s.Held
+	c.drops += s.Drops
+	c.saturated = c.saturated || s.Saturated
+	elapsed := now - c.winStart
+	if elapsed < c.cfg.MinWindow || (c.returns < int64(c.cfg.MinSamples) && elapsed < c.cfg.MaxWindow) {
+		return c.Limit(), Unchanged
+	}
+	returns, held, drops, saturated := c.returns, c.held, c.drops, c.saturated
+	c.winStart, c.returns, c.held, c.drops, c.saturated = now, 0, 0, 0, false
+	if returns == 0 {
+		return c.Limit(), Unchanged // nothing came back: nothing to learn
+	}
+	before := c.Limit()
+	reason := c.window(now, held/time.Duration(returns), returns, float64(drops)/float64(returns), saturated)
+	if after := c.Limit(); after == before {
+		return after, Unchanged
+	}
+	return c.Limit(), reason
+}
+
+// window decides on one closed window with mean held time mean.
+func (c *Controller) window(now, mean time.Duration, returns int64, dropFrac float64, saturated bool) Reason {
+	full := returns >= int64(c.cfg.MinSamples)
+	if c.probing {
+		// The probe's mean is a baseline candidate whatever its size.
+		c.probing = false
+		c.candidate(mean)
+		c.limit = c.probeLimit
+		return Probe
+	}
+	switch {
+	case c.Baseline() == 0:
+		c.candidate(mean) // provisional, until enough samples are pooled
+	case full && dropFrac <= c.cfg.DropRatio:
+		// Pool windows into candidates of baselineWindows x MinSamples
+		// returns: the minimum of many small means is biased low.
+		c.poolReturns += returns
+		c.poolHeld += mean * time.Duration(returns)
+		if c.poolReturns >= baselineWindows*int64(c.cfg.MinSamples) {
+			c.candidate(c.poolHeld / time.Duration(c.poolReturns))
+			c.poolReturns, c.poolHeld = 0, 0
+		}
+	default:
+		c.poolReturns, c.poolHeld = 0, 0
+	}
+	c.epochSaturated = c.epochSaturated || saturated
+	if now-c.epochStart >= c.cfg.Epoch {
+		c.prevMin, c.curMin, c.epochStart = c.curMin, 0, now
+		if c.epochSaturated && !c.inEpisode {
+			c.epochSaturated = false
+			c.probing, c.probeLimit = true, c.limit
+			c.limit = c.clamp(math.Floor(c.limit * c.cfg.ProbeFactor))
+			c.step = 1
+			return Probe
+		}
+		c.epochSaturated = false
+	}
+
+	gradient := float64(mean) / float64(c.Baseline())
+	switch {
+	case dropFrac > c.cfg.DropRatio:
+		c.cut(now, c.limit*c.cfg.DropFactor)
+		return Drops
+	case gradient > c.cfg.Tolerance:
+		c.cut(now, c.limit*math.Max(c.cfg.Tolerance/gradient, 0.5))
+		return Latency
+	}
+	c.inEpisode = false
+	if !saturated {
+		c.step = 1
+		return Unchanged
+	}
+	if c.recoverTo > c.limit {
+		c.limit, c.recoverTo = c.clamp(c.recoverTo), 0
+		return Demand
+	}
+	c.recoverTo = 0
+	c.limit = c.clamp(c.limit + c.step)
+	c.step = math.Min(2*c.step, c.limit)
+	return Demand
+}
+
+// baselineWindows is how many full windows' returns make one baseline
+// candidate.
+const baselineWindows = 4
+
+// candidate offers a window mean to this epoch's minimum.
+func (c *Controller) candidate(mean time.Duration) {
+	if mean > 0 && (c.curMin == 0 || mean < c.curMin) {
+		c.curMin = mean
+	}
+}
+
+// cut lowers the cap toward target, no lower than half of where the
+// episode (or its current halving interval) began.
+func (c *Controller) cut(now time.Duration, target float64) {
+	first := !c.inEpisode
+	if first || now-c.episodeStart >= c.cfg.HalvingInterval {
+		c.inEpisode, c.episodeStart, c.episodeCap = true, now, c.limit
+	}
+	c.limit = c.clamp(math.Max(target, c.episodeCap/2))
+	if first {
+		c.recoverTo = c.limit
+	}
+	c.step = 1
+}

@@ -1,0 +1,210 @@
+package adaptive
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// median returns the median of xs, which it sorts.
+func median(xs []int) int {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
+// within returns the fraction of xs within frac of want.
+func within(xs []int, want int, frac float64) float64 {
+	n := 0
+	for _, x := range xs {
+		if float64(x) >= float64(want)*(1-frac) && float64(x) <= float64(want)*(1+frac) {
+			n++
+		}
+	}
+	return float64(n) / float64(len(xs))
+}
+
+// TestSettlesNearBackendConcurrency runs steady loads against a backend of
+// concurrency 8 from a cap of 1, and checks that the cap settles within
+// 25% of 8 (median over the last 20s) and stays there most of the time.
+func TestSettlesNearBackendConcurrency(t *testing.T) {
+	for _, load := range []float64{0.9, 1.0, 2.0} {
+		t.Run(fmt.Sprintf("load=%v", load), func(t *testing.T) {
+			s := newSim(DefaultConfig(1, 128, 1), 1, constant(8), constant(load*capacity(8)))
+			s.run(30 * time.Second)
+			caps := s.limits(10*time.Second, 30*time.Second)
+			m := median(caps)
+			assert.InDelta(t, 8, m, 2, "median cap")
+			assert.GreaterOrEqual(t, within(caps, 8, 0.25), 0.8, "time within 25%% of 8")
+			t.Logf("load %v: median cap %d, %.0f%% of the time within 25%%, baseline %v", load, m, 100*within(caps, 8, 0.25), s.ctl.Baseline())
+		})
+	}
+}
+
+// TestFollowsDoubledBackend doubles the backend's concurrency under a load
+// that needs it, and checks that the cap follows within 30s (it takes
+// about a second).
+func TestFollowsDoubledBackend(t *testing.T) {
+	c := func(t time.Duration) int {
+		if t < 20*time.Second {
+			return 8
+		}
+		return 16
+	}
+	rate := func(t time.Duration) float64 {
+		if t < 20*time.Second {
+			return 0.9 * capacity(8)
+		}
+		return 0.9 * capacity(16)
+	}
+	s := newSim(DefaultConfig(1, 128, 1), 2, c, rate)
+	s.run(60 * time.Second)
+	followed := time.Duration(-1)
+	for _, p := range s.trace {
+		if p.at >= 20*time.Second && p.limit >= 12 {
+			followed = p.at - 20*time.Second
+			break
+		}
+	}
+	require.GreaterOrEqual(t, followed, time.Duration(0), "the cap never reached 12")
+	assert.Less(t, followed, 30*time.Second)
+	caps := s.limits(30*time.Second, 60*time.Second)
+	assert.InDelta(t, 16, median(caps), 4, "median cap after the doubling")
+	t.Logf("followed in %v; median cap after %d", followed, median(caps))
+}
+
+// TestNoGrowthWhileLatencyIsFlat is failure case (a): a controller that
+// reads flat latency as headroom grows to its max even when demand never
+// reaches the cap. Here the backend has room for 1000 and latency never
+// moves, but demand averages 4 conns in use: the cap must stay near what
+// is used, not climb to the max of 1000. With demand of 60 conns, it must
+// grow to serve it.
+func TestNoGrowthWhileLatencyIsFlat(t *testing.T) {
+	s := newSim(DefaultConfig(1, 1000, 8), 3, constant(1000), constant(0.5*capacity(8)))
+	s.run(10 * time.Minute)
+	top := slices.Max(s.limits(0, 10*time.Minute))
+	assert.LessOrEqual(t, top, 32, "a cap of 8 in use by 4 on average may grow for the peaks, not to 1000")
+	t.Logf("demand 4: highest cap %d", top)
+
+	s = newSim(DefaultConfig(1, 1000, 8), 3, constant(1000), constant(60*capacity(1)))
+	s.run(10 * time.Second)
+	failed := s.failed
+	s.run(30 * time.Second)
+	caps := s.limits(10*time.Second, 30*time.Second)
+	assert.GreaterOrEqual(t, median(caps), 60, "demand of 60 conns at flat latency")
+	assert.Equal(t, failed, s.failed, "no Get ran out of budget once the cap grew")
+}
+
+// TestBaselineDoesNotDriftUnderSustainedLoad is failure case (b): under
+// load that never lets up, a baseline taken from recent latency (a long
+// average, or a minimum that expires) creeps up to the loaded latency, and
+// the cap with it. Thirty minutes at twice the backend's capacity: the
+// baseline must stay near the true mean service time and the cap near 8
+// from the first minutes to the last.
+func TestBaselineDoesNotDriftUnderSustainedLoad(t *testing.T) {
+	s := newSim(DefaultConfig(1, 128, 8), 4, constant(8), constant(2*capacity(8)))
+	s.run(30 * time.Minute)
+	for _, p := range s.trace {
+		if p.at < 10*time.Second {
+			continue
+		}
+		if !assert.InDelta(t, float64(s.service), float64(p.baseline), 0.2*float64(s.service), "baseline at %v", p.at) {
+			break
+		}
+	}
+	first, last := median(s.limits(time.Minute, 5*time.Minute)), median(s.limits(25*time.Minute, 30*time.Minute))
+	assert.InDelta(t, 8, first, 2)
+	assert.InDelta(t, 8, last, 2)
+	assert.LessOrEqual(t, last, first+1, "no creep")
+	assert.GreaterOrEqual(t, within(s.limits(time.Minute, 30*time.Minute), 8, 0.25), 0.8)
+	t.Logf("median cap %d in minutes 1-5, %d in 25-30; baseline %v", first, last, s.ctl.Baseline())
+}
+
+// TestBaselineFollowsSlowerBackend is the other side of (b): a minimum
+// that never expires would keep cutting the cap of a backend that really
+// got slower. The service time doubles; within two epochs the baseline
+// follows and the cap returns near the backend's concurrency.
+func TestBaselineFollowsSlowerBackend(t *testing.T) {
+	s := newSim(DefaultConfig(1, 128, 8), 5, constant(8), constant(0.9*capacity(8)/2))
+	s.run(20 * time.Second)
+	s.service *= 2
+	s.run(60 * time.Second)
+	assert.InDelta(t, float64(10*time.Millisecond), float64(s.ctl.Baseline()), float64(2*time.Millisecond))
+	assert.InDelta(t, 8, median(s.limits(45*time.Second, 60*time.Second)), 2)
+}
+
+// TestBurstOfTimeoutsIsBounded is failure case (c): an AIMD limiter that
+// cuts on every timeout collapses to its minimum after a burst of them and
+// takes minutes to climb back. The backend stalls for a second, every
+// request times out; the cap may halve, no more, and is back near 8 within
+// a second of the stall's end.
+func TestBurstOfTimeoutsIsBounded(t *testing.T) {
+	s := newSim(DefaultConfig(1, 128, 8), 6, constant(8), constant(1.5*capacity(8)))
+	stallFrom, stallTo := 20*time.Second, 21*time.Second
+	s.stall = func(t time.Duration) bool { return t >= stallFrom && t < stallTo }
+	s.stallEnd = func(time.Duration) time.Duration { return stallTo }
+	s.run(stallFrom)
+	before := median(s.limits(10*time.Second, stallFrom))
+	s.run(40 * time.Second)
+	low := slices.Min(s.limits(stallFrom, stallTo+time.Second))
+	assert.GreaterOrEqual(t, low, before/2, "bounded: at most halved")
+	var back time.Duration = -1
+	for _, p := range s.trace {
+		if p.at >= stallTo && p.limit >= 6 {
+			back = p.at - stallTo
+			break
+		}
+	}
+	require.GreaterOrEqual(t, back, time.Duration(0), "never recovered")
+	assert.LessOrEqual(t, back, time.Second, "recovery")
+	assert.InDelta(t, 8, median(s.limits(25*time.Second, 40*time.Second)), 2)
+	t.Logf("cap %d before, lowest %d, back in %v", before, low, back)
+}
+
+func TestBoundsAndSetLimit(t *testing.T) {
+	c := New(Config{Min: 2, Max: 4, Initial: 9})
+	assert.Equal(t, 4, c.Limit(), "Initial clamped to Max")
+	c.SetLimit(0)
+	assert.Equal(t, 2, c.Limit())
+	c.SetLimit(3)
+	assert.Equal(t, 3, c.Limit())
+	assert.Zero(t, c.Baseline())
+	// A window with nothing returned changes nothing.
+	n, why := c.Observe(0, Sample{Saturated: true})
+	assert.Equal(t, 3, n)
+	assert.Equal(t, Unchanged, why)
+	n, why = c.Observe(2*time.Second, Sample{Saturated: true})
+	assert.Equal(t, 3, n)
+	assert.Equal(t, Unchanged, why)
+	// Saturated at flat latency: it grows, within Max.
+	for i := range 10 {
+		c.Observe(time.Duration(3+i)*time.Second, Sample{Returns: 100, Held: 100 * time.Millisecond, Saturated: true})
+	}
+	assert.Equal(t, 4, c.Limit())
+	assert.Equal(t, time.Millisecond, c.Baseline())
+}
+
+// TestGoodputAgainstFixedCaps compares, in the model, the requests served
+// within their deadline by the adaptive cap and by fixed caps of 4 to 128
+// at steady loads: the adaptive cap must serve at least 95% of the best.
+func TestGoodputAgainstFixedCaps(t *testing.T) {
+	for _, load := range []float64{0.5, 0.9, 1.0, 2.0} {
+		served := func(cfg Config) int64 {
+			s := newSim(cfg, 7, constant(8), constant(load*capacity(8)))
+			s.run(10 * time.Second)
+			before := s.served
+			s.run(70 * time.Second)
+			return s.served - before
+		}
+		best := int64(0)
+		for _, n := range []int{4, 8, 16, 32, 128} {
+			best = max(best, served(DefaultConfig(n, n, n)))
+		}
+		got := served(DefaultConfig(1, 128, 1))
+		assert.GreaterOrEqual(t, float64(got), 0.95*float64(best), "load %v", load)
+		t.Logf("load %v: adaptive served %.1f%% of the best fixed cap's", load, 100*float64(got)/float64(best))
+	}
+}

@@ -1,0 +1,223 @@
+package adaptive
+
+import (
+	"container/heap"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// sim is a deterministic discrete-event model of a pool in front of a
+// backend that admits c requests at once and queues the rest first come,
+// first served, as poolbench's sizing server does. Requests arrive open
+// loop (Poisson at rate(t)) and wait at most getBudget for a conn; each has
+// a deadline after its arrival, after which its client gives up and
+// returns the conn broken, while the backend still does the work. The
+// controller is sampled every tick, as the pool's goroutine does.
+type sim struct {
+	ctl       *Controller
+	rng       *rand.Rand
+	now       time.Duration
+	service   time.Duration // mean of the lognormal service time
+	sigma     float64
+	c         func(t time.Duration) int     // the backend's concurrency
+	rate      func(t time.Duration) float64 // arrivals per second
+	stall     func(t time.Duration) bool    // requests starting now wait until the stall ends
+	stallEnd  func(t time.Duration) time.Duration
+	getBudget time.Duration
+	deadline  time.Duration
+	tick      time.Duration
+
+	events  eventQueue
+	inUse   int
+	waiters []time.Duration // arrival times, FIFO
+	busy    int             // backend slots in use
+	queue   []*job          // at the backend
+
+	// Since the last tick.
+	returns   int64
+	held      time.Duration
+	drops     int64
+	saturated bool
+
+	// Totals and trace.
+	served, failed int64
+	trace          []point
+}
+
+type point struct {
+	at       time.Duration
+	limit    int
+	baseline time.Duration
+	inUse    int
+}
+
+type job struct {
+	arrived, acquired time.Duration
+	gaveUp, done      bool
+}
+
+type event struct {
+	at   time.Duration
+	kind int // evArrive, evDone, evGiveUp, evTick
+	j    *job
+}
+
+const (
+	evArrive = iota
+	evDone
+	evGiveUp
+	evTick
+)
+
+type eventQueue []event
+
+func (q eventQueue) Len() int           { return len(q) }
+func (q eventQueue) Less(i, j int) bool { return q[i].at < q[j].at }
+func (q eventQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)        { *q = append(*q, x.(event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+// newSim returns a model of a backend of concurrency c with 5ms mean
+// service time, at rate arrivals per second, with the poolbench budgets.
+func newSim(cfg Config, seed uint64, c func(time.Duration) int, rate func(time.Duration) float64) *sim {
+	return &sim{
+		ctl:       New(cfg),
+		rng:       rand.New(rand.NewPCG(seed, 1)),
+		service:   5 * time.Millisecond,
+		sigma:     0.5,
+		c:         c,
+		rate:      rate,
+		stall:     func(time.Duration) bool { return false },
+		getBudget: 25 * time.Millisecond,
+		deadline:  50 * time.Millisecond,
+		tick:      25 * time.Millisecond,
+	}
+}
+
+func (s *sim) at(t time.Duration, kind int, j *job) { heap.Push(&s.events, event{at: t, kind: kind, j: j}) }
+
+func (s *sim) serviceTime() time.Duration {
+	mu := math.Log(float64(s.service)) - s.sigma*s.sigma/2
+	return time.Duration(math.Exp(mu + s.sigma*s.rng.NormFloat64()))
+}
+
+func (s *sim) nextArrival() {
+	r := s.rate(s.now)
+	if r <= 0 {
+		s.at(s.now+time.Millisecond, evArrive, nil) // look again later
+		return
+	}
+	s.at(s.now+time.Duration(s.rng.ExpFloat64()/r*float64(time.Second)), evArrive, nil)
+}
+
+// run advances the model to end.
+func (s *sim) run(end time.Duration) {
+	if s.events.Len() == 0 {
+		s.nextArrival()
+		s.at(s.now+s.tick, evTick, nil)
+	}
+	for s.events.Len() > 0 && s.events[0].at <= end {
+		e := heap.Pop(&s.events).(event)
+		s.now = e.at
+		switch e.kind {
+		case evArrive:
+			if s.rate(s.now) > 0 && e.j == nil {
+				s.waiters = append(s.waiters, s.now)
+				s.serveWaiters()
+			}
+			s.nextArrival()
+		case evDone:
+			s.busy--
+			if !e.j.gaveUp {
+				e.j.done = true
+				s.served++
+				s.giveBack(s.now-e.j.acquired, false)
+			}
+			s.startJobs()
+		case evGiveUp:
+			if !e.j.done {
+				e.j.gaveUp = true
+				s.failed++
+				s.giveBack(s.now-e.j.acquired, true)
+			}
+		case evTick:
+			if s.inUse >= s.ctl.Limit() {
+				s.saturated = true
+			}
+			s.ctl.Observe(s.now, Sample{Returns: s.returns, Held: s.held, Drops: s.drops, Saturated: s.saturated})
+			s.returns, s.held, s.drops, s.saturated = 0, 0, 0, false
+			s.trace = append(s.trace, point{at: s.now, limit: s.ctl.Limit(), baseline: s.ctl.Baseline(), inUse: s.inUse})
+			s.serveWaiters()
+			s.at(s.now+s.tick, evTick, nil)
+		}
+	}
+	s.now = end
+}
+
+// serveWaiters hands conns to waiters while the cap allows, dropping those
+// whose Get budget ran out.
+func (s *sim) serveWaiters() {
+	for len(s.waiters) > 0 {
+		arrived := s.waiters[0]
+		if s.now-arrived > s.getBudget {
+			s.waiters = s.waiters[1:]
+			s.failed++
+			continue
+		}
+		if s.inUse >= s.ctl.Limit() {
+			s.saturated = true
+			return
+		}
+		s.waiters = s.waiters[1:]
+		s.inUse++
+		j := &job{arrived: arrived, acquired: s.now}
+		s.at(arrived+s.deadline, evGiveUp, j)
+		s.queue = append(s.queue, j)
+		s.startJobs()
+	}
+}
+
+func (s *sim) startJobs() {
+	for len(s.queue) > 0 && s.busy < s.c(s.now) {
+		j := s.queue[0]
+		s.queue = s.queue[1:]
+		s.busy++
+		end := s.now + s.serviceTime()
+		if s.stall(s.now) {
+			end = max(end, s.stallEnd(s.now))
+		}
+		s.at(end, evDone, j)
+	}
+}
+
+func (s *sim) giveBack(held time.Duration, broken bool) {
+	s.inUse--
+	s.returns++
+	s.held += held
+	if broken {
+		s.drops++
+	}
+	s.serveWaiters()
+}
+
+// limits returns the caps traced in [from, to).
+func (s *sim) limits(from, to time.Duration) []int {
+	var out []int
+	for _, p := range s.trace {
+		if p.at >= from && p.at < to {
+			out = append(out, p.limit)
+		}
+	}
+	return out
+}
+
+// capacity is the backend's requests per second at concurrency c.
+func capacity(c int) float64 { return float64(c) / (5 * time.Millisecond).Seconds() }
+
+func constant[T any](v T) func(time.Duration) T { return func(time.Duration) T { return v } }
