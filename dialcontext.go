@@ -28,10 +28,17 @@ import (
 // For HTTPS, give DialContext to the Transport and let the Transport do
 // TLS: a conn wrapped by DialTLSContext would lose HTTP/2, which needs a
 // *tls.Conn.
+//
+// On a pool with [WithAdaptiveMaxConns], DialContext returns
+// [ErrAdaptiveDialContext]: its conns are never returned, so the adaptive
+// cap could not measure them.
 func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	if network != p.network || address != p.address {
 		return nil, fmt.Errorf("%w: pool dials %s %s, not %s %s",
 			ErrWrongAddress, p.network, p.address, network, address)
+	}
+	if p.adaptive != nil {
+		return nil, ErrAdaptiveDialContext
 	}
 	c, err := p.get(ctx, connDestroyOnClose)
 	if err != nil {

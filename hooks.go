@@ -71,6 +71,9 @@ type Hooks struct {
 	// ([WithResolver]), once its answer is applied: the idle conns of
 	// removed addresses are closed by then.
 	Resolved func(ResolveEvent)
+	// MaxConnsChanged is called when the cap on open conns changes: by
+	// [Pool.SetMaxConns], or by the adaptive cap ([WithAdaptiveMaxConns]).
+	MaxConnsChanged func(MaxConnsChangedEvent)
 }
 
 // Chain returns hooks that call h's hook and then next's for each event.
@@ -91,6 +94,7 @@ func (h Hooks) Chain(next Hooks) Hooks {
 		HealthCheckDone: chain(h.HealthCheckDone, next.HealthCheckDone),
 		LeakDetected:    chain(h.LeakDetected, next.LeakDetected),
 		Resolved:        chain(h.Resolved, next.Resolved),
+		MaxConnsChanged: chain(h.MaxConnsChanged, next.MaxConnsChanged),
 	}
 }
 

@@ -106,6 +106,7 @@ func newGroupConfig(opts []GroupOption) (groupConfig, error) {
 // the user chose a value, for defaults that derive from other settings.
 type config struct {
 	maxConns      int
+	maxConnsSet   bool
 	minIdle       int
 	maxIdle       int
 	maxIdleSet    bool
@@ -137,8 +138,11 @@ type config struct {
 	maxWaiters      int    // 0: no limit
 	useTimeMetrics  bool
 	leakThreshold   time.Duration // 0: no leak detection
-	hooks           Hooks
-	invalidOptions  []error // found while applying options, reported by New
+	// WithAdaptiveMaxConns's bounds (adaptive.go).
+	adaptiveMin, adaptiveMax int
+	adaptiveSet              bool
+	hooks                    Hooks
+	invalidOptions           []error // found while applying options, reported by New
 
 	limit *groupLimit // the cap of the pool's group, or nil
 }
@@ -190,7 +194,9 @@ var defaultDialer = &net.Dialer{
 // WithMaxConns caps the conns the pool has open at once, counting conns
 // being dialed, idle and borrowed. A Get at the cap waits. n must be at
 // least 1. The default is 4 × GOMAXPROCS, and at least 4.
-func WithMaxConns(n int) Option { return poolOption(func(c *config) { c.maxConns = n }) }
+func WithMaxConns(n int) Option {
+	return poolOption(func(c *config) { c.maxConns, c.maxConnsSet = n, true })
+}
 
 // WithMinIdle keeps n idle conns ready, dialed in the background ahead of
 // demand and refilled as soon as the count drops. n must be between 0 and
@@ -444,6 +450,7 @@ func newConfig(network, address string, opts []Option) (config, error) {
 		}
 		o.applyPool(&c)
 	}
+	c.applyAdaptive()
 	if c.name == "" {
 		c.name = network + " " + address
 	}

@@ -53,6 +53,7 @@ type Pool struct {
 	overCap  atomic.Bool   // open > MaxConns after the cap was lowered: returned conns close (resize.go)
 	observed bool          // read-only: Gets and Puts have hooks to call or loans to record, not the plain path
 	timeUse  bool          // read-only: WithUseTimeMetrics; the plain path stamps Gets and times Puts (stampUse)
+	adaptive *adaptiveCap  // read-only pointer, nil unless WithAdaptiveMaxConns; its counters are atomic (adaptive.go)
 	_        [64]byte
 
 	// mu guards the fields below it; it is never held across I/O, a dial
@@ -180,10 +181,10 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 		name:      cfg.name,
 		cfg:       cfg,
 		hooks:     cfg.hooks,
-		stampLent: cfg.hooks.Put != nil || cfg.useTimeMetrics,
+		stampLent: cfg.hooks.Put != nil || cfg.useTimeMetrics || cfg.adaptiveSet,
 		timeUse:   cfg.useTimeMetrics,
 		observed: cfg.hooks.GetStarted != nil || cfg.hooks.GetDone != nil || cfg.hooks.Put != nil ||
-			cfg.leakThreshold > 0,
+			cfg.leakThreshold > 0 || cfg.adaptiveSet,
 		log:    cfg.logger.With("pool", cfg.name),
 		epoch:  time.Now(),
 		ctx:    ctx,
@@ -201,10 +202,15 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 		p.lastRebalance = -int64(cfg.resolveInterval)
 	}
 	p.freeWaiters.New = newWaiterElem
+	p.adaptive = newAdaptiveCap(&cfg)
 	p.idleMu.SetYield(yieldlock.Oversubscribed())
 	p.emitPool(p.hooks.PoolReady)
 	p.wg.Add(1)
 	go p.maintain()
+	if p.adaptive != nil {
+		p.wg.Add(1)
+		go p.adapt()
+	}
 	return p, nil
 }
 

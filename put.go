@@ -85,6 +85,9 @@ func (p *Pool) releaseObserved(c *Conn, state uint32) {
 	if p.cfg.useTimeMetrics {
 		p.useTime.observe(held)
 	}
+	if p.adaptive != nil {
+		p.adaptive.record(held, reason == CloseBroken)
+	}
 }
 
 // brokenReason returns why a conn its holder just returned, with these

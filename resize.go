@@ -22,12 +22,20 @@ import "fmt"
 // MaxIdle if that was set (a MaxIdle left to its default follows
 // MaxConns, and MaxConnecting is bounded by it). After Close it returns
 // [ErrClosed].
+//
+// On a pool with [WithAdaptiveMaxConns], n must lie within its bounds: the
+// cap moves to n at once, and the adaptive cap carries on from there (it
+// keeps its baseline), so n holds only while what the pool measures agrees.
+// Each change is reported to [Hooks].MaxConnsChanged, with [MaxConnsSet].
 func (p *Pool) SetMaxConns(n int) error {
 	var closing []*poolConn
 	p.mu.Lock()
 	err := p.resizable()
+	old := p.cfg.maxConns
 	switch {
 	case err != nil:
+	case p.cfg.adaptiveSet && (n < p.cfg.adaptiveMin || n > p.cfg.adaptiveMax):
+		err = invalidSet("SetMaxConns(%d) is outside WithAdaptiveMaxConns(%d, %d)", n, p.cfg.adaptiveMin, p.cfg.adaptiveMax)
 	case n < 1:
 		err = invalidSet("SetMaxConns(%d): must be at least 1", n)
 	case n < p.cfg.minIdle:
@@ -39,6 +47,9 @@ func (p *Pool) SetMaxConns(n int) error {
 	}
 	p.mu.Unlock()
 	p.closeConns(closing, CloseResized)
+	if err == nil && n != old {
+		p.emitMaxConnsChanged(old, n, MaxConnsSet)
+	}
 	return err
 }
 

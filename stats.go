@@ -16,7 +16,7 @@ import (
 type Stats struct {
 	Name string // the pool's name (WithName)
 
-	MaxConns  int // the cap on open conns (WithMaxConns)
+	MaxConns  int // the cap on open conns now (WithMaxConns, SetMaxConns or WithAdaptiveMaxConns)
 	MinIdle   int // the idle conns kept ready (WithMinIdle)
 	MaxIdle   int // the cap on idle conns (WithMaxIdle)
 	OpenConns int // conns open now: InUse + Idle + Closing
@@ -28,6 +28,12 @@ type Stats struct {
 	// OldestWait is how long the Get that has waited longest has been
 	// queued, 0 when none waits: the first sign of exhaustion.
 	OldestWait time.Duration
+	// AdaptiveMin and AdaptiveMax are the bounds of the adaptive cap
+	// (WithAdaptiveMaxConns), 0 when it is off: MaxConns is then the cap
+	// it chose. AdaptiveBaseline is the held time it measures against, 0
+	// until it has one.
+	AdaptiveMin, AdaptiveMax int
+	AdaptiveBaseline         time.Duration
 
 	Dials      int64 // conns dialed successfully
 	DialErrors int64 // dials that failed, including those cut short by Close
@@ -150,6 +156,10 @@ func (p *Pool) Stats() Stats {
 	p.idleMu.Lock()
 	defer p.idleMu.Unlock()
 	c := &p.closes
+	var baseline time.Duration
+	if p.adaptive != nil {
+		baseline = time.Duration(p.adaptive.baseline.Load())
+	}
 	return Stats{
 		Name:      p.name,
 		MaxConns:  p.cfg.maxConns,
@@ -195,6 +205,10 @@ func (p *Pool) Stats() Stats {
 		WaitTime:   p.waitTime.snapshot(),
 		DialTime:   p.dialTime.snapshot(),
 		UseTime:    p.useTime.snapshot(),
+
+		AdaptiveMin:      p.cfg.adaptiveMin,
+		AdaptiveMax:      p.cfg.adaptiveMax,
+		AdaptiveBaseline: baseline,
 	}
 }
 

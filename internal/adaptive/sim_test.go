@@ -100,7 +100,9 @@ func newSim(cfg Config, seed uint64, c func(time.Duration) int, rate func(time.D
 	}
 }
 
-func (s *sim) at(t time.Duration, kind int, j *job) { heap.Push(&s.events, event{at: t, kind: kind, j: j}) }
+func (s *sim) at(t time.Duration, kind int, j *job) {
+	heap.Push(&s.events, event{at: t, kind: kind, j: j})
+}
 
 func (s *sim) serviceTime() time.Duration {
 	mu := math.Log(float64(s.service)) - s.sigma*s.sigma/2

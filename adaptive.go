@@ -1,0 +1,231 @@
+package connpool
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/connpool/connpool/internal/adaptive"
+)
+
+// The adaptive cap (WithAdaptiveMaxConns). Each Put on the observed path
+// adds the time the conn was held to a few atomic counters; a goroutine of
+// the pool's own samples them every adaptTick, asks the controller
+// (package internal/adaptive, where the algorithm is documented and
+// tested) for a cap, and applies it through setMaxConnsLocked, the path
+// SetMaxConns takes, so every guarantee of a resize holds.
+
+// WithAdaptiveMaxConns lets the pool move its cap on open conns between
+// min and max by itself, from what it measures: how long conns are held
+// from Get to Put (the backend's service time, as the pool sees it), how
+// many come back broken (timeouts, failed I/O), and whether Gets queue at
+// the cap. It finds the concurrency beyond which the backend only queues:
+// the cap grows while Gets wait for conns and the held time stays near its
+// baseline (the lowest recent mean, re-measured every 10s), and is cut in
+// proportion when the held time rises past 1.08 times the baseline, or by
+// a fifth when over 5% of returns in a 100ms window are broken. Cuts are
+// bounded (at most halving every 2s) and recover at once when the cause
+// passes. A cap that Gets do not reach never grows.
+//
+// The cap starts at [WithMaxConns] if given, which must then lie between
+// min and max, else at min. min must be at least 1, at least MinIdle, and
+// at least MaxIdle if set; max at least min. [Stats] shows the current cap
+// (MaxConns), the bounds and the baseline; [Hooks].MaxConnsChanged reports
+// each move. [Pool.SetMaxConns] moves the cap within the bounds, and the
+// controller carries on from there.
+//
+// It suits request/reply use, where a conn is held for one exchange of
+// milliseconds to seconds: the held time is then the backend's latency.
+// It does not suit conns held for a session (subscriptions, streams,
+// transactions held while the caller does other work), whose held time
+// says nothing of the backend, nor [Pool.DialContext], whose conns are
+// never returned: DialContext on an adaptive pool fails with
+// [ErrAdaptiveDialContext]. It turns on the observed path of Get and Put,
+// a clock read on each, as [WithUseTimeMetrics] does.
+func WithAdaptiveMaxConns(min, max int) Option {
+	return poolOption(func(c *config) { c.adaptiveMin, c.adaptiveMax, c.adaptiveSet = min, max, true })
+}
+
+// ErrAdaptiveDialContext is returned by [Pool.DialContext] on a pool with
+// [WithAdaptiveMaxConns]: a DialContext conn is never returned, so its
+// held time cannot drive the cap.
+var ErrAdaptiveDialContext = errors.New("connpool: DialContext on a pool with WithAdaptiveMaxConns: its conns are never returned to drive the cap")
+
+// applyAdaptive checks WithAdaptiveMaxConns against the other options and
+// sets the initial cap. newConfig calls it before deriving the defaults
+// that follow MaxConns.
+func (c *config) applyAdaptive() {
+	if !c.adaptiveSet {
+		return
+	}
+	lo, hi := c.adaptiveMin, c.adaptiveMax
+	switch {
+	case lo < 1:
+		c.invalid("WithAdaptiveMaxConns(%d, %d): min must be at least 1", lo, hi)
+		return
+	case hi < lo:
+		c.invalid("WithAdaptiveMaxConns(%d, %d): max must be at least min", lo, hi)
+		return
+	case c.maxConnsSet && (c.maxConns < lo || c.maxConns > hi):
+		c.invalid("WithMaxConns(%d) is outside WithAdaptiveMaxConns(%d, %d)", c.maxConns, lo, hi)
+	case c.minIdle > lo:
+		c.invalid("WithMinIdle(%d) exceeds the min of WithAdaptiveMaxConns(%d, %d)", c.minIdle, lo, hi)
+	case c.maxIdleSet && c.maxIdle > lo:
+		c.invalid("WithMaxIdle(%d) exceeds the min of WithAdaptiveMaxConns(%d, %d)", c.maxIdle, lo, hi)
+	}
+	if !c.maxConnsSet {
+		c.maxConns = lo
+	}
+}
+
+// adaptTick is how often the pool samples its counters for the controller,
+// whose windows are 100ms at least.
+const adaptTick = 25 * time.Millisecond
+
+// adaptiveCap is a pool's adaptive state. The counters are added to by
+// every Put of the observed path, from any goroutine, and swapped out by
+// the adapt goroutine; the rest is that goroutine's alone, but baseline,
+// which Stats reads.
+type adaptiveCap struct {
+	returns atomic.Int64
+	held    atomic.Int64 // nanoseconds
+	drops   atomic.Int64
+	_       [64]byte // the counters above are written by every Put; keep them off the fields below
+
+	baseline atomic.Int64 // the controller's baseline, in nanoseconds, for Stats
+
+	// Owned by the adapt goroutine.
+	ctl       *adaptive.Controller
+	applied   int   // the cap it last saw or set
+	lastWaits int64 // Pool.waitCount when it last sampled
+}
+
+func newAdaptiveCap(cfg *config) *adaptiveCap {
+	if !cfg.adaptiveSet {
+		return nil
+	}
+	return &adaptiveCap{
+		ctl:     adaptive.New(adaptive.DefaultConfig(cfg.adaptiveMin, cfg.adaptiveMax, cfg.maxConns)),
+		applied: cfg.maxConns,
+	}
+}
+
+// record adds a conn returned after being held for held, broken or not.
+func (a *adaptiveCap) record(held time.Duration, broken bool) {
+	a.returns.Add(1)
+	a.held.Add(int64(held))
+	if broken {
+		a.drops.Add(1)
+	}
+}
+
+// adapt is the adaptive cap's goroutine: it samples and applies the
+// controller's cap every adaptTick, until the pool closes.
+func (p *Pool) adapt() {
+	defer p.wg.Done()
+	t := time.NewTicker(adaptTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.C:
+			p.adaptOnce()
+		}
+	}
+}
+
+// adaptOnce takes one sample, and moves the cap if the controller says
+// so. It takes mu (and idleMu, for the conns in use).
+func (p *Pool) adaptOnce() {
+	a := p.adaptive
+	s := adaptive.Sample{
+		Returns: a.returns.Swap(0),
+		Held:    time.Duration(a.held.Swap(0)),
+		Drops:   a.drops.Swap(0),
+	}
+	p.mu.Lock()
+	if p.closed.Load() {
+		p.mu.Unlock()
+		return
+	}
+	cur := p.cfg.maxConns
+	p.idleMu.Lock()
+	inUse := p.inUseIdleLocked()
+	p.idleMu.Unlock()
+	s.Saturated = p.waitCount != a.lastWaits || p.waiters.Len() > 0 || inUse >= cur
+	a.lastWaits = p.waitCount
+	p.mu.Unlock()
+
+	if cur != a.applied { // SetMaxConns moved it
+		a.ctl.SetLimit(cur)
+		a.applied = cur
+	}
+	n, why := a.ctl.Observe(time.Duration(p.now()), s)
+	a.baseline.Store(int64(a.ctl.Baseline()))
+	if why == adaptive.Unchanged || n == cur {
+		return
+	}
+	p.mu.Lock()
+	if p.closed.Load() || p.cfg.maxConns != cur { // a SetMaxConns came first: its cap stands
+		p.mu.Unlock()
+		return
+	}
+	closing := p.setMaxConnsLocked(n)
+	p.mu.Unlock()
+	a.applied = n
+	p.closeConns(closing, CloseResized)
+	p.emitMaxConnsChanged(cur, n, adaptiveReasons[why])
+}
+
+var adaptiveReasons = [...]MaxConnsReason{
+	adaptive.Demand:  MaxConnsDemand,
+	adaptive.Latency: MaxConnsLatency,
+	adaptive.Drops:   MaxConnsBroken,
+	adaptive.Probe:   MaxConnsProbe,
+}
+
+// MaxConnsReason says why a pool's cap on open conns changed.
+type MaxConnsReason uint8
+
+const (
+	// MaxConnsSet: [Pool.SetMaxConns] was called.
+	MaxConnsSet MaxConnsReason = iota + 1
+	// MaxConnsDemand: the adaptive cap grew because Gets queued at it
+	// while conns were held no longer than its baseline allows.
+	MaxConnsDemand
+	// MaxConnsLatency: the adaptive cap was cut because conns were held
+	// longer than its baseline allows: the backend is queueing.
+	MaxConnsLatency
+	// MaxConnsBroken: the adaptive cap was cut because too many conns came
+	// back broken (timeouts, failed I/O).
+	MaxConnsBroken
+	// MaxConnsProbe: the adaptive cap was lowered for one window to
+	// re-measure its baseline, or restored after it.
+	MaxConnsProbe
+)
+
+var maxConnsReasonNames = [...]string{"", "set", "demand", "latency", "broken", "probe"}
+
+// String returns the reason in snake case, as metrics labels want it:
+// "set", "demand", "latency", "broken", "probe"; "" for the zero reason.
+func (r MaxConnsReason) String() string {
+	if int(r) < len(maxConnsReasonNames) {
+		return maxConnsReasonNames[r]
+	}
+	return fmt.Sprintf("MaxConnsReason(%d)", r)
+}
+
+// MaxConnsChangedEvent is a change of the pool's cap on open conns.
+type MaxConnsChangedEvent struct {
+	Pool     string
+	Old, New int
+	Reason   MaxConnsReason
+}
+
+func (p *Pool) emitMaxConnsChanged(old, n int, why MaxConnsReason) {
+	if f := p.hooks.MaxConnsChanged; f != nil {
+		emit(p, f, MaxConnsChangedEvent{Pool: p.name, Old: old, New: n, Reason: why})
+	}
+}
