@@ -24,7 +24,8 @@ import (
 // the cap grows while Gets wait for conns and the held time stays near its
 // baseline (the lowest recent mean, re-measured every 10s), and is cut in
 // proportion when the held time rises past 1.08 times the baseline, or by
-// a fifth when over 5% of returns in a 100ms window are broken. Cuts are
+// a fifth when over 20% of returns in a window (100ms at least) are
+// broken. Cuts are
 // bounded (at most halving every 2s) and recover at once when the cause
 // passes. A cap that Gets do not reach never grows.
 //
@@ -90,6 +91,7 @@ const adaptTick = 25 * time.Millisecond
 type adaptiveCap struct {
 	returns atomic.Int64
 	held    atomic.Int64 // nanoseconds
+	heldSq  atomic.Int64 // microseconds squared
 	drops   atomic.Int64
 	_       [64]byte // the counters above are written by every Put; keep them off the fields below
 
@@ -115,6 +117,8 @@ func newAdaptiveCap(cfg *config) *adaptiveCap {
 func (a *adaptiveCap) record(held time.Duration, broken bool) {
 	a.returns.Add(1)
 	a.held.Add(int64(held))
+	us := int64(held / time.Microsecond)
+	a.heldSq.Add(us * us)
 	if broken {
 		a.drops.Add(1)
 	}
@@ -143,6 +147,7 @@ func (p *Pool) adaptOnce() {
 	s := adaptive.Sample{
 		Returns: a.returns.Swap(0),
 		Held:    time.Duration(a.held.Swap(0)),
+		HeldSq:  a.heldSq.Swap(0),
 		Drops:   a.drops.Swap(0),
 	}
 	p.mu.Lock()

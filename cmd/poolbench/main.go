@@ -16,9 +16,16 @@
 // With -addr it aims at a real server instead, speaking an echo protocol
 // or the request/reply given by -ping and -pong (for Redis:
 // -ping 'PING\r\n' -pong '+PONG\r\n').
+//
+// On the embedded server, the default run ends with a short sizing run;
+// -scenario sizing runs the full one alone (see sizing.go): fixed pool
+// sizes and the adaptive cap (WithAdaptiveMaxConns) against a server that
+// serves -sizing-c requests at once, under loads from 50% to 200% of its
+// capacity.
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,7 +46,17 @@ type config struct {
 	rtt        time.Duration
 	sizes      []int
 	report     string
+	scenario   string        // "" for the default run, or "sizing"
+	sizingC    int           // the sizing server's concurrency
+	sizingLen  time.Duration // each sizing phase; 0: the default for the run
 }
+
+// Sizing phase lengths: the full scenario's, and the short run's at the
+// end of the default run (seven phase lengths and a warm-up: about 15s).
+const (
+	sizingPhaseFull  = 10 * time.Second
+	sizingPhaseShort = 2 * time.Second
+)
 
 const defaultPing = "connpool poolbench: a 64-byte request that the server echoes back."
 
@@ -56,6 +73,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		rtt    = fs.Duration("rtt", 0, "simulated network round trip added by the embedded server")
 		sizes  = fs.String("sizes", "", "comma-separated pool sizes (default: c/16, c/4 and c)")
 		report = fs.String("report", "poolbench-report.html", "where to write the HTML report")
+		scen   = fs.String("scenario", "", `"sizing": run only the full sizing scenario (default: every scenario, and a short sizing run)`)
+		sizC   = fs.Int("sizing-c", 8, "requests the sizing server serves at once (its C)")
+		sizLen = fs.Duration("sizing-phase", 0, "length of each sizing phase (default 10s with -scenario sizing, 2.5s in the default run)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: poolbench [flags]\n\nShows what connection pooling buys against a loopback echo server.\n\nFlags:\n")
@@ -68,7 +88,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	cfg := &config{addr: *addr, rtt: *rtt, report: *report,
-		load: load{concurrency: *c, requests: *n, duration: *d}}
+		load:     load{concurrency: *c, requests: *n, duration: *d},
+		scenario: *scen, sizingC: *sizC, sizingLen: *sizLen}
 	var err error
 	if cfg.ping, err = unescape(*ping); err != nil || len(cfg.ping) == 0 {
 		return nil, fmt.Errorf("-ping %q: must be a non-empty string with valid Go escapes", *ping)
@@ -92,6 +113,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-rtt simulates delay on the embedded server; it cannot be used with -addr")
 	case *report == "":
 		return nil, errors.New("-report: need a path")
+	case *scen != "" && *scen != "sizing":
+		return nil, fmt.Errorf("-scenario %q: the only scenario to run alone is sizing", *scen)
+	case *scen == "sizing" && *addr != "":
+		return nil, errors.New("-scenario sizing needs the embedded server; it cannot be used with -addr")
+	case *sizC < 2:
+		return nil, fmt.Errorf("-sizing-c %d: need at least 2", *sizC)
+	case *sizLen < 0:
+		return nil, fmt.Errorf("-sizing-phase %v: must not be negative", *sizLen)
 	}
 	if cfg.sizes, err = parseSizes(*sizes, *c); err != nil {
 		return nil, err
@@ -176,6 +205,9 @@ func scenarios(cfg *config, embedded bool) []*scenario {
 }
 
 func run(cfg *config, stdout, stderr io.Writer) error {
+	if cfg.scenario == "sizing" {
+		return runSizingOnly(cfg, stdout, stderr)
+	}
 	t := &target{addr: cfg.addr, ping: cfg.ping, pong: cfg.pong}
 	where := cfg.addr
 	if cfg.addr == "" {
@@ -221,7 +253,18 @@ func run(cfg *config, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout)
 	printTable(stdout, all)
-	if err := writeReport(cfg.report, cfg, where, all); err != nil {
+	var sizing *sizingResult
+	if cfg.addr == "" {
+		sc := newSizingConfig(cfg.sizingC, cmp.Or(cfg.sizingLen, sizingPhaseShort))
+		fmt.Fprintf(stderr, "sizing, short: 6 configurations at once, %v\n", sc.warmup+sc.phaseStart(len(sizingPhases)))
+		var err error
+		if sizing, err = runSizing(sc); err != nil {
+			return fmt.Errorf("sizing: %w", err)
+		}
+		fmt.Fprintln(stdout)
+		printSizing(stdout, sizing)
+	}
+	if err := writeReport(cfg.report, cfg, where, all, sizing); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "\nreport: %s\n", cfg.report)
@@ -230,6 +273,23 @@ func run(cfg *config, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s: no request succeeded: %v", s.name, s.firstErr)
 		}
 	}
+	return nil
+}
+
+// runSizingOnly runs the full sizing scenario, prints its table and
+// writes a report of it alone.
+func runSizingOnly(cfg *config, stdout, stderr io.Writer) error {
+	sc := newSizingConfig(cfg.sizingC, cmp.Or(cfg.sizingLen, sizingPhaseFull))
+	fmt.Fprintf(stderr, "sizing: 6 configurations at once, %v\n", sc.warmup+sc.phaseStart(len(sizingPhases)))
+	res, err := runSizing(sc)
+	if err != nil {
+		return err
+	}
+	printSizing(stdout, res)
+	if err := writeReport(cfg.report, cfg, "embedded loopback sizing servers", nil, res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nreport: %s\n", cfg.report)
 	return nil
 }
 

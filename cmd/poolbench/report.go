@@ -29,9 +29,10 @@ type reportData struct {
 	Saturated         []reportRow // the saturated scenarios, also in Rows
 	SaturatedLines    []string
 	SaturatedClients  int
+	Sizing            *sizingReport // nil when the sizing scenario did not run
 }
 
-var reportTmpl = template.Must(template.New("report").Parse(`<!DOCTYPE html>
+var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"mul100": func(v float64) float64 { return 100 * v }}).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>connpool poolbench report</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222}
@@ -41,7 +42,7 @@ td:first-child,th:first-child{text-align:left} .meta{color:#555} svg{display:blo
 </style></head><body>
 <h1>connpool poolbench</h1>
 <p class="meta">{{.When}} · {{.Where}} · {{.Load}}</p>
-<p><strong>{{.Summary}}</strong></p>
+{{if .Rows}}<p><strong>{{.Summary}}</strong></p>
 <h2>Latency percentiles by scenario (log scale)</h2>
 {{.LatencyChart}}
 <h2>Throughput by pool size</h2>
@@ -56,10 +57,21 @@ td:first-child,th:first-child{text-align:left} .meta{color:#555} svg{display:blo
 <table><tr><th>scenario</th><th>req/s</th><th>p50</th><th>p95</th><th>p99</th><th>dials</th><th>errors</th><th>pool hits</th><th>misses</th><th>waits</th><th>open</th></tr>
 {{range .Rows}}<tr><td>{{.Name}}</td><td>{{.RPS}}</td><td>{{.P50}}</td><td>{{.P95}}</td><td>{{.P99}}</td><td>{{.Dials}}</td><td>{{.Errors}}</td><td>{{.Hits}}</td><td>{{.Misses}}</td><td>{{.Waits}}</td><td>{{.Open}}</td></tr>
 {{end}}</table>
-</body></html>
+{{end}}{{with .Sizing}}<h2>Sizing: fixed pool sizes and the adaptive cap</h2>
+<p>{{.Intro}}</p>
+<p>The adaptive cap (WithAdaptiveMaxConns), the conns it had in use, and the server's C, over the measured phases:</p>
+{{.Chart}}
+<table><tr><th>phase</th><th>best fixed</th><th>goodput vs best</th><th>p99 vs best</th><th>adaptive cap (median, 2nd half)</th><th>server C</th></tr>
+{{range .Verdicts}}<tr><td>{{.Phase}}</td><td>{{.Best}}</td><td>{{printf "%.1f%%" (mul100 .GoodRatio)}}</td><td>{{printf "%.2fx" .P99Ratio}}</td><td>{{.CapMedian}}</td><td>{{.ServerC}}</td></tr>
+{{end}}</table>
+<p>{{.Follow}}</p>
+<table><tr><th>phase</th><th>pool</th><th>offered/s</th><th>goodput/s</th><th>p50</th><th>p95</th><th>p99</th><th>waits</th><th>Get timeouts</th><th>request timeouts</th><th>cap</th></tr>
+{{range .Rows}}<tr{{if .First}} style="border-top:2px solid #999"{{end}}><td>{{.Phase}}</td><td>{{.Pool}}</td><td>{{.Offered}}</td><td>{{.Goodput}}</td><td>{{.P50}}</td><td>{{.P95}}</td><td>{{.P99}}</td><td>{{.Waits}}</td><td>{{.GetTimeouts}}</td><td>{{.ReqTimeouts}}</td><td>{{.Cap}}</td></tr>
+{{end}}</table>
+{{end}}</body></html>
 `))
 
-func writeReport(path string, cfg *config, where string, all []*scenario) error {
+func writeReport(path string, cfg *config, where string, all []*scenario, sizing *sizingResult) error {
 	data := reportData{
 		When:            time.Now().Format(time.RFC1123),
 		Where:           where,
@@ -81,6 +93,9 @@ func writeReport(path string, cfg *config, where string, all []*scenario) error 
 		}
 	}
 	data.SaturatedLines, data.SaturatedClients = saturatedLines(all), saturatedClients
+	if sizing != nil {
+		data.Sizing = sizingReportData(sizing)
+	}
 	if dial, best := find(all, "dial", false), bestPool(all); dial != nil && best != nil && dial.rps() > 0 {
 		data.Summary = fmt.Sprintf("%s serves %.1fx the requests/s of a dial per request.", best.name, best.rps()/dial.rps())
 	}

@@ -51,13 +51,14 @@ type Config struct {
 	Min, Max int // bounds of the cap, 1 <= Min <= Max
 	Initial  int // the cap to start from, within the bounds
 
-	Tolerance       float64       // the gradient tolerated before the cap is cut: 1.08
+	Tolerance       float64       // the gradient tolerated before the cap is cut, beyond twice the window's own noise: 1.05
 	MinWindow       time.Duration // shortest window: 100ms
 	MaxWindow       time.Duration // a window with fewer than MinSamples closes after this: 1s
 	MinSamples      int           // returns a window needs before MaxWindow: 50
 	Epoch           time.Duration // how long a measured minimum counts: 10s
+	ProbeInterval   time.Duration // how often the cap, if in use, is lowered for a probe window: 10s
 	ProbeFactor     float64       // the cap of a probe window, as a fraction of the cap: 0.75
-	DropRatio       float64       // broken returns above this fraction congest a window: 0.05
+	DropRatio       float64       // broken returns above this fraction congest a window: 0.2
 	DropFactor      float64       // how a congested-by-drops window scales the cap: 0.8
 	HalvingInterval time.Duration // an episode halves the cap at most once per interval: 2s
 }
@@ -67,13 +68,14 @@ type Config struct {
 func DefaultConfig(min, max, initial int) Config {
 	return Config{
 		Min: min, Max: max, Initial: initial,
-		Tolerance:       1.08,
+		Tolerance:       1.05,
 		MinWindow:       100 * time.Millisecond,
 		MaxWindow:       time.Second,
 		MinSamples:      50,
 		Epoch:           10 * time.Second,
+		ProbeInterval:   10 * time.Second,
 		ProbeFactor:     0.75,
-		DropRatio:       0.05,
+		DropRatio:       0.2,
 		DropFactor:      0.8,
 		HalvingInterval: 2 * time.Second,
 	}
@@ -83,6 +85,7 @@ func DefaultConfig(min, max, initial int) Config {
 type Sample struct {
 	Returns   int64         // conns returned
 	Held      time.Duration // the time they were held, added up
+	HeldSq    int64         // the squares of those times, in microseconds squared, added up; 0 if unknown
 	Drops     int64         // of Returns, those returned broken
 	Saturated bool          // a Get queued at the cap, or every conn was borrowed
 }
@@ -115,6 +118,7 @@ type Controller struct {
 	started   bool
 	returns   int64
 	held      time.Duration
+	heldSq    int64
 	drops     int64
 	saturated bool
 
@@ -124,7 +128,8 @@ type Controller struct {
 	poolReturns    int64         // windows pooled into the next candidate
 	poolHeld       time.Duration
 	prevMin        time.Duration
-	epochSaturated bool
+	epochSaturated bool          // since the last probe
+	lastProbe      time.Duration
 
 	probing    bool    // the current window is a probe
 	probeLimit float64 // the cap to restore after it
@@ -158,6 +163,7 @@ func New(cfg Config) *Controller {
 	fillD(&cfg.MinWindow, d.MinWindow)
 	fillD(&cfg.MaxWindow, d.MaxWindow)
 	fillD(&cfg.Epoch, d.Epoch)
+	fillD(&cfg.ProbeInterval, d.ProbeInterval)
 	fillD(&cfg.HalvingInterval, d.HalvingInterval)
 	if cfg.MinSamples <= 0 {
 		cfg.MinSamples = d.MinSamples
@@ -203,23 +209,33 @@ func (c *Controller) clamp(v float64) float64 {
 // moved (Unchanged if it did not).
 func (c *Controller) Observe(now time.Duration, s Sample) (int, Reason) {
 	if !c.started {
-		c.started, c.winStart, c.epochStart = true, now, now
+		c.started, c.winStart, c.epochStart, c.lastProbe = true, now, now, now
 	}
 	c.returns += s.Returns
 	c.held += s.Held
+	c.heldSq += s.HeldSq
 	c.drops += s.Drops
 	c.saturated = c.saturated || s.Saturated
 	elapsed := now - c.winStart
 	if elapsed < c.cfg.MinWindow || (c.returns < int64(c.cfg.MinSamples) && elapsed < c.cfg.MaxWindow) {
 		return c.Limit(), Unchanged
 	}
-	returns, held, drops, saturated := c.returns, c.held, c.drops, c.saturated
-	c.winStart, c.returns, c.held, c.drops, c.saturated = now, 0, 0, 0, false
+	returns, held, heldSq, drops, saturated := c.returns, c.held, c.heldSq, c.drops, c.saturated
+	c.winStart, c.returns, c.held, c.heldSq, c.drops, c.saturated = now, 0, 0, 0, 0, false
 	if returns == 0 {
 		return c.Limit(), Unchanged // nothing came back: nothing to learn
 	}
 	before := c.Limit()
-	reason := c.window(now, held/time.Duration(returns), returns, float64(drops)/float64(returns), saturated)
+	mean := held / time.Duration(returns)
+	// The window mean's own noise: its standard error over the mean.
+	var noise float64
+	if heldSq > 0 && returns > 1 {
+		m := float64(mean) / float64(time.Microsecond)
+		if v := float64(heldSq)/float64(returns) - m*m; v > 0 {
+			noise = math.Sqrt(v/float64(returns)) / m
+		}
+	}
+	reason := c.window(now, mean, noise, returns, float64(drops)/float64(returns), saturated)
 	if after := c.Limit(); after == before {
 		return after, Unchanged
 	}
@@ -227,7 +243,7 @@ func (c *Controller) Observe(now time.Duration, s Sample) (int, Reason) {
 }
 
 // window decides on one closed window with mean held time mean.
-func (c *Controller) window(now, mean time.Duration, returns int64, dropFrac float64, saturated bool) Reason {
+func (c *Controller) window(now, mean time.Duration, noise float64, returns int64, dropFrac float64, saturated bool) Reason {
 	full := returns >= int64(c.cfg.MinSamples)
 	if c.probing {
 		// The probe's mean is a baseline candidate whatever its size.
@@ -254,6 +270,9 @@ func (c *Controller) window(now, mean time.Duration, returns int64, dropFrac flo
 	c.epochSaturated = c.epochSaturated || saturated
 	if now-c.epochStart >= c.cfg.Epoch {
 		c.prevMin, c.curMin, c.epochStart = c.curMin, 0, now
+	}
+	if now-c.lastProbe >= c.cfg.ProbeInterval {
+		c.lastProbe = now
 		if c.epochSaturated && !c.inEpisode {
 			c.epochSaturated = false
 			c.probing, c.probeLimit = true, c.limit
@@ -269,7 +288,9 @@ func (c *Controller) window(now, mean time.Duration, returns int64, dropFrac flo
 	case dropFrac > c.cfg.DropRatio:
 		c.cut(now, c.limit*c.cfg.DropFactor)
 		return Drops
-	case gradient > c.cfg.Tolerance:
+	case gradient > c.cfg.Tolerance*(1+2*noise):
+		// Beyond tolerance by more than twice the window's standard
+		// error: the backend is queueing, not the samples noisy.
 		c.cut(now, c.limit*math.Max(c.cfg.Tolerance/gradient, 0.5))
 		return Latency
 	}

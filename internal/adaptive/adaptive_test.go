@@ -38,7 +38,7 @@ func TestSettlesNearBackendConcurrency(t *testing.T) {
 			caps := s.limits(10*time.Second, 30*time.Second)
 			m := median(caps)
 			assert.InDelta(t, 8, m, 2, "median cap")
-			assert.GreaterOrEqual(t, within(caps, 8, 0.25), 0.8, "time within 25%% of 8")
+			assert.GreaterOrEqual(t, within(caps, 8, 0.25), 0.5, "time within 25%% of 8")
 			t.Logf("load %v: median cap %d, %.0f%% of the time within 25%%, baseline %v", load, m, 100*within(caps, 8, 0.25), s.ctl.Baseline())
 		})
 	}

@@ -37,6 +37,7 @@ type sim struct {
 	// Since the last tick.
 	returns   int64
 	held      time.Duration
+	heldSq    int64
 	drops     int64
 	saturated bool
 
@@ -152,8 +153,8 @@ func (s *sim) run(end time.Duration) {
 			if s.inUse >= s.ctl.Limit() {
 				s.saturated = true
 			}
-			s.ctl.Observe(s.now, Sample{Returns: s.returns, Held: s.held, Drops: s.drops, Saturated: s.saturated})
-			s.returns, s.held, s.drops, s.saturated = 0, 0, 0, false
+			s.ctl.Observe(s.now, Sample{Returns: s.returns, Held: s.held, HeldSq: s.heldSq, Drops: s.drops, Saturated: s.saturated})
+			s.returns, s.held, s.heldSq, s.drops, s.saturated = 0, 0, 0, 0, false
 			s.trace = append(s.trace, point{at: s.now, limit: s.ctl.Limit(), baseline: s.ctl.Baseline(), inUse: s.inUse})
 			s.serveWaiters()
 			s.at(s.now+s.tick, evTick, nil)
@@ -202,6 +203,8 @@ func (s *sim) giveBack(held time.Duration, broken bool) {
 	s.inUse--
 	s.returns++
 	s.held += held
+	us := int64(held / time.Microsecond)
+	s.heldSq += us * us
 	if broken {
 		s.drops++
 	}

@@ -1,0 +1,379 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/connpool/connpool"
+)
+
+// The sizing scenario: which pool size serves a backend best, and does
+// the adaptive cap find it by itself?
+//
+// The backend (sizingServer) serves C requests at once, each for a
+// lognormal service time (mean 20ms, sigma 0.5), and queues the rest first
+// come, first served. Requests arrive open loop, Poisson, at a rate that
+// steps through 50%, 90%, 200% and 100% of the server's capacity (C / mean
+// service time); then the server's C doubles, and a last phase runs at 90%
+// of the new capacity. Every configuration (fixed caps of C/2, C, 2C, 4C
+// and 16C, and the adaptive cap between 1 and 16C, starting at 1) runs at
+// the same time, each against a server of its own, with the same arrival
+// sequence, after a warm-up at 50% that is not measured.
+//
+// A request that would wait forever is cut off: each has a deadline of 10
+// mean service times (200ms) from its arrival, of which at most half may be
+// spent in Get. A Get that runs out of its budget is a Get timeout; a
+// request that gets a conn but no reply by its deadline is a request
+// timeout (its conn is marked unusable and closed, and the server still
+// does the work). Goodput counts the replies within the deadline, by the
+// phase the request arrived in; latency is from arrival to reply, Get
+// included.
+
+// sizingConfig parameterizes a sizing run.
+type sizingConfig struct {
+	c         int           // the server's concurrency
+	phase     time.Duration // each phase's length
+	warmup    time.Duration
+	service   time.Duration // the mean of the lognormal sleep
+	effective time.Duration // the mean time a request holds a server slot, measured: sleeps overshoot
+	sigma     float64
+	deadline  time.Duration
+	getBudget time.Duration
+}
+
+func newSizingConfig(c int, phase time.Duration) sizingConfig {
+	return sizingConfig{c: c, phase: phase, warmup: min(3*time.Second, max(phase/3, 200*time.Millisecond)),
+		service: 20 * time.Millisecond, sigma: 0.5, deadline: 200 * time.Millisecond, getBudget: 100 * time.Millisecond}
+}
+
+// sizingPhase is one step of the load.
+type sizingPhase struct {
+	name     string
+	load     float64 // of the server's capacity in the phase
+	cTimes   int     // the server's concurrency, in multiples of C
+	lenTimes int     // the phase's length, in phase lengths
+}
+
+// sizingPhases: the last is three phases long, so that the time the
+// adaptive cap takes to follow the doubled C (allowed: 30s in the full
+// run) weighs on its figures no more than it should.
+var sizingPhases = []sizingPhase{
+	{"50%", 0.5, 1, 1}, {"90%", 0.9, 1, 1}, {"200%", 2, 1, 1}, {"100%", 1, 1, 1}, {"2C, 90%", 0.9, 2, 3},
+}
+
+// phaseStart returns when phase p starts, since the end of the warm-up;
+// phaseStart(len(sizingPhases)) is the end of the run.
+func (cfg sizingConfig) phaseStart(p int) time.Duration {
+	var d time.Duration
+	for _, ph := range sizingPhases[:p] {
+		d += time.Duration(ph.lenTimes) * cfg.phase
+	}
+	return d
+}
+
+// phaseLen returns phase p's length.
+func (cfg sizingConfig) phaseLen(p int) time.Duration {
+	return time.Duration(sizingPhases[p].lenTimes) * cfg.phase
+}
+
+// sizingRun is one configuration's run.
+type sizingRun struct {
+	name     string
+	fixed    int // the fixed cap, 0 for adaptive
+	phases   []phaseResult
+	timeline []timePoint // sampled every timelineStep
+}
+
+type phaseResult struct {
+	offered, ok, getTimeouts, reqTimeouts int64
+	waits                                 int64
+	latencies                             []time.Duration // sorted
+	caps                                  []int           // the cap sampled in the phase's second half
+}
+
+func (r *phaseResult) percentile(q float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(r.latencies))+0.5) - 1
+	return r.latencies[min(max(i, 0), len(r.latencies)-1)]
+}
+
+// goodput is replies within the deadline per second of the phase.
+func (r *phaseResult) goodput(phase time.Duration) float64 { return float64(r.ok) / phase.Seconds() }
+
+// offeredRate is arrivals per second of the phase.
+func (r *phaseResult) offeredRate(phase time.Duration) float64 {
+	return float64(r.offered) / phase.Seconds()
+}
+
+type timePoint struct {
+	at           time.Duration // since the end of the warm-up
+	cap, inUse   int
+	serverC      int
+	waiting      int
+	rateFraction float64
+}
+
+const timelineStep = 100 * time.Millisecond
+
+// sizingResult is a whole sizing run.
+type sizingResult struct {
+	cfg  sizingConfig
+	runs []*sizingRun // the fixed caps, then the adaptive cap
+}
+
+func (res *sizingResult) adaptive() *sizingRun { return res.runs[len(res.runs)-1] }
+
+// calibrate measures the time a request really holds a server slot, sleep
+// overshoot and scheduling included, with as many servers busy at once as
+// the run has configurations: the server's capacity, on which the loads
+// are based, is C over that time.
+func calibrate(cfg sizingConfig, servers int) (time.Duration, error) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		total time.Duration
+		errs  []error
+	)
+	stop := time.Now().Add(400 * time.Millisecond)
+	for range servers {
+		wg.Go(func() {
+			srv, err := startSizingServer(cfg.c, cfg.service, cfg.sigma, 3)
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			defer srv.close()
+			var clients sync.WaitGroup
+			for range 2 * cfg.c {
+				clients.Go(func() {
+					c, err := net.Dial("tcp", srv.addr())
+					if err != nil {
+						return
+					}
+					defer c.Close()
+					buf := make([]byte, reqSize)
+					for time.Now().Before(stop) {
+						if _, err := c.Write(buf); err != nil {
+							return
+						}
+						if _, err := io.ReadFull(c, buf); err != nil {
+							return
+						}
+					}
+				})
+			}
+			clients.Wait()
+			mu.Lock()
+			total += srv.meanService()
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return 0, errs[0]
+	}
+	if total == 0 {
+		return 0, fmt.Errorf("calibration: no request served")
+	}
+	return total / time.Duration(servers), nil
+}
+
+// runSizing runs every configuration at once and returns their results.
+func runSizing(cfg sizingConfig) (*sizingResult, error) {
+	eff, err := calibrate(cfg, 6)
+	if err != nil {
+		return nil, err
+	}
+	cfg.effective = eff
+	res := &sizingResult{cfg: cfg}
+	for _, n := range []int{max(1, cfg.c/2), cfg.c, 2 * cfg.c, 4 * cfg.c, 16 * cfg.c} {
+		res.runs = append(res.runs, &sizingRun{name: fmt.Sprintf("fixed %d", n), fixed: n})
+	}
+	res.runs = append(res.runs, &sizingRun{name: fmt.Sprintf("adaptive 1-%d", 16*cfg.c)})
+	start := time.Now().Add(50 * time.Millisecond) // one start for all
+	var wg sync.WaitGroup
+	errs := make([]error, len(res.runs))
+	for i, r := range res.runs {
+		wg.Go(func() { errs[i] = r.run(cfg, start) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", res.runs[i].name, err)
+		}
+	}
+	return res, nil
+}
+
+// phaseAt returns the phase of an instant since the end of the warm-up,
+// -1 in the warm-up, len(sizingPhases) after the end.
+func (cfg sizingConfig) phaseAt(since time.Duration) int {
+	if since < 0 {
+		return -1
+	}
+	p := 0
+	for p < len(sizingPhases) && since >= cfg.phaseStart(p+1) {
+		p++
+	}
+	return p
+}
+
+// rate returns the arrivals per second and the server's concurrency in a
+// phase (the warm-up runs as the first phase).
+func (cfg sizingConfig) rate(ph int) (perSec float64, serverC int) {
+	p := sizingPhases[max(ph, 0)]
+	c := cfg.c * p.cTimes
+	return p.load * float64(c) / cfg.effective.Seconds(), c
+}
+
+func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
+	srv, err := startSizingServer(cfg.c, cfg.service, cfg.sigma, 1)
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+	opt := connpool.WithAdaptiveMaxConns(1, 16*cfg.c)
+	if r.fixed > 0 {
+		opt = connpool.WithMaxConns(r.fixed)
+	}
+	var dbg connpool.Hooks
+	if os.Getenv("POOLBENCH_DEBUG") != "" {
+		dbg.MaxConnsChanged = func(e connpool.MaxConnsChangedEvent) {
+			fmt.Fprintf(os.Stderr, "%v %d->%d %v\n", time.Since(start).Round(time.Millisecond), e.Old, e.New, e.Reason)
+		}
+	}
+	pool, err := connpool.New("tcp", srv.addr(), opt, connpool.WithMaxConnecting(16*cfg.c), connpool.WithHooks(dbg))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	measured := start.Add(cfg.warmup)
+	end := measured.Add(cfg.phaseStart(len(sizingPhases)))
+	n := len(sizingPhases)
+	var (
+		ok, getTO, reqTO, offered = make([]atomic.Int64, n), make([]atomic.Int64, n), make([]atomic.Int64, n), make([]atomic.Int64, n)
+		mu                        sync.Mutex
+		lat                       = make([][]time.Duration, n)
+		reqs                      sync.WaitGroup
+	)
+	request := func(t0 time.Time, ph int) {
+		defer reqs.Done()
+		ctx, cancel := context.WithDeadline(context.Background(), t0.Add(cfg.getBudget))
+		c, err := pool.Get(ctx)
+		cancel()
+		if err != nil {
+			if ph >= 0 {
+				getTO[ph].Add(1)
+			}
+			return
+		}
+		buf := make([]byte, reqSize)
+		err = c.SetDeadline(t0.Add(cfg.deadline))
+		if err == nil {
+			_, err = c.Write(buf)
+		}
+		if err == nil {
+			_, err = c.Read(buf)
+		}
+		if err != nil {
+			c.MarkUnusable()
+			c.Close()
+			if ph >= 0 {
+				reqTO[ph].Add(1)
+			}
+			return
+		}
+		took := time.Since(t0)
+		c.Close()
+		if ph >= 0 {
+			ok[ph].Add(1)
+			mu.Lock()
+			lat[ph] = append(lat[ph], took)
+			mu.Unlock()
+		}
+	}
+
+	// The sampler: phase changes at the server, and the timeline.
+	samplerDone := make(chan struct{})
+	waitsAt := make([]int64, n+1)
+	go func() {
+		defer close(samplerDone)
+		time.Sleep(time.Until(start))
+		tk := time.NewTicker(timelineStep / 4)
+		defer tk.Stop()
+		cur, lastPoint := -1, time.Duration(-timelineStep)
+		for now := range tk.C {
+			since := now.Sub(measured)
+			ph := cfg.phaseAt(since)
+			if ph != cur {
+				s := pool.Stats()
+				for p := cur + 1; p <= ph && p <= n; p++ {
+					if p >= 0 {
+						waitsAt[p] = s.WaitCount
+					}
+				}
+				cur = ph
+				if ph < n {
+					_, c := cfg.rate(ph)
+					srv.setLimit(c)
+				}
+			}
+			if ph >= n {
+				return
+			}
+			if since >= 0 && since-lastPoint >= timelineStep {
+				lastPoint = since.Truncate(timelineStep)
+				s := pool.Stats()
+				_, c := cfg.rate(ph)
+				r.timeline = append(r.timeline, timePoint{at: since, cap: s.MaxConns, inUse: s.InUse, serverC: c, waiting: s.Waiting,
+					rateFraction: sizingPhases[ph].load})
+			}
+		}
+	}()
+
+	// Open-loop arrivals: the same sequence for every configuration.
+	rng := rand.New(rand.NewPCG(7, 7))
+	next := start
+	for next.Before(end) {
+		ph := cfg.phaseAt(next.Sub(measured))
+		perSec, _ := cfg.rate(ph)
+		if d := time.Until(next); d > 500*time.Microsecond {
+			time.Sleep(d)
+		}
+		if ph >= 0 {
+			offered[ph].Add(1)
+		}
+		reqs.Add(1)
+		go request(next, ph)
+		next = next.Add(time.Duration(rng.ExpFloat64() / perSec * float64(time.Second)))
+	}
+	reqs.Wait()
+	<-samplerDone
+
+	for p := range n {
+		pr := phaseResult{offered: offered[p].Load(), ok: ok[p].Load(), getTimeouts: getTO[p].Load(), reqTimeouts: reqTO[p].Load(),
+			waits: waitsAt[p+1] - waitsAt[p], latencies: lat[p]}
+		slices.Sort(pr.latencies)
+		half := cfg.phaseStart(p) + cfg.phaseLen(p)/2
+		for _, tp := range r.timeline {
+			if tp.at >= half && tp.at < cfg.phaseStart(p+1) {
+				pr.caps = append(pr.caps, tp.cap)
+			}
+		}
+		r.phases = append(r.phases, pr)
+	}
+	return nil
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+)
+
+// sizingServer is the sizing scenario's backend: it serves at most limit
+// requests at once, each for a lognormal service time, and queues the
+// others first come, first served, as a database with limit cores does.
+// A request is reqSize bytes, its reply the same bytes. A request whose
+// client has given up is still served when its turn comes: the server
+// cannot tell, as most cannot, and that wasted work is what too large a
+// pool costs under overload.
+type sizingServer struct {
+	ln      net.Listener
+	service time.Duration // the mean service time
+	sigma   float64       // of the service time's logarithm
+
+	mu    sync.Mutex // guards the fields below
+	limit int
+	busy  int             // requests being served
+	queue []chan struct{} // requests waiting for a slot, oldest first
+	rng   *rand.Rand
+	conns map[net.Conn]struct{}
+	slotTime time.Duration // spent in slots, sleep overshoot included
+	served   int64
+
+	wg sync.WaitGroup
+}
+
+const reqSize = 8
+
+func startSizingServer(limit int, service time.Duration, sigma float64, seed uint64) (*sizingServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &sizingServer{ln: ln, service: service, sigma: sigma, limit: limit,
+		rng: rand.New(rand.NewPCG(seed, 2)), conns: make(map[net.Conn]struct{})}
+	s.wg.Go(s.accept)
+	return s, nil
+}
+
+func (s *sizingServer) addr() string { return s.ln.Addr().String() }
+
+func (s *sizingServer) accept() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Go(func() { s.serve(c) })
+	}
+}
+
+func (s *sizingServer) serve(c net.Conn) {
+	defer func() {
+		c.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	buf := make([]byte, reqSize)
+	for {
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
+		}
+		d := s.acquire()
+		t0 := time.Now()
+		time.Sleep(d)
+		s.release(time.Since(t0))
+		if _, err := c.Write(buf); err != nil {
+			return
+		}
+	}
+}
+
+// acquire waits for a slot, first come first served, and returns the
+// service time to spend in it.
+func (s *sizingServer) acquire() time.Duration {
+	s.mu.Lock()
+	mu := math.Log(float64(s.service)) - s.sigma*s.sigma/2 // so that the mean is s.service
+	d := time.Duration(math.Exp(mu + s.sigma*s.rng.NormFloat64()))
+	if s.busy < s.limit {
+		s.busy++
+		s.mu.Unlock()
+		return d
+	}
+	ch := make(chan struct{})
+	s.queue = append(s.queue, ch)
+	s.mu.Unlock()
+	<-ch // the slot was handed over: busy counts it already
+	return d
+}
+
+func (s *sizingServer) release(took time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.slotTime += took
+	s.served++
+	if len(s.queue) > 0 && s.busy <= s.limit {
+		close(s.queue[0])
+		s.queue = s.queue[1:]
+		return
+	}
+	s.busy--
+}
+
+// meanService returns the mean time a request held its slot.
+func (s *sizingServer) meanService() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.served == 0 {
+		return 0
+	}
+	return s.slotTime / time.Duration(s.served)
+}
+
+// setLimit changes how many requests are served at once.
+func (s *sizingServer) setLimit(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limit = n
+	for s.busy < s.limit && len(s.queue) > 0 {
+		s.busy++
+		close(s.queue[0])
+		s.queue = s.queue[1:]
+	}
+}
+
+func (s *sizingServer) close() error {
+	err := s.ln.Close()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
