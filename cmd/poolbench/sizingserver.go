@@ -22,12 +22,12 @@ type sizingServer struct {
 	service time.Duration // the mean service time
 	sigma   float64       // of the service time's logarithm
 
-	mu    sync.Mutex // guards the fields below
-	limit int
-	busy  int             // requests being served
-	queue []chan struct{} // requests waiting for a slot, oldest first
-	rng   *rand.Rand
-	conns map[net.Conn]struct{}
+	mu       sync.Mutex // guards the fields below
+	limit    int
+	busy     int             // requests being served
+	queue    []chan struct{} // requests waiting for a slot, oldest first
+	rng      *rand.Rand
+	conns    map[net.Conn]struct{}
 	slotTime time.Duration // spent in slots, sleep overshoot included
 	served   int64
 

@@ -126,8 +126,8 @@ func capRange(caps []int) string {
 // sizingReportRow is one row of the report's sizing table.
 type sizingReportRow struct {
 	Phase, Pool, Offered, Goodput, P50, P95, P99, Cap string
-	Waits, GetTimeouts, ReqTimeouts                  int64
-	First                                            bool // first row of its phase
+	Waits, GetTimeouts, ReqTimeouts                   int64
+	First                                             bool // first row of its phase
 }
 
 type sizingReport struct {

@@ -128,7 +128,7 @@ type Controller struct {
 	poolReturns    int64         // windows pooled into the next candidate
 	poolHeld       time.Duration
 	prevMin        time.Duration
-	epochSaturated bool          // since the last probe
+	epochSaturated bool // since the last probe
 	lastProbe      time.Duration
 
 	probing    bool    // the current window is a probe
