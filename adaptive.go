@@ -22,12 +22,13 @@ import (
 // many come back broken (timeouts, failed I/O), and whether Gets queue at
 // the cap. It finds the concurrency beyond which the backend only queues:
 // the cap grows while Gets wait for conns and the held time stays near its
-// baseline (the lowest recent mean, re-measured every 10s), and is cut in
-// proportion when the held time rises past 1.08 times the baseline, or by
-// a fifth when over 20% of returns in a window (100ms at least) are
-// broken. Cuts are
-// bounded (at most halving every 2s) and recover at once when the cause
-// passes. A cap that Gets do not reach never grows.
+// baseline (the lowest recent mean, re-measured every 10s); when the held
+// time rises past 1.05 times the baseline, beyond the samples' noise, it
+// is cut to the conns the backend kept busy (throughput times baseline);
+// and by a fifth when over 20% of the returns in a window (100ms at
+// least) are broken. Cuts are bounded (at most halving every 2s) and
+// recover at once when the cause passes. A cap that Gets do not reach
+// never grows.
 //
 // The cap starts at [WithMaxConns] if given, which must then lie between
 // min and max, else at min. min must be at least 1, at least MinIdle, and

@@ -35,6 +35,10 @@ func TestParseFlagsRejectsBadInput(t *testing.T) {
 		{[]string{"-ping", `\q`}, "-ping"},
 		{[]string{"-report", ""}, "-report"},
 		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"-scenario", "nope"}, `-scenario "nope"`},
+		{[]string{"-scenario", "sizing", "-addr", "127.0.0.1:6379"}, "needs the embedded server"},
+		{[]string{"-sizing-c", "1"}, "-sizing-c 1"},
+		{[]string{"-sizing-phase", "-1s"}, "-sizing-phase -1s"},
 		{[]string{"-nosuchflag"}, "not defined"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -76,7 +80,7 @@ func mustSizes(t *testing.T, s string, c int) []int {
 // with a simulated RTT, and checks the table and the report.
 func TestShortRun(t *testing.T) {
 	report := filepath.Join(t.TempDir(), "report.html")
-	cfg, err := parseFlags([]string{"-c", "4", "-n", "200", "-rtt", "100us", "-report", report}, &bytes.Buffer{})
+	cfg, err := parseFlags([]string{"-c", "4", "-n", "200", "-rtt", "100us", "-report", report, "-sizing-c", "4", "-sizing-phase", "200ms"}, &bytes.Buffer{})
 	require.NoError(t, err)
 	var stdout, stderr bytes.Buffer
 	require.NoError(t, run(cfg, &stdout, &stderr))
@@ -84,7 +88,8 @@ func TestShortRun(t *testing.T) {
 	out := stdout.String()
 	for _, want := range []string{"dial per request", "TLS dial per request", "connpool size=1", "connpool size=4", "connpool TLS size=4", "raw conn per client", "p99", "the throughput of a dial per request",
 		"saturated chan pool size=2", "saturated connpool size=4 peek off", "saturated connpool size=4 peek on",
-		"saturated, 32 clients", "2 conns: connpool serves", "4 conns: connpool serves"} {
+		"saturated, 32 clients", "2 conns: connpool serves", "4 conns: connpool serves",
+		"sizing: server of concurrency C=4", "adaptive 1-64", "goodput vs best", "after C doubled to 8"} {
 		assert.Contains(t, out, want)
 	}
 	assert.Contains(t, stderr.String(), "[12/12]", "sizes 1 and 4 with -c 4: six scenarios, then six saturated ones")
@@ -95,6 +100,7 @@ func TestShortRun(t *testing.T) {
 	assert.Contains(t, string(html), "Throughput by pool size")
 	assert.Contains(t, string(html), "Saturated: 32 clients on a few conns")
 	assert.Contains(t, string(html), "of the channel pool&#39;s requests/s with the peek off")
+	assert.Contains(t, string(html), "Sizing: fixed pool sizes and the adaptive cap")
 	assert.NotContains(t, string(html), "<script", "the report works offline with no scripts")
 }
 
@@ -177,4 +183,44 @@ func TestPercentile(t *testing.T) {
 	assert.Equal(t, "1.50ms", short(1500*time.Microsecond))
 	assert.Equal(t, "2.00s", short(2*time.Second))
 	assert.Equal(t, "12.0µs", short(12*time.Microsecond))
+}
+
+// TestSizingShortRun runs the sizing scenario in brief (phases of 300ms,
+// C=4) and checks that every configuration ran every phase, that the
+// adaptive cap's timeline was sampled within its bounds, and that the
+// table and report say how it did.
+func TestSizingShortRun(t *testing.T) {
+	cfg := newSizingConfig(4, 300*time.Millisecond)
+	res, err := runSizing(cfg)
+	require.NoError(t, err)
+	require.Len(t, res.runs, 6, "fixed C/2, C, 2C, 4C, 16C and the adaptive cap")
+	assert.Equal(t, []int{2, 4, 8, 16, 64, 0}, []int{res.runs[0].fixed, res.runs[1].fixed, res.runs[2].fixed, res.runs[3].fixed, res.runs[4].fixed, res.runs[5].fixed})
+	assert.Positive(t, res.cfg.effective, "calibrated")
+	for _, r := range res.runs {
+		require.Len(t, r.phases, len(sizingPhases), r.name)
+		for p, ph := range r.phases {
+			assert.Positive(t, ph.offered, "%s, phase %d: arrivals", r.name, p)
+			assert.Equal(t, ph.ok, int64(len(ph.latencies)), "%s, phase %d", r.name, p)
+			assert.LessOrEqual(t, ph.ok+ph.getTimeouts+ph.reqTimeouts, ph.offered, "%s, phase %d: each request counted once", r.name, p)
+		}
+	}
+	ad := res.adaptive()
+	require.NotEmpty(t, ad.timeline)
+	for _, tp := range ad.timeline {
+		assert.GreaterOrEqual(t, tp.cap, 1)
+		assert.LessOrEqual(t, tp.cap, 64)
+	}
+	assert.Positive(t, ad.phases[0].ok, "the adaptive cap served the first phase")
+	var out bytes.Buffer
+	printSizing(&out, res)
+	for _, want := range []string{"fixed 2", "fixed 64", "adaptive 1-64", "2C, 90%", "goodput vs best", "after C doubled to 8"} {
+		assert.Contains(t, out.String(), want)
+	}
+	report := filepath.Join(t.TempDir(), "sizing.html")
+	require.NoError(t, writeReport(report, &config{}, "test", nil, res))
+	html, err := os.ReadFile(report)
+	require.NoError(t, err)
+	assert.Contains(t, string(html), "Sizing: fixed pool sizes and the adaptive cap")
+	assert.Contains(t, string(html), "<polyline")
+	assert.NotContains(t, string(html), "Latency percentiles", "a sizing-only report has no pooling sections")
 }

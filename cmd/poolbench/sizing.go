@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -248,13 +247,7 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 	if r.fixed > 0 {
 		opt = connpool.WithMaxConns(r.fixed)
 	}
-	var dbg connpool.Hooks
-	if os.Getenv("POOLBENCH_DEBUG") != "" {
-		dbg.MaxConnsChanged = func(e connpool.MaxConnsChangedEvent) {
-			fmt.Fprintf(os.Stderr, "%v %d->%d %v\n", time.Since(start).Round(time.Millisecond), e.Old, e.New, e.Reason)
-		}
-	}
-	pool, err := connpool.New("tcp", srv.addr(), opt, connpool.WithMaxConnecting(16*cfg.c), connpool.WithHooks(dbg))
+	pool, err := connpool.New("tcp", srv.addr(), opt, connpool.WithMaxConnecting(16*cfg.c))
 	if err != nil {
 		return err
 	}

@@ -19,11 +19,16 @@
 //     ProbeFactor of the cap (Envoy pins a low concurrency instead; a
 //     gentle probe costs little goodput): if sustained load kept every
 //     window above the true minimum, the probe finds it again.
-//   - The gradient is the window mean over the baseline. Above Tolerance,
-//     the cap is scaled by Tolerance/gradient (Gradient2's form, without
-//     its smoothing): a backend queueing requests holds conns for
-//     in-flight/capacity times its service time, so this lands the cap
-//     near the backend's concurrency in one step.
+//   - The gradient is the window mean over the baseline (Gradient2's and
+//     Envoy's signal). Above Tolerance, plus twice the window mean's
+//     standard error so that noise is not read as queueing, the backend
+//     is queueing: the cap is cut to Tolerance times the conns the backend
+//     kept busy, by Little's law the window's throughput times the
+//     baseline. A saturated backend's throughput is its concurrency over
+//     its service time, so this lands the cap at its concurrency in one
+//     step, whatever the queue was; and a burst at partial load does not
+//     cut it below what the load keeps busy, as scaling the cap by the
+//     gradient would.
 //   - A window in which more than DropRatio of the returns were broken
 //     (timeouts, failed I/O) scales the cap by DropFactor.
 //   - Decreases are bounded: once a run of congested windows (an
@@ -235,7 +240,10 @@ func (c *Controller) Observe(now time.Duration, s Sample) (int, Reason) {
 			noise = math.Sqrt(v/float64(returns)) / m
 		}
 	}
-	reason := c.window(now, mean, noise, returns, float64(drops)/float64(returns), saturated)
+	// Little's law: the conns the backend kept busy, on average, at the
+	// window's throughput and the baseline held time.
+	busy := float64(returns) / elapsed.Seconds() * c.Baseline().Seconds()
+	reason := c.window(now, mean, noise, busy, returns, float64(drops)/float64(returns), saturated)
 	if after := c.Limit(); after == before {
 		return after, Unchanged
 	}
@@ -243,7 +251,7 @@ func (c *Controller) Observe(now time.Duration, s Sample) (int, Reason) {
 }
 
 // window decides on one closed window with mean held time mean.
-func (c *Controller) window(now, mean time.Duration, noise float64, returns int64, dropFrac float64, saturated bool) Reason {
+func (c *Controller) window(now, mean time.Duration, noise, busy float64, returns int64, dropFrac float64, saturated bool) Reason {
 	full := returns >= int64(c.cfg.MinSamples)
 	if c.probing {
 		// The probe's mean is a baseline candidate whatever its size.
@@ -291,7 +299,7 @@ func (c *Controller) window(now, mean time.Duration, noise float64, returns int6
 	case gradient > c.cfg.Tolerance*(1+2*noise):
 		// Beyond tolerance by more than twice the window's standard
 		// error: the backend is queueing, not the samples noisy.
-		c.cut(now, c.limit*math.Max(c.cfg.Tolerance/gradient, 0.5))
+		c.cut(now, math.Min(busy*c.cfg.Tolerance, c.limit))
 		return Latency
 	}
 	c.inEpisode = false
