@@ -151,14 +151,16 @@ func (s *limitedServer) serve(nc net.Conn) {
 
 // TestAdaptiveCapFindsServerConcurrency drives a real pool from 1 conn,
 // with many more clients than the server serves at once, against a
-// server that serves 4 at a time: the cap must find 4 (within 25%) and
-// stay there, and the ledger must balance throughout.
+// server that serves 8 at a time: the cap must find 8 (its median within
+// 25%) and stay there, and the ledger must balance throughout. The
+// service time is long beside a loopback round trip, even under -race, so
+// that the best cap is the server's concurrency.
 func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for seconds")
 	}
-	const c = 4
-	srv := startLimitedServer(t, c, 3*time.Millisecond)
+	const c = 8
+	srv := startLimitedServer(t, c, 10*time.Millisecond)
 	var mu sync.Mutex
 	reasons := map[connpool.MaxConnsReason]int{}
 	p := newPool(t, srv.ln.Addr().String(), connpool.WithAdaptiveMaxConns(1, 64),
@@ -186,7 +188,7 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 					return
 				}
 				if _, err := conn.Write(b); err == nil {
-					_, err = conn.Read(b)
+					_, _ = conn.Read(b) // a failed Read poisons conn: Close then closes it
 				}
 				conn.Close()
 			}
@@ -197,7 +199,7 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 		wg.Wait()
 	})
 
-	require.Eventually(t, func() bool { return p.Stats().MaxConns >= c-1 }, 10*time.Second, 10*time.Millisecond, "the cap grows to the server's concurrency")
+	require.Eventually(t, func() bool { return p.Stats().MaxConns >= c-2 }, 10*time.Second, 10*time.Millisecond, "the cap grows to the server's concurrency")
 	var caps []int
 	tk := time.NewTicker(25 * time.Millisecond)
 	defer tk.Stop()
@@ -215,12 +217,12 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 	}
 	slices.Sort(caps)
 	median := caps[len(caps)/2]
-	assert.GreaterOrEqual(t, median, c-1, "median cap %d: %v", median, caps)
-	assert.LessOrEqual(t, median, c+1, "median cap %d: %v", median, caps)
+	assert.GreaterOrEqual(t, median, c-2, "median cap %d: %v", median, caps)
+	assert.LessOrEqual(t, median, c+2, "median cap %d: %v", median, caps)
 	s := p.Stats()
 	// The server's sleep, plus the timer's slack and the round trip.
-	assert.GreaterOrEqual(t, s.AdaptiveBaseline, 3*time.Millisecond)
-	assert.Less(t, s.AdaptiveBaseline, 10*time.Millisecond)
+	assert.GreaterOrEqual(t, s.AdaptiveBaseline, 10*time.Millisecond)
+	assert.Less(t, s.AdaptiveBaseline, 20*time.Millisecond)
 	mu.Lock()
 	assert.Positive(t, reasons[connpool.MaxConnsDemand], "grew for demand: %v", reasons)
 	mu.Unlock()
