@@ -49,7 +49,7 @@ type sizingConfig struct {
 }
 
 func newSizingConfig(c int, phase time.Duration) sizingConfig {
-	return sizingConfig{c: c, phase: phase, warmup: min(3*time.Second, max(phase/3, 200*time.Millisecond)),
+	return sizingConfig{c: c, phase: phase, warmup: min(3*time.Second, max(phase/2, 200*time.Millisecond)),
 		service: 20 * time.Millisecond, sigma: 0.5, deadline: 200 * time.Millisecond, getBudget: 100 * time.Millisecond}
 }
 
