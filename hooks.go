@@ -31,6 +31,7 @@ import (
 //	ConnClosed       ConnectionClosedEvent
 //	HealthCheckDone  (none: CMAP pools do not check idle conns)
 //	Resolved         (none: CMAP pools do not resolve names)
+//	MaxConnsChanged  (none: CMAP pools do not resize)
 //
 // Guarantees: every Get (Get, TryGet, DialContext) emits exactly one
 // GetStarted and then one GetDone; every dial exactly one DialStarted and

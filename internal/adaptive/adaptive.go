@@ -11,14 +11,16 @@
 //   - Samples are gathered into windows of at least MinWindow and
 //     MinSamples returns (or MaxWindow, whichever has something). A
 //     window's figure is the mean time conns were held in it.
-//   - The baseline is the lowest window mean of the current and the
-//     previous epoch (Epoch long): a minimum, as Vegas and Envoy keep, but
-//     one that is re-measured, so it follows a backend that really got
-//     slower within two epochs and never drifts with load for longer. At
-//     each epoch's end in which the cap was in use, one window runs at
-//     ProbeFactor of the cap (Envoy pins a low concurrency instead; a
-//     gentle probe costs little goodput): if sustained load kept every
-//     window above the true minimum, the probe finds it again.
+//   - The baseline is the lowest mean of the current and the previous
+//     epoch (Epoch long), each mean pooled over 4 full windows (the
+//     minimum of many small means is biased low): a minimum, as Vegas and
+//     Envoy keep, but one that is re-measured, so it follows a backend
+//     that really got slower within two epochs. Every ProbeInterval in
+//     which the cap was in use, one window runs at ProbeFactor of the cap
+//     (Envoy pins a low concurrency instead; a gentle probe costs little
+//     goodput): if sustained load kept every window above the true
+//     minimum, the probe finds it again, so the baseline does not drift
+//     up with load (TestBaselineDoesNotDriftUnderSustainedLoad).
 //   - The gradient is the window mean over the baseline (Gradient2's and
 //     Envoy's signal). Above Tolerance, plus twice the window mean's
 //     standard error so that noise is not read as queueing, the backend
@@ -30,17 +32,20 @@
 //     cut it below what the load keeps busy, as scaling the cap by the
 //     gradient would.
 //   - A window in which more than DropRatio of the returns were broken
-//     (timeouts, failed I/O) scales the cap by DropFactor.
+//     (timeouts, failed I/O) scales the cap by DropFactor: once per
+//     window, not once per timeout as AIMD limiters cut.
 //   - Decreases are bounded: once a run of congested windows (an
 //     episode) begins, the cap falls to no less than half of where it
 //     began until HalvingInterval has passed, and then again. After the
-//     episode, the cap returns at once to the level of its first cut.
+//     episode, the cap returns at once to the level of its first cut
+//     (TestBurstOfTimeoutsIsBounded).
 //   - The cap grows only when it was in use: a Get queued at the cap, or
 //     every conn was borrowed when sampled. Growing windows add 1, 2, 4,
 //     ... (doubling, at most the cap itself) while the gradient stays
 //     within Tolerance; any other window starts the step again at 1. A
 //     cap that is not in use does not grow, however flat the latency:
-//     the failure of a controller that reads flat latency as headroom.
+//     the failure of a controller that reads flat latency as headroom
+//     (TestNoGrowthWhileLatencyIsFlat).
 //
 // A Controller is not safe for concurrent use: one goroutine owns it.
 package adaptive
