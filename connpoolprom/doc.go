@@ -33,7 +33,8 @@
 //	connpool_resolves_total{result}    counter: ok (Resolves), error (ResolveErrors)
 //
 // Stats.Addresses, the per-address stats of a pool of a host name
-// ([connpool.WithResolver]), is not exported yet.
+// ([connpool.WithResolver]), is not exported yet, nor are the adaptive
+// cap's bounds and baseline (the cap it chose is connpool_max_connections).
 //
 // The closing state is Stats.Closing: conns whose socket is
 // being closed, which still count against MaxConns, so the four states add

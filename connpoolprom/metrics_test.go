@@ -100,6 +100,13 @@ func TestEveryStatsFieldReachesAScrape(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := base
 			f := reflect.ValueOf(&s).Elem().Field(i)
+			if strings.HasPrefix(name, "Adaptive") {
+				// The cap the adaptive cap chose is connpool_max_connections;
+				// its bounds are settings, and its baseline would add a
+				// series to every pool of every scrape for the few pools
+				// that set WithAdaptiveMaxConns.
+				t.Skipf("Stats.%s is not exported", name)
+			}
 			switch {
 			case f.Kind() == reflect.String:
 				f.SetString(f.String() + "'")
