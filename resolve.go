@@ -508,11 +508,17 @@ func (p *Pool) rebalance(now int64) {
 	for _, ep := range p.eps {
 		load[ep] = ep.loadLocked()
 	}
-	var victims []*poolConn
-	retired := 0
-	p.idleMu.Lock()
-	for retired < p.cfg.rebalanceRate {
-		var full, empty *endpoint
+	// Conns an earlier round retired that have not closed yet are each
+	// to be replaced by a dial to the emptiest address: count those dials
+	// as made, or a round that comes before the borrowers return them
+	// would retire more than the imbalance asks.
+	moving := 0
+	for pc := range p.all {
+		if pc.why == CloseRebalanced {
+			moving++
+		}
+	}
+	extremes := func() (full, empty *endpoint) {
 		for _, ep := range p.eps {
 			if full == nil || load[ep] > load[full] {
 				full = ep
@@ -521,6 +527,20 @@ func (p *Pool) rebalance(now int64) {
 				empty = ep
 			}
 		}
+		return full, empty
+	}
+	for ; moving > 0; moving-- {
+		_, empty := extremes()
+		if empty == nil {
+			break
+		}
+		load[empty]++
+	}
+	var victims []*poolConn
+	retired := 0
+	p.idleMu.Lock()
+	for retired < p.cfg.rebalanceRate {
+		full, empty := extremes()
 		if empty == nil || load[full]-load[empty] <= 1 {
 			break
 		}

@@ -454,6 +454,33 @@ func TestResolveRebalanceRetiresBorrowedOnReturn(t *testing.T) {
 	assert.Equal(t, int64(2), p.Stats().RebalancedClosed)
 }
 
+// TestRebalanceCountsRetireesNotYetReturned: conns a round retired while
+// borrowed are replaced only when they come back; later rounds before
+// then count those replacements as made, and retire no more. The pool
+// used to retire 3 of 4 conns, for an imbalance that asked for 2, when
+// the borrowers held them over two rounds.
+func TestRebalanceCountsRetireesNotYetReturned(t *testing.T) {
+	const interval = 20 * time.Millisecond
+	b := startBackends(t, 2)
+	r := newFakeResolver(b.ips[0])
+	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(interval),
+		connpool.WithMaxConns(4), connpool.WithRebalanceRate(4))
+	conns := holdAll(t, p, 4)
+	r.set(b.ips...)
+	require.Eventually(t, func() bool { return len(p.Stats().Addresses) == 2 }, waitFor, tick)
+	seen := p.Stats().Resolves
+	require.Eventually(t, func() bool { return p.Stats().Resolves >= seen+4 }, waitFor, tick, "rounds pass while all four are out")
+	for _, c := range conns {
+		require.NoError(t, c.Close())
+	}
+	conns = holdAll(t, p, 4)
+	require.Eventually(t, func() bool { return slices.Equal(b.open(), []int{2, 2}) }, waitFor, tick)
+	for _, c := range conns {
+		require.NoError(t, c.Close())
+	}
+	assert.Equal(t, int64(2), p.Stats().RebalancedClosed)
+}
+
 // TestResolveFailureKeepsLastGoodSet: a failing resolver leaves the pool
 // serving the addresses it had, logs once per streak, and a recovery
 // takes the new answer.
