@@ -130,6 +130,8 @@ type config struct {
 	checkTimeSet    bool
 	livenessOnGet   bool
 	dialer          DialFunc
+	dialerSet       bool // WithDialer was given: resolve only if WithResolver was too
+	resolverSet     bool
 	resolver        Resolver
 	resolveInterval time.Duration
 	rebalanceRate   int
@@ -247,13 +249,18 @@ func WithMaxLifetimeJitter(d time.Duration) Option {
 // test hook. The default is a [net.Dialer] with TCP keepalive on (15s idle,
 // 15s interval, 3 probes). The pool applies its own dial timeout around
 // dial.
+//
+// A pool with its own dialer dials a host name as given, and leaves
+// resolving it to the dialer, unless [WithResolver] is given too: then
+// the dialer is handed "ip:port", so a TLS dialer needs its
+// Config.ServerName set to verify the name.
 func WithDialer(dial DialFunc) Option {
 	return poolOption(func(c *config) {
 		if dial == nil {
 			c.invalid("WithDialer(nil): the dialer must not be nil")
 			return
 		}
-		c.dialer = dial
+		c.dialer, c.dialerSet = dial, true
 	})
 }
 
@@ -278,15 +285,17 @@ func WithDialer(dial DialFunc) Option {
 // backs off. [Stats] reports each address (Stats.Addresses), and each
 // conn's RemoteAddr is the address it goes to. The lookup's context ends
 // at the dial timeout, or DefaultDialTimeout if there is none. The
-// default is [net.DefaultResolver]. An IP literal, or another network, is
-// dialed as given, with no lookup.
+// default is [net.DefaultResolver] for a pool that dials with its default
+// dialer; a pool given [WithDialer] resolves only if WithResolver is
+// given too (its dialer may be a proxy, or TLS that needs the name). An
+// IP literal, or another network, is dialed as given, with no lookup.
 //
 // WithResolver(nil) turns resolving off: every dial goes to the address
 // as given, and the dialer resolves it as it would without a pool. Use it
 // for a dialer that must see the name, such as one through a SOCKS proxy
 // or one that pins TLS sessions to the name.
 func WithResolver(r Resolver) Option {
-	return poolOption(func(c *config) { c.resolver = r })
+	return poolOption(func(c *config) { c.resolver, c.resolverSet = r, true })
 }
 
 // WithResolveInterval sets how often a pool of a host name looks the name

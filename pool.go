@@ -192,7 +192,7 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 		wake:   make(chan struct{}, 1),
 		all:    make(map[*poolConn]struct{}),
 	}
-	if cfg.resolver != nil {
+	if cfg.resolver != nil && (!cfg.dialerSet || cfg.resolverSet) {
 		p.host, p.port, p.lookupNet = resolvable(network, address)
 	}
 	if p.host == "" {

@@ -249,35 +249,52 @@ func TestIPLiteralIsNotResolved(t *testing.T) {
 	assert.Nil(t, p.Stats().Addresses)
 }
 
-// TestNilResolverDialsTheNameAsGiven: WithResolver(nil) turns resolving
-// off, so the dialer sees the host name, as one through a proxy must.
-func TestNilResolverDialsTheNameAsGiven(t *testing.T) {
+// TestOwnDialerSeesTheNameAsGiven: a pool with its own dialer and no
+// WithResolver, or with WithResolver(nil), does not resolve, so the
+// dialer sees the host name, as one through a proxy or a TLS dialer that
+// verifies the name must; given WithResolver too, it is handed ip:port.
+func TestOwnDialerSeesTheNameAsGiven(t *testing.T) {
 	srv := startServer(t)
-	_, port, err := net.SplitHostPort(srv.Addr())
+	host, port, err := net.SplitHostPort(srv.Addr())
 	require.NoError(t, err)
 	name := net.JoinHostPort("backend.test", port)
-	var mu sync.Mutex
-	var dialed []string
-	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
-		mu.Lock()
-		dialed = append(dialed, address)
-		mu.Unlock()
-		var d net.Dialer
-		return d.DialContext(ctx, network, srv.Addr()) // the proxy's part
+	for _, tc := range []struct {
+		name string
+		opts []connpool.Option
+		want string
+	}{
+		{"no WithResolver", nil, name},
+		{"WithResolver(nil)", []connpool.Option{connpool.WithResolver(nil)}, name},
+		{"WithResolver", []connpool.Option{connpool.WithResolver(newFakeResolver(netip.MustParseAddr(host)))}, srv.Addr()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var dialed []string
+			dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+				mu.Lock()
+				dialed = append(dialed, address)
+				mu.Unlock()
+				var d net.Dialer
+				return d.DialContext(ctx, network, srv.Addr()) // the proxy's part
+			}
+			opts := append([]connpool.Option{connpool.WithDialer(dial), connpool.WithMinIdle(0)}, tc.opts...)
+			p := newPool(t, name, opts...)
+			for range 3 {
+				c := getConn(t, p)
+				mustRoundTrip(t, c, "x")
+				c.MarkUnusable()
+				require.NoError(t, c.Close())
+			}
+			mu.Lock()
+			assert.Equal(t, []string{tc.want, tc.want, tc.want}, dialed)
+			mu.Unlock()
+			if tc.want == name {
+				s := p.Stats()
+				assert.Nil(t, s.Addresses)
+				assert.Zero(t, s.Resolves+s.ResolveErrors)
+			}
+		})
 	}
-	p := newPool(t, name, connpool.WithResolver(nil), connpool.WithDialer(dial), connpool.WithMinIdle(0))
-	for range 3 {
-		c := getConn(t, p)
-		mustRoundTrip(t, c, "x")
-		c.MarkUnusable()
-		require.NoError(t, c.Close())
-	}
-	mu.Lock()
-	assert.Equal(t, []string{name, name, name}, dialed)
-	mu.Unlock()
-	s := p.Stats()
-	assert.Nil(t, s.Addresses)
-	assert.Zero(t, s.Resolves+s.ResolveErrors)
 }
 
 // TestResolveDialsIPPortThroughTheDialer: the dialer is asked for the
