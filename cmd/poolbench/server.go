@@ -2,9 +2,7 @@ package main
 
 import (
 	"crypto/tls"
-	"errors"
 	"net"
-	"sync"
 	"time"
 )
 
@@ -13,13 +11,9 @@ import (
 // reply and to the set-up of every connection (one round trip for TCP's
 // handshake, one more for TLS's).
 type echoServer struct {
-	ln  net.Listener
+	conns
 	rtt time.Duration
 	tls bool
-
-	mu    sync.Mutex // guards conns
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
 }
 
 func startEchoServer(rtt time.Duration, config *tls.Config) (*echoServer, error) {
@@ -27,40 +21,15 @@ func startEchoServer(rtt time.Duration, config *tls.Config) (*echoServer, error)
 	if err != nil {
 		return nil, err
 	}
-	s := &echoServer{ln: ln, rtt: rtt, conns: make(map[net.Conn]struct{})}
+	s := &echoServer{rtt: rtt}
 	if config != nil {
-		s.ln, s.tls = tls.NewListener(ln, config), true
+		ln, s.tls = tls.NewListener(ln, config), true
 	}
-	s.wg.Add(1)
-	go s.accept()
+	s.listen(ln, s.serve)
 	return s, nil
 }
 
-func (s *echoServer) addr() string { return s.ln.Addr().String() }
-
-func (s *echoServer) accept() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
-		s.wg.Add(1)
-		go s.serve(c)
-	}
-}
-
 func (s *echoServer) serve(c net.Conn) {
-	defer s.wg.Done()
-	defer func() {
-		c.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
 	setup := s.rtt // the TCP handshake
 	if s.tls {
 		setup += s.rtt // TLS 1.3 adds one round trip
@@ -85,18 +54,4 @@ func (s *echoServer) serve(c net.Conn) {
 			return
 		}
 	}
-}
-
-func (s *echoServer) close() error {
-	err := s.ln.Close()
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
-	return err
 }

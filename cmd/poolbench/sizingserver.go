@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -18,20 +17,17 @@ import (
 // cannot tell, as most cannot, and that wasted work is what too large a
 // pool costs under overload.
 type sizingServer struct {
-	ln      net.Listener
+	conns
 	service time.Duration // the mean service time
 	sigma   float64       // of the service time's logarithm
 
-	mu       sync.Mutex // guards the fields below
+	mu       sync.Mutex // guards the fields below (conns has its own)
 	limit    int
 	busy     int             // requests being served
 	queue    []chan struct{} // requests waiting for a slot, oldest first
 	rng      *rand.Rand
-	conns    map[net.Conn]struct{}
 	slotTime time.Duration // spent in slots, sleep overshoot included
 	served   int64
-
-	wg sync.WaitGroup
 }
 
 const reqSize = 8
@@ -41,34 +37,12 @@ func startSizingServer(limit int, service time.Duration, sigma float64, seed uin
 	if err != nil {
 		return nil, err
 	}
-	s := &sizingServer{ln: ln, service: service, sigma: sigma, limit: limit,
-		rng: rand.New(rand.NewPCG(seed, 2)), conns: make(map[net.Conn]struct{})}
-	s.wg.Go(s.accept)
+	s := &sizingServer{service: service, sigma: sigma, limit: limit, rng: rand.New(rand.NewPCG(seed, 2))}
+	s.listen(ln, s.serve)
 	return s, nil
 }
 
-func (s *sizingServer) addr() string { return s.ln.Addr().String() }
-
-func (s *sizingServer) accept() {
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
-		s.wg.Go(func() { s.serve(c) })
-	}
-}
-
 func (s *sizingServer) serve(c net.Conn) {
-	defer func() {
-		c.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
 	buf := make([]byte, reqSize)
 	for {
 		if _, err := io.ReadFull(c, buf); err != nil {
@@ -135,18 +109,4 @@ func (s *sizingServer) setLimit(n int) {
 		close(s.queue[0])
 		s.queue = s.queue[1:]
 	}
-}
-
-func (s *sizingServer) close() error {
-	err := s.ln.Close()
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
-	return err
 }
