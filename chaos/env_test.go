@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"runtime"
@@ -227,6 +228,30 @@ func (e *env) use(ctx context.Context, p *connpool.Pool, who int64, tag string) 
 	err = e.request(c, tag)
 	e.release(c, who)
 	return errors.Join(err, c.Close())
+}
+
+// holdRandomly is what a randomized client does with a conn c it got
+// within ctx: it holds it as who, under ctx's deadline, and then one time
+// in 20 marks it unusable, one in 20 gives it back unused, and otherwise
+// does a tagged request; then it gives it back. It returns the request's
+// error.
+func (e *env) holdRandomly(ctx context.Context, c *connpool.Conn, who int64, tag string, rng *rand.Rand) error {
+	e.borrow(c, who)
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	var err error
+	switch n := rng.IntN(20); {
+	case n == 0:
+		c.MarkUnusable()
+	case n == 1:
+		// Borrowed and given back unused.
+	default:
+		err = e.request(c, tag)
+	}
+	e.release(c, who)
+	assert.NoError(e.t, c.Close())
+	return err
 }
 
 // finish closes p and checks every invariant, returning the final stats.

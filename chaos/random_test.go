@@ -106,23 +106,9 @@ func TestRandomizedChaos(t *testing.T) {
 					continue
 				}
 				gets.Add(1)
-				who := int64(g + 1)
-				e.borrow(c, who)
-				if dl, ok := ctx.Deadline(); ok {
-					_ = c.SetDeadline(dl)
+				if err := e.holdRandomly(ctx, c, int64(g+1), fmt.Sprintf("g%d-%d", g, i), rng); err != nil {
+					ioErrors.Add(1)
 				}
-				switch n := rng.IntN(20); {
-				case n == 0:
-					c.MarkUnusable()
-				case n == 1:
-					// Borrowed and given back unused.
-				default:
-					if err := e.request(c, fmt.Sprintf("g%d-%d", g, i)); err != nil {
-						ioErrors.Add(1)
-					}
-				}
-				e.release(c, who)
-				assert.NoError(t, c.Close())
 				cancel()
 			}
 		})

@@ -114,22 +114,9 @@ func swapRun(t *testing.T, withFaults bool) (st connpool.Stats, gets, getErrors,
 					continue
 				}
 				nGets.Add(1)
-				who := int64(g + 1)
-				e.borrow(c, who)
-				if dl, ok := ctx.Deadline(); ok {
-					_ = c.SetDeadline(dl)
+				if err := e.holdRandomly(ctx, c, int64(g+1), fmt.Sprintf("g%d-%d", g, i), rng); err != nil {
+					nIOErrors.Add(1)
 				}
-				switch n := rng.IntN(20); {
-				case n == 0:
-					c.MarkUnusable()
-				case n == 1:
-				default:
-					if err := e.request(c, fmt.Sprintf("g%d-%d", g, i)); err != nil {
-						nIOErrors.Add(1)
-					}
-				}
-				e.release(c, who)
-				assert.NoError(t, c.Close())
 				cancel()
 			}
 		})
