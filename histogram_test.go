@@ -128,16 +128,18 @@ func TestUseTimeMeasuresTheHold(t *testing.T) {
 			return nc.(*connpool.Conn), nil
 		},
 	}
+	var outer time.Duration // each hold as the test saw it, from before the Get to after the Close
 	for i, get := range borrow {
+		start := time.Now()
 		c, err := get()
 		require.NoError(t, err, "way %d", i)
-		held := time.Now()
 		<-time.After(hold)
 		require.NoError(t, c.Close())
+		outer += time.Since(start)
 		h := p.Stats().UseTime
 		assert.Equal(t, uint64(i+1), h.Count())
 		assert.GreaterOrEqual(t, h.Sum, time.Duration(i+1)*hold, "way %d", i)
-		assert.Less(t, h.Sum, time.Duration(i+1)*time.Since(held)+time.Millisecond, "way %d", i)
+		assert.LessOrEqual(t, h.Sum, outer+time.Millisecond, "way %d", i)
 		assert.Zero(t, h.Buckets[0], "no hold fell in the first bucket (50µs)")
 	}
 }
