@@ -334,7 +334,7 @@ func (p *Pool) checkOut(op *getOp) (*Conn, error) {
 		// Read before mu, so that a Get that queues holds mu no longer for
 		// it; the Get that a conn pushed meanwhile serves from the stack
 		// below has read it for nothing.
-		start := p.now()
+		start := clock.Ticks()
 		p.mu.Lock()
 		if p.closed.Load() {
 			p.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/connpool/connpool/internal/clock"
 	"github.com/connpool/connpool/internal/waitq"
 )
 
@@ -16,7 +17,7 @@ type waiter struct {
 	ctx        context.Context // the Get's context, whose values a dial started for it sees
 	dialing    bool            // a dial started on this waiter's behalf has not finished
 	unusedOnly bool            // a DialContext caller: takes only a conn never handed out
-	since      int64           // pool clock just before it took mu to queue, for Stats.OldestWait and its wait time
+	since      int64           // clock.Ticks just before it took mu to queue, for Stats.OldestWait and its wait time
 }
 
 // newWaiterElem makes a waiter record for Pool.freeWaiters, which
@@ -146,8 +147,10 @@ func (p *Pool) waitersWithoutDialLocked() int {
 //
 // A waiter whose ctx ends takes itself out of the queue (leave).
 //
-// start is the pool clock read just before mu was taken: the wait's only
-// clock read until it ends, kept out of mu.
+// start is clock.Ticks read just before mu was taken: the wait's only
+// clock read until it ends, kept out of mu, and the cheapest clock there
+// is (a TSC read where it is safe), for the stamps every wait takes. A
+// waiter that starts a dial reads the pool clock too, for the backoff.
 func (p *Pool) queueAndWait(op *getOp, unusedOnly bool, start int64) (delivery, error) {
 	if n := p.cfg.maxWaiters; n > 0 && p.waiters.Len() >= n {
 		p.queued.Add(-1)
@@ -158,8 +161,8 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool, start int64) (delivery, 
 	e := p.newWaiterLocked(op.ctx, unusedOnly, start)
 	counted := false // this wait is at the cap or the dial limit: timed for WaitDuration
 	if p.canDialLocked() {
-		if p.backingOffLocked(start) {
-			err := p.backoffErrorLocked(start)
+		if now := p.now(); p.backingOffLocked(now) {
+			err := p.backoffErrorLocked(now)
 			p.queued.Add(-1)
 			p.mu.Unlock()
 			p.recycle(e)
@@ -189,7 +192,7 @@ func (p *Pool) queueAndWait(op *getOp, unusedOnly bool, start int64) (delivery, 
 		}
 	}
 	if counted { // the wait's second clock read, its end
-		op.waited += time.Duration(p.now() - start)
+		op.waited += clock.Since(start)
 	}
 	if !served {
 		p.leave(e)
@@ -225,7 +228,7 @@ func (p *Pool) leave(e *waitq.Elem[waiter]) {
 // oldestWaitLocked returns how long the first waiter has been queued.
 func (p *Pool) oldestWaitLocked() time.Duration {
 	if e := p.waiters.Front(); e != nil {
-		return time.Duration(p.now() - e.Value.since)
+		return clock.Since(e.Value.since)
 	}
 	return 0
 }
