@@ -198,10 +198,10 @@ func (p *Pool) closeConn(pc *poolConn, reason CloseReason) {
 	p.addOpenLocked(-1)
 	p.releaseGroupSlot()
 	delete(p.all, pc)
+	p.endpointClosedLocked(pc, reason) // before dispatch: its dials pick an address by these counts
 	p.closes[reason]++
 	p.checkUnderCapLocked()
 	p.dispatchLocked()
-	p.endpointClosedLocked(pc, reason)
 	p.nudgeWarmer()
 	p.checkDrained()
 	p.mu.Unlock()

@@ -471,6 +471,42 @@ func TestResolveRebalanceRetiresBorrowedOnReturn(t *testing.T) {
 	assert.Equal(t, int64(2), p.Stats().RebalancedClosed)
 }
 
+// TestDialForWaiterAfterCloseGoesToTheEmptiedAddress: a conn that closes
+// while a Get waits frees its permit, and the dial started for the waiter
+// goes to the address that lost the conn. The close used to start that
+// dial before taking the conn off its address's count, so the picker saw
+// both addresses full and sent it by set order, leaving them 2 and 0.
+func TestDialForWaiterAfterCloseGoesToTheEmptiedAddress(t *testing.T) {
+	b := startBackends(t, 2)
+	r := newFakeResolver(b.ips...)
+	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithMaxConns(2),
+		connpool.WithMinIdle(0), connpool.WithRebalanceRate(0))
+	for _, ip := range b.ips { // each address in turn loses its conn
+		conns := holdAll(t, p, 2)
+		require.ElementsMatch(t, []string{b.addr(b.ips[0]), b.addr(b.ips[1])},
+			[]string{conns[0].RemoteAddr().String(), conns[1].RemoteAddr().String()})
+		got := make(chan *connpool.Conn, 1)
+		go func() {
+			c, err := p.Get(context.Background())
+			assert.NoError(t, err)
+			got <- c
+		}()
+		require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, waitFor, tick)
+		for _, c := range conns {
+			if c.RemoteAddr().String() == b.addr(ip) {
+				c.MarkUnusable()
+				require.NoError(t, c.Close())
+			}
+		}
+		c := <-got
+		require.NotNil(t, c)
+		assert.Equal(t, b.addr(ip), c.RemoteAddr().String(), "the waiter's dial went to the address that lost a conn")
+		for _, c := range append(conns, c) {
+			_ = c.Close() // one was closed above: ErrConnReturned
+		}
+	}
+}
+
 // TestRebalanceCountsRetireesNotYetReturned: conns a round retired while
 // borrowed are replaced only when they come back; later rounds before
 // then count those replacements as made, and retire no more. The pool
