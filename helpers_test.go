@@ -1,7 +1,6 @@
 package connpool_test
 
 import (
-	"errors"
 	"net"
 	"runtime"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connpool/connpool"
+	"github.com/connpool/connpool/internal/pooltest"
 	"github.com/connpool/connpool/internal/testserver"
 )
 
@@ -19,26 +19,12 @@ const waitFor = 5 * time.Second
 
 const tick = time.Millisecond
 
-func startServer(t *testing.T, opts ...testserver.Option) *testserver.Server {
-	t.Helper()
-	srv, err := testserver.Start(opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() { srv.Close() })
-	return srv
-}
-
-// newPool returns a pool closed at the end of the test.
-func newPool(t *testing.T, addr string, opts ...connpool.Option) *connpool.Pool {
-	t.Helper()
-	p, err := connpool.New("tcp", addr, opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil && !errors.Is(err, connpool.ErrClosed) {
-			t.Error(err)
-		}
-	})
-	return p
-}
+// startServer starts a loopback echo server, and newPool a pool, each
+// closed at the end of the test.
+var (
+	startServer = pooltest.StartServer
+	newPool     = pooltest.NewPool
+)
 
 // roundTrip sends msg over c and returns what the echo server sent back.
 var roundTrip = testserver.RoundTrip

@@ -2,7 +2,6 @@ package connpoolotel_test
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/connpool/connpool"
 	"github.com/connpool/connpool/connpoolotel"
+	"github.com/connpool/connpool/internal/pooltest"
 )
 
 func TestMain(m *testing.M) {
@@ -37,17 +37,7 @@ func startServer(t testing.TB) *echoServer {
 }
 
 // newPool returns a pool closed at the end of the test.
-func newPool(t testing.TB, addr string, opts ...connpool.Option) *connpool.Pool {
-	t.Helper()
-	p, err := connpool.New("tcp", addr, opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil && !errors.Is(err, connpool.ErrClosed) {
-			t.Error(err)
-		}
-	})
-	return p
-}
+var newPool = pooltest.NewPool
 
 // harness is a Metrics on an SDK meter provider with a manual reader,
 // and the instrument kinds the SDK saw as New made them.

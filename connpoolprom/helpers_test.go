@@ -2,7 +2,6 @@ package connpoolprom_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,30 +15,16 @@ import (
 
 	"github.com/connpool/connpool"
 	"github.com/connpool/connpool/connpoolprom"
+	"github.com/connpool/connpool/internal/pooltest"
 	"github.com/connpool/connpool/internal/testserver"
 )
 
-// startServer returns a loopback echo server closed at the end of the test.
-func startServer(t testing.TB) *testserver.Server {
-	t.Helper()
-	srv, err := testserver.Start()
-	require.NoError(t, err)
-	t.Cleanup(func() { srv.Close() })
-	return srv
-}
-
-// newPool returns a pool to addr closed at the end of the test.
-func newPool(t testing.TB, addr string, opts ...connpool.Option) *connpool.Pool {
-	t.Helper()
-	p, err := connpool.New("tcp", addr, opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil && !errors.Is(err, connpool.ErrClosed) {
-			t.Error(err)
-		}
-	})
-	return p
-}
+// startServer starts a loopback echo server, and newPool a pool, each
+// closed at the end of the test.
+var (
+	startServer = pooltest.StartServer
+	newPool     = pooltest.NewPool
+)
 
 // use gets a conn from p, sends a message through it and puts it back.
 func use(t testing.TB, p *connpool.Pool) {
