@@ -379,27 +379,26 @@ func (p *Pool) accept(d delivery, op *getOp) bool {
 	if op.flags&connDestroyOnClose != 0 && pc.used {
 		panic("connpool: a used conn was handed to a DialContext caller")
 	}
+	// A conn refused here is closed; a returned one that was handed off
+	// is then a lost hand-off, not a hit.
+	refuse := func(reason CloseReason) bool {
+		if !d.fresh {
+			p.handoffsLost.Add(1)
+		}
+		p.closeConn(pc, reason)
+		return false
+	}
 	switch {
 	case pc.gen != p.gen.Load():
-		if !d.fresh {
-			p.handoffsLost.Add(1)
-		}
-		p.closeConn(pc, CloseReset)
-		return false
+		return refuse(CloseReset)
 	case pc.ep.removed.Load(): // handed over before a resolve drained its address
-		if !d.fresh {
-			p.handoffsLost.Add(1)
-		}
-		p.closeConn(pc, CloseAddressRemoved)
-		return false
+		return refuse(CloseAddressRemoved)
 	case d.fresh:
 		p.misses.Add(1)
 		op.served = ServedDial
 	case !p.healthy(pc, true):
-		p.handoffsLost.Add(1)
-		p.closeConn(pc, CloseUnhealthy)
 		op.rejects++
-		return false
+		return refuse(CloseUnhealthy)
 	default:
 		op.served = ServedHandoff // counted in handoffs when it was handed off
 	}
