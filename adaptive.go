@@ -24,7 +24,9 @@ import (
 // the cap grows while Gets wait for conns and the held time stays near its
 // baseline (the lowest recent mean, re-measured every 10s); when the held
 // time rises past 1.05 times the baseline, beyond the samples' noise, it
-// is cut to the conns the backend kept busy (throughput times baseline);
+// is cut to the higher of the conns the backend kept busy (throughput
+// times baseline) and the cap over that rise, so that a burst below the
+// backend's capacity does not cut it below the backend's concurrency;
 // and by a fifth when over 20% of the returns in a window (100ms at
 // least) are broken. Cuts are bounded (at most halving every 2s) and
 // recover at once when the cause passes. A cap that Gets do not reach

@@ -12,25 +12,36 @@
 //     MinSamples returns (or MaxWindow, whichever has something). A
 //     window's figure is the mean time conns were held in it.
 //   - The baseline is the lowest mean of the current and the previous
-//     epoch (Epoch long), each mean pooled over 4 full windows (the
-//     minimum of many small means is biased low): a minimum, as Vegas and
+//     epoch (Epoch long), each mean pooled over 4 full windows and offered
+//     at its mean plus twice its standard error: the minimum of many
+//     noisy means is biased low by about that much, and a baseline biased
+//     low reads every window as queueing. It is a minimum, as Vegas and
 //     Envoy keep, but one that is re-measured, so it follows a backend
-//     that really got slower within two epochs. Every ProbeInterval in
-//     which the cap was in use, one window runs at ProbeFactor of the cap
-//     (Envoy pins a low concurrency instead; a gentle probe costs little
-//     goodput): if sustained load kept every window above the true
-//     minimum, the probe finds it again, so the baseline does not drift
-//     up with load (TestBaselineDoesNotDriftUnderSustainedLoad).
+//     that really got slower within two epochs. Under load that kept the
+//     cap in use in every window since the last ProbeInterval, one window
+//     runs at ProbeFactor of the cap (Envoy pins a low concurrency
+//     instead; a gentle probe costs little goodput): such load may have
+//     kept every window above the true minimum, and the probe finds it
+//     again, so the baseline does not drift up with load
+//     (TestBaselineDoesNotDriftUnderSustainedLoad). A load that left the
+//     cap unused in some window is not probed: quiet windows measure the
+//     minimum already, and a probe below the backend's concurrency would
+//     only queue Gets (TestTailAgainstFixedCaps).
 //   - The gradient is the window mean over the baseline (Gradient2's and
 //     Envoy's signal). Above Tolerance, plus twice the window mean's
 //     standard error so that noise is not read as queueing, the backend
-//     is queueing: the cap is cut to Tolerance times the conns the backend
-//     kept busy, by Little's law the window's throughput times the
-//     baseline. A saturated backend's throughput is its concurrency over
-//     its service time, so this lands the cap at its concurrency in one
-//     step, whatever the queue was; and a burst at partial load does not
-//     cut it below what the load keeps busy, as scaling the cap by the
-//     gradient would.
+//     is queueing: the cap is cut to Tolerance times the higher of two
+//     estimates of the backend's concurrency. One is the conns the
+//     backend kept busy, by Little's law the window's throughput times
+//     the baseline: a saturated backend's throughput is its concurrency
+//     over its service time, so this lands the cap at its concurrency in
+//     one step, whatever the queue was. The other is the cap over the
+//     gradient (Gradient2's cut): under sustained overload the two agree,
+//     but after a burst at partial load the first falls below the
+//     backend's concurrency (the load kept fewer busy) and the second
+//     does not, as the conns in flight, busy times the gradient, never
+//     exceed the cap. Below capacity, where the queue forms does not
+//     change the latency; a cap below the backend's concurrency does.
 //   - A window in which more than DropRatio of the returns were broken
 //     (timeouts, failed I/O) scales the cap by DropFactor: once per
 //     window, not once per timeout as AIMD limiters cut.
@@ -42,10 +53,11 @@
 //   - The cap grows only when it was in use: a Get queued at the cap, or
 //     every conn was borrowed when sampled. Growing windows add 1, 2, 4,
 //     ... (doubling, at most the cap itself) while the gradient stays
-//     within Tolerance; any other window starts the step again at 1. A
-//     cap that is not in use does not grow, however flat the latency:
-//     the failure of a controller that reads flat latency as headroom
-//     (TestNoGrowthWhileLatencyIsFlat).
+//     within Tolerance itself (a window within the noise allowance but
+//     above Tolerance neither grows nor cuts); any other window starts
+//     the step again at 1. A cap that is not in use does not grow,
+//     however flat the latency: the failure of a controller that reads
+//     flat latency as headroom (TestNoGrowthWhileLatencyIsFlat).
 //
 // A Controller is not safe for concurrent use: one goroutine owns it.
 package adaptive
@@ -66,7 +78,7 @@ type Config struct {
 	MaxWindow       time.Duration // a window with fewer than MinSamples closes after this: 1s
 	MinSamples      int           // returns a window needs before MaxWindow: 50
 	Epoch           time.Duration // how long a measured minimum counts: 10s
-	ProbeInterval   time.Duration // how often the cap, if in use, is lowered for a probe window: 10s
+	ProbeInterval   time.Duration // how often the cap, if in use in every window since, is lowered for a probe window: 10s
 	ProbeFactor     float64       // the cap of a probe window, as a fraction of the cap: 0.75
 	DropRatio       float64       // broken returns above this fraction congest a window: 0.2
 	DropFactor      float64       // how a congested-by-drops window scales the cap: 0.8
@@ -133,13 +145,14 @@ type Controller struct {
 	saturated bool
 
 	// The baseline: minimum window means of this epoch and the last.
-	epochStart     time.Duration
-	curMin         time.Duration // 0: none yet
-	poolReturns    int64         // windows pooled into the next candidate
-	poolHeld       time.Duration
-	prevMin        time.Duration
-	epochSaturated bool // since the last probe
-	lastProbe      time.Duration
+	epochStart      time.Duration
+	curMin          time.Duration // 0: none yet
+	poolReturns     int64         // windows pooled into the next candidate
+	poolHeld        time.Duration
+	poolVar         float64 // the variance of poolHeld, in nanoseconds squared
+	prevMin         time.Duration
+	slackSinceProbe bool // a window since the last probe was not saturated
+	lastProbe       time.Duration
 
 	probing    bool    // the current window is a probe
 	probeLimit float64 // the cap to restore after it
@@ -259,44 +272,49 @@ func (c *Controller) Observe(now time.Duration, s Sample) (int, Reason) {
 func (c *Controller) window(now, mean time.Duration, noise, busy float64, returns int64, dropFrac float64, saturated bool) Reason {
 	full := returns >= int64(c.cfg.MinSamples)
 	if c.probing {
-		// The probe's mean is a baseline candidate whatever its size.
+		// The probe's mean is a baseline candidate whatever its size,
+		// and as it is: conns borrowed before the probe, held while the
+		// backend still queued, already bias it high.
 		c.probing = false
-		c.candidate(mean)
+		c.candidate(mean, 0)
 		c.limit = c.probeLimit
 		return Probe
 	}
 	switch {
 	case c.Baseline() == 0:
-		c.candidate(mean) // provisional, until enough samples are pooled
+		c.candidate(mean, noise) // provisional, until enough samples are pooled
 	case full && dropFrac <= c.cfg.DropRatio:
 		// Pool windows into candidates of baselineWindows x MinSamples
 		// returns: the minimum of many small means is biased low.
 		c.poolReturns += returns
 		c.poolHeld += mean * time.Duration(returns)
+		sd := noise * float64(mean) * float64(returns) // the window sum's standard deviation
+		c.poolVar += sd * sd
 		if c.poolReturns >= baselineWindows*int64(c.cfg.MinSamples) {
-			c.candidate(c.poolHeld / time.Duration(c.poolReturns))
-			c.poolReturns, c.poolHeld = 0, 0
+			m := c.poolHeld / time.Duration(c.poolReturns)
+			c.candidate(m, math.Sqrt(c.poolVar)/float64(c.poolReturns)/float64(m))
+			c.poolReturns, c.poolHeld, c.poolVar = 0, 0, 0
 		}
 	default:
-		c.poolReturns, c.poolHeld = 0, 0
+		c.poolReturns, c.poolHeld, c.poolVar = 0, 0, 0
 	}
-	c.epochSaturated = c.epochSaturated || saturated
+	gradient := float64(mean) / float64(c.Baseline())
+	c.slackSinceProbe = c.slackSinceProbe || !saturated
 	if now-c.epochStart >= c.cfg.Epoch {
 		c.prevMin, c.curMin, c.epochStart = c.curMin, 0, now
 	}
 	if now-c.lastProbe >= c.cfg.ProbeInterval {
 		c.lastProbe = now
-		if c.epochSaturated && !c.inEpisode {
-			c.epochSaturated = false
+		probe := !c.slackSinceProbe
+		c.slackSinceProbe = false
+		if probe {
 			c.probing, c.probeLimit = true, c.limit
 			c.limit = c.clamp(math.Floor(c.limit * c.cfg.ProbeFactor))
 			c.step = 1
 			return Probe
 		}
-		c.epochSaturated = false
 	}
 
-	gradient := float64(mean) / float64(c.Baseline())
 	switch {
 	case dropFrac > c.cfg.DropRatio:
 		c.cut(now, c.limit*c.cfg.DropFactor)
@@ -304,11 +322,16 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 	case gradient > c.cfg.Tolerance*(1+2*noise):
 		// Beyond tolerance by more than twice the window's standard
 		// error: the backend is queueing, not the samples noisy.
-		c.cut(now, math.Min(busy*c.cfg.Tolerance, c.limit))
+		// It is cut to what the backend kept busy (at saturation, its
+		// concurrency) or to the cap over the gradient, whichever is
+		// higher (see the package documentation).
+		c.cut(now, math.Min(math.Max(busy, c.limit/gradient)*c.cfg.Tolerance, c.limit))
 		return Latency
 	}
 	c.inEpisode = false
-	if !saturated {
+	if !saturated || gradient > c.cfg.Tolerance {
+		// Not in use, or within the noise but above tolerance: no
+		// evidence that more conns would be served as fast.
 		c.step = 1
 		return Unchanged
 	}
@@ -326,10 +349,14 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 // candidate.
 const baselineWindows = 4
 
-// candidate offers a window mean to this epoch's minimum.
-func (c *Controller) candidate(mean time.Duration) {
-	if mean > 0 && (c.curMin == 0 || mean < c.curMin) {
-		c.curMin = mean
+// candidate offers a mean held time, with noise its standard error over
+// it, to this epoch's minimum. The minimum of many noisy means is biased
+// low, by about twice their standard error: each is offered at its mean
+// plus twice its standard error.
+func (c *Controller) candidate(mean time.Duration, noise float64) {
+	v := time.Duration(float64(mean) * (1 + 2*noise))
+	if v > 0 && (c.curMin == 0 || v < c.curMin) {
+		c.curMin = v
 	}
 }
 

@@ -208,3 +208,43 @@ func TestGoodputAgainstFixedCaps(t *testing.T) {
 		t.Logf("load %v: adaptive served %.1f%% of the best fixed cap's", load, 100*float64(got)/float64(best))
 	}
 }
+
+// TestTailAgainstFixedCaps compares the p99 latency, arrival to reply, of
+// the requests served by the adaptive cap and by fixed caps, in a model at
+// poolbench's sizing scale (20ms mean service, 100ms for a Get, 200ms for
+// the request). Below capacity, where the queue forms does not change the
+// latency, so every fixed cap of at least 8 has the same tail: an adaptive
+// cap that swings below 8 after a burst (cut to what the load kept busy,
+// or probing a baseline that needs no probe) makes Gets queue where no
+// fixed cap does. Its p99 must be within 1.1x the best fixed cap's (the
+// one with the most goodput), at every load and seed.
+func TestTailAgainstFixedCaps(t *testing.T) {
+	for _, load := range []float64{0.5, 0.9, 1.0, 2.0} {
+		for seed := uint64(7); seed < 10; seed++ {
+			run := func(cfg Config) (served int64, p99 time.Duration) {
+				s := newSim(cfg, seed, constant(8), constant(load*8/(20*time.Millisecond).Seconds()))
+				s.service, s.getBudget, s.deadline = 20*time.Millisecond, 100*time.Millisecond, 200*time.Millisecond
+				s.run(10 * time.Second)
+				before := s.served
+				s.record = true
+				s.run(70 * time.Second)
+				if len(s.latencies) == 0 {
+					return 0, 0
+				}
+				slices.Sort(s.latencies)
+				return s.served - before, s.latencies[len(s.latencies)*99/100]
+			}
+			var best int64
+			var bestP99 time.Duration
+			for _, n := range []int{4, 8, 16, 32, 128} {
+				if served, p99 := run(DefaultConfig(n, n, n)); served > best || (served == best && p99 < bestP99) {
+					best, bestP99 = served, p99
+				}
+			}
+			served, p99 := run(DefaultConfig(1, 128, 1))
+			assert.GreaterOrEqual(t, float64(served), 0.95*float64(best), "load %v, seed %d: goodput", load, seed)
+			assert.LessOrEqual(t, float64(p99), 1.1*float64(bestP99), "load %v, seed %d: p99 %v against %v", load, seed, p99, bestP99)
+			t.Logf("load %v, seed %d: p99 %v, %.2fx the best fixed cap's; goodput %.1f%%", load, seed, p99, float64(p99)/float64(bestP99), 100*float64(served)/float64(best))
+		}
+	}
+}

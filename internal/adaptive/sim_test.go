@@ -43,6 +43,8 @@ type sim struct {
 
 	// Totals and trace.
 	served, failed int64
+	latencies      []time.Duration // arrival to reply, of the requests served, if recording
+	record         bool
 	trace          []point
 }
 
@@ -140,6 +142,9 @@ func (s *sim) run(end time.Duration) {
 			if !e.j.gaveUp {
 				e.j.done = true
 				s.served++
+				if s.record {
+					s.latencies = append(s.latencies, s.now-e.j.arrived)
+				}
 				s.giveBack(s.now-e.j.acquired, false)
 			}
 			s.startJobs()
