@@ -334,16 +334,19 @@ func (p *Pool) checkOut(op *getOp) (*Conn, error) {
 		// Read before mu, so that a Get that queues holds mu no longer for
 		// it; the Get that a conn pushed meanwhile serves from the stack
 		// below has read it for nothing.
+		// The waiter record too is taken before mu, for the same reason.
 		start := clock.Ticks()
+		e := p.freeWaiters.Get().(*waitq.Elem[waiter])
 		p.mu.Lock()
 		if p.closed.Load() {
 			p.mu.Unlock()
+			p.freeWaiters.Put(e)
 			return nil, ErrClosed
 		}
 		p.queued.Add(1) // before looking at the idle stack: see idle.go
 		c, retired := p.takeIdle(unusedOnly, op.rejects < maxRejects)
 		if c == nil && retired == nil {
-			d, err := p.queueAndWait(op, unusedOnly, start) // releases mu
+			d, err := p.queueAndWait(op, e, unusedOnly, start) // releases mu
 			if err != nil {
 				return nil, err
 			}
@@ -358,6 +361,7 @@ func (p *Pool) checkOut(op *getOp) (*Conn, error) {
 		}
 		p.nudgeWarmer()
 		p.mu.Unlock()
+		p.freeWaiters.Put(e)
 		switch {
 		case retired != nil:
 			p.closeConn(retired, CloseIdle)

@@ -41,13 +41,12 @@ type waiter struct {
 // TestRecycledWaiterMissesTheDialOfItsEarlierUse pin both.
 func newWaiterElem() any { return &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1)}} }
 
-// newWaiterLocked takes a record for a Get with ctx and stamps its use.
-func (p *Pool) newWaiterLocked(ctx context.Context, unusedOnly bool, since int64) *waitq.Elem[waiter] {
-	e := p.freeWaiters.Get().(*waitq.Elem[waiter])
+// newWaiterLocked readies record e, taken from freeWaiters before mu, for
+// a Get with ctx, and stamps its use.
+func (p *Pool) newWaiterLocked(ctx context.Context, e *waitq.Elem[waiter], unusedOnly bool, since int64) {
 	w := &e.Value
 	w.use++
 	w.ctx, w.dialing, w.unusedOnly, w.since = ctx, false, unusedOnly, since
-	return e
 }
 
 // recycle gives back a record whose wait is over, its channel empty.
@@ -151,14 +150,15 @@ func (p *Pool) waitersWithoutDialLocked() int {
 // clock read until it ends, kept out of mu, and the cheapest clock there
 // is (a TSC read where it is safe), for the stamps every wait takes. A
 // waiter that starts a dial reads the pool clock too, for the backoff.
-func (p *Pool) queueAndWait(op *getOp, unusedOnly bool, start int64) (delivery, error) {
+func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, start int64) (delivery, error) {
 	if n := p.cfg.maxWaiters; n > 0 && p.waiters.Len() >= n {
 		p.queued.Add(-1)
 		p.tooManyWaiters++
 		p.mu.Unlock()
+		p.freeWaiters.Put(e)
 		return delivery{}, fmt.Errorf("%w: %d already queued for %s (WithMaxWaiters(%d))", ErrTooManyWaiters, n, p.name, n)
 	}
-	e := p.newWaiterLocked(op.ctx, unusedOnly, start)
+	p.newWaiterLocked(op.ctx, e, unusedOnly, start)
 	counted := false // this wait is at the cap or the dial limit: timed for WaitDuration
 	if p.canDialLocked() {
 		if now := p.now(); p.backingOffLocked(now) {
