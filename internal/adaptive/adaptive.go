@@ -55,10 +55,9 @@
 //     ... (doubling, at most the cap itself) while the gradient stays
 //     within Tolerance plus one standard error (a window between one and
 //     two standard errors above it neither grows nor cuts); any other
-//     window starts
-//     the step again at 1. A cap that is not in use does not grow,
-//     however flat the latency: the failure of a controller that reads
-//     flat latency as headroom (TestNoGrowthWhileLatencyIsFlat).
+//     window starts the step again at 1. A cap that is not in use does
+//     not grow, however flat the latency: the failure of a controller
+//     that reads flat latency as headroom (TestNoGrowthWhileLatencyIsFlat).
 //
 // A Controller is not safe for concurrent use: one goroutine owns it.
 package adaptive
