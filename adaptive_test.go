@@ -200,7 +200,12 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 		wg.Wait()
 	})
 
-	require.Eventually(t, func() bool { return p.Stats().MaxConns >= c-2 }, 10*time.Second, 10*time.Millisecond, "the cap grows to the server's concurrency")
+	// The cap grows only while the held time stays within tolerance of
+	// its baseline. On a loaded machine (CI runs the chaos tests beside
+	// this one) the held time can rise above a baseline taken in a quiet
+	// moment, with no queueing of the pool's making, and the cap then
+	// waits for the baseline to follow, within two epochs (20s).
+	require.Eventually(t, func() bool { return p.Stats().MaxConns >= c-2 }, 30*time.Second, 10*time.Millisecond, "the cap grows to the server's concurrency")
 	var caps []int
 	tk := time.NewTicker(25 * time.Millisecond)
 	defer tk.Stop()

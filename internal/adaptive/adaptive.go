@@ -53,11 +53,11 @@
 //   - The cap grows only when it was in use: a Get queued at the cap, or
 //     every conn was borrowed when sampled. Growing windows add 1, 2, 4,
 //     ... (doubling, at most the cap itself) while the gradient stays
-//     within Tolerance plus one standard error (a window between one and
-//     two standard errors above it neither grows nor cuts); any other
-//     window starts the step again at 1. A cap that is not in use does
-//     not grow, however flat the latency: the failure of a controller
-//     that reads flat latency as headroom (TestNoGrowthWhileLatencyIsFlat).
+//     within Tolerance itself (a window within the noise allowance but
+//     above Tolerance neither grows nor cuts); any other window starts
+//     the step again at 1. A cap that is not in use does not grow,
+//     however flat the latency: the failure of a controller that reads
+//     flat latency as headroom (TestNoGrowthWhileLatencyIsFlat).
 //
 // A Controller is not safe for concurrent use: one goroutine owns it.
 package adaptive
@@ -329,10 +329,9 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 		return Latency
 	}
 	c.inEpisode = false
-	if !saturated || gradient > c.cfg.Tolerance*(1+noise) {
-		// Not in use, or above tolerance by more than one standard
-		// error, if within two: no evidence that more conns would be
-		// served as fast.
+	if !saturated || gradient > c.cfg.Tolerance {
+		// Not in use, or within the noise but above tolerance: no
+		// evidence that more conns would be served as fast.
 		c.step = 1
 		return Unchanged
 	}
