@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -25,8 +27,8 @@ import (
 	"github.com/connpool/connpool/internal/testserver"
 )
 
-// TestCollectAndLint checks both collectors against promlint: names,
-// units, suffixes, help texts.
+// TestCollectAndLint checks both collectors, and the metrics of a pool of
+// a host name, against promlint: names, units, suffixes, help texts.
 func TestCollectAndLint(t *testing.T) {
 	srv := startServer(t)
 	p := newPool(t, srv.Addr())
@@ -38,9 +40,14 @@ func TestCollectAndLint(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Close())
 
+	// A pool of a host name, for the per-address metrics.
+	s := distinctStats()
+	named := &fixedCollector{addr: connpool.Addr{Network: "tcp", Address: "db.internal:5432"}, stats: s}
+
 	for name, c := range map[string]prometheus.Collector{
-		"pool":  connpoolprom.NewCollector(p),
-		"group": connpoolprom.NewGroupCollector(g),
+		"pool":      connpoolprom.NewCollector(p),
+		"group":     connpoolprom.NewGroupCollector(g),
+		"host name": named,
 	} {
 		t.Run(name, func(t *testing.T) {
 			problems, err := testutil.CollectAndLint(c)
@@ -214,7 +221,8 @@ func TestCollectorsOfNothing(t *testing.T) {
 }
 
 // TestDescribeSendsEveryDesc checks that both collectors describe the same
-// fixed set, and that each Desc is used: one family per Desc.
+// fixed set, and that each Desc is used: one family per Desc for a pool
+// with an address.
 func TestDescribeSendsEveryDesc(t *testing.T) {
 	describe := func(c prometheus.Collector) []string {
 		ch := make(chan *prometheus.Desc)
@@ -230,7 +238,9 @@ func TestDescribeSendsEveryDesc(t *testing.T) {
 	}
 	descs := describe(connpoolprom.NewCollector())
 	assert.Equal(t, descs, describe(connpoolprom.NewGroupCollector(nil)))
-	mfs := gather(t, &fixedCollector{addr: connpool.Addr{Network: "tcp", Address: "a:1"}, stats: connpool.Stats{Name: "p"}})
+	// A pool of a host name, with one address: the backend metrics too.
+	s := connpool.Stats{Name: "p", Addresses: []connpool.AddressStats{{Address: "10.0.0.1:1"}}}
+	mfs := gather(t, &fixedCollector{addr: connpool.Addr{Network: "tcp", Address: "a:1"}, stats: s})
 	assert.Len(t, mfs, len(descs), "a family per Desc")
 }
 
@@ -347,4 +357,48 @@ func TestGroupCollectorSendsInLabelOrder(t *testing.T) {
 	for name, metrics := range families {
 		assert.True(t, slices.IsSortedFunc(metrics, slices.Compare[[]string]), "%s: %v", name, metrics)
 	}
+}
+
+// TestScrapeOfAHostName scrapes a pool of a host name (WithResolver)
+// after concurrent use: its per-address series equal Stats.Addresses,
+// and its one address's counts are the pool's own.
+func TestScrapeOfAHostName(t *testing.T) {
+	srv := startServer(t)
+	_, port, err := net.SplitHostPort(srv.Addr())
+	require.NoError(t, err)
+	resolver := connpool.ResolverFunc(func(context.Context, string, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	})
+	name := net.JoinHostPort("backend.test", port)
+	p := newPool(t, name, connpool.WithName("named"), connpool.WithResolver(resolver), connpool.WithMaxConns(3))
+	var g errgroup.Group
+	for range 8 {
+		g.Go(func() error {
+			for range 20 {
+				c, err := p.Get(context.Background())
+				if err != nil {
+					return err
+				}
+				if _, err := testserver.RoundTrip(c, "ping"); err != nil {
+					return err
+				}
+				if err := c.Close(); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	require.NoError(t, g.Wait())
+	quiesce(t, p)
+
+	s := p.Stats()
+	require.Len(t, s.Addresses, 1)
+	got := samples(t, gather(t, connpoolprom.NewCollector(p)))
+	assertSamplesMatch(t, want(connpool.Addr{Network: "tcp", Address: name}, s), got)
+	a := s.Addresses[0]
+	assert.Equal(t, srv.Addr(), a.Address)
+	assert.Equal(t, s.Dials, a.Dials)
+	assert.Equal(t, s.OpenConns, a.Open)
+	assert.Positive(t, got[key("connpool_backend_connections", "pool", "named", "network", "tcp", "address", name, "backend", srv.Addr(), "state", "idle")])
 }

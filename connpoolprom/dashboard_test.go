@@ -34,7 +34,9 @@ func TestDashboard(t *testing.T) {
 	require.NotEmpty(t, dash.Panels)
 
 	exported := make(map[string]dto.MetricType)
-	for _, mf := range gather(t, &fixedCollector{addr: connpool.Addr{Network: "tcp", Address: "a:1"}}) {
+	// A pool with an address of a host name: the backend metrics too.
+	s := connpool.Stats{Addresses: []connpool.AddressStats{{Address: "10.0.0.1:1"}}}
+	for _, mf := range gather(t, &fixedCollector{addr: connpool.Addr{Network: "tcp", Address: "a:1"}, stats: s}) {
 		exported[mf.GetName()] = mf.GetType()
 	}
 
@@ -82,6 +84,7 @@ func TestDashboard(t *testing.T) {
 		"connpool_closed_total", // closes by reason
 		"connpool_waiting_requests",
 		"connpool_leaks_total",
+		"connpool_backend_connections", // conns per backend
 	} {
 		assert.True(t, used[n], "no panel queries %s", n)
 	}

@@ -201,6 +201,24 @@ func want(a connpool.Addr, s connpool.Stats) map[string]float64 {
 	add("connpool_leaks_total", float64(s.Leaks))
 	add("connpool_resolves_total", float64(s.Resolves), "result", "ok")
 	add("connpool_resolves_total", float64(s.ResolveErrors), "result", "error")
+
+	flag := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for _, a := range s.Addresses {
+		b := []string{"backend", a.Address}
+		add("connpool_backend_connections", float64(a.InUse), append(b, "state", "in_use")...)
+		add("connpool_backend_connections", float64(a.Idle), append(b, "state", "idle")...)
+		add("connpool_backend_connections", float64(a.Dialing), append(b, "state", "dialing")...)
+		add("connpool_backend_connections", float64(a.Open-a.InUse-a.Idle), append(b, "state", "closing")...)
+		add("connpool_backend_dials_total", float64(a.Dials), b...)
+		add("connpool_backend_dial_errors_total", float64(a.DialErrors), b...)
+		add("connpool_backend_backing_off", flag(a.BackingOff), b...)
+		add("connpool_backend_draining", flag(a.Draining), b...)
+	}
 	return m
 }
 

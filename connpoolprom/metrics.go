@@ -68,6 +68,24 @@ var (
 	resolvesDesc = newDesc("connpool_resolves_total",
 		"Lookups of the pool's host name (WithResolver), by result: ok or error.",
 		"result")
+
+	// The metrics of each address a pool of a host name dials
+	// (Stats.Addresses), labelled backend with its ip:port.
+	backendConnectionsDesc = newDesc("connpool_backend_connections",
+		"Conns to one address of the pool's host name now, by state: in_use, idle (including those under a background check), dialing, closing.",
+		"backend", "state")
+	backendDialsDesc = newDesc("connpool_backend_dials_total",
+		"Conns dialed successfully to one address of the pool's host name.",
+		"backend")
+	backendDialErrorsDesc = newDesc("connpool_backend_dial_errors_total",
+		"Dials to one address of the pool's host name that failed.",
+		"backend")
+	backendBackingOffDesc = newDesc("connpool_backend_backing_off",
+		"1 while dials to one address of the pool's host name are paused after failures (WithDialBackoff), else 0.",
+		"backend")
+	backendDrainingDesc = newDesc("connpool_backend_draining",
+		"1 while one address that left the pool's resolved set still has conns open, closed as they come back, else 0.",
+		"backend")
 )
 
 // descs is every Desc, in the order Describe sends them.
@@ -76,6 +94,7 @@ var descs = []*prometheus.Desc{
 	getsDesc, waitsDesc, timeoutsDesc, rejectedDesc, waitSecondsDesc,
 	dialsDesc, dialErrorsDesc, dialSecondsDesc, useSecondsDesc,
 	closedDesc, leaksDesc, resolvesDesc,
+	backendConnectionsDesc, backendDialsDesc, backendDialErrorsDesc, backendBackingOffDesc, backendDrainingDesc,
 }
 
 // kind is the type of a metric: which dto field its value goes in.
@@ -149,6 +168,40 @@ var specs = func() []metricSpec {
 	}
 	return s
 }()
+
+// backendSpec is one metric of an address of a pool: its Desc, its type,
+// its state label pair (nil for none) and its value.
+type backendSpec struct {
+	desc  *prometheus.Desc
+	kind  kind
+	state *dto.LabelPair
+	value func(*connpool.AddressStats) float64
+}
+
+// backendSpecs are the metrics of each address of a pool, in the order
+// collect sends them.
+var backendSpecs = func() []backendSpec {
+	state := func(v string) *dto.LabelPair { return labelPair("state", v) }
+	flag := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	return []backendSpec{
+		{backendConnectionsDesc, gauge, state("closing"), func(a *connpool.AddressStats) float64 { return float64(a.Open - a.InUse - a.Idle) }},
+		{backendConnectionsDesc, gauge, state("dialing"), func(a *connpool.AddressStats) float64 { return float64(a.Dialing) }},
+		{backendConnectionsDesc, gauge, state("idle"), func(a *connpool.AddressStats) float64 { return float64(a.Idle) }},
+		{backendConnectionsDesc, gauge, state("in_use"), func(a *connpool.AddressStats) float64 { return float64(a.InUse) }},
+		{backendDialsDesc, counter, nil, func(a *connpool.AddressStats) float64 { return float64(a.Dials) }},
+		{backendDialErrorsDesc, counter, nil, func(a *connpool.AddressStats) float64 { return float64(a.DialErrors) }},
+		{backendBackingOffDesc, gauge, nil, func(a *connpool.AddressStats) float64 { return flag(a.BackingOff) }},
+		{backendDrainingDesc, gauge, nil, func(a *connpool.AddressStats) float64 { return flag(a.Draining) }},
+	}
+}()
+
+// backendLabelName is the name of the label of an address's ip:port.
+var backendLabelName = "backend"
 
 // perPool counts the specs of each kind, and labelsPerPool the label
 // pairs of all a pool's metrics together.
@@ -348,6 +401,78 @@ func collect(ch chan<- prometheus.Metric, snaps []*snapshot) {
 				m.histogram = b.histogram(sp.hist(&sn.stats))
 			}
 			ch <- m
+		}
+	}
+	collectBackends(ch, snaps)
+}
+
+// collectBackends sends the metrics of each address of the pools of
+// snaps (Stats.Addresses), in the order of snaps and of their addresses,
+// to ch. It allocates nothing when no pool has addresses.
+func collectBackends(ch chan<- prometheus.Metric, snaps []*snapshot) {
+	n := 0
+	for _, sn := range snaps {
+		n += len(sn.stats.Addresses)
+	}
+	if n == 0 {
+		return
+	}
+	labels := 0
+	for _, sp := range backendSpecs {
+		labels += len(poolLabelNames) + 1
+		if sp.state != nil {
+			labels++
+		}
+	}
+	var (
+		metrics   = make([]constMetric, n*len(backendSpecs))
+		poolPairs = make([]dto.LabelPair, len(snaps)*len(poolLabelNames))
+		addrPairs = make([]dto.LabelPair, n)
+		addrs     = make([]string, n)
+		pairPtrs  = make([]*dto.LabelPair, n*labels)
+		values    = make([]float64, n*len(backendSpecs))
+		gauges    = make([]dto.Gauge, n*len(backendSpecs))
+		counters  = make([]dto.Counter, n*len(backendSpecs))
+	)
+	for _, sn := range snaps {
+		if len(sn.stats.Addresses) == 0 {
+			continue
+		}
+		pool := take(&poolPairs, len(poolLabelNames))
+		for i := range pool {
+			pool[i].Name, pool[i].Value = &poolLabelNames[i], &sn.labels[i]
+		}
+		for i := range sn.stats.Addresses {
+			a := &sn.stats.Addresses[i]
+			addr := &take(&addrs, 1)[0]
+			*addr = validUTF8(a.Address)
+			backend := &take(&addrPairs, 1)[0]
+			backend.Name, backend.Value = &backendLabelName, addr
+			for j := range backendSpecs {
+				sp := &backendSpecs[j]
+				m := &take(&metrics, 1)[0]
+				m.desc = sp.desc
+				// Sorted by name: address, backend, network, pool, state.
+				k := len(pool) + 1
+				if sp.state != nil {
+					k++
+				}
+				m.labels = take(&pairPtrs, k)
+				m.labels[0], m.labels[1], m.labels[2], m.labels[3] = &pool[0], backend, &pool[1], &pool[2]
+				if sp.state != nil {
+					m.labels[4] = sp.state
+				}
+				v := &take(&values, 1)[0]
+				*v = sp.value(a)
+				if sp.kind == counter {
+					m.counter = &take(&counters, 1)[0]
+					m.counter.Value = v
+				} else {
+					m.gauge = &take(&gauges, 1)[0]
+					m.gauge.Value = v
+				}
+				ch <- m
+			}
 		}
 	}
 }

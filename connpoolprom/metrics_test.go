@@ -2,6 +2,7 @@ package connpoolprom_test
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,13 @@ func distinctStats() connpool.Stats {
 			f.FieldByName("Sum").SetInt(next() * int64(time.Millisecond))
 		}
 	}
+	for i, addr := range []string{"10.0.0.1:5432", "10.0.0.2:5432"} {
+		a := connpool.AddressStats{Address: addr, BackingOff: i == 0, Draining: i == 1}
+		a.InUse, a.Idle, a.Dialing = int(next()), int(next()), int(next())
+		a.Open = a.InUse + a.Idle + int(next()) // some closing
+		a.Dials, a.DialErrors = next(), next()
+		s.Addresses = append(s.Addresses, a)
+	}
 	return s
 }
 
@@ -116,10 +124,27 @@ func TestEveryStatsFieldReachesAScrape(t *testing.T) {
 				b := f.FieldByName("Buckets").Index(0)
 				b.SetUint(b.Uint() + 1)
 			case name == "Addresses":
-				// Not exported yet: per-address series (a peer label per
-				// address of a host name) need the collector to send a
-				// variable number of metrics per pool.
-				t.Skip("Stats.Addresses is not exported yet")
+				// Each field of each address reaches a sample: changing
+				// any of them changes the scrape.
+				for j := range s.Addresses {
+					for _, change := range []func(*connpool.AddressStats){
+						func(a *connpool.AddressStats) { a.Address += "0" },
+						func(a *connpool.AddressStats) { a.Open++ },
+						func(a *connpool.AddressStats) { a.InUse++ },
+						func(a *connpool.AddressStats) { a.Idle++ },
+						func(a *connpool.AddressStats) { a.Dialing++ },
+						func(a *connpool.AddressStats) { a.Dials++ },
+						func(a *connpool.AddressStats) { a.DialErrors++ },
+						func(a *connpool.AddressStats) { a.BackingOff = !a.BackingOff },
+						func(a *connpool.AddressStats) { a.Draining = !a.Draining },
+					} {
+						s.Addresses = slices.Clone(base.Addresses)
+						change(&s.Addresses[j])
+						after := samples(t, gather(t, &fixedCollector{addr: a, stats: s}))
+						assert.NotEqual(t, before, after, "a change to Stats.Addresses[%d] reaches no sample", j)
+					}
+				}
+				return
 			default:
 				t.Fatalf("Stats.%s has a type this test does not know: %v", name, f.Type())
 			}
