@@ -35,6 +35,16 @@
 //	db.client.connection.use_time           Histogram           s             Put, of each conn returned
 //	connpool.client.connection.closed       async Counter       {connection}  Stats' close counters, by connpool.close.reason
 //
+// A pool of a host name (connpool.WithResolver) reports each address of
+// Stats.Addresses too, under connpool's own names, with the pool's name,
+// network.peer.address and network.peer.port (the address's IP and port):
+//
+//	connpool.client.connection.backend.count        async UpDownCounter {connection}  Idle (idle), InUse (used)
+//	connpool.client.connection.backend.dials        async Counter       {connection}  Dials
+//	connpool.client.connection.backend.dial_errors  async Counter       {error}       DialErrors
+//	connpool.client.connection.backend.backing_off  async Gauge         1             1 if BackingOff, else 0
+//	connpool.client.connection.backend.draining     async Gauge         1             1 if Draining, else 0
+//
 // Conns being dialed or closed are in neither state of count. wait_time
 // counts the Gets that queued at the cap or the dial limit, served or not,
 // as Stats.WaitCount does; a Get served at once reads no clock and records

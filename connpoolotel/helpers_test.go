@@ -101,15 +101,20 @@ func (h *harness) collect(t testing.TB) collected {
 	return out
 }
 
-// int64Point returns the value of the int64 sum name at attrs, and
-// whether there is one.
+// int64Point returns the value of the int64 sum or gauge name at attrs,
+// and whether there is one.
 func (c collected) int64Point(name string, attrs ...attribute.KeyValue) (int64, bool) {
-	sum, ok := c[name].Data.(metricdata.Sum[int64])
-	if !ok {
+	var points []metricdata.DataPoint[int64]
+	switch data := c[name].Data.(type) {
+	case metricdata.Sum[int64]:
+		points = data.DataPoints
+	case metricdata.Gauge[int64]:
+		points = data.DataPoints
+	default:
 		return 0, false
 	}
 	want := attribute.NewSet(attrs...)
-	for _, dp := range sum.DataPoints {
+	for _, dp := range points {
 		if dp.Attributes.Equals(&want) {
 			return dp.Value, true
 		}
@@ -141,4 +146,21 @@ func state(s string) attribute.KeyValue { return attribute.String("db.client.con
 
 func reason(r connpool.CloseReason) attribute.KeyValue {
 	return attribute.String("connpool.close.reason", r.String())
+}
+
+// getsAndPuts returns a func for an errgroup that takes a conn from pool
+// and puts it back n times.
+func getsAndPuts(pool *connpool.Pool, n int) func() error {
+	return func() error {
+		for range n {
+			c, err := pool.Get(context.Background())
+			if err != nil {
+				return err
+			}
+			if err := c.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }

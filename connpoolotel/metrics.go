@@ -22,6 +22,14 @@ const ScopeName = "github.com/connpool/connpool/connpoolotel"
 const (
 	closedName = "connpool.client.connection.closed"
 	reasonKey  = attribute.Key("connpool.close.reason")
+
+	// The instruments of each address a pool of a host name dials
+	// (Stats.Addresses), with network.peer.address and network.peer.port.
+	backendCountName      = "connpool.client.connection.backend.count"
+	backendDialsName      = "connpool.client.connection.backend.dials"
+	backendDialErrorsName = "connpool.client.connection.backend.dial_errors"
+	backendBackingOffName = "connpool.client.connection.backend.backing_off"
+	backendDrainingName   = "connpool.client.connection.backend.draining"
 )
 
 // Metrics holds the instruments for connpool pools, from one meter.
@@ -40,6 +48,12 @@ type Metrics struct {
 	pending  metric.Int64ObservableUpDownCounter
 	timeouts metric.Int64ObservableCounter
 	closed   metric.Int64ObservableCounter
+
+	backendCount      metric.Int64ObservableUpDownCounter
+	backendDials      metric.Int64ObservableCounter
+	backendDialErrors metric.Int64ObservableCounter
+	backendBackingOff metric.Int64ObservableGauge
+	backendDraining   metric.Int64ObservableGauge
 
 	// byPool holds, for the hooks, the record options of each pool name
 	// seen, a []metric.RecordOption: one attribute set per pool, not one
@@ -88,10 +102,29 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 	m.count, m.idleMax, m.idleMin, m.max = count.Inst(), idleMax.Inst(), idleMin.Inst(), maxConns.Inst()
 	m.pending, m.timeouts = pending.Inst(), timeouts.Inst()
 
-	m.closed, err = meter.Int64ObservableCounter(closedName,
-		metric.WithUnit("{connection}"),
-		metric.WithDescription("The number of connections the pool closed, or let go, by reason."))
+	// connpool's own instruments, outside the conventions.
+	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
+		c, err := meter.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		keep(err)
+		return c
+	}
+	gauge := func(name, desc string) metric.Int64ObservableGauge {
+		g, err := meter.Int64ObservableGauge(name, metric.WithUnit("1"), metric.WithDescription(desc))
+		keep(err)
+		return g
+	}
+	m.closed = counter(closedName, "{connection}", "The number of connections the pool closed, or let go, by reason.")
+	m.backendCount, err = meter.Int64ObservableUpDownCounter(backendCountName, metric.WithUnit("{connection}"),
+		metric.WithDescription("The number of connections to one address of the pool's host name, by state: idle or used."))
 	keep(err)
+	m.backendDials = counter(backendDialsName, "{connection}",
+		"The number of connections dialed successfully to one address of the pool's host name.")
+	m.backendDialErrors = counter(backendDialErrorsName, "{error}",
+		"The number of dials to one address of the pool's host name that failed.")
+	m.backendBackingOff = gauge(backendBackingOffName,
+		"1 while dials to one address of the pool's host name are paused after failures, else 0.")
+	m.backendDraining = gauge(backendDrainingName,
+		"1 while one address that left the pool's resolved set still has connections open, else 0.")
 
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("connpoolotel: %w", errors.Join(errs...))

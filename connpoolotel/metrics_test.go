@@ -2,6 +2,9 @@ package connpoolotel_test
 
 import (
 	"context"
+	"net"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -9,8 +12,10 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/connpool/connpool"
+	"github.com/connpool/connpool/internal/pooltest"
 )
 
 const (
@@ -219,4 +224,67 @@ func keysOf(c collected) []string {
 		names = append(names, name)
 	}
 	return names
+}
+
+// TestBackendInstruments checks the instruments of the addresses of a
+// pool of a host name (WithResolver): their kinds, units and attributes,
+// and that their values are Stats.Addresses after concurrent use. A pool
+// of an address as given has no such points (TestInstrumentsFollowConventions).
+func TestBackendInstruments(t *testing.T) {
+	srv := startServer(t)
+	_, port, err := net.SplitHostPort(srv.Addr())
+	require.NoError(t, err)
+	h := newHarness(t)
+	pool, _ := pooltest.NewHostNamePool(t, srv.Addr(), "orders.test", connpool.WithName("orders"), connpool.WithMaxConns(2))
+	h.observe(t, pool)
+	var g errgroup.Group
+	for range 6 {
+		g.Go(getsAndPuts(pool, 10))
+	}
+	require.NoError(t, g.Wait())
+	require.Eventually(t, func() bool {
+		s := pool.Stats()
+		return s.Dialing == 0 && s.InUse == 0 && s.OpenConns == s.Idle
+	}, waitFor, tick)
+
+	s := pool.Stats()
+	require.Len(t, s.Addresses, 1)
+	a := s.Addresses[0]
+	got := h.collect(t)
+	peer := []attribute.KeyValue{poolName("orders"),
+		attribute.String("network.peer.address", "127.0.0.1"), attribute.Int("network.peer.port", mustAtoi(t, port))}
+	with := func(extra ...attribute.KeyValue) []attribute.KeyValue { return append(slices.Clone(peer), extra...) }
+	for _, c := range []struct {
+		name  string
+		kind  sdkmetric.InstrumentKind
+		unit  string
+		attrs []attribute.KeyValue
+		want  int64
+	}{
+		{"connpool.client.connection.backend.count", sdkmetric.InstrumentKindObservableUpDownCounter, "{connection}", with(state("idle")), int64(a.Idle)},
+		{"connpool.client.connection.backend.count", sdkmetric.InstrumentKindObservableUpDownCounter, "{connection}", with(state("used")), int64(a.InUse)},
+		{"connpool.client.connection.backend.dials", sdkmetric.InstrumentKindObservableCounter, "{connection}", with(), a.Dials},
+		{"connpool.client.connection.backend.dial_errors", sdkmetric.InstrumentKindObservableCounter, "{error}", with(), a.DialErrors},
+		{"connpool.client.connection.backend.backing_off", sdkmetric.InstrumentKindObservableGauge, "1", with(), 0},
+		{"connpool.client.connection.backend.draining", sdkmetric.InstrumentKindObservableGauge, "1", with(), 0},
+	} {
+		kind, ok := h.kind(c.name)
+		require.True(t, ok, c.name)
+		assert.Equal(t, c.kind, kind, c.name)
+		assert.Equal(t, c.unit, got[c.name].Unit, c.name)
+		assert.NotEmpty(t, got[c.name].Description, c.name)
+		v, ok := got.int64Point(c.name, c.attrs...)
+		if assert.True(t, ok, "%s %v", c.name, c.attrs) {
+			assert.Equal(t, c.want, v, "%s %v", c.name, c.attrs)
+		}
+	}
+	assert.Equal(t, s.Dials, a.Dials, "one address: the pool's dials")
+	assert.Positive(t, a.Idle)
+}
+
+func mustAtoi(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	require.NoError(t, err)
+	return n
 }

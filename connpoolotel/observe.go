@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -53,7 +55,8 @@ func (m *Metrics) register(observe func(metric.Observer)) (metric.Registration, 
 	reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		observe(o)
 		return nil
-	}, m.count, m.idleMax, m.idleMin, m.max, m.pending, m.timeouts, m.closed)
+	}, m.count, m.idleMax, m.idleMin, m.max, m.pending, m.timeouts, m.closed,
+		m.backendCount, m.backendDials, m.backendDialErrors, m.backendBackingOff, m.backendDraining)
 	if err != nil {
 		return nil, fmt.Errorf("connpoolotel: %w", err)
 	}
@@ -72,10 +75,43 @@ func (m *Metrics) observe(o metric.Observer, s connpool.Stats, sets *poolSets) {
 	for i, c := range closeCounters {
 		o.ObserveInt64(m.closed, c.count(s), sets.closed[i])
 	}
+	for _, a := range s.Addresses {
+		m.observeBackend(o, sets.name, a)
+	}
+}
+
+// observeBackend reports one address of a pool of a host name, with the
+// attributes of the pool's name and of the address: network.peer.address
+// and network.peer.port for an ip:port, network.peer.address alone for
+// anything else.
+func (m *Metrics) observeBackend(o metric.Observer, name attribute.KeyValue, a connpool.AddressStats) {
+	attrs := []attribute.KeyValue{name, semconv.NetworkPeerAddress(a.Address)}
+	if host, port, err := net.SplitHostPort(a.Address); err == nil {
+		if n, err := strconv.Atoi(port); err == nil {
+			attrs = []attribute.KeyValue{name, semconv.NetworkPeerAddress(host), semconv.NetworkPeerPort(n)}
+		}
+	}
+	with := func(extra ...attribute.KeyValue) metric.ObserveOption {
+		return metric.WithAttributeSet(attribute.NewSet(append(attrs[:len(attrs):len(attrs)], extra...)...))
+	}
+	flag := func(b bool) int64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	o.ObserveInt64(m.backendCount, int64(a.Idle), with(semconv.DBClientConnectionStateIdle))
+	o.ObserveInt64(m.backendCount, int64(a.InUse), with(semconv.DBClientConnectionStateUsed))
+	addr := with()
+	o.ObserveInt64(m.backendDials, a.Dials, addr)
+	o.ObserveInt64(m.backendDialErrors, a.DialErrors, addr)
+	o.ObserveInt64(m.backendBackingOff, flag(a.BackingOff), addr)
+	o.ObserveInt64(m.backendDraining, flag(a.Draining), addr)
 }
 
 // poolSets are the attribute sets of one pool's observations.
 type poolSets struct {
+	name             attribute.KeyValue // the pool's name, for the sets of its addresses
 	pool, idle, used metric.ObserveOption
 	closed           [len(closeCounters)]metric.ObserveOption // by closeCounters' index
 }
@@ -83,6 +119,7 @@ type poolSets struct {
 func newPoolSets(pool string) *poolSets {
 	name := semconv.DBClientConnectionPoolName(pool)
 	s := &poolSets{
+		name: name,
 		pool: metric.WithAttributeSet(poolSet(pool)),
 		idle: metric.WithAttributeSet(attribute.NewSet(name, semconv.DBClientConnectionStateIdle)),
 		used: metric.WithAttributeSet(attribute.NewSet(name, semconv.DBClientConnectionStateUsed)),

@@ -452,18 +452,7 @@ func TestObserveTwoReaders(t *testing.T) {
 			return nil
 		})
 	}
-	g.Go(func() error {
-		for range 50 {
-			c, err := pool.Get(context.Background())
-			if err != nil {
-				return err
-			}
-			if err := c.Close(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	g.Go(getsAndPuts(pool, 50))
 	require.NoError(t, g.Wait())
 	for _, r := range []*sdkmetric.ManualReader{r1, r2} {
 		var rm metricdata.ResourceMetrics

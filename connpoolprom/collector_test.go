@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/connpool/connpool"
 	"github.com/connpool/connpool/connpoolprom"
+	"github.com/connpool/connpool/internal/pooltest"
 	"github.com/connpool/connpool/internal/testserver"
 )
 
@@ -364,13 +363,7 @@ func TestGroupCollectorSendsInLabelOrder(t *testing.T) {
 // and its one address's counts are the pool's own.
 func TestScrapeOfAHostName(t *testing.T) {
 	srv := startServer(t)
-	_, port, err := net.SplitHostPort(srv.Addr())
-	require.NoError(t, err)
-	resolver := connpool.ResolverFunc(func(context.Context, string, string) ([]netip.Addr, error) {
-		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
-	})
-	name := net.JoinHostPort("backend.test", port)
-	p := newPool(t, name, connpool.WithName("named"), connpool.WithResolver(resolver), connpool.WithMaxConns(3))
+	p, name := pooltest.NewHostNamePool(t, srv.Addr(), "backend.test", connpool.WithName("named"), connpool.WithMaxConns(3))
 	var g errgroup.Group
 	for range 8 {
 		g.Go(func() error {

@@ -4,7 +4,10 @@
 package pooltest
 
 import (
+	"context"
 	"errors"
+	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -35,4 +38,20 @@ func StartServer(t testing.TB, opts ...testserver.Option) *testserver.Server {
 	require.NoError(t, err)
 	t.Cleanup(func() { srv.Close() })
 	return srv
+}
+
+// NewHostNamePool returns a pool, closed at the end of the test, of host
+// at the port of srvAddr, a loopback server's "127.0.0.1:port", with a
+// resolver that answers 127.0.0.1 for every name: a pool of a host name
+// (connpool.WithResolver) whose one address is the server. It returns the
+// address the pool was made with too.
+func NewHostNamePool(t testing.TB, srvAddr, host string, opts ...connpool.Option) (*connpool.Pool, string) {
+	t.Helper()
+	_, port, err := net.SplitHostPort(srvAddr)
+	require.NoError(t, err)
+	resolver := connpool.ResolverFunc(func(context.Context, string, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	})
+	addr := net.JoinHostPort(host, port)
+	return NewPool(t, addr, append([]connpool.Option{connpool.WithResolver(resolver)}, opts...)...), addr
 }
