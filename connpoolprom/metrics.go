@@ -216,6 +216,19 @@ var perPool, labelsPerPool = func() (n [3]int, labels int) {
 	return n, labels
 }()
 
+// perBackend counts the backendSpecs of each kind, and labelsPerBackend
+// the label pairs of all an address's metrics together.
+var perBackend, labelsPerBackend = func() (n [3]int, labels int) {
+	for _, s := range backendSpecs {
+		n[s.kind]++
+		labels += len(poolLabels) + 1 // the pool's and backend
+		if s.state != nil {
+			labels++
+		}
+	}
+	return n, labels
+}()
+
 // labelPair returns a label pair that the metrics of every scrape share:
 // the registry and the encoders only read the pairs of a metric, as
 // they do those of client_golang's own metrics, which are shared too.
@@ -337,22 +350,31 @@ type scrapeBuffers struct {
 	buckets    []dto.Bucket // allocated bucketChunk at a time, when a count is not small
 	bucketPtrs []*dto.Bucket
 	counts     []uint64
+	addrPairs  []dto.LabelPair // the backend label of each address
+	addrs      []string        // each address's ip:port, made valid UTF-8
 }
 
-// newScrapeBuffers returns the storage of the metrics of n pools.
-func newScrapeBuffers(n int) *scrapeBuffers {
+// newScrapeBuffers returns the storage of the metrics of the pools of
+// snaps and of their addresses.
+func newScrapeBuffers(snaps []*snapshot) *scrapeBuffers {
 	const nb = connpool.HistogramBuckets
+	n, na := len(snaps), 0
+	for _, sn := range snaps {
+		na += len(sn.stats.Addresses)
+	}
 	nh := n * perPool[histogram]
 	return &scrapeBuffers{
-		metrics:    make([]constMetric, n*len(specs)),
+		metrics:    make([]constMetric, n*len(specs)+na*len(backendSpecs)),
 		poolPairs:  make([]dto.LabelPair, n*len(poolLabelNames)),
-		labels:     make([]*dto.LabelPair, n*labelsPerPool),
-		values:     make([]float64, n*(perPool[gauge]+perPool[counter])+nh),
-		gauges:     make([]dto.Gauge, n*perPool[gauge]),
-		counters:   make([]dto.Counter, n*perPool[counter]),
+		labels:     make([]*dto.LabelPair, n*labelsPerPool+na*labelsPerBackend),
+		values:     make([]float64, n*(perPool[gauge]+perPool[counter])+nh+na*len(backendSpecs)),
+		gauges:     make([]dto.Gauge, n*perPool[gauge]+na*perBackend[gauge]),
+		counters:   make([]dto.Counter, n*perPool[counter]+na*perBackend[counter]),
 		histograms: make([]dto.Histogram, nh),
 		bucketPtrs: make([]*dto.Bucket, nh*nb),
 		counts:     make([]uint64, nh*(nb+1)),
+		addrPairs:  make([]dto.LabelPair, na),
+		addrs:      make([]string, na),
 	}
 }
 
@@ -368,7 +390,7 @@ func take[T any](s *[]T, n int) []T {
 // collect sends the metrics of the pools of snaps, in the order of snaps,
 // to ch.
 func collect(ch chan<- prometheus.Metric, snaps []*snapshot) {
-	b := newScrapeBuffers(len(snaps))
+	b := newScrapeBuffers(snaps)
 	for _, sn := range snaps {
 		pairs := take(&b.poolPairs, len(poolLabelNames))
 		for i := range pairs {
@@ -402,78 +424,41 @@ func collect(ch chan<- prometheus.Metric, snaps []*snapshot) {
 			}
 			ch <- m
 		}
+		for i := range sn.stats.Addresses {
+			b.backend(ch, pairs, &sn.stats.Addresses[i])
+		}
 	}
-	collectBackends(ch, snaps)
 }
 
-// collectBackends sends the metrics of each address of the pools of
-// snaps (Stats.Addresses), in the order of snaps and of their addresses,
-// to ch. It allocates nothing when no pool has addresses.
-func collectBackends(ch chan<- prometheus.Metric, snaps []*snapshot) {
-	n := 0
-	for _, sn := range snaps {
-		n += len(sn.stats.Addresses)
-	}
-	if n == 0 {
-		return
-	}
-	labels := 0
-	for _, sp := range backendSpecs {
-		labels += len(poolLabelNames) + 1
+// backend sends the metrics of address a of the pool whose label pairs
+// are pool (poolLabelNames' order), stored in b.
+func (b *scrapeBuffers) backend(ch chan<- prometheus.Metric, pool []dto.LabelPair, a *connpool.AddressStats) {
+	addr := &take(&b.addrs, 1)[0]
+	*addr = validUTF8(a.Address)
+	backend := &take(&b.addrPairs, 1)[0]
+	backend.Name, backend.Value = &backendLabelName, addr
+	for i := range backendSpecs {
+		sp := &backendSpecs[i]
+		m := &take(&b.metrics, 1)[0]
+		m.desc = sp.desc
+		// Sorted by name: address, backend, network, pool, state.
+		n := len(pool) + 1
 		if sp.state != nil {
-			labels++
+			n++
 		}
-	}
-	var (
-		metrics   = make([]constMetric, n*len(backendSpecs))
-		poolPairs = make([]dto.LabelPair, len(snaps)*len(poolLabelNames))
-		addrPairs = make([]dto.LabelPair, n)
-		addrs     = make([]string, n)
-		pairPtrs  = make([]*dto.LabelPair, n*labels)
-		values    = make([]float64, n*len(backendSpecs))
-		gauges    = make([]dto.Gauge, n*len(backendSpecs))
-		counters  = make([]dto.Counter, n*len(backendSpecs))
-	)
-	for _, sn := range snaps {
-		if len(sn.stats.Addresses) == 0 {
-			continue
+		m.labels = take(&b.labels, n)
+		m.labels[0], m.labels[1], m.labels[2], m.labels[3] = &pool[0], backend, &pool[1], &pool[2]
+		if sp.state != nil {
+			m.labels[4] = sp.state
 		}
-		pool := take(&poolPairs, len(poolLabelNames))
-		for i := range pool {
-			pool[i].Name, pool[i].Value = &poolLabelNames[i], &sn.labels[i]
+		if sp.kind == counter {
+			m.counter = &take(&b.counters, 1)[0]
+			m.counter.Value = b.value(sp.value(a))
+		} else {
+			m.gauge = &take(&b.gauges, 1)[0]
+			m.gauge.Value = b.value(sp.value(a))
 		}
-		for i := range sn.stats.Addresses {
-			a := &sn.stats.Addresses[i]
-			addr := &take(&addrs, 1)[0]
-			*addr = validUTF8(a.Address)
-			backend := &take(&addrPairs, 1)[0]
-			backend.Name, backend.Value = &backendLabelName, addr
-			for j := range backendSpecs {
-				sp := &backendSpecs[j]
-				m := &take(&metrics, 1)[0]
-				m.desc = sp.desc
-				// Sorted by name: address, backend, network, pool, state.
-				k := len(pool) + 1
-				if sp.state != nil {
-					k++
-				}
-				m.labels = take(&pairPtrs, k)
-				m.labels[0], m.labels[1], m.labels[2], m.labels[3] = &pool[0], backend, &pool[1], &pool[2]
-				if sp.state != nil {
-					m.labels[4] = sp.state
-				}
-				v := &take(&values, 1)[0]
-				*v = sp.value(a)
-				if sp.kind == counter {
-					m.counter = &take(&counters, 1)[0]
-					m.counter.Value = v
-				} else {
-					m.gauge = &take(&gauges, 1)[0]
-					m.gauge.Value = v
-				}
-				ch <- m
-			}
-		}
+		ch <- m
 	}
 }
 
