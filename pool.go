@@ -331,10 +331,10 @@ func (p *Pool) checkOut(op *getOp) (*Conn, error) {
 		}
 	}
 	for {
-		// Read before mu, so that a Get that queues holds mu no longer for
-		// it; the Get that a conn pushed meanwhile serves from the stack
-		// below has read it for nothing.
-		// The waiter record too is taken before mu, for the same reason.
+		// The clock is read and the waiter record taken before mu, so
+		// that a Get that queues holds mu no longer for them; the Get that
+		// a conn pushed meanwhile serves from the stack below has done
+		// both for nothing.
 		start := clock.Ticks()
 		e := p.freeWaiters.Get().(*waitq.Elem[waiter])
 		p.mu.Lock()

@@ -445,17 +445,27 @@ func TestResolveRebalancesToNewAddress(t *testing.T) {
 	}
 }
 
-// TestResolveRebalanceRetiresBorrowedOnReturn: with every conn borrowed,
-// a rebalance flags the conns it retires and closes them when they come
-// back; their replacements go to the new address.
-func TestResolveRebalanceRetiresBorrowedOnReturn(t *testing.T) {
-	const interval = 30 * time.Millisecond
+// borrowAllThenAddAddress returns a pool of two backends' name that
+// resolves every interval and may retire all its 4 conns a round, with
+// all 4 borrowed while the name resolved to the first backend alone, and
+// the second backend's address added to the name since.
+func borrowAllThenAddAddress(t *testing.T, interval time.Duration) (*backends, *connpool.Pool, []*connpool.Conn) {
+	t.Helper()
 	b := startBackends(t, 2)
 	r := newFakeResolver(b.ips[0])
 	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(interval),
 		connpool.WithMaxConns(4), connpool.WithRebalanceRate(4))
 	conns := holdAll(t, p, 4)
 	r.set(b.ips...)
+	return b, p, conns
+}
+
+// TestResolveRebalanceRetiresBorrowedOnReturn: with every conn borrowed,
+// a rebalance flags the conns it retires and closes them when they come
+// back; their replacements go to the new address.
+func TestResolveRebalanceRetiresBorrowedOnReturn(t *testing.T) {
+	const interval = 30 * time.Millisecond
+	b, p, conns := borrowAllThenAddAddress(t, interval)
 	require.Eventually(t, func() bool { return p.Stats().Resolves >= 2 && len(p.Stats().Addresses) == 2 }, waitFor, tick)
 	// The round after the change flags two of the four.
 	require.Eventually(t, func() bool {
@@ -514,12 +524,7 @@ func TestDialForWaiterAfterCloseGoesToTheEmptiedAddress(t *testing.T) {
 // the borrowers held them over two rounds.
 func TestRebalanceCountsRetireesNotYetReturned(t *testing.T) {
 	const interval = 20 * time.Millisecond
-	b := startBackends(t, 2)
-	r := newFakeResolver(b.ips[0])
-	p := newPool(t, b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(interval),
-		connpool.WithMaxConns(4), connpool.WithRebalanceRate(4))
-	conns := holdAll(t, p, 4)
-	r.set(b.ips...)
+	b, p, conns := borrowAllThenAddAddress(t, interval)
 	require.Eventually(t, func() bool { return len(p.Stats().Addresses) == 2 }, waitFor, tick)
 	seen := p.Stats().Resolves
 	require.Eventually(t, func() bool { return p.Stats().Resolves >= seen+4 }, waitFor, tick, "rounds pass while all four are out")

@@ -65,12 +65,7 @@ var conventions = []struct {
 // unit, description, temporality, monotonicity and attribute keys against
 // the conventions' table, after a pool has had one of each event.
 func TestInstrumentsFollowConventions(t *testing.T) {
-	srv := startServer(t)
-	h := newHarness(t)
-	pool := newPool(t, srv.Addr(), connpool.WithName("orders"), connpool.WithMaxConns(1),
-		connpool.WithHooks(h.m.Hooks()))
-	h.observe(t, pool)
-	queuedGet(t, pool)
+	h, _ := queuedGetPool(t)
 
 	got := h.collect(t)
 	names := make([]string, 0, len(conventions))
@@ -140,12 +135,7 @@ func TestInstrumentsFollowConventions(t *testing.T) {
 // TestQueuedGetValues pins the values of one dial, one queued Get and two
 // Puts on a pool of one conn.
 func TestQueuedGetValues(t *testing.T) {
-	srv := startServer(t)
-	h := newHarness(t)
-	pool := newPool(t, srv.Addr(), connpool.WithName("orders"), connpool.WithMaxConns(1),
-		connpool.WithHooks(h.m.Hooks()))
-	h.observe(t, pool)
-	queuedGet(t, pool)
+	h, pool := queuedGetPool(t)
 
 	got := h.collect(t)
 	s := pool.Stats()
@@ -186,6 +176,19 @@ func TestQueuedGetValues(t *testing.T) {
 			assert.InDelta(t, c.want.Sum.Seconds(), dp.Sum, 1e-9, c.metric)
 		}
 	}
+}
+
+// queuedGetPool returns a harness observing a pool of one conn named
+// orders, with its hooks, after queuedGet.
+func queuedGetPool(t *testing.T) (*harness, *connpool.Pool) {
+	t.Helper()
+	srv := startServer(t)
+	h := newHarness(t)
+	pool := newPool(t, srv.Addr(), connpool.WithName("orders"), connpool.WithMaxConns(1),
+		connpool.WithHooks(h.m.Hooks()))
+	h.observe(t, pool)
+	queuedGet(t, pool)
+	return h, pool
 }
 
 // queuedGet makes pool, of one conn, dial once, queue one Get behind the
