@@ -1,6 +1,7 @@
 package connpool_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -223,29 +224,43 @@ func TestResolveSpreadsConnsEvenly(t *testing.T) {
 	}
 }
 
+// addressRecorder dials as a net.Dialer does, to the address asked for or
+// to to if set, and records the addresses asked for.
+type addressRecorder struct {
+	to string
+
+	mu    sync.Mutex // guards asked
+	asked []string
+}
+
+func (d *addressRecorder) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	d.mu.Lock()
+	d.asked = append(d.asked, address)
+	d.mu.Unlock()
+	var nd net.Dialer
+	return nd.DialContext(ctx, network, cmp.Or(d.to, address))
+}
+
+// addresses returns the addresses asked for so far.
+func (d *addressRecorder) addresses() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.asked)
+}
+
 // TestIPLiteralIsNotResolved: an IP literal is dialed as given; the
 // resolver is never asked, and Stats has no per-address entries.
 func TestIPLiteralIsNotResolved(t *testing.T) {
 	srv := startServer(t)
 	r := newFakeResolver()
-	var dialed []string
-	var mu sync.Mutex
-	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
-		mu.Lock()
-		dialed = append(dialed, address)
-		mu.Unlock()
-		var d net.Dialer
-		return d.DialContext(ctx, network, address)
-	}
-	p := newPool(t, srv.Addr(), connpool.WithResolver(r), connpool.WithResolveInterval(time.Millisecond), connpool.WithDialer(dial))
+	var d addressRecorder
+	p := newPool(t, srv.Addr(), connpool.WithResolver(r), connpool.WithResolveInterval(time.Millisecond), connpool.WithDialer(d.dial))
 	c := getConn(t, p)
 	mustRoundTrip(t, c, "x")
 	assert.Equal(t, srv.Addr(), c.RemoteAddr().String())
 	require.NoError(t, c.Close())
 	assert.Zero(t, r.calls.Load())
-	mu.Lock()
-	assert.Equal(t, []string{srv.Addr()}, dialed)
-	mu.Unlock()
+	assert.Equal(t, []string{srv.Addr()}, d.addresses())
 	assert.Nil(t, p.Stats().Addresses)
 }
 
@@ -268,16 +283,8 @@ func TestOwnDialerSeesTheNameAsGiven(t *testing.T) {
 		{"WithResolver", []connpool.Option{connpool.WithResolver(newFakeResolver(netip.MustParseAddr(host)))}, srv.Addr()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var mu sync.Mutex
-			var dialed []string
-			dial := func(ctx context.Context, network, address string) (net.Conn, error) {
-				mu.Lock()
-				dialed = append(dialed, address)
-				mu.Unlock()
-				var d net.Dialer
-				return d.DialContext(ctx, network, srv.Addr()) // the proxy's part
-			}
-			opts := append([]connpool.Option{connpool.WithDialer(dial), connpool.WithMinIdle(0)}, tc.opts...)
+			d := addressRecorder{to: srv.Addr()} // the proxy's part
+			opts := append([]connpool.Option{connpool.WithDialer(d.dial), connpool.WithMinIdle(0)}, tc.opts...)
 			p := newPool(t, name, opts...)
 			for range 3 {
 				c := getConn(t, p)
@@ -285,9 +292,7 @@ func TestOwnDialerSeesTheNameAsGiven(t *testing.T) {
 				c.MarkUnusable()
 				require.NoError(t, c.Close())
 			}
-			mu.Lock()
-			assert.Equal(t, []string{tc.want, tc.want, tc.want}, dialed)
-			mu.Unlock()
+			assert.Equal(t, []string{tc.want, tc.want, tc.want}, d.addresses())
 			if tc.want == name {
 				s := p.Stats()
 				assert.Nil(t, s.Addresses)
@@ -301,22 +306,16 @@ func TestOwnDialerSeesTheNameAsGiven(t *testing.T) {
 // picked "ip:port", and the dial, Get, Put and close events name it.
 func TestResolveDialsIPPortThroughTheDialer(t *testing.T) {
 	b := startBackends(t, 2)
+	var d addressRecorder
 	var mu sync.Mutex
-	var dialed, started, closed, got, put []string
-	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
-		mu.Lock()
-		dialed = append(dialed, address)
-		mu.Unlock()
-		var d net.Dialer
-		return d.DialContext(ctx, network, address)
-	}
+	var started, closed, got, put []string
 	hooks := connpool.Hooks{
 		DialStarted: func(e connpool.DialStartedEvent) { mu.Lock(); started = append(started, e.Address); mu.Unlock() },
 		ConnClosed:  func(e connpool.ConnClosedEvent) { mu.Lock(); closed = append(closed, e.Address); mu.Unlock() },
 		GetDone:     func(e connpool.GetDoneEvent) { mu.Lock(); got = append(got, e.Address); mu.Unlock() },
 		Put:         func(e connpool.PutEvent) { mu.Lock(); put = append(put, e.Address); mu.Unlock() },
 	}
-	p, err := connpool.New("tcp", b.name(), connpool.WithResolver(newFakeResolver(b.ips...)), connpool.WithDialer(dial), connpool.WithHooks(hooks))
+	p, err := connpool.New("tcp", b.name(), connpool.WithResolver(newFakeResolver(b.ips...)), connpool.WithDialer(d.dial), connpool.WithHooks(hooks))
 	require.NoError(t, err)
 	conns := holdAll(t, p, 2)
 	for _, c := range conns {
@@ -326,7 +325,7 @@ func TestResolveDialsIPPortThroughTheDialer(t *testing.T) {
 	want := []string{b.addr(b.ips[0]), b.addr(b.ips[1])}
 	mu.Lock()
 	defer mu.Unlock()
-	assert.Equal(t, want, dialed)
+	assert.Equal(t, want, d.addresses())
 	assert.Equal(t, want, started)
 	assert.Equal(t, want, got)
 	assert.Equal(t, want, put)

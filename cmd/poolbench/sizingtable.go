@@ -86,14 +86,10 @@ func printSizing(w io.Writer, res *sizingResult) {
 	for p, ph := range sizingPhases {
 		for _, r := range res.runs {
 			pr := &r.phases[p]
-			capText := fmt.Sprint(r.fixed)
-			if r.fixed == 0 {
-				capText = capRange(pr.caps)
-			}
 			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", ph.name, r.name,
 				pr.offeredRate(cfg.phaseLen(p)), pr.goodput(cfg.phaseLen(p)),
 				short(pr.percentile(.5)), short(pr.percentile(.95)), short(pr.percentile(.99)),
-				pr.waits, pr.getTimeouts, pr.reqTimeouts, capText)
+				pr.waits, pr.getTimeouts, pr.reqTimeouts, r.capText(pr))
 		}
 	}
 	tw.Flush()
@@ -146,14 +142,10 @@ func sizingReportData(res *sizingResult) *sizingReport {
 	for p, ph := range sizingPhases {
 		for i, r := range res.runs {
 			pr := &r.phases[p]
-			capText := fmt.Sprint(r.fixed)
-			if r.fixed == 0 {
-				capText = capRange(pr.caps)
-			}
 			rep.Rows = append(rep.Rows, sizingReportRow{Phase: ph.name, Pool: r.name, First: i == 0,
 				Offered: fmt.Sprintf("%.0f", pr.offeredRate(res.cfg.phaseLen(p))), Goodput: fmt.Sprintf("%.0f", pr.goodput(res.cfg.phaseLen(p))),
 				P50: short(pr.percentile(.5)), P95: short(pr.percentile(.95)), P99: short(pr.percentile(.99)),
-				Waits: pr.waits, GetTimeouts: pr.getTimeouts, ReqTimeouts: pr.reqTimeouts, Cap: capText})
+				Waits: pr.waits, GetTimeouts: pr.getTimeouts, ReqTimeouts: pr.reqTimeouts, Cap: r.capText(pr)})
 		}
 	}
 	rep.Verdicts = res.verdicts()
@@ -215,4 +207,13 @@ func sizingChart(res *sizingResult) template.HTML {
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555">conns over %v</text></svg>`, width-200, 17, total)
 	return template.HTML(b.String())
+}
+
+// capText is the cap column of run r in a phase: the fixed cap, or the
+// adaptive cap's median and range.
+func (r *sizingRun) capText(pr *phaseResult) string {
+	if r.fixed == 0 {
+		return capRange(pr.caps)
+	}
+	return fmt.Sprint(r.fixed)
 }
