@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -262,7 +263,7 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 		lat                       = make([][]time.Duration, n)
 		reqs                      sync.WaitGroup
 	)
-	request := func(t0 time.Time, ph int) {
+	request := func(t0 time.Time, ph int, service time.Duration) {
 		defer reqs.Done()
 		ctx, cancel := context.WithDeadline(context.Background(), t0.Add(cfg.getBudget))
 		c, err := pool.Get(ctx)
@@ -274,6 +275,7 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 			return
 		}
 		buf := make([]byte, reqSize)
+		binary.LittleEndian.PutUint64(buf, uint64(service))
 		err = c.SetDeadline(t0.Add(cfg.deadline))
 		if err == nil {
 			_, err = c.Write(buf)
@@ -337,8 +339,9 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 		}
 	}()
 
-	// Open-loop arrivals: the same sequence for every configuration.
-	rng := rand.New(rand.NewPCG(7, 7))
+	// Open-loop arrivals: the same sequence for every configuration, each
+	// with the same service time (see sizingServer).
+	rng, services := rand.New(rand.NewPCG(7, 7)), rand.New(rand.NewPCG(1, 2))
 	next := start
 	for next.Before(end) {
 		ph := cfg.phaseAt(next.Sub(measured))
@@ -350,7 +353,7 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 			offered[ph].Add(1)
 		}
 		reqs.Add(1)
-		go request(next, ph)
+		go request(next, ph, lognormal(services, cfg.service, cfg.sigma))
 		next = next.Add(time.Duration(rng.ExpFloat64() / perSec * float64(time.Second)))
 	}
 	reqs.Wait()

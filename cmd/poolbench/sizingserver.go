@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -12,7 +13,12 @@ import (
 // sizingServer is the sizing scenario's backend: it serves at most limit
 // requests at once, each for a lognormal service time, and queues the
 // others first come, first served, as a database with limit cores does.
-// A request is reqSize bytes, its reply the same bytes. A request whose
+// A request is reqSize bytes, its reply the same bytes: a service time in
+// nanoseconds, little endian, or 0 for one the server draws itself. The
+// sizing scenario's clients send the one drawn for each arrival, so that
+// every configuration serves the same work for the same request, whatever
+// order its requests reach the server in and whichever it lost to
+// timeouts; the calibration's clients send 0. A request whose
 // client has given up is still served when its turn comes: the server
 // cannot tell, as most cannot, and that wasted work is what too large a
 // pool costs under overload.
@@ -48,7 +54,8 @@ func (s *sizingServer) serve(c net.Conn) {
 		if _, err := io.ReadFull(c, buf); err != nil {
 			return
 		}
-		d := s.acquire()
+		d := time.Duration(binary.LittleEndian.Uint64(buf))
+		d = s.acquire(d)
 		t0 := time.Now()
 		time.Sleep(d)
 		s.release(time.Since(t0))
@@ -59,11 +66,12 @@ func (s *sizingServer) serve(c net.Conn) {
 }
 
 // acquire waits for a slot, first come first served, and returns the
-// service time to spend in it.
-func (s *sizingServer) acquire() time.Duration {
+// service time to spend in it: d, or one drawn if d is 0.
+func (s *sizingServer) acquire(d time.Duration) time.Duration {
 	s.mu.Lock()
-	mu := math.Log(float64(s.service)) - s.sigma*s.sigma/2 // so that the mean is s.service
-	d := time.Duration(math.Exp(mu + s.sigma*s.rng.NormFloat64()))
+	if d <= 0 {
+		d = lognormal(s.rng, s.service, s.sigma)
+	}
 	if s.busy < s.limit {
 		s.busy++
 		s.mu.Unlock()
@@ -97,6 +105,13 @@ func (s *sizingServer) meanService() time.Duration {
 		return 0
 	}
 	return s.slotTime / time.Duration(s.served)
+}
+
+// lognormal draws a service time from the lognormal of this mean whose
+// logarithm has deviation sigma.
+func lognormal(rng *rand.Rand, mean time.Duration, sigma float64) time.Duration {
+	mu := math.Log(float64(mean)) - sigma*sigma/2 // so that the mean is mean
+	return time.Duration(math.Exp(mu + sigma*rng.NormFloat64()))
 }
 
 // setLimit changes how many requests are served at once.
