@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/connpool/connpool/internal/adaptive"
+	"github.com/connpool/connpool/internal/clock"
 )
 
 // The adaptive cap (WithAdaptiveMaxConns). Each Put on the observed path
@@ -103,6 +104,10 @@ type adaptiveCap struct {
 	_       [64]byte // the counters above are written by every Put; keep them off the fields below
 
 	baseline atomic.Int64 // the controller's baseline, in nanoseconds, for Stats
+	// probeFrom is clock.Ticks when the controller's probe window began,
+	// or 0 outside probes: record leaves out conns lent before it (see
+	// adaptive.Sample). Written by the adapt goroutine, read by Puts.
+	probeFrom atomic.Int64
 
 	// Owned by the adapt goroutine.
 	ctl       *adaptive.Controller
@@ -120,8 +125,13 @@ func newAdaptiveCap(cfg *config) *adaptiveCap {
 	}
 }
 
-// record adds a conn returned after being held for held, broken or not.
-func (a *adaptiveCap) record(held time.Duration, broken bool) {
+// record adds a conn lent at lentAt (clock.Ticks) and returned after
+// being held for held, broken or not; during a probe, only if it was lent
+// after the probe began.
+func (a *adaptiveCap) record(held time.Duration, lentAt int64, broken bool) {
+	if from := a.probeFrom.Load(); from != 0 && lentAt < from {
+		return
+	}
 	a.returns.Add(1)
 	a.held.Add(int64(held))
 	us := int64(held / time.Microsecond)
@@ -176,6 +186,12 @@ func (p *Pool) adaptOnce() {
 	}
 	n, why := a.ctl.Observe(time.Duration(p.now()), s)
 	a.baseline.Store(int64(a.ctl.Baseline()))
+	switch probing := a.probeFrom.Load() != 0; {
+	case a.ctl.Probing() && !probing:
+		a.probeFrom.Store(max(clock.Ticks(), 1))
+	case !a.ctl.Probing() && probing:
+		a.probeFrom.Store(0)
+	}
 	if why == adaptive.Unchanged || n == cur {
 		return
 	}

@@ -86,7 +86,7 @@ func (p *Pool) releaseObserved(c *Conn, state uint32) {
 		p.useTime.observe(held)
 	}
 	if p.adaptive != nil {
-		p.adaptive.record(held, reason == CloseBroken)
+		p.adaptive.record(held, pc.lentAt, reason == CloseBroken)
 	}
 }
 

@@ -23,7 +23,11 @@
 //     instead; a gentle probe costs little goodput): such load may have
 //     kept every window above the true minimum, and the probe finds it
 //     again, so the baseline does not drift up with load
-//     (TestBaselineDoesNotDriftUnderSustainedLoad). A load that left the
+//     (TestBaselineDoesNotDriftUnderSustainedLoad). The probe's mean
+//     leaves out the conns lent before it, held while the backend still
+//     queued, and is offered as any candidate is: taken as it was, one
+//     unlucky window set the baseline below the minimum
+//     (TestProbeKeepsBaselineAtTheMinimum). A load that left the
 //     cap unused in some window is not probed: quiet windows measure the
 //     minimum already, and a probe below the backend's concurrency would
 //     only queue Gets (TestTailAgainstFixedCaps).
@@ -103,7 +107,10 @@ func DefaultConfig(min, max, initial int) Config {
 	}
 }
 
-// Sample is what the pool measured since its previous sample.
+// Sample is what the pool measured since its previous sample. While the
+// controller is Probing, it leaves out the returns of conns lent before
+// the probe began: they were held while the backend still queued at the
+// cap before the probe, and would bias the probe's mean high.
 type Sample struct {
 	Returns   int64         // conns returned
 	Held      time.Duration // the time they were held, added up
@@ -201,6 +208,11 @@ func New(cfg Config) *Controller {
 // Limit returns the cap.
 func (c *Controller) Limit() int { return c.round(c.limit) }
 
+// Probing reports whether the window being gathered is a probe: the cap
+// was lowered to re-measure the baseline (see the package documentation
+// and Sample).
+func (c *Controller) Probing() bool { return c.probing }
+
 // Baseline returns the baseline held time, 0 until the first window.
 func (c *Controller) Baseline() time.Duration {
 	switch {
@@ -273,10 +285,13 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 	full := returns >= int64(c.cfg.MinSamples)
 	if c.probing {
 		// The probe's mean is a baseline candidate whatever its size,
-		// and as it is: conns borrowed before the probe, held while the
-		// backend still queued, already bias it high.
+		// offered as any other: taken as it is, one window's mean, noisier
+		// than a pooled candidate, would now and then set the baseline
+		// well below the minimum, and it would stay there two epochs. The
+		// conns lent before the probe, held while the backend still
+		// queued, are not in it (see Sample).
 		c.probing = false
-		c.candidate(mean, 0)
+		c.candidate(mean, noise)
 		c.limit = c.probeLimit
 		return Probe
 	}

@@ -40,6 +40,7 @@ type sim struct {
 	heldSq    int64
 	drops     int64
 	saturated bool
+	probeFrom time.Duration // when the probe being gathered began, or -1: see Sample
 
 	// Totals and trace.
 	served, failed int64
@@ -100,6 +101,7 @@ func newSim(cfg Config, seed uint64, c func(time.Duration) int, rate func(time.D
 		getBudget: 25 * time.Millisecond,
 		deadline:  50 * time.Millisecond,
 		tick:      25 * time.Millisecond,
+		probeFrom: -1,
 	}
 }
 
@@ -145,14 +147,14 @@ func (s *sim) run(end time.Duration) {
 				if s.record {
 					s.latencies = append(s.latencies, s.now-e.j.arrived)
 				}
-				s.giveBack(s.now-e.j.acquired, false)
+				s.giveBack(e.j.acquired, false)
 			}
 			s.startJobs()
 		case evGiveUp:
 			if !e.j.done {
 				e.j.gaveUp = true
 				s.failed++
-				s.giveBack(s.now-e.j.acquired, true)
+				s.giveBack(e.j.acquired, true)
 			}
 		case evTick:
 			if s.inUse >= s.ctl.Limit() {
@@ -160,6 +162,11 @@ func (s *sim) run(end time.Duration) {
 			}
 			s.ctl.Observe(s.now, Sample{Returns: s.returns, Held: s.held, HeldSq: s.heldSq, Drops: s.drops, Saturated: s.saturated})
 			s.returns, s.held, s.heldSq, s.drops, s.saturated = 0, 0, 0, 0, false
+			if !s.ctl.Probing() {
+				s.probeFrom = -1
+			} else if s.probeFrom < 0 {
+				s.probeFrom = s.now
+			}
 			s.trace = append(s.trace, point{at: s.now, limit: s.ctl.Limit(), baseline: s.ctl.Baseline(), inUse: s.inUse})
 			s.serveWaiters()
 			s.at(s.now+s.tick, evTick, nil)
@@ -204,8 +211,15 @@ func (s *sim) startJobs() {
 	}
 }
 
-func (s *sim) giveBack(held time.Duration, broken bool) {
+// giveBack returns a conn lent at acquired, broken or not. A probe's
+// window leaves out the conns lent before it began (see Sample).
+func (s *sim) giveBack(acquired time.Duration, broken bool) {
 	s.inUse--
+	if acquired < s.probeFrom {
+		s.serveWaiters()
+		return
+	}
+	held := s.now - acquired
 	s.returns++
 	s.held += held
 	us := int64(held / time.Microsecond)
