@@ -34,11 +34,12 @@ import (
 // never grows.
 //
 // The cap starts at [WithMaxConns] if given, which must then lie between
-// min and max, else at min. A min at the concurrency the backend is known
-// to sustain keeps the cap from dipping below it after a burst, which at
-// a load near capacity costs more latency than it saves (in poolbench's
-// sizing run, p99 at 90% load went from 1.35x the best fixed cap's to
-// 1.01x with min at the server's concurrency). min must be at least 1, at least MinIdle, and
+// min and max, else at min; from a min of 1 it doubles each window while
+// Gets queue, so a pool that must serve a known load from its first
+// second starts better at the concurrency the backend is known to
+// sustain. A cut goes no lower than the most conns recently served
+// without queueing, so that noise does not dip the cap below the
+// backend's concurrency. min must be at least 1, at least MinIdle, and
 // at least MaxIdle if set; max at least min. [Stats] shows the current cap
 // (MaxConns), the bounds and the baseline; [Hooks].MaxConnsChanged reports
 // each move. [Pool.SetMaxConns] moves the cap within the bounds, and the

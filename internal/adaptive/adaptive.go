@@ -46,6 +46,17 @@
 //     does not, as the conns in flight, busy times the gradient, never
 //     exceed the cap. Below capacity, where the queue forms does not
 //     change the latency; a cap below the backend's concurrency does.
+//     The cap over the gradient still lands below the backend's
+//     concurrency when noise adds to a window's gradient, so a cut goes
+//     no lower than the most conns a window of this epoch or the last
+//     kept busy with its held time within Tolerance (each taken one
+//     standard error low: the highest of many noisy rates is biased
+//     high), unless the gradient is more than 1.5 times the threshold:
+//     then the backend lost concurrency, and the floor is forgotten
+//     (TestLatencyCutKeepsWhatWasServedWithoutQueueing,
+//     TestFollowsHalvedBackend). A smaller loss, of less than about two
+//     fifths of the backend's concurrency, is followed as the floor
+//     expires, within two epochs.
 //   - A window in which more than DropRatio of the returns were broken
 //     (timeouts, failed I/O) scales the cap by DropFactor: once per
 //     window, not once per timeout as AIMD limiters cut.
@@ -57,9 +68,10 @@
 //   - The cap grows only when it was in use: a Get queued at the cap, or
 //     every conn was borrowed when sampled. Growing windows add 1, 2, 4,
 //     ... (doubling, at most the cap itself) while the gradient stays
-//     within Tolerance itself (a window within the noise allowance but
-//     above Tolerance neither grows nor cuts); any other window starts
-//     the step again at 1. A cap that is not in use does not grow,
+//     within Tolerance itself. A window within the noise allowance but
+//     above Tolerance neither grows nor cuts, and keeps the step
+//     (TestGrowthStepSurvivesNoisyWindows); any other window starts the
+//     step again at 1. A cap that is not in use does not grow,
 //     however flat the latency: the failure of a controller that reads
 //     flat latency as headroom (TestNoGrowthWhileLatencyIsFlat).
 //
@@ -158,7 +170,9 @@ type Controller struct {
 	poolHeld        time.Duration
 	poolVar         float64 // the variance of poolHeld, in nanoseconds squared
 	prevMin         time.Duration
-	slackSinceProbe bool // a window since the last probe was not saturated
+	curGood         float64 // the most conns busy in a window of this epoch that did not queue
+	prevGood        float64 // the same, of the previous epoch
+	slackSinceProbe bool    // a window since the last probe was not saturated
 	lastProbe       time.Duration
 
 	probing    bool    // the current window is a probe
@@ -317,6 +331,7 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 	c.slackSinceProbe = c.slackSinceProbe || !saturated
 	if now-c.epochStart >= c.cfg.Epoch {
 		c.prevMin, c.curMin, c.epochStart = c.curMin, 0, now
+		c.prevGood, c.curGood = c.curGood, 0
 	}
 	if now-c.lastProbe >= c.cfg.ProbeInterval {
 		c.lastProbe = now
@@ -339,15 +354,33 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 		// error: the backend is queueing, not the samples noisy.
 		// It is cut to what the backend kept busy (at saturation, its
 		// concurrency) or to the cap over the gradient, whichever is
-		// higher (see the package documentation).
-		c.cut(now, math.Min(math.Max(busy, c.limit/gradient)*c.cfg.Tolerance, c.limit))
+		// higher, but not below what a recent window served without
+		// queueing, unless the rise is beyond what noise on top of
+		// queueing at that concurrency explains (see the package
+		// documentation).
+		if gradient > refuteFactor*c.cfg.Tolerance*(1+2*noise) {
+			c.curGood, c.prevGood = 0, 0
+		}
+		target := math.Max(busy, c.limit/gradient) * c.cfg.Tolerance
+		c.cut(now, math.Min(math.Max(target, c.served()), c.limit))
 		return Latency
 	}
 	c.inEpisode = false
-	if !saturated || gradient > c.cfg.Tolerance {
-		// Not in use, or within the noise but above tolerance: no
-		// evidence that more conns would be served as fast.
+	if gradient <= c.cfg.Tolerance {
+		// busy is a rate over a count of returns, noisy by about one
+		// over its square root: the highest of many is biased high, so
+		// each is taken one standard error low.
+		c.curGood = math.Max(c.curGood, busy*(1-1/math.Sqrt(float64(returns))))
+	}
+	switch {
+	case !saturated:
+		// Not in use: no evidence that more conns are wanted.
 		c.step = 1
+		return Unchanged
+	case gradient > c.cfg.Tolerance:
+		// Within the noise but above tolerance: no evidence either way.
+		// The step is kept, so that a run of growth broken by such
+		// windows still doubles.
 		return Unchanged
 	}
 	if c.recoverTo > c.limit {
@@ -359,6 +392,16 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 	c.step = math.Min(2*c.step, c.limit)
 	return Demand
 }
+
+// served returns the most conns a window of this epoch or the last kept
+// busy without queueing: the floor of a latency cut.
+func (c *Controller) served() float64 { return math.Max(c.curGood, c.prevGood) }
+
+// refuteFactor: a gradient beyond this many times the cut's threshold is
+// not noise on top of a queue at the concurrency served() remembers: the
+// backend lost concurrency, and the floor is forgotten
+// (TestFollowsHalvedBackend).
+const refuteFactor = 1.5
 
 // baselineWindows is how many full windows' returns make one baseline
 // candidate.
