@@ -69,8 +69,9 @@ func (p *Pool) releaseObserved(c *Conn, state uint32) {
 		}
 	}
 	var held time.Duration
+	lentAt := pc.lentAt // read while pc is still this holder's: once kept, another Get may lend it
 	if p.stampLent {
-		held = clock.Since(pc.lentAt)
+		held = clock.Since(lentAt)
 	}
 	reason := p.brokenReason(pc, state)
 	if reason == keep && !p.putIdle(pc) {
@@ -86,7 +87,7 @@ func (p *Pool) releaseObserved(c *Conn, state uint32) {
 		p.useTime.observe(held)
 	}
 	if p.adaptive != nil {
-		p.adaptive.record(held, pc.lentAt, reason == CloseBroken)
+		p.adaptive.record(held, lentAt, reason == CloseBroken)
 	}
 }
 
