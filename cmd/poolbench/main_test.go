@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"flag"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -223,4 +226,32 @@ func TestSizingShortRun(t *testing.T) {
 	assert.Contains(t, string(html), "Sizing: fixed pool sizes and the adaptive cap")
 	assert.Contains(t, string(html), "<polyline")
 	assert.NotContains(t, string(html), "Latency percentiles", "a sizing-only report has no pooling sections")
+}
+
+// TestSizingServerServesTheCarriedTime: a sizing request that carries a
+// service time is served for that long, so that every configuration of a
+// sizing run serves the same work for the same request; one that carries
+// 0 is served for a time the server draws.
+func TestSizingServerServesTheCarriedTime(t *testing.T) {
+	srv, err := startSizingServer(1, time.Millisecond, 0.5, 1)
+	require.NoError(t, err)
+	defer srv.close()
+	c, err := net.Dial("tcp", srv.addr())
+	require.NoError(t, err)
+	defer c.Close()
+	exchange := func(service time.Duration) {
+		buf := make([]byte, reqSize)
+		binary.LittleEndian.PutUint64(buf, uint64(service))
+		_, err := c.Write(buf)
+		require.NoError(t, err)
+		_, err = io.ReadFull(c, buf)
+		require.NoError(t, err)
+	}
+
+	exchange(200 * time.Millisecond)
+	first := srv.meanService()
+	assert.GreaterOrEqual(t, first, 200*time.Millisecond, "served for the time it carried")
+	exchange(0)
+	drawn := 2*srv.meanService() - first
+	assert.Less(t, drawn, 150*time.Millisecond, "served for a time drawn around the 1ms mean")
 }
