@@ -7,7 +7,9 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 
+	"github.com/connpool/connpool/internal/clock"
 	"github.com/connpool/connpool/internal/fakeconn"
 )
 
@@ -78,4 +80,69 @@ func (s *stackPool) put(c net.Conn) {
 	s.mu.Lock()
 	s.conns = append(s.conns, c)
 	s.mu.Unlock()
+}
+
+// fifoPool is a floor for a pool that keeps what the channel cannot: an
+// idle stack (the most recently returned conn first, so that the others
+// age out), and a first-come, first-served queue of waiters that any Get
+// can join with what it needs, under one mutex, with direct hand-off to a
+// waiter's own channel, recycled through a sync.Pool. With timed, each wait also takes the
+// two clock reads that time it, as WaitDuration does. It keeps no counts,
+// no ledger, no checks and no contexts: what is left is the cost of the
+// queue itself.
+type fifoPool struct {
+	timed bool
+
+	mu      sync.Mutex
+	idle    []net.Conn
+	waiters []*fifoWaiter // oldest first
+	waited  atomic.Int64  // nanoseconds, with timed
+}
+
+var fifoWaiters = sync.Pool{New: func() any { return &fifoWaiter{ch: make(chan net.Conn, 1)} }}
+
+type fifoWaiter struct{ ch chan net.Conn }
+
+func newFIFOPool(size int, timed bool) *fifoPool {
+	p := &fifoPool{timed: timed}
+	for range size {
+		p.idle = append(p.idle, &fakeconn.Conn{})
+	}
+	return p
+}
+
+func (p *fifoPool) get() net.Conn {
+	var start int64
+	if p.timed {
+		start = clock.Ticks()
+	}
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return c
+	}
+	w := fifoWaiters.Get().(*fifoWaiter)
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+	c := <-w.ch
+	if p.timed {
+		p.waited.Add(clock.Since(start).Nanoseconds())
+	}
+	fifoWaiters.Put(w)
+	return c
+}
+
+func (p *fifoPool) put(c net.Conn) {
+	p.mu.Lock()
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.mu.Unlock()
+		w.ch <- c
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
 }
