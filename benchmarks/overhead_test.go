@@ -63,21 +63,22 @@ var contenders = []contender{
 		return func(context.Context) (any, error) { return ch.get(), nil },
 			func(c any) { ch.put(c.(net.Conn)) }
 	}},
-	{name: "floor-fifo", canWait: true, floor: true, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
-		p := newFIFOPool(size, false)
-		return func(context.Context) (any, error) { return p.get(), nil },
-			func(c any) { p.put(c.(net.Conn)) }
-	}},
-	{name: "floor-fifo-timed", canWait: true, floor: true, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
-		p := newFIFOPool(size, true)
-		return func(context.Context) (any, error) { return p.get(), nil },
-			func(c any) { p.put(c.(net.Conn)) }
-	}},
+	fifoFloor("floor-fifo", false),
+	fifoFloor("floor-fifo-timed", true),
 	{name: "floor-stack", floor: true, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
 		s := newStackPool(size)
 		return func(context.Context) (any, error) { return s.get(), nil },
 			func(c any) { s.put(c.(net.Conn)) }
 	}},
+}
+
+// fifoFloor is the contender of a fifoPool, timed or not.
+func fifoFloor(name string, timed bool) contender {
+	return contender{name: name, canWait: true, floor: true, setup: func(b testing.TB, size int) (func(context.Context) (any, error), func(any)) {
+		p := newFIFOPool(size, timed)
+		return func(context.Context) (any, error) { return p.get(), nil },
+			func(c any) { p.put(c.(net.Conn)) }
+	}}
 }
 
 // BenchmarkOverhead measures one Get and one Put of an idle in-memory conn
