@@ -187,11 +187,10 @@ func (p *Pool) adaptOnce() {
 	}
 	n, why := a.ctl.Observe(time.Duration(p.now()), s)
 	a.baseline.Store(int64(a.ctl.Baseline()))
-	switch probing := a.probeFrom.Load() != 0; {
-	case a.ctl.Probing() && !probing:
-		a.probeFrom.Store(max(clock.Ticks(), 1))
-	case !a.ctl.Probing() && probing:
+	if !a.ctl.Probing() {
 		a.probeFrom.Store(0)
+	} else if a.probeFrom.Load() == 0 { // the probe's first tick
+		a.probeFrom.Store(max(clock.Ticks(), 1))
 	}
 	if why == adaptive.Unchanged || n == cur {
 		return

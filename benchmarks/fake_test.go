@@ -96,7 +96,7 @@ type fifoPool struct {
 	mu      sync.Mutex
 	idle    []net.Conn
 	waiters []*fifoWaiter // oldest first
-	waited  atomic.Int64  // nanoseconds, with timed
+	waited  atomic.Int64  // nanoseconds, with timed: WaitDuration's sum, so the clock reads do work
 }
 
 var fifoWaiters = sync.Pool{New: func() any { return &fifoWaiter{ch: make(chan net.Conn, 1)} }}

@@ -54,8 +54,7 @@ func (s *sizingServer) serve(c net.Conn) {
 		if _, err := io.ReadFull(c, buf); err != nil {
 			return
 		}
-		d := time.Duration(binary.LittleEndian.Uint64(buf))
-		d = s.acquire(d)
+		d := s.acquire(time.Duration(binary.LittleEndian.Uint64(buf)))
 		t0 := time.Now()
 		time.Sleep(d)
 		s.release(time.Since(t0))
