@@ -6,7 +6,8 @@ package connpool
 // is handed out again. Waiting Gets keep waiting and are served by new
 // dials. Use it after a failover, a network change, or rotated
 // credentials (with a dialer that reads the new ones). The conns it
-// retires count in Stats.ResetClosed; the pool emits a PoolReset event.
+// retires count in Stats.ResetClosed; the pool emits a PoolReset event
+// before their ConnClosed events.
 // After Close, Reset returns [ErrClosed].
 //
 // How: Reset moves the pool's generation on, under mu and idleMu, and
@@ -21,13 +22,15 @@ func (p *Pool) Reset() error {
 		return ErrClosed
 	}
 	p.idleMu.Lock()
-	p.gen.Add(1)
+	gen := p.gen.Add(1)
 	idle := p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
 	p.idleMu.Unlock()
 	p.moveAllLocked(idle, heldClosing)
 	p.mu.Unlock()
+	// The PoolReset event before the closes it causes, here and on other
+	// goroutines (eventOrder).
+	p.emitReset(gen)
 	p.closeConns(idle, CloseReset)
 	p.wakeMaintainer() // to warm MinIdle with new conns
-	p.emitPool(p.hooks.PoolReset)
 	return nil
 }
