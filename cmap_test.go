@@ -744,7 +744,15 @@ func TestCMAPPoolCreateMinSize(t *testing.T) {
 	s.waitCount(t, evDialDone, 3)
 	c := getConn(t, p)
 	defer c.Close()
-	got := s.only(evPoolReady, evDialStarted, evGetDone)
+	// A fourth dial may start once the Get takes a warmed conn: MinIdle
+	// wants it replaced. The spec's test has no such dial before its
+	// checkout; leave it out.
+	var got []event
+	for _, e := range s.only(evPoolReady, evDialStarted, evGetDone) {
+		if e.kind != evDialStarted || e.conn <= 3 {
+			got = append(got, e)
+		}
+	}
 	requireEvents(t, got, false,
 		event{kind: evPoolReady},
 		event{kind: evDialStarted, conn: anyID}, event{kind: evDialStarted, conn: anyID}, event{kind: evDialStarted, conn: anyID},

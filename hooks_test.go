@@ -632,7 +632,7 @@ func checkCausalOrder(t *testing.T, events []event) {
 	t.Helper()
 	const (
 		dialing = iota + 1
-		failed // its dial failed
+		failed  // its dial failed
 		ready
 		out
 		closed
@@ -689,4 +689,23 @@ func checkCausalOrder(t *testing.T, events []event) {
 	for id, st := range state {
 		assert.Equal(t, closed, st, "conn %d is closed at the end", id)
 	}
+}
+
+// TestResetEventComesBeforeTheClosesOfOthers pins the same order for a
+// conn the Reset retired that someone else closes while the Reset has not
+// yet emitted its event: a Put on another goroutine, a dial ending, a
+// waiter refusing a stale conn. A hook chained ahead of the recorder's
+// PoolReset hook returns a borrowed conn in that window; its ConnClosed
+// must still reach the recorder after the PoolReset.
+func TestResetEventComesBeforeTheClosesOfOthers(t *testing.T) {
+	var s eventStream
+	var borrowed *connpool.Conn
+	ahead := connpool.Hooks{PoolReset: func(connpool.PoolEvent) { _ = borrowed.Close() }}
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithHooks(ahead), connpool.WithHooks(s.hooks()))
+	borrowed = getConn(t, p)
+	require.NoError(t, p.Reset())
+	requireEvents(t, s.only(evPoolReset, evPut, evConnClosed), true,
+		event{kind: evPut, conn: 1}, event{kind: evPoolReset},
+		event{kind: evConnClosed, conn: 1, reason: connpool.CloseReset})
 }

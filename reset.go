@@ -27,10 +27,13 @@ func (p *Pool) Reset() error {
 	p.idleMu.Unlock()
 	p.moveAllLocked(idle, heldClosing)
 	p.mu.Unlock()
-	// The PoolReset event before the closes it causes, here and on other
-	// goroutines (eventOrder).
-	p.emitReset(gen)
 	p.closeConns(idle, CloseReset)
 	p.wakeMaintainer() // to warm MinIdle with new conns
+	// The PoolReset event comes before the ConnClosed events of the
+	// conns it retires, these ones and those closed on other goroutines:
+	// until it is emitted, they are held (eventOrder). The conns are
+	// closed first, so that a PoolReset hook that calls Get finds their
+	// slots free (TestHooksMayCallThePool).
+	p.emitReset(gen)
 	return nil
 }
