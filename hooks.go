@@ -31,7 +31,9 @@ import (
 // before every ConnClosed of reason [CloseReset]. A Get's GetStarted and
 // GetDone carry the same GetID, so that they pair up however many Gets
 // run at once. Events of different conns, and of different Gets,
-// interleave as the goroutines that emit them run.
+// interleave as the goroutines that emit them run; in particular a conn's
+// slot is freed before its ConnClosed event, so the events of a conn
+// dialed in its place may come first.
 //
 // # Guarantees
 //
