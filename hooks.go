@@ -23,12 +23,15 @@ import (
 // # Order
 //
 // Each conn's events come in the order its life takes: DialStarted,
-// DialDone, then (GetDone, Put) for each loan, then ConnClosed. A conn's
+// DialDone, then (GetDone, Put) for each loan, then ConnClosed (after a
+// GetDone without its Put for a conn detached or leaked). A conn's
 // Put event is emitted before the conn can be handed to anyone else, so
 // its next GetDone comes after it. A dial that fails has DialStarted,
 // DialDone with its error, and a ConnClosed of reason [CloseDialFailed],
 // before the Get it was for returns. A Reset's PoolReset event comes
-// before every ConnClosed of reason [CloseReset]. A Get's GetStarted and
+// before every ConnClosed of reason [CloseReset]: one that another
+// goroutine would emit first is held, and emitted by the Reset's
+// goroutine right after its PoolReset. A Get's GetStarted and
 // GetDone carry the same GetID, so that they pair up however many Gets
 // run at once. Events of different conns, and of different Gets,
 // interleave as the goroutines that emit them run; in particular a conn's
@@ -66,7 +69,7 @@ import (
 //	ConnectionReadyEvent            DialDone with a nil Err
 //	  duration                        Duration (the dialer's alone)
 //	ConnectionClosedEvent           ConnClosed
-//	  address, connectionId          Address, ConnID
+//	  address, connectionId           Address, ConnID
 //	  reason                          Reason, by the list below
 //	ConnectionCheckOutStartedEvent  GetStarted (GetID pairs it)
 //	ConnectionCheckedOutEvent       GetDone with a conn
@@ -321,8 +324,8 @@ type GetDoneEvent struct {
 	Queued bool
 	Waited time.Duration
 	// Duration is how long the Get took, from its GetStarted event to
-	// this one, a dial for it included: CMAP's checkout duration. It is
-	// measured only when a GetDone hook is set.
+	// this one, a dial for it included: CMAP's checkout duration. A pool
+	// without a GetDone hook reads no clock for it.
 	Duration time.Duration
 	Failure  GetFailure // 0 when the Get succeeded
 	Err      error      // the error Get returned
