@@ -138,6 +138,9 @@ func (p *Pool) dial(d dialOp) {
 	if p.hooks.DialDone != nil {
 		emit(p, p.hooks.DialDone, DialDoneEvent{Pool: p.name, ConnID: d.id, Address: d.addr(p), Duration: took, Err: err})
 	}
+	if err != nil {
+		p.emitDialFailed(&d) // before the Get it was for learns of the failure
+	}
 	var pc *poolConn
 	if err == nil {
 		pc = p.newPoolConn(nc, d)

@@ -88,6 +88,11 @@ const (
 	// became hits. Users see CloseUnhealthy.
 	closeRejected
 	numCloseReasons
+
+	// CloseDialFailed: the dial for it failed, so it never opened. Only
+	// its [ConnClosedEvent] carries it (CMAP closes a conn that fails to
+	// establish); no Stats close counter counts it, Stats.DialErrors does.
+	CloseDialFailed = numCloseReasons
 )
 
 // keep is the zero CloseReason: the conn was not closed.
@@ -109,6 +114,7 @@ var closeReasonNames = [...]string{
 	CloseAddressRemoved: "address_removed",
 	CloseRebalanced:     "rebalanced",
 	closeRejected:       "unhealthy",
+	CloseDialFailed:     "dial_failed",
 }
 
 // String returns the reason in snake case, as metrics labels want it:

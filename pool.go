@@ -122,6 +122,7 @@ type Pool struct {
 	// Not guarded.
 	sweepWanted  atomic.Bool // a checkout found a dead conn: peek at every idle conn
 	hookPanicked atomic.Bool // a hook panicked: logged once
+	events       eventOrder  // keeps events that span goroutines in order (hooks.go)
 	handoffsLost atomic.Int64
 	misses       atomic.Int64
 
@@ -204,7 +205,7 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 	p.freeWaiters.New = newWaiterElem
 	p.adaptive = newAdaptiveCap(&cfg)
 	p.idleMu.SetYield(yieldlock.Oversubscribed())
-	p.emitPool(p.hooks.PoolReady)
+	p.emitReady()
 	p.wg.Add(1)
 	go p.maintain()
 	if p.adaptive != nil {
@@ -295,16 +296,14 @@ func (p *Pool) doneWaiting(op *getOp) {
 // Get's events around checkOut and stamps the loan.
 func (p *Pool) getObserved(ctx context.Context, flags uint32) (*Conn, error) {
 	op := getOp{ctx: ctx, flags: flags}
-	if p.hooks.GetStarted != nil {
-		emit(p, p.hooks.GetStarted, GetStartedEvent{Pool: p.name})
-	}
+	id, start := p.getStarted()
 	c, err := p.checkOut(&op)
 	p.doneWaiting(&op)
 	if c != nil {
 		p.lent(c)
 	}
 	if p.hooks.GetDone != nil {
-		p.emitGetDone(&op, c, err)
+		p.emitGetDone(&op, c, err, id, start)
 	}
 	return c, err
 }
@@ -416,16 +415,14 @@ func (p *Pool) accept(d delivery, op *getOp) bool {
 // [ErrClosed].
 func (p *Pool) TryGet() (*Conn, error) {
 	op := getOp{ctx: context.Background()}
-	if p.hooks.GetStarted != nil {
-		emit(p, p.hooks.GetStarted, GetStartedEvent{Pool: p.name})
-	}
+	id, start := p.getStarted()
 	c, err := p.tryCheckOut()
 	if c != nil {
 		op.served = ServedIdle
 		p.lent(c)
 	}
 	if p.hooks.GetDone != nil {
-		p.emitGetDone(&op, c, err)
+		p.emitGetDone(&op, c, err, id, start)
 	}
 	return c, err
 }

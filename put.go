@@ -26,8 +26,8 @@ func (p *Pool) Put(c *Conn) error {
 	return p.release(c)
 }
 
-// release takes c back from its holder: it marks c returned, then keeps
-// the conn or closes it, and emits the Put event in between.
+// release takes c back from its holder: it marks c returned, emits the
+// Put event, then keeps the conn or closes it.
 func (p *Pool) release(c *Conn) error {
 	state := c.state.Or(connReturned)
 	if state&connReturned != 0 {
@@ -74,11 +74,14 @@ func (p *Pool) releaseObserved(c *Conn, state uint32) {
 		held = clock.Since(lentAt)
 	}
 	reason := p.brokenReason(pc, state)
+	if p.hooks.Put != nil {
+		// Checked in before it is kept: once on the idle stack or sent to
+		// a waiter, another Get may take it and emit its GetDone, which
+		// must come after this event (CMAP's order).
+		emit(p, p.hooks.Put, PutEvent{Pool: p.name, ConnID: pc.id, Address: pc.address(), Held: held, Closed: reason.public()})
+	}
 	if reason == keep && !p.putIdle(pc) {
 		reason = p.giveBack(pc, fromBorrower)
-	}
-	if p.hooks.Put != nil {
-		emit(p, p.hooks.Put, PutEvent{Pool: p.name, ConnID: pc.id, Address: pc.address(), Held: held, Closed: reason.public()})
 	}
 	if reason != keep {
 		p.closeConn(pc, reason)

@@ -6,7 +6,8 @@ package connpool
 // is handed out again. Waiting Gets keep waiting and are served by new
 // dials. Use it after a failover, a network change, or rotated
 // credentials (with a dialer that reads the new ones). The conns it
-// retires count in Stats.ResetClosed; the pool emits a PoolReset event.
+// retires count in Stats.ResetClosed; the pool emits a PoolReset event
+// before their ConnClosed events.
 // After Close, Reset returns [ErrClosed].
 //
 // How: Reset moves the pool's generation on, under mu and idleMu, and
@@ -21,13 +22,18 @@ func (p *Pool) Reset() error {
 		return ErrClosed
 	}
 	p.idleMu.Lock()
-	p.gen.Add(1)
+	gen := p.gen.Add(1)
 	idle := p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
 	p.idleMu.Unlock()
 	p.moveAllLocked(idle, heldClosing)
 	p.mu.Unlock()
 	p.closeConns(idle, CloseReset)
 	p.wakeMaintainer() // to warm MinIdle with new conns
-	p.emitPool(p.hooks.PoolReset)
+	// The PoolReset event comes before the ConnClosed events of the
+	// conns it retires, these ones and those closed on other goroutines:
+	// until it is emitted, they are held (eventOrder). The conns are
+	// closed first, so that a PoolReset hook that calls Get finds their
+	// slots free (TestHooksMayCallThePool).
+	p.emitReset(gen)
 	return nil
 }

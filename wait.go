@@ -249,9 +249,13 @@ func (p *Pool) waitFailed(ctx context.Context) error {
 	return newWaitError(ctx, p.name, state)
 }
 
-// emitGetDone emits the GetDone event of op, which returned c or err.
-func (p *Pool) emitGetDone(op *getOp, c *Conn, err error) {
-	ev := GetDoneEvent{Pool: p.name, Served: op.served, Queued: op.queued, Waited: op.waited, Err: err}
+// emitGetDone emits the GetDone event of op, which returned c or err:
+// the Get whose GetStarted had id and read start (getStarted).
+func (p *Pool) emitGetDone(op *getOp, c *Conn, err error, id uint64, start int64) {
+	ev := GetDoneEvent{
+		Pool: p.name, GetID: id, Served: op.served, Queued: op.queued, Waited: op.waited,
+		Duration: clock.Since(start), Err: err,
+	}
 	if c != nil {
 		ev.ConnID, ev.Address = c.pc.id, c.pc.address()
 	} else {
