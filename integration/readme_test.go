@@ -26,7 +26,9 @@ import (
 //	}
 //
 // with the imports an editor adds, must build and pass vet; a block that
-// is a whole `package main` program is built as it stands, and run. They
+// is a whole `package main` program is built as it stands, and run. The
+// blocks of docs/reference.md, where the README's detail moved, are held
+// to the same rule. They
 // live in this module because it already requires the client libraries
 // the README's integration blocks use (go-redis, pgx, gRPC, ...), so that
 // those blocks are compiled against the real libraries.
@@ -64,35 +66,40 @@ var readmeImports = map[string]string{
 	"tls":          "crypto/tls",
 }
 
-// readmeBlock is one ```go block of the README.
+// readmeBlock is one ```go block of the README or of docs/reference.md.
 type readmeBlock struct {
-	line int    // README line of the block's first line of code
+	file string // the absolute path of the Markdown file
+	line int    // its line of the block's first line of code
 	code string // the block's text, without the fences
 }
 
 // isProgram reports whether the block is a whole program.
 func (b readmeBlock) isProgram() bool { return strings.HasPrefix(b.code, "package main\n") }
 
-// readmeGoBlocks returns the ```go blocks of the root README, in order.
-func readmeGoBlocks(t testing.TB) (readmePath string, blocks []readmeBlock) {
+// readmeGoBlocks returns the ```go blocks of the root README and of
+// docs/reference.md, where the README's reference detail lives, in order.
+func readmeGoBlocks(t testing.TB) (root string, blocks []readmeBlock) {
 	t.Helper()
-	readmePath, err := filepath.Abs(filepath.Join("..", "README.md"))
+	root, err := filepath.Abs("..")
 	require.NoError(t, err)
-	text, err := os.ReadFile(readmePath)
-	require.NoError(t, err)
-	lines := strings.SplitAfter(string(text), "\n")
-	for i := 0; i < len(lines); i++ {
-		if strings.TrimSpace(lines[i]) != "```go" {
-			continue
+	for _, name := range []string{"README.md", filepath.Join("docs", "reference.md")} {
+		path := filepath.Join(root, name)
+		text, err := os.ReadFile(path)
+		require.NoError(t, err)
+		lines := strings.SplitAfter(string(text), "\n")
+		for i := 0; i < len(lines); i++ {
+			if strings.TrimSpace(lines[i]) != "```go" {
+				continue
+			}
+			start := i + 1
+			for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
+			}
+			require.Less(t, i, len(lines), "%s:%d: the ```go block is not closed", name, start)
+			blocks = append(blocks, readmeBlock{file: path, line: start + 1, code: strings.Join(lines[start:i], "")})
 		}
-		start := i + 1
-		for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
-		}
-		require.Less(t, i, len(lines), "README.md:%d: the ```go block is not closed", start)
-		blocks = append(blocks, readmeBlock{line: start + 1, code: strings.Join(lines[start:i], "")})
 	}
 	require.NotEmpty(t, blocks, "no ```go block in README.md")
-	return readmePath, blocks
+	return root, blocks
 }
 
 // usedPackages returns the import paths of the packages code refers to
@@ -128,14 +135,14 @@ func usedPackages(code string) []string {
 // wrapBlock returns the file a reader gets by pasting b into a run
 // function and letting the editor add the imports. A line directive
 // makes the compiler report errors at the README's own lines.
-func wrapBlock(readmePath string, b readmeBlock) string {
+func wrapBlock(b readmeBlock) string {
 	var f strings.Builder
 	f.WriteString("package block\n\nimport (\n")
 	for _, p := range usedPackages("context.Context\n" + b.code) {
 		fmt.Fprintf(&f, "\t%q\n", p)
 	}
 	f.WriteString(")\n\nfunc run(ctx context.Context) error {\n")
-	fmt.Fprintf(&f, "//line %s:%d\n", readmePath, b.line)
+	fmt.Fprintf(&f, "//line %s:%d\n", b.file, b.line)
 	f.WriteString(b.code)
 	f.WriteString("return nil\n}\n\nvar _ = run\n")
 	return f.String()
@@ -144,9 +151,8 @@ func wrapBlock(readmePath string, b readmeBlock) string {
 // readmeWorkspace writes, into a temporary directory, a module holding
 // every block (blockNN/, one package each) inside a workspace with the
 // repository's modules, and returns the directory.
-func readmeWorkspace(t *testing.T, readmePath string, blocks []readmeBlock) string {
+func readmeWorkspace(t *testing.T, root string, blocks []readmeBlock) string {
 	t.Helper()
-	root := filepath.Dir(readmePath)
 	dir := t.TempDir()
 	write := func(name, content string) {
 		t.Helper()
@@ -167,9 +173,9 @@ func readmeWorkspace(t *testing.T, readmePath string, blocks []readmeBlock) stri
 	for i, b := range blocks {
 		name := fmt.Sprintf("block%02d", i+1)
 		if b.isProgram() {
-			write(name+"/main.go", fmt.Sprintf("//line %s:%d\n%s", readmePath, b.line, b.code))
+			write(name+"/main.go", fmt.Sprintf("//line %s:%d\n%s", b.file, b.line, b.code))
 		} else {
-			write(name+"/block.go", wrapBlock(readmePath, b))
+			write(name+"/block.go", wrapBlock(b))
 		}
 	}
 	return dir
@@ -193,8 +199,8 @@ func goCmd(ctx context.Context, dir string, args ...string) (string, error) {
 // a client they never used, which a test that added code after them
 // could not see.
 func TestREADMEGoBlocksCompile(t *testing.T) {
-	readmePath, blocks := readmeGoBlocks(t)
-	dir := readmeWorkspace(t, readmePath, blocks)
+	root, blocks := readmeGoBlocks(t)
+	dir := readmeWorkspace(t, root, blocks)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	for _, step := range [][]string{{"build", "./..."}, {"vet", "./..."}} {
@@ -202,19 +208,19 @@ func TestREADMEGoBlocksCompile(t *testing.T) {
 		require.NoError(t, err, "go %s of the README's Go blocks (each wrapped in func run(ctx context.Context) error { ... return nil }):\n%s",
 			strings.Join(step, " "), out)
 	}
-	t.Logf("%d Go blocks of README.md build and vet", len(blocks))
+	t.Logf("%d Go blocks of README.md and docs/reference.md build and vet", len(blocks))
 }
 
 // TestREADMEProgramRuns runs the README's complete program, which serves
 // itself on loopback: it must exit 0.
 func TestREADMEProgramRuns(t *testing.T) {
-	readmePath, blocks := readmeGoBlocks(t)
-	dir := readmeWorkspace(t, readmePath, blocks)
+	root, blocks := readmeGoBlocks(t)
+	dir := readmeWorkspace(t, root, blocks)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	ran := 0
 	for i, b := range blocks {
-		if !b.isProgram() {
+		if !b.isProgram() || filepath.Base(b.file) != "README.md" {
 			continue
 		}
 		out, err := goCmd(ctx, dir, "run", fmt.Sprintf("./block%02d", i+1))
