@@ -188,6 +188,7 @@ func readmeWorkspace(t *testing.T, root string, blocks []readmeBlock) string {
 		name := fmt.Sprintf("block%02d", i+1)
 		if b.isProgram() {
 			write(name+"/main.go", fmt.Sprintf("//line %s:%d\n%s", b.file, b.line, b.code))
+			write(name+"/readme_program_test.go", programTest)
 		} else {
 			write(name+"/block.go", wrapBlock(b))
 		}
@@ -206,6 +207,78 @@ func goCmd(ctx context.Context, dir string, args ...string) (string, error) {
 	err := cmd.Run()
 	return out.String(), err
 }
+
+// programTest is added beside the README's complete program (as
+// readme_program_test.go, package main) and run with go test: it pins
+// that the program's roundTrip, the README's recipe for using a pooled
+// conn, keeps a reply it did not understand from the next borrower. The
+// server answers the first request of its first conn with an error, and
+// from then on that conn is one reply behind: a roundTrip that gave the
+// conn back without MarkUnusable would have the next borrower read
+// "+stale" for its own reply.
+const programTest = `package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/connpool/connpool"
+)
+
+func TestRoundTripKeepsABadReplyFromTheNextBorrower(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			first := conns.Add(1) == 1
+			go func() {
+				defer c.Close()
+				for n, s := 0, bufio.NewScanner(c); s.Scan(); n++ {
+					switch {
+					case !first:
+						fmt.Fprintf(c, "+%s\n", s.Text())
+					case n == 0:
+						fmt.Fprintf(c, "-ERR\n")
+					default:
+						fmt.Fprintf(c, "+stale\n+%s\n", s.Text())
+					}
+				}
+			}()
+		}
+	}()
+
+	pool, err := connpool.New("tcp", ln.Addr().String(), connpool.WithMaxConns(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if reply, err := roundTrip(ctx, pool, "first"); err == nil {
+		t.Fatalf("roundTrip returned %q for an error reply", reply)
+	}
+	reply, err := roundTrip(ctx, pool, "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply != "second" {
+		t.Fatalf("the next borrower read %q, left by the error reply before it", reply)
+	}
+}
+`
 
 // readmeServices maps the loopback addresses the README's blocks use to
 // the service that must answer there for the block to run.
@@ -255,6 +328,10 @@ func TestREADMEGoBlocks(t *testing.T) {
 			require.NoError(t, err, "%s exits non-zero:\n%s", where, out)
 			if len(out) > 0 {
 				t.Logf("%s output:\n%s", where, out)
+			}
+			if b.isProgram() {
+				out, err := goCmd(ctx, dir, "test", "-count=1", fmt.Sprintf("./block%02d", i+1))
+				require.NoError(t, err, "the test of %s's roundTrip (programTest):\n%s", where, out)
 			}
 		})
 	}
