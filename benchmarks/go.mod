@@ -3,7 +3,7 @@ module github.com/connpool/connpool/benchmarks
 go 1.26.0
 
 require (
-	github.com/connpool/connpool v0.0.0
+	github.com/connpool/connpool v0.1.0
 	github.com/jackc/puddle/v2 v2.2.3
 )
 

@@ -14,8 +14,8 @@ import (
 	"github.com/connpool/connpool/connpoolotel"
 )
 
-// readmeOTel is the README's OpenTelemetry recipe, verbatim (the
-// integration module's TestREADMERecipesAreTested keeps them in step).
+// readmeOTel is the README's OpenTelemetry recipe, run here (the integration
+// module's TestREADMEGoBlocksCompile builds the README's block as pasted).
 func readmeOTel() error {
 	m, err := connpoolotel.New(otel.GetMeterProvider())
 	if err != nil {

@@ -10,8 +10,8 @@ import (
 	"github.com/connpool/connpool/connpoolprom"
 )
 
-// readmePrometheus is the README's Prometheus recipe, verbatim (the
-// integration module's TestREADMERecipesAreTested keeps them in step).
+// readmePrometheus is the README's Prometheus recipe, run here (the integration
+// module's TestREADMEGoBlocksCompile builds the README's block as pasted).
 func readmePrometheus() error {
 	pool, err := connpool.New("tcp", "127.0.0.1:6379")
 	if err != nil {

@@ -3,7 +3,7 @@ module github.com/connpool/connpool/integration
 go 1.26.0
 
 require (
-	github.com/connpool/connpool v0.0.0
+	github.com/connpool/connpool v0.1.0
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/lib/pq v1.12.3
