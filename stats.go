@@ -25,6 +25,12 @@ type Stats struct {
 	Closing   int // conns the pool is closing now
 	Dialing   int // dials in flight now
 	Waiting   int // Gets queued for a conn now
+	// GroupWaiting counts the pool's dials waiting for a slot under its
+	// group's cap now (WithGroupMaxConns), not yet in flight: they are
+	// not counted in Dialing. Each holds a place under MaxConns, so that
+	// OpenConns + Dialing + GroupWaiting <= MaxConns. See
+	// [Group.GroupStats].
+	GroupWaiting int
 	// OldestWait is how long the Get that has waited longest has been
 	// queued, 0 when none waits: the first sign of exhaustion.
 	OldestWait time.Duration
@@ -169,8 +175,10 @@ func (p *Pool) Stats() Stats {
 		InUse:     p.inUseIdleLocked(),
 		Idle:      p.idle.Len() + p.numChecking,
 		Closing:   p.numClosing,
-		Dialing:   p.numDialing,
+		Dialing:   p.numDialing - p.numGroupWaiting,
 		Waiting:   p.waiters.Len(),
+
+		GroupWaiting: p.numGroupWaiting,
 
 		Dials:      p.dials,
 		DialErrors: p.dialErrors,
