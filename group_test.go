@@ -311,7 +311,10 @@ func TestGroupDialingCountsOnlyDialsInFlight(t *testing.T) {
 	assert.Positive(t, st.OldestWait)
 	cancel() // the waiting Gets leave
 	for range 2 * len(waiting) {
-		assert.ErrorIs(t, <-gets, context.Canceled)
+		err := <-gets
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.ErrorContains(t, err, "dialing 0", "the Get's error counts dials in flight only")
+		assert.ErrorContains(t, err, "dials waiting at the group's cap of 2 (WithGroupMaxConns)")
 	}
 }
 
