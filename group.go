@@ -263,8 +263,9 @@ type GroupStats struct {
 	// enough conns have closed.
 	OpenConns int
 	// Waiting is the dials waiting for a slot under the cap now, across
-	// the pools; each pool's share is its [Stats] GroupWaiting. They are
-	// served first come, first served, whichever pool they are for.
+	// the pools, served first come, first served, whichever pool they are
+	// for. A pool's [Stats] counts them in neither Dialing (dials in
+	// flight) nor OpenConns.
 	Waiting int
 	// OldestWait is how long the dial that has waited longest for a slot
 	// has been waiting, 0 when none waits: the sign that the cap is too

@@ -23,14 +23,8 @@ type Stats struct {
 	InUse     int // conns borrowed now
 	Idle      int // idle conns now, including those under a background check
 	Closing   int // conns the pool is closing now
-	Dialing   int // dials in flight now
+	Dialing   int // dials in flight now; not those waiting for a slot under a Group's cap (see Group.GroupStats)
 	Waiting   int // Gets queued for a conn now
-	// GroupWaiting counts the pool's dials waiting for a slot under its
-	// group's cap now (WithGroupMaxConns), not yet in flight: they are
-	// not counted in Dialing. Each holds a place under MaxConns, so that
-	// OpenConns + Dialing + GroupWaiting <= MaxConns. See
-	// [Group.GroupStats].
-	GroupWaiting int
 	// OldestWait is how long the Get that has waited longest has been
 	// queued, 0 when none waits: the first sign of exhaustion.
 	OldestWait time.Duration
@@ -177,8 +171,6 @@ func (p *Pool) Stats() Stats {
 		Closing:   p.numClosing,
 		Dialing:   p.numDialing - p.numGroupWaiting,
 		Waiting:   p.waiters.Len(),
-
-		GroupWaiting: p.numGroupWaiting,
 
 		Dials:      p.dials,
 		DialErrors: p.dialErrors,
