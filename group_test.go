@@ -2,6 +2,8 @@ package connpool_test
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -457,4 +459,101 @@ func TestGroupServesEvictedIdleConnsSlotsInOrder(t *testing.T) {
 		evicted += st.IdleClosed
 	}
 	assert.Equal(t, int64(3), evicted, "the held conn and the conns of calls 1 and 3, evicted")
+}
+
+// groupStressFor is how long TestGroupQueueStress runs.
+var groupStressFor = flag.Duration("connpool.groupstress", 300*time.Millisecond, "how long TestGroupQueueStress runs")
+
+// TestGroupQueueStress runs Gets and DialContexts to four hosts, a third
+// of them giving up within a few milliseconds, while the cap moves between
+// 1 and 4 and the waiting dials evict each other's idle conns. Every call
+// ends served or with its context's error; no more sockets are open than
+// the largest cap; at the end, with the cap at 4, no dial waits and the
+// group's slots are its open sockets, one for one.
+func TestGroupQueueStress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress test")
+	}
+	counter := &countingDialer{}
+	g := newGroup(t, connpool.WithGroupMaxConns(2), connpool.WithMaxConns(4), connpool.WithDialer(counter.dial))
+	var addrs []string
+	for range 4 {
+		addrs = append(addrs, startServer(t).Addr())
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 100)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+				if (w+i)%3 == 0 {
+					ctx, cancel = context.WithTimeout(context.Background(), time.Duration(1+i%5)*time.Millisecond)
+				}
+				addr := addrs[(w*7+i)%len(addrs)]
+				var err error
+				if w%2 == 0 {
+					var c *connpool.Conn
+					if c, err = g.Get(ctx, "tcp", addr); err == nil {
+						if i%4 == 0 {
+							c.MarkUnusable()
+						}
+						err = c.Close()
+					}
+				} else {
+					var c net.Conn
+					if c, err = g.DialContext(ctx, "tcp", addr); err == nil {
+						err = c.Close()
+					}
+				}
+				cancel()
+				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for size := 0; ; size++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if err := g.SetGroupMaxConns(1 + size%4); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	<-time.After(*groupStressFor)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	assert.LessOrEqual(t, counter.peak.Load(), int64(4), "sockets open at once, with a cap of at most 4")
+
+	require.NoError(t, g.SetGroupMaxConns(4))
+	require.Eventually(t, func() bool {
+		st := g.GroupStats()
+		return st.Waiting == 0 && int64(st.OpenConns) == counter.open.Load()
+	}, waitFor, tick, "the group's slots against its sockets")
+	st := g.GroupStats()
+	t.Logf("%d dials waited at the cap, %v in all", st.WaitCount, st.WaitDuration)
+	assert.Positive(t, st.WaitCount)
+	open := 0
+	for _, ps := range g.Stats() {
+		open += ps.OpenConns + ps.Dialing
+	}
+	assert.Equal(t, st.OpenConns, open, "the group's slots against its pools' conns")
 }
