@@ -238,7 +238,8 @@ func (g *Group) SetGroupMaxConns(n int) error {
 	}
 }
 
-// Stats returns the stats of every pool the group holds now.
+// Stats returns the stats of every pool the group holds now; what the
+// pools share, the group's cap, is in [Group.GroupStats].
 func (g *Group) Stats() map[Addr]Stats {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
