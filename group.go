@@ -542,22 +542,25 @@ func (g *Group) askClosers() (registered bool, again time.Duration) {
 // The pool side of a group: its slot under the cap, and its idle conns
 // as the group's eviction sees them.
 
-// acquireGroupSlot takes a slot under the group's cap for a dial, when the
-// pool belongs to a group that has one. It waits for as long as the pool
-// is open: waiting for the cap is not a dial failure. It takes mu, when
-// the dial has to wait, to keep numGroupWaiting: a dial waiting for its
-// slot is not in flight (Stats.Dialing).
-func (p *Pool) acquireGroupSlot() error {
+// acquireGroupSlot takes a slot under the group's cap for a dial to ep,
+// when the pool belongs to a group that has one. It waits for as long as
+// the pool is open: waiting for the cap is not a dial failure. It takes
+// mu, when the dial has to wait, to keep numGroupWaiting and
+// ep.groupWaiting: a dial waiting for its slot is not in flight
+// (Stats.Dialing, AddressStats.Dialing).
+func (p *Pool) acquireGroupSlot(ep *endpoint) error {
 	l := p.cfg.limit
 	if l == nil || l.tryAcquire() {
 		return nil
 	}
 	p.mu.Lock()
 	p.numGroupWaiting++
+	ep.groupWaiting++
 	p.mu.Unlock()
 	err := l.wait(p.ctx, p)
 	p.mu.Lock()
 	p.numGroupWaiting--
+	ep.groupWaiting--
 	p.mu.Unlock()
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -556,4 +557,35 @@ func TestGroupQueueStress(t *testing.T) {
 		open += ps.OpenConns + ps.Dialing
 	}
 	assert.Equal(t, st.OpenConns, open, "the group's slots against its pools' conns")
+}
+
+// TestGroupHostNameDialingCountsOnlyDialsInFlight: for a pool of a host
+// name, each address's Dialing, like the pool's, counts only the dials in
+// flight, not one waiting for a slot under the group's cap.
+func TestGroupHostNameDialingCountsOnlyDialsInFlight(t *testing.T) {
+	srv := startServer(t)
+	_, port, err := net.SplitHostPort(srv.Addr())
+	require.NoError(t, err)
+	resolver := connpool.ResolverFunc(func(context.Context, string, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	})
+	g := newGroup(t, connpool.WithGroupMaxConns(1), connpool.WithResolver(resolver))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	held, err := g.Get(ctx, "tcp", net.JoinHostPort("held.test", port))
+	require.NoError(t, err)
+	defer held.Close()
+	addr := net.JoinHostPort("waiting.test", port)
+	got := make(chan error, 1)
+	go func() {
+		_, err := g.Get(ctx, "tcp", addr)
+		got <- err
+	}()
+	require.Eventually(t, func() bool { return g.GroupStats().Waiting == 1 }, waitFor, tick)
+	st := g.Stats()[connpool.Addr{Network: "tcp", Address: addr}]
+	assert.Zero(t, st.Dialing)
+	require.Len(t, st.Addresses, 1)
+	assert.Zero(t, st.Addresses[0].Dialing, "a dial waiting for a slot under the group's cap counted as in flight")
+	cancel()
+	assert.ErrorIs(t, <-got, context.Canceled)
 }

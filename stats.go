@@ -226,7 +226,7 @@ func (p *Pool) addressStatsIdleLocked() []AddressStats {
 	for _, list := range [][]*endpoint{p.eps, p.draining} {
 		for _, ep := range list {
 			out = append(out, AddressStats{
-				Address: ep.addr, Open: ep.open, Dialing: ep.dialing, Dials: ep.dials, DialErrors: ep.dialErrors,
+				Address: ep.addr, Open: ep.open, Dialing: ep.dialing - ep.groupWaiting, Dials: ep.dials, DialErrors: ep.dialErrors,
 				BackingOff: ep.backingOffLocked(now), Draining: ep.removed.Load(),
 			})
 		}
