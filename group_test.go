@@ -335,10 +335,10 @@ type servedCall struct {
 }
 
 // queueAtGroupCap starts call n to a server of its own in the background, a
-// Get when n is odd and a DialContext when it is even, and returns once
-// its dial waits at g's cap, behind those already waiting. The call is
+// Get, or with mixed a DialContext when n is even, and returns once its
+// dial waits at g's cap, behind those already waiting. The call is
 // reported on served when it returns; it gives up when the test ends.
-func queueAtGroupCap(t *testing.T, g *connpool.Group, n int, served chan<- servedCall) {
+func queueAtGroupCap(t *testing.T, g *connpool.Group, n int, mixed bool, served chan<- servedCall) {
 	t.Helper()
 	addr := startServer(t).Addr()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -346,7 +346,7 @@ func queueAtGroupCap(t *testing.T, g *connpool.Group, n int, served chan<- serve
 	want := g.GroupStats().Waiting + 1
 	go func() {
 		s := servedCall{n: n}
-		if n%2 == 1 {
+		if !mixed || n%2 == 1 {
 			var c *connpool.Conn
 			if c, s.err = g.Get(ctx, "tcp", addr); s.err == nil {
 				s.release = func(destroy bool) error {
@@ -382,16 +382,17 @@ func nextServed(t *testing.T, served <-chan servedCall) servedCall {
 }
 
 // queueFour holds the only slot of a group capped at 1 and queues four
-// calls behind it, 15ms apart (the spacing of the report: long enough for
-// a dial that rejoined the queue every 20ms to rotate it; the order comes
-// from waiting until each call is queued). It returns the held conn.
-func queueFour(t *testing.T, g *connpool.Group, served chan<- servedCall) *connpool.Conn {
+// calls behind it (Gets, or with mixed Gets and DialContexts), 15ms apart:
+// the spacing of the report, long enough for a dial that rejoined the
+// queue every 20ms to rotate it; the order comes from waiting until each
+// call is queued. It returns the held conn.
+func queueFour(t *testing.T, g *connpool.Group, mixed bool, served chan<- servedCall) *connpool.Conn {
 	t.Helper()
 	held, err := g.Get(context.Background(), "tcp", startServer(t).Addr())
 	require.NoError(t, err)
 	t.Cleanup(func() { held.Close() })
 	for n := 1; n <= 4; n++ {
-		queueAtGroupCap(t, g, n, served)
+		queueAtGroupCap(t, g, n, mixed, served)
 		<-time.After(15 * time.Millisecond)
 	}
 	st := g.GroupStats()
@@ -407,7 +408,7 @@ func queueFour(t *testing.T, g *connpool.Group, served chan<- servedCall) *connp
 func TestGroupServesRaisedCapInOrder(t *testing.T) {
 	g := newGroup(t, connpool.WithGroupMaxConns(1))
 	served := make(chan servedCall, 4)
-	queueFour(t, g, served)
+	queueFour(t, g, false, served)
 	var order []int
 	for size := 2; size <= 5; size++ {
 		require.NoError(t, g.SetGroupMaxConns(size))
@@ -428,7 +429,7 @@ func TestGroupServesRaisedCapInOrder(t *testing.T) {
 func TestGroupServesClosedConnsSlotsInOrder(t *testing.T) {
 	g := newGroup(t, connpool.WithGroupMaxConns(1))
 	served := make(chan servedCall, 4)
-	held := queueFour(t, g, served)
+	held := queueFour(t, g, true, served)
 	held.MarkUnusable()
 	require.NoError(t, held.Close())
 	var order []int
@@ -446,7 +447,7 @@ func TestGroupServesClosedConnsSlotsInOrder(t *testing.T) {
 func TestGroupServesEvictedIdleConnsSlotsInOrder(t *testing.T) {
 	g := newGroup(t, connpool.WithGroupMaxConns(1))
 	served := make(chan servedCall, 4)
-	held := queueFour(t, g, served)
+	held := queueFour(t, g, true, served)
 	require.NoError(t, held.Close()) // idle in its pool, holding the slot
 	var order []int
 	for range 4 {
