@@ -270,8 +270,8 @@ func TestGroupNamesPoolsByAddress(t *testing.T) {
 // TestGroupDialingCountsOnlyDialsInFlight pins Stats.Dialing for the pools
 // of a group at its cap: a dial waiting for a slot under the group's cap
 // has not reached the dialer, so it is not counted in Dialing. Summed over
-// a group of 10 open sockets, Dialing read 80 when each of its 8 other
-// pools had a dial waiting per Get.
+// a group of 10 open sockets, Dialing read 80: the dials waiting for a
+// group slot.
 func TestGroupDialingCountsOnlyDialsInFlight(t *testing.T) {
 	held, waiting := startServer(t), []string{startServer(t).Addr(), startServer(t).Addr(), startServer(t).Addr()}
 	g := newGroup(t, connpool.WithGroupMaxConns(2), connpool.WithMaxConns(4))
