@@ -426,8 +426,10 @@ func (l *groupLimit) tryAcquire() bool {
 // permit any of these frees goes to the first dial queued, which may be
 // another: this one keeps its place, so that the group serves its dials
 // in the order they came, across its pools, whatever frees the permit (a
-// raised cap, a conn closed, an idle conn evicted). It fails only when
-// ctx ends.
+// raised cap, a conn closed, an idle conn evicted). A dial whose Get has
+// left keeps its place too, as before: its turn dials a conn for its
+// pool's next Get or idle stack, which the dials behind it may evict. It
+// fails only when ctx ends.
 func (l *groupLimit) wait(ctx context.Context, p *Pool) error {
 	start := time.Now()
 	w := l.sem.Join(int64(start.Sub(l.g.epoch)))
