@@ -122,7 +122,7 @@ func (p *Pool) dial(d dialOp) {
 	var err error
 	limited := !addressed // the pool closed before the first resolve answered: no slot held
 	if addressed {
-		err = p.acquireGroupSlot()
+		err = p.acquireGroupSlot(d.ep)
 		limited = err != nil // the pool closed while waiting for the group's cap: no slot held
 	}
 	if !limited {

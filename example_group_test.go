@@ -1,9 +1,11 @@
 package connpool_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"time"
@@ -60,4 +62,38 @@ func ExampleGroup_CloseIdleWith() {
 	// host 0
 	// host 1
 	// host 2
+}
+
+// ExampleGroup_GroupStats reads what a group's pools share: its cap, the
+// conns open under it, and the dials waiting for a slot, which a dashboard
+// shows beside each pool's stats.
+func ExampleGroup_GroupStats() {
+	group, err := connpool.NewGroup(connpool.WithGroupMaxConns(2))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer group.Close()
+	for range 2 { // two hosts, one conn each: the cap is reached
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer ln.Close()
+		conn, err := group.Get(context.Background(), "tcp", ln.Addr().String())
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer conn.Close()
+	}
+	st := group.GroupStats()
+	fmt.Printf("%d pools, %d of %d conns open, %d dials waiting\n", st.Pools, st.OpenConns, st.MaxConns, st.Waiting)
+
+	// A third host would wait for a slot: raise the cap.
+	if err := group.SetGroupMaxConns(3); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("cap:", group.GroupStats().MaxConns)
+	// Output:
+	// 2 pools, 2 of 2 conns open, 0 dials waiting
+	// cap: 3
 }

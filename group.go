@@ -27,13 +27,17 @@ type Addr struct {
 // ([WithGroupMaxConns]). A dial that would exceed it makes room: it closes
 // the oldest idle conn of another pool, and when no pool has one, it asks
 // the clients registered with [Group.CloseIdleWith] to close the conns
-// they keep idle; otherwise it waits for a conn to close. A conn handed out
-// by DialContext holds its slot until its client closes it, so a Transport
-// that keeps idle keep-alive conns holds slots the group cannot take back
-// by itself: register it, or the group can wait at its cap for as long as
-// the Transport keeps them (a zero Transport: forever; the group logs a
-// warning through [WithLogger] after a second). Only idle conns are
-// closed: a request in flight is never broken.
+// they keep idle; otherwise it waits for a conn to close. Dials waiting at
+// the cap are served first come, first served across the pools, whatever
+// frees a slot: a raised cap, a conn closed, an idle conn evicted.
+// [Group.GroupStats] reports the cap and the dials waiting at it.
+//
+// A conn handed out by DialContext holds its slot until its client closes
+// it, so a Transport that keeps idle keep-alive conns holds slots the
+// group cannot take back by itself: register it, or the group can wait at
+// its cap for as long as the Transport keeps them (a zero Transport:
+// forever; the group logs a warning through [WithLogger] after a second).
+// Only idle conns are closed: a request in flight is never broken.
 //
 // A Group is safe for concurrent use.
 type Group struct {
@@ -234,7 +238,8 @@ func (g *Group) SetGroupMaxConns(n int) error {
 	}
 }
 
-// Stats returns the stats of every pool the group holds now.
+// Stats returns the stats of every pool the group holds now; what the
+// pools share, the group's cap, is in [Group.GroupStats].
 func (g *Group) Stats() map[Addr]Stats {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
@@ -243,6 +248,59 @@ func (g *Group) Stats() map[Addr]Stats {
 		out[k] = e.pool.Stats()
 	}
 	return out
+}
+
+// GroupStats is a snapshot of what a [Group]'s pools share, from
+// [Group.GroupStats]: its cap, and the dials waiting for a slot under it.
+// Gauges are values now; counters only grow from the group's creation.
+type GroupStats struct {
+	Pools int // pools the group holds now
+	// MaxConns is the cap on the conns open across the pools
+	// (WithGroupMaxConns, SetGroupMaxConns), 0 when the group has none.
+	MaxConns int
+	// OpenConns is the conns open across the pools now, each dial in
+	// flight or waiting to take its slot included. With a cap, it is the
+	// slots held; it may exceed MaxConns after the cap was lowered, until
+	// enough conns have closed.
+	OpenConns int
+	// Waiting is the dials waiting for a slot under the cap now, across
+	// the pools, served first come, first served, whichever pool they are
+	// for. A pool's [Stats] counts them in neither Dialing (dials in
+	// flight) nor OpenConns.
+	Waiting int
+	// OldestWait is how long the dial that has waited longest for a slot
+	// has been waiting, 0 when none waits: the sign that the cap is too
+	// low, or that a client keeps idle conns it was not asked to close
+	// ([Group.CloseIdleWith]).
+	OldestWait time.Duration
+	// WaitCount counts the dials that waited for a slot and are done
+	// waiting (served, or left with their pool), and WaitDuration is the
+	// total time they waited.
+	WaitCount    int64
+	WaitDuration time.Duration
+}
+
+// GroupStats returns the group's own stats: its cap and the dials waiting
+// at it. Each pool's stats are in [Group.Stats].
+func (g *Group) GroupStats() GroupStats {
+	g.mu.RLock()
+	st := GroupStats{Pools: len(g.pools)}
+	if g.total == nil {
+		for _, e := range g.pools {
+			st.OpenConns += int(e.pool.openHint.Load())
+		}
+	}
+	g.mu.RUnlock()
+	if l := g.total; l != nil {
+		st.OpenConns, st.MaxConns = l.sem.Used()
+		var oldest int64
+		if st.Waiting, oldest = l.sem.Waiting(); st.Waiting > 0 {
+			st.OldestWait = max(time.Since(g.epoch)-time.Duration(oldest), 0)
+		}
+		st.WaitCount = l.waits.Load()
+		st.WaitDuration = time.Duration(l.waited.Load())
+	}
+	return st
 }
 
 // Close closes every pool, as [Pool.Close] does, and stops the group's
@@ -318,10 +376,22 @@ func (g *Group) evictIdle(except *Pool) bool {
 }
 
 // groupLimit is the group's cap as the pools see it: a permit per open
-// conn, taken before a dial and given back when the conn closes.
+// conn, taken before a dial and given back when the conn closes. Dials
+// that find the cap reached queue for a permit in one queue across the
+// pools, first come first served (wait).
 type groupLimit struct {
 	g   *Group
 	sem *slots.Slots // resized by SetGroupMaxConns
+
+	// evicting counts the waiting dials that are evicting an idle conn
+	// now. evictFor lets no more evict at once than dials wait: each
+	// eviction serves the first of them, so more would close conns
+	// nobody needs.
+	evicting atomic.Int32
+	// waits and waited count the dials that queued for a permit and their
+	// total time queued, for GroupStats.
+	waits  atomic.Int64
+	waited atomic.Int64
 }
 
 // size returns the cap.
@@ -339,44 +409,94 @@ const evictRetry = 20 * time.Millisecond
 // to evict and no closer to ask, before the group warns.
 const warnAfter = time.Second
 
-// acquire takes a permit for a dial of p. When the cap is reached it makes
-// room, in this order: the oldest idle conn of another pool, the closers'
-// idle conns, a conn that closes by itself. It fails only when ctx ends.
-func (l *groupLimit) acquire(ctx context.Context, p *Pool) error {
-	var since time.Time // when the dial began to wait; zero until it has to
+// tryAcquire takes a permit for a dial if one is free and no dial waits.
+func (l *groupLimit) tryAcquire() bool {
+	if !l.sem.TryAcquire() {
+		return false
+	}
+	if l.g.warned.Load() {
+		l.g.warned.Store(false) // a slot at once: the streak is over
+	}
+	return true
+}
+
+// wait queues a dial of p for a permit and waits its turn. While it
+// waits, it makes room, in this order: the oldest idle conn of another
+// pool, the closers' idle conns; otherwise a conn closes by itself. The
+// permit any of these frees goes to the first dial queued, which may be
+// another: this one keeps its place, so that the group serves its dials
+// in the order they came, across its pools, whatever frees the permit (a
+// raised cap, a conn closed, an idle conn evicted). A dial whose Get has
+// left keeps its place too, as before: its turn dials a conn for its
+// pool's next Get or idle stack, which the dials behind it may evict. It
+// fails only when ctx ends.
+func (l *groupLimit) wait(ctx context.Context, p *Pool) error {
+	start := time.Now()
+	w := l.sem.Join(int64(start.Sub(l.g.epoch)))
+	defer func() {
+		l.waits.Add(1)
+		l.waited.Add(int64(time.Since(start)))
+	}()
+	var retryAt *time.Timer
+	defer func() {
+		if retryAt != nil {
+			retryAt.Stop()
+		}
+	}()
 	for {
-		if l.sem.TryAcquire() {
-			if since.IsZero() && l.g.warned.Load() {
-				l.g.warned.Store(false) // a slot at once: the streak is over
-			}
+		if granted(w) {
 			return nil
 		}
-		if l.g.evictIdle(p) {
+		if l.evictFor(p) {
 			continue
-		}
-		if since.IsZero() {
-			since = time.Now()
 		}
 		// Only for a Get that waits: a dial nobody waits for any more (its
 		// Get left, or it warms) takes no conn from the clients.
 		retry := evictRetry
-		if p.queued.Load() > 0 {
+		if p.queued.Load() > 0 && !granted(w) {
 			if asked, again := l.g.askClosers(); asked {
 				retry = again
 			} else {
-				l.warnStuck(p, time.Since(since))
+				l.warnStuck(p, time.Since(start))
 			}
 		}
-		wait, cancel := context.WithTimeout(ctx, retry)
-		err := l.sem.Acquire(wait)
-		cancel()
-		if err == nil {
-			return nil
+		if retryAt == nil {
+			retryAt = time.NewTimer(retry)
+		} else {
+			retryAt.Reset(retry)
 		}
-		if ctx.Err() != nil {
+		select {
+		case <-w.Granted():
+			return nil
+		case <-retryAt.C:
+		case <-ctx.Done():
+			if !l.sem.Leave(w) {
+				return nil // granted as ctx ended: the dial goes on, and finds its pool closed
+			}
 			return ctx.Err()
 		}
 	}
+}
+
+// granted reports whether w was granted its permit.
+func granted(w *slots.Waiter) bool {
+	select {
+	case <-w.Granted():
+		return true
+	default:
+		return false
+	}
+}
+
+// evictFor closes the oldest idle conn of a pool other than p, for the
+// dials waiting at the cap, unless as many evictions are under way as
+// dials wait. It reports whether it closed one.
+func (l *groupLimit) evictFor(p *Pool) bool {
+	defer l.evicting.Add(-1)
+	if n, _ := l.sem.Waiting(); int(l.evicting.Add(1)) > n {
+		return false
+	}
+	return l.g.evictIdle(p)
 }
 
 func (l *groupLimit) release() { l.sem.Release() }
@@ -424,14 +544,27 @@ func (g *Group) askClosers() (registered bool, again time.Duration) {
 // The pool side of a group: its slot under the cap, and its idle conns
 // as the group's eviction sees them.
 
-// acquireGroupSlot takes a slot under the group's cap for a dial, when the
-// pool belongs to a group that has one. It waits for as long as the pool
-// is open: waiting for the cap is not a dial failure.
-func (p *Pool) acquireGroupSlot() error {
-	if p.cfg.limit == nil {
+// acquireGroupSlot takes a slot under the group's cap for a dial to ep,
+// when the pool belongs to a group that has one. It waits for as long as
+// the pool is open: waiting for the cap is not a dial failure. It takes
+// mu, when the dial has to wait, to keep numGroupWaiting and
+// ep.groupWaiting: a dial waiting for its slot is not in flight
+// (Stats.Dialing, AddressStats.Dialing).
+func (p *Pool) acquireGroupSlot(ep *endpoint) error {
+	l := p.cfg.limit
+	if l == nil || l.tryAcquire() {
 		return nil
 	}
-	return p.cfg.limit.acquire(p.ctx, p)
+	p.mu.Lock()
+	p.numGroupWaiting++
+	ep.groupWaiting++
+	p.mu.Unlock()
+	err := l.wait(p.ctx, p)
+	p.mu.Lock()
+	p.numGroupWaiting--
+	ep.groupWaiting--
+	p.mu.Unlock()
+	return err
 }
 
 // releaseGroupSlot gives back the slot of a conn that closed or a dial

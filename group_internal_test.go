@@ -124,7 +124,7 @@ func TestGroupSlotOfLateDialFreedAfterItsSocket(t *testing.T) {
 		}
 		return nil
 	}
-	require.Eventually(t, func() bool { p := pool("b:1"); return p != nil && p.Stats().Dialing == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return g.GroupStats().Waiting == 1 }, 5*time.Second, time.Millisecond)
 
 	require.NoError(t, pool("a:1").Close())
 	assert.ErrorIs(t, <-aDone, ErrClosed)

@@ -72,6 +72,9 @@ type Pool struct {
 	numWarming  int
 	numChecking int
 	numClosing  int
+	// numGroupWaiting counts the dials of numDialing waiting for a slot
+	// under the group's cap (group.go): not in flight yet.
+	numGroupWaiting int
 
 	all map[*poolConn]struct{} // every open conn
 	// overCapLimit is, while overCap is set, the most conns that may be

@@ -244,7 +244,7 @@ func TestSetGroupMaxConns(t *testing.T) {
 		}
 		got <- err
 	}()
-	require.Eventually(t, func() bool { return g.Stats()[connpool.Addr{Network: "tcp", Address: b.Addr()}].Dialing == 1 }, waitFor, tick)
+	require.Eventually(t, func() bool { return g.GroupStats().Waiting == 1 }, waitFor, tick)
 	require.NoError(t, g.SetGroupMaxConns(2))
 	require.NoError(t, <-got, "the dial waiting for a slot went")
 	require.NoError(t, ca.Close())

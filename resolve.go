@@ -94,6 +94,9 @@ type endpoint struct {
 	// Guarded by Pool.mu.
 	open    int // conns to it that are open: dialed and not yet closed
 	dialing int // dials to it in flight
+	// groupWaiting counts the dials of dialing that wait for a slot under
+	// the group's cap (group.go): not in flight yet.
+	groupWaiting int
 	// leaving counts the open conns that a drain or a rebalance flagged
 	// or took to be closed (poolConn.why set): they are not its future.
 	leaving           int

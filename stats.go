@@ -23,7 +23,7 @@ type Stats struct {
 	InUse     int // conns borrowed now
 	Idle      int // idle conns now, including those under a background check
 	Closing   int // conns the pool is closing now
-	Dialing   int // dials in flight now
+	Dialing   int // dials in flight now; not those waiting for a slot under a Group's cap (see Group.GroupStats)
 	Waiting   int // Gets queued for a conn now
 	// OldestWait is how long the Get that has waited longest has been
 	// queued, 0 when none waits: the first sign of exhaustion.
@@ -169,7 +169,7 @@ func (p *Pool) Stats() Stats {
 		InUse:     p.inUseIdleLocked(),
 		Idle:      p.idle.Len() + p.numChecking,
 		Closing:   p.numClosing,
-		Dialing:   p.numDialing,
+		Dialing:   p.numDialing - p.numGroupWaiting,
 		Waiting:   p.waiters.Len(),
 
 		Dials:      p.dials,
@@ -226,7 +226,7 @@ func (p *Pool) addressStatsIdleLocked() []AddressStats {
 	for _, list := range [][]*endpoint{p.eps, p.draining} {
 		for _, ep := range list {
 			out = append(out, AddressStats{
-				Address: ep.addr, Open: ep.open, Dialing: ep.dialing, Dials: ep.dials, DialErrors: ep.dialErrors,
+				Address: ep.addr, Open: ep.open, Dialing: ep.dialing - ep.groupWaiting, Dials: ep.dials, DialErrors: ep.dialErrors,
 				BackingOff: ep.backingOffLocked(now), Draining: ep.removed.Load(),
 			})
 		}

@@ -240,8 +240,11 @@ func (p *Pool) waitFailed(ctx context.Context) error {
 	p.timeouts++
 	p.idleMu.Lock()
 	state := fmt.Sprintf("in use %d, idle %d, dialing %d, waiting %d, max %d",
-		p.inUseIdleLocked(), p.idle.Len()+p.numChecking, p.numDialing, p.waiters.Len(), p.cfg.maxConns)
+		p.inUseIdleLocked(), p.idle.Len()+p.numChecking, p.numDialing-p.numGroupWaiting, p.waiters.Len(), p.cfg.maxConns)
 	p.idleMu.Unlock()
+	if n := p.numGroupWaiting; n > 0 {
+		state += fmt.Sprintf(", %d dials waiting at the group's cap of %d (WithGroupMaxConns)", n, p.cfg.limit.size())
+	}
 	if p.failStreak > 0 {
 		state += fmt.Sprintf(", last dial error: %v", p.lastDialErr)
 	}

@@ -31,6 +31,63 @@ func queued(t *testing.T, s *Slots, ctx context.Context) <-chan error {
 	return done
 }
 
+// TestWaiterKeepsItsPlace pins the queue of a connpool Group: a waiter
+// that stops waiting for a while (a dial that looks for an idle conn to
+// evict, every 20ms) keeps its place. When such a waiter left and joined
+// again, a raised size served four waiters in the order 4 3 2 1.
+func TestWaiterKeepsItsPlace(t *testing.T) {
+	s := New(1)
+	require.True(t, s.TryAcquire())
+	var ws []*Waiter
+	for i := range 4 {
+		ws = append(ws, s.Join(int64(i+1)))
+		n, oldest := s.Waiting()
+		assert.Equal(t, i+1, n)
+		assert.Equal(t, int64(1), oldest, "the oldest waiter's stamp")
+	}
+	for i, w := range ws {
+		s.Resize(2 + i)
+		for j, other := range ws {
+			select {
+			case <-other.Granted():
+				assert.LessOrEqual(t, j, i, "waiter %d served before waiter %d", j+1, i+1)
+			default:
+				assert.Greater(t, j, i, "waiter %d not served by the raise to %d", j+1, 2+i)
+			}
+		}
+		assert.False(t, s.Leave(w), "a granted waiter cannot leave: it holds a slot")
+	}
+	n, oldest := s.Waiting()
+	assert.Zero(t, n)
+	assert.Zero(t, oldest)
+	used, size := s.Used()
+	assert.Equal(t, 5, used)
+	assert.Equal(t, 5, size)
+}
+
+// TestLeave: a waiter that leaves gives up its place, not a slot; one
+// granted at once by Join holds its slot.
+func TestLeave(t *testing.T) {
+	s := New(1)
+	first := s.Join(0)
+	select {
+	case <-first.Granted():
+	default:
+		t.Fatal("a free slot was not granted at once")
+	}
+	second, third := s.Join(0), s.Join(0)
+	assert.True(t, s.Leave(second))
+	s.Release()
+	select {
+	case <-third.Granted():
+	default:
+		t.Fatal("the waiter behind one that left was not served")
+	}
+	s.Release()
+	used, _ := s.Used()
+	assert.Zero(t, used)
+}
+
 func TestFirstComeFirstServed(t *testing.T) {
 	s := New(1)
 	require.True(t, s.TryAcquire())
