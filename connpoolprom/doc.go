@@ -86,5 +86,8 @@
 // (BenchmarkGroupCollect, whose doc says what each depth measures).
 //
 // dashboard.json, next to this package's source, is a Grafana dashboard
-// of these metrics.
+// of these metrics: pick a job, its instances (a service runs many
+// replicas) and pools; it shows the Get error rate and the failed Gets by
+// result first. Its use-time panel stays empty unless the pools run
+// connpool.WithUseTimeMetrics.
 package connpoolprom
