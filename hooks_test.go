@@ -105,7 +105,7 @@ func (l *eventLog) stats() connpool.Stats {
 		case connpool.GetDialError:
 			s.GetDialErrors++
 		case connpool.GetPoolClosed:
-			s.GetsClosed++
+			s.ClosedPoolGets++
 		case connpool.GetNoIdleConn:
 			s.NoIdleConn++
 		case connpool.GetInvalid:

@@ -17,7 +17,7 @@ import (
 // And every Get (Get, TryGet, DialContext, and a Group's through the
 // pool) that has returned was a hit, a miss or one failure:
 //
-//	Gets = Hits + Misses + Timeouts + GetDialErrors + GetsClosed +
+//	Gets = Hits + Misses + Timeouts + GetDialErrors + ClosedPoolGets +
 //	       TooManyWaiters + NoIdleConn + InvalidGets
 //
 // [Stats.Failed] reads the failure counters by [GetFailure]. A Group's Get
@@ -61,9 +61,9 @@ type Stats struct {
 	// dial made for them, or at once with the last one during the backoff
 	// after failed dials (GetDialError): during an outage, the Gets that
 	// DialErrors, which counts dials, does not show.
-	GetDialErrors int64
-	GetsClosed    int64 // Gets refused because the pool was closed, ErrClosed (GetPoolClosed)
-	NoIdleConn    int64 // TryGets that found no idle conn, ErrNoIdleConn (GetNoIdleConn)
+	GetDialErrors  int64
+	ClosedPoolGets int64 // Gets refused because the pool was closed, ErrClosed (GetPoolClosed)
+	NoIdleConn     int64 // TryGets that found no idle conn, ErrNoIdleConn (GetNoIdleConn)
 	// InvalidGets counts the DialContext calls the pool never serves: for
 	// another network or address (ErrWrongAddress), or on a pool with
 	// WithAdaptiveMaxConns (ErrAdaptiveDialContext) (GetInvalid).
@@ -194,7 +194,7 @@ func (s Stats) Failed(f GetFailure) int64 {
 	case GetDialError:
 		return s.GetDialErrors
 	case GetPoolClosed:
-		return s.GetsClosed
+		return s.ClosedPoolGets
 	case GetTooManyWaiters:
 		return s.TooManyWaiters
 	case GetNoIdleConn:
@@ -239,7 +239,7 @@ func (p *Pool) Stats() Stats {
 		Timeouts:       p.getFailures[GetTimeout].Load(),
 		TooManyWaiters: p.getFailures[GetTooManyWaiters].Load(),
 		GetDialErrors:  p.getFailures[GetDialError].Load(),
-		GetsClosed:     p.getFailures[GetPoolClosed].Load(),
+		ClosedPoolGets: p.getFailures[GetPoolClosed].Load(),
 		NoIdleConn:     p.getFailures[GetNoIdleConn].Load(),
 		InvalidGets:    p.getFailures[GetInvalid].Load(),
 

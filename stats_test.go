@@ -206,7 +206,7 @@ func TestGetFailuresAreNamed(t *testing.T) {
 	fs := connpool.GetFailures()
 	require.Len(t, fs, 6)
 	var s connpool.Stats
-	s.Timeouts, s.GetDialErrors, s.GetsClosed, s.TooManyWaiters, s.NoIdleConn, s.InvalidGets = 1, 2, 3, 4, 5, 6
+	s.Timeouts, s.GetDialErrors, s.ClosedPoolGets, s.TooManyWaiters, s.NoIdleConn, s.InvalidGets = 1, 2, 3, 4, 5, 6
 	seen := make(map[string]bool)
 	var sum int64
 	for _, f := range fs {
