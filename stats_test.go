@@ -2,11 +2,15 @@ package connpool_test
 
 import (
 	"context"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/connpool/connpool"
 	"github.com/connpool/connpool/internal/pooltest"
@@ -218,4 +222,46 @@ func TestGetFailuresAreNamed(t *testing.T) {
 	assert.Equal(t, int64(21), sum, "each counter read once")
 	assert.Zero(t, s.Failed(0))
 	assert.Equal(t, "invalid", connpool.GetInvalid.String())
+}
+
+// TestEveryGetIsCounted runs Gets, TryGets and DialContexts from many
+// goroutines against a small pool, with short deadlines, a MaxWaiters
+// limit and a Close midway, and checks the identity Stats documents:
+// every call that returned is one hit, one miss or one failure.
+func TestEveryGetIsCounted(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(2), connpool.WithMaxWaiters(4))
+	var calls atomic.Int64
+	var g errgroup.Group
+	for w := range 8 {
+		g.Go(func() error {
+			for i := range 200 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%7)*100*time.Microsecond)
+				var c net.Conn
+				var err error
+				switch (w + i) % 3 {
+				case 0:
+					c, err = p.Get(ctx)
+				case 1:
+					c, err = p.TryGet()
+				default:
+					c, err = p.DialContext(ctx, "tcp", srv.Addr())
+				}
+				cancel()
+				calls.Add(1)
+				if err == nil {
+					_ = c.Close()
+				}
+				if w == 0 && i == 150 {
+					_ = p.Close()
+				}
+			}
+			return nil
+		})
+	}
+	require.NoError(t, g.Wait())
+	s := p.Stats()
+	t.Log(s)
+	assert.Equal(t, calls.Load(), gets(s), "hits, misses and failures add up to the calls")
+	assert.Positive(t, s.ClosedPoolGets)
 }
