@@ -53,7 +53,7 @@ const (
 	numFamilies
 )
 
-// families are the metrics, in the order Describe sends their Descs.
+// families are the metrics, in the order a pool's collector describes them.
 var families = [numFamilies]family{
 	fConnections: {"connpool_connections",
 		"Conns the pool counts against its max now, by state: in_use (borrowed), idle (including those under a background check), dialing, closing.",
@@ -157,7 +157,7 @@ const (
 )
 
 // metricSpec says how one metric of a pool is made from its Stats: its
-// Desc, its type, the label pair after the pool's (nil for none), and the
+// family, its type, the label pair after the pool's (nil for none), and the
 // field it comes from: value for a gauge or a counter, hist for a
 // histogram.
 type metricSpec struct {
@@ -228,7 +228,7 @@ var specs = func() []metricSpec {
 	return s
 }()
 
-// backendSpec is one metric of an address of a pool: its Desc, its type,
+// backendSpec is one metric of an address of a pool: its family, its type,
 // its state label pair (nil for none) and its value.
 type backendSpec struct {
 	fam   int // the index of its family
