@@ -34,17 +34,30 @@ import (
 // cap could not measure them.
 func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	if network != p.network || address != p.address {
-		return nil, fmt.Errorf("%w: pool dials %s %s, not %s %s",
-			ErrWrongAddress, p.network, p.address, network, address)
+		return nil, p.refuse(fmt.Errorf("%w: pool dials %s %s, not %s %s",
+			ErrWrongAddress, p.network, p.address, network, address))
 	}
 	if p.adaptive != nil {
-		return nil, ErrAdaptiveDialContext
+		return nil, p.refuse(ErrAdaptiveDialContext)
 	}
 	c, err := p.get(ctx, connDestroyOnClose)
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// refuse counts, and reports to the Get hooks, a DialContext that fails
+// with err before it is a Get, and returns err.
+func (p *Pool) refuse(err error) error {
+	if p.hooks.GetStarted != nil {
+		emit(p, p.hooks.GetStarted, GetStartedEvent{Pool: p.name})
+	}
+	p.getFailed(err)
+	if p.hooks.GetDone != nil {
+		p.emitGetDone(&getOp{}, nil, err)
+	}
+	return err
 }
 
 // DialAddr is [Pool.DialContext] on the pool's network, in the form

@@ -260,14 +260,22 @@ func (p *Pool) dialConn(parent context.Context, address string) (nc net.Conn, er
 		if nc != nil {
 			_ = nc.Close()
 		}
-		return nil, fmt.Errorf("connpool: dial %s %s: %w", p.network, where, err)
+		return nil, &dialError{fmt.Errorf("connpool: dial %s %s: %w", p.network, where, err)}
 	case nc == nil:
-		return nil, fmt.Errorf("connpool: dial %s %s: %w", p.network, where, errNilConn)
+		return nil, &dialError{fmt.Errorf("connpool: dial %s %s: %w", p.network, where, errNilConn)}
 	}
 	return nc, nil
 }
 
 var errNilConn = errors.New("dialer returned neither a conn nor an error")
+
+// dialError is the error of a failed dial, as dialConn wraps it. Its type
+// tells a Get that failed to dial from the pool's other failures
+// (getFailure), whatever the dialer's error wraps.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
 
 // newPoolConn wraps nc, the conn dial d made.
 func (p *Pool) newPoolConn(nc net.Conn, d dialOp) *poolConn {

@@ -112,6 +112,8 @@ func (s Stats) String() string {
 		n    int64
 	}{
 		{"waits", s.WaitCount}, {"timeouts", s.Timeouts}, {"too many waiters", s.TooManyWaiters},
+		{"gets failed dialing", s.GetDialErrors}, {"gets after close", s.ClosedPoolGets},
+		{"no idle conn", s.NoIdleConn}, {"invalid gets", s.InvalidGets},
 		{"dials", s.Dials}, {"dial errors", s.DialErrors},
 		{"closed idle", s.IdleClosed}, {"closed lifetime", s.LifetimeClosed},
 		{"closed unhealthy", s.HealthFailures}, {"closed broken", s.BrokenClosed},

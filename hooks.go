@@ -297,13 +297,17 @@ const (
 	GetTooManyWaiters
 	// GetNoIdleConn: a TryGet found no idle conn ([ErrNoIdleConn]).
 	GetNoIdleConn
+	// GetInvalid: a DialContext the pool never serves, for another
+	// address ([ErrWrongAddress]) or on an adaptive pool
+	// ([ErrAdaptiveDialContext]): a mistake in the caller's wiring.
+	GetInvalid
 )
 
-var getFailureNames = [...]string{"", "timeout", "pool_closed", "dial_error", "too_many_waiters", "no_idle_conn"}
+var getFailureNames = [...]string{"", "timeout", "pool_closed", "dial_error", "too_many_waiters", "no_idle_conn", "invalid"}
 
 // String returns the failure in snake case, as metrics labels want it:
 // "timeout", "pool_closed", "dial_error", "too_many_waiters",
-// "no_idle_conn"; "" for the zero GetFailure.
+// "no_idle_conn", "invalid"; "" for the zero GetFailure.
 func (f GetFailure) String() string {
 	if int(f) < len(getFailureNames) {
 		return getFailureNames[f]
@@ -505,18 +509,32 @@ func (p *Pool) getStarted() (id uint64, start int64) {
 	return id, start
 }
 
-// getFailure classifies the error of a failed Get.
+// getFailure classifies the error of a failed Get, for its GetDone event
+// and its Stats counter (getFailed). The bare sentinels come first, the
+// cheap checks for a TryGet that polls. A dial error comes before the
+// wrapped ones: it wraps whatever the dialer returned, which may be
+// another pool's ErrClosed or timeout when the dialer is a pool's
+// DialContext, and is a dial error all the same.
 func getFailure(err error) GetFailure {
+	switch err {
+	case ErrNoIdleConn:
+		return GetNoIdleConn
+	case ErrClosed:
+		return GetPoolClosed
+	}
+	var de *dialError
 	var we *waitError
 	switch {
+	case errors.As(err, &de):
+		return GetDialError
 	case errors.As(err, &we):
 		return GetTimeout
-	case errors.Is(err, ErrClosed):
-		return GetPoolClosed
 	case errors.Is(err, ErrTooManyWaiters):
 		return GetTooManyWaiters
-	case errors.Is(err, ErrNoIdleConn):
-		return GetNoIdleConn
+	case errors.Is(err, ErrWrongAddress), errors.Is(err, ErrAdaptiveDialContext):
+		return GetInvalid
+	case errors.Is(err, ErrClosed):
+		return GetPoolClosed
 	}
 	return GetDialError
 }

@@ -102,6 +102,14 @@ func (l *eventLog) stats() connpool.Stats {
 			s.Timeouts++
 		case connpool.GetTooManyWaiters:
 			s.TooManyWaiters++
+		case connpool.GetDialError:
+			s.GetDialErrors++
+		case connpool.GetPoolClosed:
+			s.ClosedPoolGets++
+		case connpool.GetNoIdleConn:
+			s.NoIdleConn++
+		case connpool.GetInvalid:
+			s.InvalidGets++
 		}
 	}
 	for _, p := range l.puts {

@@ -103,14 +103,12 @@ type Pool struct {
 	lastRebalance int64 // pool clock of the last round that retired a conn
 
 	// Counters; Stats adds them up.
-	dials          int64
-	dialErrors     int64
-	resolves       int64
-	resolveErrors  int64
-	waitCount      int64
-	timeouts       int64
-	tooManyWaiters int64
-	closes         [numCloseReasons]int64
+	dials         int64
+	dialErrors    int64
+	resolves      int64
+	resolveErrors int64
+	waitCount     int64
+	closes        [numCloseReasons]int64
 	// handoffs counts the returned (not fresh) conns handed to waiters,
 	// when they are handed off (handOffLocked), so that the waiter that
 	// keeps one touches no counter; handoffsLost, not guarded, counts
@@ -128,6 +126,7 @@ type Pool struct {
 	events       eventOrder  // keeps events that span goroutines in order (hooks.go)
 	handoffsLost atomic.Int64
 	misses       atomic.Int64
+	getFailures  [numGetFailures]atomic.Int64 // failed Gets by GetFailure: getFailed, on the failure paths only
 
 	// Read-only after New.
 	network, address string
@@ -274,8 +273,17 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 	p.doneWaiting(&op)
 	if c != nil {
 		p.stampUse(c)
+	} else {
+		p.getFailed(err)
 	}
 	return c, err
+}
+
+// getFailed counts a Get, TryGet or DialContext that failed with err, by
+// its GetFailure: the one count of every failed Get, kept off the
+// successful path.
+func (p *Pool) getFailed(err error) {
+	p.getFailures[getFailure(err)].Add(1)
 }
 
 // stampUse stamps c, checked out on the plain path, for the use-time
@@ -304,6 +312,8 @@ func (p *Pool) getObserved(ctx context.Context, flags uint32) (*Conn, error) {
 	p.doneWaiting(&op)
 	if c != nil {
 		p.lent(c)
+	} else {
+		p.getFailed(err)
 	}
 	if p.hooks.GetDone != nil {
 		p.emitGetDone(&op, c, err, id, start)
@@ -423,6 +433,8 @@ func (p *Pool) TryGet() (*Conn, error) {
 	if c != nil {
 		op.served = ServedIdle
 		p.lent(c)
+	} else {
+		p.getFailed(err)
 	}
 	if p.hooks.GetDone != nil {
 		p.emitGetDone(&op, c, err, id, start)

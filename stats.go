@@ -13,6 +13,16 @@ import (
 //	        BrokenClosed + MaxIdleClosed + ReleasedClosed + PoolClosed +
 //	        ResetClosed + DetachedClosed + LeakedClosed + ResizedClosed +
 //	        AddressRemovedClosed + RebalancedClosed
+//
+// And every Get (Get, TryGet, DialContext, and a Group's through the
+// pool) that has returned was a hit, a miss or one failure:
+//
+//	Gets = Hits + Misses + Timeouts + GetDialErrors + ClosedPoolGets +
+//	       TooManyWaiters + NoIdleConn + InvalidGets
+//
+// [Stats.Failed] reads the failure counters by [GetFailure]. A Group's Get
+// that fails before it reaches a pool (the group closed, an empty
+// address) is counted in no pool's Stats.
 type Stats struct {
 	Name string // the pool's name (WithName)
 
@@ -38,12 +48,26 @@ type Stats struct {
 	Dials      int64 // conns dialed successfully
 	DialErrors int64 // dials that failed, including those cut short by Close
 
-	Hits           int64         // successful Gets served an existing conn, idle or handed off
-	Misses         int64         // successful Gets served a freshly dialed conn
-	WaitCount      int64         // Gets that queued because the cap or the dial limit was reached
-	WaitDuration   time.Duration // total time those Gets spent queued
-	Timeouts       int64         // Gets whose context ended before a conn was ready
-	TooManyWaiters int64         // Gets refused at once because MaxWaiters Gets were queued
+	Hits         int64         // successful Gets served an existing conn, idle or handed off
+	Misses       int64         // successful Gets served a freshly dialed conn
+	WaitCount    int64         // Gets that queued because the cap or the dial limit was reached
+	WaitDuration time.Duration // total time those Gets spent queued
+
+	// The failed Gets, by reason ([GetFailure]), each counted once
+	// whatever it did before failing (queued, dialed, had conns rejected).
+	Timeouts       int64 // Gets whose context ended before a conn was ready (GetTimeout)
+	TooManyWaiters int64 // Gets refused at once because MaxWaiters Gets were queued (GetTooManyWaiters)
+	// GetDialErrors counts the Gets that failed with the error of the
+	// dial made for them, or at once with the last one during the backoff
+	// after failed dials (GetDialError): during an outage, the Gets that
+	// DialErrors, which counts dials, does not show.
+	GetDialErrors  int64
+	ClosedPoolGets int64 // Gets refused because the pool was closed, ErrClosed (GetPoolClosed)
+	NoIdleConn     int64 // TryGets that found no idle conn, ErrNoIdleConn (GetNoIdleConn)
+	// InvalidGets counts the DialContext calls the pool never serves: for
+	// another network or address (ErrWrongAddress), or on a pool with
+	// WithAdaptiveMaxConns (ErrAdaptiveDialContext) (GetInvalid).
+	InvalidGets int64
 
 	IdleClosed     int64 // conns closed after sitting idle for IdleTimeout, evicted for a Group's cap, or used ones retired to make room for a DialContext caller's dial
 	LifetimeClosed int64 // conns closed for reaching their max lifetime
@@ -148,6 +172,39 @@ func (s Stats) Closed(r CloseReason) int64 {
 	return 0
 }
 
+// GetFailures returns every reason a Get fails for, in the order of their
+// Stats counters: for exporters that label failed Gets by reason.
+func GetFailures() []GetFailure {
+	out := make([]GetFailure, 0, numGetFailures-1)
+	for f := GetTimeout; f < numGetFailures; f++ {
+		out = append(out, f)
+	}
+	return out
+}
+
+// numGetFailures is one more than the last GetFailure.
+const numGetFailures = GetInvalid + 1
+
+// Failed returns the Stats counter of Gets that failed for reason f, 0
+// for a reason it does not know.
+func (s Stats) Failed(f GetFailure) int64 {
+	switch f {
+	case GetTimeout:
+		return s.Timeouts
+	case GetDialError:
+		return s.GetDialErrors
+	case GetPoolClosed:
+		return s.ClosedPoolGets
+	case GetTooManyWaiters:
+		return s.TooManyWaiters
+	case GetNoIdleConn:
+		return s.NoIdleConn
+	case GetInvalid:
+		return s.InvalidGets
+	}
+	return 0
+}
+
 // Stats returns a snapshot of the pool's gauges and counters. It takes mu
 // and idleMu.
 func (p *Pool) Stats() Stats {
@@ -179,8 +236,12 @@ func (p *Pool) Stats() Stats {
 		Misses:         p.misses.Load(),
 		WaitCount:      p.waitCount,
 		WaitDuration:   time.Duration(p.waitTime.sum.Load()),
-		Timeouts:       p.timeouts,
-		TooManyWaiters: p.tooManyWaiters,
+		Timeouts:       p.getFailures[GetTimeout].Load(),
+		TooManyWaiters: p.getFailures[GetTooManyWaiters].Load(),
+		GetDialErrors:  p.getFailures[GetDialError].Load(),
+		ClosedPoolGets: p.getFailures[GetPoolClosed].Load(),
+		NoIdleConn:     p.getFailures[GetNoIdleConn].Load(),
+		InvalidGets:    p.getFailures[GetInvalid].Load(),
 
 		IdleClosed:     c[CloseIdle],
 		LifetimeClosed: c[CloseLifetime],

@@ -153,7 +153,6 @@ func (p *Pool) waitersWithoutDialLocked() int {
 func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, start int64) (delivery, error) {
 	if n := p.cfg.maxWaiters; n > 0 && p.waiters.Len() >= n {
 		p.queued.Add(-1)
-		p.tooManyWaiters++
 		p.mu.Unlock()
 		p.freeWaiters.Put(e)
 		return delivery{}, fmt.Errorf("%w: %d already queued for %s (WithMaxWaiters(%d))", ErrTooManyWaiters, n, p.name, n)
@@ -233,11 +232,10 @@ func (p *Pool) oldestWaitLocked() time.Duration {
 	return 0
 }
 
-// waitFailed counts a Get whose context ended and builds its error. It
-// takes mu and idleMu.
+// waitFailed builds the error of a Get whose context ended. It takes mu
+// and idleMu.
 func (p *Pool) waitFailed(ctx context.Context) error {
 	p.mu.Lock()
-	p.timeouts++
 	p.idleMu.Lock()
 	state := fmt.Sprintf("in use %d, idle %d, dialing %d, waiting %d, max %d",
 		p.inUseIdleLocked(), p.idle.Len()+p.numChecking, p.numDialing-p.numGroupWaiting, p.waiters.Len(), p.cfg.maxConns)

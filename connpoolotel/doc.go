@@ -34,6 +34,7 @@
 //	db.client.connection.wait_time          Histogram           s             GetDone, of each Get that queued
 //	db.client.connection.use_time           Histogram           s             Put, of each conn returned
 //	connpool.client.connection.closed       async Counter       {connection}  Stats' close counters, by connpool.close.reason
+//	connpool.client.connection.gets         async Counter       {request}     Hits, Misses and Failed(f), by connpool.get.result
 //
 // A pool of a host name (connpool.WithResolver) reports each address of
 // Stats.Addresses too, under connpool's own names, with the pool's name,
@@ -51,6 +52,16 @@
 // nothing. connpool.client.connection.closed is connpool's own: its
 // connpool.close.reason is [connpool.CloseReason.String] ("idle",
 // "lifetime", "broken", ...), every reason reported, zeros included.
+//
+// connpool.client.connection.gets is connpool's own too: every Get,
+// TryGet and DialContext that returned, with connpool.get.result hit (an
+// existing conn), miss (a fresh dial), or, for a failed one, the
+// [connpool.GetFailure]'s String ("timeout", "dial_error",
+// "pool_closed", "too_many_waiters", "no_idle_conn", "invalid"), which
+// the point also carries as error.type, the conventions' attribute of an
+// operation that failed. Its rate over every result is the Get rate; over
+// the points with an error.type, the Get error rate.
+// db.client.connection.timeouts is its timeout result.
 //
 // The histograms advise the pool's own bucket bounds
 // ([connpool.HistogramBound], 50µs doubling to 1.64s), so that create_time

@@ -64,8 +64,8 @@ func ExampleNew() {
 			switch data := metric.Data.(type) {
 			case metricdata.Sum[int64]:
 				for _, dp := range data.DataPoints {
-					if metric.Name == "connpool.client.connection.closed" && dp.Value == 0 {
-						continue // one series per reason: print those that happened
+					if strings.HasPrefix(metric.Name, "connpool.") && dp.Value == 0 {
+						continue // one series per reason or result: print those that happened
 					}
 					lines = append(lines, fmt.Sprintf("%s%s = %d", metric.Name, labels(dp.Attributes), dp.Value))
 				}
@@ -90,6 +90,7 @@ func ExampleNew() {
 	}
 	// Output:
 	// connpool.client.connection.closed{pool=orders connpool.close.reason=broken} = 1
+	// connpool.client.connection.gets{pool=orders connpool.get.result=miss} = 1
 	// db.client.connection.count{pool=orders db.client.connection.state=idle} = 0
 	// db.client.connection.count{pool=orders db.client.connection.state=used} = 0
 	// db.client.connection.create_time{pool=orders}: 1 point(s)

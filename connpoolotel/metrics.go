@@ -23,6 +23,12 @@ const (
 	closedName = "connpool.client.connection.closed"
 	reasonKey  = attribute.Key("connpool.close.reason")
 
+	// getsName counts every Get that returned, by getResultKey: hit,
+	// miss, or the failure's name; a failed Get's point carries the
+	// failure as semconv's error.type too.
+	getsName     = "connpool.client.connection.gets"
+	getResultKey = attribute.Key("connpool.get.result")
+
 	// The instruments of each address a pool of a host name dials
 	// (Stats.Addresses), with network.peer.address and network.peer.port.
 	backendCountName      = "connpool.client.connection.backend.count"
@@ -48,6 +54,7 @@ type Metrics struct {
 	pending  metric.Int64ObservableUpDownCounter
 	timeouts metric.Int64ObservableCounter
 	closed   metric.Int64ObservableCounter
+	gets     metric.Int64ObservableCounter
 
 	backendCount      metric.Int64ObservableUpDownCounter
 	backendDials      metric.Int64ObservableCounter
@@ -114,6 +121,8 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return g
 	}
 	m.closed = counter(closedName, "{connection}", "The number of connections the pool closed, or let go, by reason.")
+	m.gets = counter(getsName, "{request}",
+		"The number of requests for a connection (Get, TryGet, DialContext) that returned, by result: hit, miss, or the error.type of a failed one.")
 	m.backendCount, err = meter.Int64ObservableUpDownCounter(backendCountName, metric.WithUnit("{connection}"),
 		metric.WithDescription("The number of connections to one address of the pool's host name, by state: idle or used."))
 	keep(err)

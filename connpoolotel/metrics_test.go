@@ -22,12 +22,14 @@ const (
 	poolNameKey = attribute.Key("db.client.connection.pool.name")
 	stateKey    = attribute.Key("db.client.connection.state")
 	reasonKey   = attribute.Key("connpool.close.reason")
+	resultKey   = attribute.Key("connpool.get.result")
+	errorKey    = attribute.Key("error.type")
 )
 
 // conventions is the table of connection-pool metrics of the OpenTelemetry
 // semantic conventions v1.43.0 (model/db/metrics.yaml; docs/db/
 // database-metrics.md, unchanged in v1.44.0), copied by hand from the
-// spec, not from the code, plus connpool's own closed counter. kind is
+// spec, not from the code, plus connpool's own closed and gets counters. kind is
 // the spec's instrument in its asynchronous form where Observe reports
 // it.
 var conventions = []struct {
@@ -36,29 +38,32 @@ var conventions = []struct {
 	unit        string
 	description string
 	attrs       []attribute.Key // every point carries exactly these
+	failed      []attribute.Key // and a point of a failure these too
 }{
 	{"db.client.connection.count", sdkmetric.InstrumentKindObservableUpDownCounter, "{connection}",
 		"The number of connections that are currently in state described by the `state` attribute.",
-		[]attribute.Key{poolNameKey, stateKey}},
+		[]attribute.Key{poolNameKey, stateKey}, nil},
 	{"db.client.connection.idle.max", sdkmetric.InstrumentKindObservableUpDownCounter, "{connection}",
-		"The maximum number of idle open connections allowed.", []attribute.Key{poolNameKey}},
+		"The maximum number of idle open connections allowed.", []attribute.Key{poolNameKey}, nil},
 	{"db.client.connection.idle.min", sdkmetric.InstrumentKindObservableUpDownCounter, "{connection}",
-		"The minimum number of idle open connections allowed.", []attribute.Key{poolNameKey}},
+		"The minimum number of idle open connections allowed.", []attribute.Key{poolNameKey}, nil},
 	{"db.client.connection.max", sdkmetric.InstrumentKindObservableUpDownCounter, "{connection}",
-		"The maximum number of open connections allowed.", []attribute.Key{poolNameKey}},
+		"The maximum number of open connections allowed.", []attribute.Key{poolNameKey}, nil},
 	{"db.client.connection.pending_requests", sdkmetric.InstrumentKindObservableUpDownCounter, "{request}",
-		"The number of current pending requests for an open connection.", []attribute.Key{poolNameKey}},
+		"The number of current pending requests for an open connection.", []attribute.Key{poolNameKey}, nil},
 	{"db.client.connection.timeouts", sdkmetric.InstrumentKindObservableCounter, "{timeout}",
 		"The number of connection timeouts that have occurred trying to obtain a connection from the pool.",
-		[]attribute.Key{poolNameKey}},
+		[]attribute.Key{poolNameKey}, nil},
 	{"db.client.connection.create_time", sdkmetric.InstrumentKindHistogram, "s",
-		"The time it took to create a new connection.", []attribute.Key{poolNameKey}},
+		"The time it took to create a new connection.", []attribute.Key{poolNameKey}, nil},
 	{"db.client.connection.wait_time", sdkmetric.InstrumentKindHistogram, "s",
-		"The time it took to obtain an open connection from the pool.", []attribute.Key{poolNameKey}},
+		"The time it took to obtain an open connection from the pool.", []attribute.Key{poolNameKey}, nil},
 	{"db.client.connection.use_time", sdkmetric.InstrumentKindHistogram, "s",
-		"The time between borrowing a connection and returning it to the pool.", []attribute.Key{poolNameKey}},
+		"The time between borrowing a connection and returning it to the pool.", []attribute.Key{poolNameKey}, nil},
 	{"connpool.client.connection.closed", sdkmetric.InstrumentKindObservableCounter, "{connection}",
-		"", []attribute.Key{poolNameKey, reasonKey}},
+		"", []attribute.Key{poolNameKey, reasonKey}, nil},
+	{"connpool.client.connection.gets", sdkmetric.InstrumentKindObservableCounter, "{request}",
+		"", []attribute.Key{poolNameKey, resultKey}, []attribute.Key{errorKey}},
 }
 
 // TestInstrumentsFollowConventions checks each instrument's name, kind,
@@ -110,7 +115,11 @@ func TestInstrumentsFollowConventions(t *testing.T) {
 				for _, kv := range set.ToSlice() {
 					keys = append(keys, kv.Key)
 				}
-				assert.ElementsMatch(t, want.attrs, keys)
+				if set.HasValue(errorKey) {
+					assert.ElementsMatch(t, slices.Concat(want.attrs, want.failed), keys)
+				} else {
+					assert.ElementsMatch(t, want.attrs, keys)
+				}
 				v, _ := set.Value(poolNameKey)
 				assert.Equal(t, "orders", v.AsString(), "the pool's name, from WithName")
 			}
@@ -130,6 +139,25 @@ func TestInstrumentsFollowConventions(t *testing.T) {
 		reasons = append(reasons, v.AsString())
 	}
 	assert.ElementsMatch(t, closeReasonNames(t), reasons, "every reason, zeros included")
+
+	// The results of a Get: hit, miss and every failure, zeros included;
+	// a failure's point has it as error.type too, a success's none.
+	var results []string
+	for _, dp := range got["connpool.client.connection.gets"].Data.(metricdata.Sum[int64]).DataPoints {
+		r, _ := dp.Attributes.Value(resultKey)
+		results = append(results, r.AsString())
+		e, failed := dp.Attributes.Value(errorKey)
+		if r.AsString() == "hit" || r.AsString() == "miss" {
+			assert.False(t, failed, "%s: no error.type", r.AsString())
+		} else {
+			assert.Equal(t, r.AsString(), e.AsString(), "error.type is the failure")
+		}
+	}
+	wantResults := []string{"hit", "miss"}
+	for _, f := range connpool.GetFailures() {
+		wantResults = append(wantResults, f.String())
+	}
+	assert.ElementsMatch(t, wantResults, results)
 }
 
 // TestQueuedGetValues pins the values of one dial, one queued Get and two

@@ -16,7 +16,7 @@ import (
 
 // Observe registers a callback that reports p's gauges and counters, read
 // from one p.Stats() per collection: count by state, idle.max, idle.min,
-// max, pending_requests, timeouts, and closed by reason. The settings are
+// max, pending_requests, timeouts, closed by reason, and gets by result. The settings are
 // read at each collection, so they follow p.SetMaxConns, SetMinIdle and
 // SetMaxIdle. Unregister the registration when p is done with: until then
 // the meter holds p, and reports it after it is closed. Observe p once:
@@ -55,7 +55,7 @@ func (m *Metrics) register(observe func(metric.Observer)) (metric.Registration, 
 	reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		observe(o)
 		return nil
-	}, m.count, m.idleMax, m.idleMin, m.max, m.pending, m.timeouts, m.closed,
+	}, m.count, m.idleMax, m.idleMin, m.max, m.pending, m.timeouts, m.closed, m.gets,
 		m.backendCount, m.backendDials, m.backendDialErrors, m.backendBackingOff, m.backendDraining)
 	if err != nil {
 		return nil, fmt.Errorf("connpoolotel: %w", err)
@@ -74,6 +74,9 @@ func (m *Metrics) observe(o metric.Observer, s connpool.Stats, sets *poolSets) {
 	o.ObserveInt64(m.timeouts, s.Timeouts, sets.pool)
 	for i, c := range closeCounters {
 		o.ObserveInt64(m.closed, c.count(s), sets.closed[i])
+	}
+	for i, r := range getResults {
+		o.ObserveInt64(m.gets, r.count(s), sets.gets[i])
 	}
 	for _, a := range s.Addresses {
 		m.observeBackend(o, sets.name, a)
@@ -114,6 +117,7 @@ type poolSets struct {
 	name             attribute.KeyValue // the pool's name, for the sets of its addresses
 	pool, idle, used metric.ObserveOption
 	closed           [len(closeCounters)]metric.ObserveOption // by closeCounters' index
+	gets             []metric.ObserveOption                   // by getResults' index
 }
 
 func newPoolSets(pool string) *poolSets {
@@ -127,8 +131,37 @@ func newPoolSets(pool string) *poolSets {
 	for i, c := range closeCounters {
 		s.closed[i] = metric.WithAttributeSet(attribute.NewSet(name, reasonKey.String(c.reason.String())))
 	}
+	s.gets = make([]metric.ObserveOption, len(getResults))
+	for i, r := range getResults {
+		attrs := []attribute.KeyValue{name, getResultKey.String(r.name)}
+		if r.failed {
+			attrs = append(attrs, semconv.ErrorTypeKey.String(r.name))
+		}
+		s.gets[i] = metric.WithAttributeSet(attribute.NewSet(attrs...))
+	}
 	return s
 }
+
+// getResult is one result of a Get: its name, whether it is a failure,
+// and its counter in Stats.
+type getResult struct {
+	name   string
+	failed bool
+	count  func(connpool.Stats) int64
+}
+
+// getResults are the results of a Get: hit, miss, and each failure of
+// connpool.GetFailures, named by its String.
+var getResults = func() []getResult {
+	out := []getResult{
+		{"hit", false, func(s connpool.Stats) int64 { return s.Hits }},
+		{"miss", false, func(s connpool.Stats) int64 { return s.Misses }},
+	}
+	for _, f := range connpool.GetFailures() {
+		out = append(out, getResult{f.String(), true, func(s connpool.Stats) int64 { return s.Failed(f) }})
+	}
+	return out
+}()
 
 // closeCounters maps each reason a conn closes for to its counter in
 // Stats. It must list every counter of the Stats sum of closes (see

@@ -21,6 +21,7 @@ import (
 
 	"github.com/connpool/connpool"
 	"github.com/connpool/connpool/connpoolotel"
+	"github.com/connpool/connpool/internal/pooltest"
 )
 
 var stressDuration = flag.Duration("connpoolotel.stress", time.Second,
@@ -221,6 +222,20 @@ func checkGauges(t *testing.T, got collected, name attribute.KeyValue, s connpoo
 		v, ok := got.int64Point(c.metric, append(c.extra, name)...)
 		if assert.True(t, ok, "%s %v", c.metric, c.extra) {
 			assert.Equal(t, c.want, v, "%s %v", c.metric, c.extra)
+		}
+	}
+	gets := map[string]int64{"hit": s.Hits, "miss": s.Misses}
+	for _, f := range connpool.GetFailures() {
+		gets[f.String()] = s.Failed(f)
+	}
+	for result, want := range gets {
+		attrs := []attribute.KeyValue{name, attribute.String("connpool.get.result", result)}
+		if result != "hit" && result != "miss" {
+			attrs = append(attrs, attribute.String("error.type", result))
+		}
+		v, ok := got.int64Point("connpool.client.connection.gets", attrs...)
+		if assert.True(t, ok, "gets %s", result) {
+			assert.Equal(t, want, v, "gets %s", result)
 		}
 	}
 }
@@ -465,4 +480,33 @@ func TestObserveTwoReaders(t *testing.T) {
 		assert.Contains(t, names, "db.client.connection.count")
 		assert.Contains(t, names, "db.client.connection.use_time")
 	}
+}
+
+// TestFailedGetsAreObserved pins that Gets failing during an outage are
+// reported (issue 21): 20 Gets against an address that refuses reported
+// no failed Get, as Stats counted none. They are in
+// connpool.client.connection.gets with their result and error.type, and
+// with the hits and misses they add up to the Gets.
+func TestFailedGetsAreObserved(t *testing.T) {
+	h := newHarness(t)
+	pool := newPool(t, pooltest.RefusingAddr(t), connpool.WithName("outage"), connpool.WithHooks(h.m.Hooks()))
+	h.observe(t, pool)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	for i := range 20 {
+		_, err := pool.Get(ctx)
+		require.Error(t, err, "Get %d", i)
+		require.NotErrorIs(t, err, context.DeadlineExceeded, "Get %d fails fast", i)
+	}
+
+	got := h.collect(t)
+	v, ok := got.int64Point("connpool.client.connection.gets", poolName("outage"),
+		attribute.String("connpool.get.result", "dial_error"), attribute.String("error.type", "dial_error"))
+	require.True(t, ok)
+	assert.Equal(t, int64(20), v)
+	var all int64
+	for _, dp := range got["connpool.client.connection.gets"].Data.(metricdata.Sum[int64]).DataPoints {
+		all += dp.Value
+	}
+	assert.Equal(t, int64(20), all, "the results add up to the Gets")
 }

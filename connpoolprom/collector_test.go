@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -172,7 +173,7 @@ func TestScrapeMatchesStats(t *testing.T) {
 // reports every pool, each labelled with its own name and address, from
 // the group's Stats.
 func TestGroupCollectorLabelsEachPool(t *testing.T) {
-	g, err := connpool.NewGroup(connpool.WithName("api"))
+	g, err := connpool.NewGroup(connpool.WithName("api"), connpool.WithMaxConns(2))
 	require.NoError(t, err)
 	t.Cleanup(func() { g.Close() })
 	var addrs []string
@@ -219,9 +220,10 @@ func TestCollectorsOfNothing(t *testing.T) {
 	}
 }
 
-// TestDescribeSendsEveryDesc checks that both collectors describe the same
-// fixed set, and that each Desc is used: one family per Desc for a pool
-// with an address.
+// TestDescribeSendsEveryDesc checks that a pool's collector describes
+// one Desc per family for each pool, carrying the pool's labels, and that
+// a group's describes none (it is unchecked); and that each family is
+// used: one family per Desc for a pool with an address.
 func TestDescribeSendsEveryDesc(t *testing.T) {
 	describe := func(c prometheus.Collector) []string {
 		ch := make(chan *prometheus.Desc)
@@ -235,8 +237,17 @@ func TestDescribeSendsEveryDesc(t *testing.T) {
 		}
 		return out
 	}
-	descs := describe(connpoolprom.NewCollector())
-	assert.Equal(t, descs, describe(connpoolprom.NewGroupCollector(nil)))
+	srv := startServer(t)
+	a := newPool(t, srv.Addr(), connpool.WithName("a"))
+	b := newPool(t, srv.Addr(), connpool.WithName("b"))
+	descs := describe(connpoolprom.NewCollector(a))
+	for _, d := range descs {
+		assert.Contains(t, d, `pool="a"`)
+		assert.Contains(t, d, `address="`+srv.Addr()+`"`)
+	}
+	assert.Len(t, describe(connpoolprom.NewCollector(a, nil, b, a)), 2*len(descs), "each pool once")
+	assert.Empty(t, describe(connpoolprom.NewCollector()))
+	assert.Empty(t, describe(connpoolprom.NewGroupCollector(nil)))
 	// A pool of a host name, with one address: the backend metrics too.
 	s := connpool.Stats{Name: "p", Addresses: []connpool.AddressStats{{Address: "10.0.0.1:1"}}}
 	mfs := gather(t, &fixedCollector{addr: connpool.Addr{Network: "tcp", Address: "a:1"}, stats: s})
@@ -394,4 +405,109 @@ func TestScrapeOfAHostName(t *testing.T) {
 	assert.Equal(t, s.Dials, a.Dials)
 	assert.Equal(t, s.OpenConns, a.Open)
 	assert.Positive(t, got[key("connpool_backend_connections", "pool", "named", "network", "tcp", "address", name, "backend", srv.Addr(), "state", "idle")])
+}
+
+// TestCollectorsShareARegistry pins that collectors of different pools
+// register in one registry and gather together (issue 21): every
+// collector described the same Descs, so a service that registered two
+// pools' collectors, or a pool's and a group's, got "duplicate metrics
+// collector registration attempted", a panic with MustRegister.
+func TestCollectorsShareARegistry(t *testing.T) {
+	srv := startServer(t)
+	a := newPool(t, srv.Addr(), connpool.WithName("orders"))
+	b := newPool(t, srv.Addr(), connpool.WithName("sessions"))
+	use(t, a)
+	use(t, b)
+	g, err := connpool.NewGroup(connpool.WithName("api"), connpool.WithMaxConns(2))
+	require.NoError(t, err)
+	t.Cleanup(func() { g.Close() })
+	require.NoError(t, exercise(g, "tcp", srv.Addr()))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(connpoolprom.NewCollector(a))
+	reg.MustRegister(connpoolprom.NewCollector(b))
+	reg.MustRegister(connpoolprom.NewGroupCollector(g))
+	quiesce(t, a)
+	quiesce(t, b)
+	stats := g.Stats()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	require.Equal(t, stats, g.Stats(), "the group is quiet while scraped")
+
+	expected := want(connpool.Addr{Network: "tcp", Address: srv.Addr()}, a.Stats())
+	maps.Copy(expected, want(connpool.Addr{Network: "tcp", Address: srv.Addr()}, b.Stats()))
+	for addr, s := range stats {
+		maps.Copy(expected, want(addr, s))
+	}
+	assertSamplesMatch(t, expected, samples(t, mfs)) // samples fails on a duplicate series
+
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+	for _, c := range []prometheus.Collector{connpoolprom.NewCollector(a, b), connpoolprom.NewGroupCollector(g)} {
+		problems, err := testutil.CollectAndLint(c)
+		require.NoError(t, err)
+		assert.Empty(t, problems)
+	}
+}
+
+// TestOnePoolInTwoCollectors checks that the registry refuses, at
+// registration, a collector that would scrape a pool's series a second
+// time, and names the pool.
+func TestOnePoolInTwoCollectors(t *testing.T) {
+	srv := startServer(t)
+	a := newPool(t, srv.Addr(), connpool.WithName("a"))
+	b := newPool(t, srv.Addr(), connpool.WithName("b"))
+	twin := newPool(t, srv.Addr(), connpool.WithName("a"))
+
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(connpoolprom.NewCollector(a, b)))
+
+	err := reg.Register(connpoolprom.NewCollector(b, a))
+	var already prometheus.AlreadyRegisteredError
+	assert.ErrorAs(t, err, &already, "the same pools")
+
+	err = reg.Register(connpoolprom.NewCollector(a))
+	require.Error(t, err, "a pool the registry already collects")
+	assert.Contains(t, err.Error(), `pool="a"`)
+
+	err = reg.Register(connpoolprom.NewCollector(twin))
+	require.Error(t, err, "another pool of the same labels")
+
+	err = prometheus.NewRegistry().Register(connpoolprom.NewCollector(a, twin))
+	require.Error(t, err, "two pools of the same labels in one collector")
+	assert.Contains(t, err.Error(), "connpool.WithName")
+
+	mfs, err := reg.Gather()
+	require.NoError(t, err, "the refused collectors left the registry as it was")
+	samples(t, mfs)
+}
+
+// TestFailedGetsAreScraped pins that Gets failing during an outage are in
+// the scrape (issue 21): 20 Gets against an address that refuses left
+// only connpool_dial_errors_total 1, and nothing counted the Gets.
+func TestFailedGetsAreScraped(t *testing.T) {
+	addr := pooltest.RefusingAddr(t)
+	p := newPool(t, addr, connpool.WithName("outage"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := range 20 {
+		_, err := p.Get(ctx)
+		require.Error(t, err, "Get %d", i)
+		require.NotErrorIs(t, err, context.DeadlineExceeded, "Get %d fails fast", i)
+	}
+
+	got := samples(t, gather(t, connpoolprom.NewCollector(p)))
+	gets := func(result string) float64 {
+		return got[key("connpool_gets_total", "pool", "outage", "network", "tcp", "address", addr, "result", result)]
+	}
+	assert.Equal(t, 20.0, gets("dial_error"))
+	all := 0.0
+	for k, v := range got {
+		if strings.HasPrefix(k, "connpool_gets_total{") {
+			all += v
+		}
+	}
+	assert.Equal(t, 20.0, all, "the results add up to the Gets")
+	assert.Positive(t, got[key("connpool_dial_errors_total", "pool", "outage", "network", "tcp", "address", addr)])
 }

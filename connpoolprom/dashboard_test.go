@@ -109,3 +109,59 @@ func histogramBase(series string) (string, bool) {
 	}
 	return "", false
 }
+
+// TestDashboardForAFleet pins what an on-call engineer needs of the
+// dashboard (issue 21): a Get error-rate panel, from the failure results
+// of connpool_gets_total over all of them; job and instance variables
+// that every query filters by, as a service runs as many replicas; a hit
+// ratio over successful Gets only; and, on each panel of the use-time
+// histogram, the option it needs.
+func TestDashboardForAFleet(t *testing.T) {
+	raw, err := os.ReadFile("dashboard.json")
+	require.NoError(t, err)
+	var dash struct {
+		Templating struct {
+			List []struct {
+				Name       string `json:"name"`
+				Definition string `json:"definition"`
+			} `json:"list"`
+		} `json:"templating"`
+		Panels []struct {
+			Title       string `json:"title"`
+			Description string `json:"description"`
+			Targets     []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &dash))
+
+	vars := make(map[string]string)
+	for _, v := range dash.Templating.List {
+		vars[v.Name] = v.Definition
+	}
+	require.Contains(t, vars, "job")
+	require.Contains(t, vars, "instance")
+	assert.Contains(t, vars["instance"], `job=~"$job"`, "instances of the chosen jobs")
+	assert.Contains(t, vars["pool"], `instance=~"$instance"`, "pools of the chosen instances")
+
+	errorRate := false
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, sel := range []string{`job=~"$job"`, `instance=~"$instance"`} {
+				assert.Equal(t, strings.Count(tg.Expr, "connpool_"), strings.Count(tg.Expr, sel),
+					"panel %q: every selector filters by %s: %s", p.Title, sel, tg.Expr)
+			}
+			if strings.Contains(tg.Expr, `connpool_gets_total{result!~"hit|miss"`) && strings.Contains(tg.Expr, "/") {
+				errorRate = true
+			}
+			if strings.Contains(tg.Expr, `result="hit"`) {
+				assert.Contains(t, tg.Expr, `result=~"hit|miss"`, "panel %q: the hit ratio is over successful Gets", p.Title)
+			}
+			if strings.Contains(tg.Expr, "connpool_use_seconds") {
+				assert.Contains(t, p.Title, "WithUseTimeMetrics", "panel %q needs the option", p.Title)
+			}
+		}
+	}
+	assert.True(t, errorRate, "a panel shows the Get error rate")
+}

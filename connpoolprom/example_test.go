@@ -19,8 +19,10 @@ import (
 
 // ExampleNewCollector registers a pool's collector, as a /metrics handler
 // would serve it (promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), and
-// prints a few of its metrics after one Get and Put: the Get dialed the
-// pool's first conn (a miss), which is idle again.
+// prints a few of its metrics after a TryGet, one Get and a Put: the
+// TryGet found no idle conn (a failed Get, no_idle_conn), the Get dialed
+// the pool's first conn (a miss), which is idle again. A rate over every
+// result of connpool_gets_total is the pool's Get rate.
 func ExampleNewCollector() {
 	addr, stop := listen() // a loopback server, standing in for a backend
 	defer stop()
@@ -37,6 +39,9 @@ func ExampleNewCollector() {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(connpoolprom.NewCollector(pool))
 
+	if _, err := pool.TryGet(); !errors.Is(err, connpool.ErrNoIdleConn) {
+		log.Fatalf("TryGet of an empty pool: %v", err)
+	}
 	conn, err := pool.Get(context.Background())
 	if err != nil {
 		log.Fatal(err)
@@ -63,8 +68,14 @@ func ExampleNewCollector() {
 	// connpool_connections{pool="cache",state="idle"} 1
 	// connpool_connections{pool="cache",state="in_use"} 0
 	// connpool_dials_total{pool="cache"} 1
+	// connpool_gets_total{pool="cache",result="dial_error"} 0
 	// connpool_gets_total{pool="cache",result="hit"} 0
+	// connpool_gets_total{pool="cache",result="invalid"} 0
 	// connpool_gets_total{pool="cache",result="miss"} 1
+	// connpool_gets_total{pool="cache",result="no_idle_conn"} 1
+	// connpool_gets_total{pool="cache",result="pool_closed"} 0
+	// connpool_gets_total{pool="cache",result="timeout"} 0
+	// connpool_gets_total{pool="cache",result="too_many_waiters"} 0
 }
 
 // labels writes m's labels but the address and network, which change

@@ -171,6 +171,12 @@ func want(a connpool.Addr, s connpool.Stats) map[string]float64 {
 
 	add("connpool_gets_total", float64(s.Hits), "result", "hit")
 	add("connpool_gets_total", float64(s.Misses), "result", "miss")
+	add("connpool_gets_total", float64(s.Timeouts), "result", "timeout")
+	add("connpool_gets_total", float64(s.GetDialErrors), "result", "dial_error")
+	add("connpool_gets_total", float64(s.ClosedPoolGets), "result", "pool_closed")
+	add("connpool_gets_total", float64(s.TooManyWaiters), "result", "too_many_waiters")
+	add("connpool_gets_total", float64(s.NoIdleConn), "result", "no_idle_conn")
+	add("connpool_gets_total", float64(s.InvalidGets), "result", "invalid")
 	add("connpool_waits_total", float64(s.WaitCount))
 	add("connpool_timeouts_total", float64(s.Timeouts))
 	add("connpool_rejected_total", float64(s.TooManyWaiters))

@@ -17,84 +17,134 @@ import (
 // ([connpool.WithName]) and the network and address it dials.
 var poolLabels = []string{"pool", "network", "address"}
 
-// newDesc returns the Desc of a metric with poolLabels and then extra.
-func newDesc(name, help string, extra ...string) *prometheus.Desc {
-	labels := append(append([]string(nil), poolLabels...), extra...)
-	return prometheus.NewDesc(name, help, labels, nil)
+// family is one metric of the package: its name, its help and the labels
+// it has after the pool's. Each has an index in families, which the specs
+// use to find its Desc in a set of Descs (genericDescs or a pool's own).
+type family struct {
+	name, help string
+	extra      []string
 }
 
-// The metrics, one Desc each: the fixed set that Describe sends.
-var (
-	connectionsDesc = newDesc("connpool_connections",
+// The index of each family in families.
+const (
+	fConnections = iota
+	fMaxConnections
+	fMinIdle
+	fMaxIdle
+	fWaiting
+	fOldestWait
+	fGets
+	fWaits
+	fTimeouts
+	fRejected
+	fWaitSeconds
+	fDials
+	fDialErrors
+	fDialSeconds
+	fUseSeconds
+	fClosed
+	fLeaks
+	fResolves
+	fBackendConnections
+	fBackendDials
+	fBackendDialErrors
+	fBackendBackingOff
+	fBackendDraining
+	numFamilies
+)
+
+// families are the metrics, in the order a pool's collector describes them.
+var families = [numFamilies]family{
+	fConnections: {"connpool_connections",
 		"Conns the pool counts against its max now, by state: in_use (borrowed), idle (including those under a background check), dialing, closing.",
-		"state")
-	maxConnectionsDesc = newDesc("connpool_max_connections",
-		"The cap on the conns the pool has open or dialing (WithMaxConns).")
-	minIdleDesc = newDesc("connpool_min_idle_connections",
-		"The idle conns the pool keeps ready (WithMinIdle).")
-	maxIdleDesc = newDesc("connpool_max_idle_connections",
-		"The cap on idle conns (WithMaxIdle).")
-	waitingDesc = newDesc("connpool_waiting_requests",
-		"Gets queued for a conn now.")
-	oldestWaitDesc = newDesc("connpool_oldest_wait_seconds",
-		"How long the Get that has waited longest has been queued; 0 when none waits.")
+		[]string{"state"}},
+	fMaxConnections: {"connpool_max_connections",
+		"The cap on the conns the pool has open or dialing (WithMaxConns).", nil},
+	fMinIdle: {"connpool_min_idle_connections",
+		"The idle conns the pool keeps ready (WithMinIdle).", nil},
+	fMaxIdle: {"connpool_max_idle_connections",
+		"The cap on idle conns (WithMaxIdle).", nil},
+	fWaiting: {"connpool_waiting_requests",
+		"Gets queued for a conn now.", nil},
+	fOldestWait: {"connpool_oldest_wait_seconds",
+		"How long the Get that has waited longest has been queued; 0 when none waits.", nil},
 
-	getsDesc = newDesc("connpool_gets_total",
-		"Successful Gets, by result: hit (served an existing conn, idle or handed off) or miss (served a freshly dialed conn).",
-		"result")
-	waitsDesc = newDesc("connpool_waits_total",
-		"Gets that queued because the pool was at its max conns or its dial limit.")
-	timeoutsDesc = newDesc("connpool_timeouts_total",
-		"Gets whose context ended before a conn was ready.")
-	rejectedDesc = newDesc("connpool_rejected_total",
-		"Gets refused at once because WithMaxWaiters Gets were queued.")
-	waitSecondsDesc = newDesc("connpool_wait_seconds",
-		"How long Gets that queued waited, one observation per Get however many times it queued: the count is connpool_waits_total.")
+	fGets: {"connpool_gets_total",
+		"Gets (Get, TryGet, DialContext) that returned, by result: hit (served an existing conn, idle or handed off), miss (served a freshly dialed conn), or why it failed: timeout, dial_error, pool_closed, too_many_waiters, no_idle_conn, invalid (GetFailure).",
+		[]string{"result"}},
+	fWaits: {"connpool_waits_total",
+		"Gets that queued because the pool was at its max conns or its dial limit.", nil},
+	fTimeouts: {"connpool_timeouts_total",
+		"Gets whose context ended before a conn was ready: connpool_gets_total{result=\"timeout\"}.", nil},
+	fRejected: {"connpool_rejected_total",
+		"Gets refused at once because WithMaxWaiters Gets were queued: connpool_gets_total{result=\"too_many_waiters\"}.", nil},
+	fWaitSeconds: {"connpool_wait_seconds",
+		"How long Gets that queued waited, one observation per Get however many times it queued: the count is connpool_waits_total.", nil},
 
-	dialsDesc = newDesc("connpool_dials_total",
-		"Conns dialed successfully.")
-	dialErrorsDesc = newDesc("connpool_dial_errors_total",
-		"Dials that failed, including those cut short by Close.")
-	dialSecondsDesc = newDesc("connpool_dial_seconds",
-		"How long successful dials took.")
-	useSecondsDesc = newDesc("connpool_use_seconds",
-		"How long conns were held from Get to Put; empty unless WithUseTimeMetrics is on.")
+	fDials: {"connpool_dials_total",
+		"Conns dialed successfully.", nil},
+	fDialErrors: {"connpool_dial_errors_total",
+		"Dials that failed, including those cut short by Close.", nil},
+	fDialSeconds: {"connpool_dial_seconds",
+		"How long successful dials took.", nil},
+	fUseSeconds: {"connpool_use_seconds",
+		"How long conns were held from Get to Put; empty unless WithUseTimeMetrics is on.", nil},
 
-	closedDesc = newDesc("connpool_closed_total",
+	fClosed: {"connpool_closed_total",
 		"Conns the pool closed or gave up, by reason: idle, lifetime, unhealthy, broken, max_idle, released, pool_closed, reset, detached, leaked, resized, address_removed, rebalanced (CloseReason).",
-		"reason")
-	leaksDesc = newDesc("connpool_leaks_total",
-		"Conns reported as held past the leak threshold (WithLeakDetection).")
-	resolvesDesc = newDesc("connpool_resolves_total",
+		[]string{"reason"}},
+	fLeaks: {"connpool_leaks_total",
+		"Conns reported as held past the leak threshold (WithLeakDetection).", nil},
+	fResolves: {"connpool_resolves_total",
 		"Lookups of the pool's host name (WithResolver), by result: ok or error.",
-		"result")
+		[]string{"result"}},
 
 	// The metrics of each address a pool of a host name dials
 	// (Stats.Addresses), labelled backend with its ip:port.
-	backendConnectionsDesc = newDesc("connpool_backend_connections",
+	fBackendConnections: {"connpool_backend_connections",
 		"Conns to one address of the pool's host name now, by state: in_use, idle (including those under a background check), dialing, closing.",
-		"backend", "state")
-	backendDialsDesc = newDesc("connpool_backend_dials_total",
+		[]string{"backend", "state"}},
+	fBackendDials: {"connpool_backend_dials_total",
 		"Conns dialed successfully to one address of the pool's host name.",
-		"backend")
-	backendDialErrorsDesc = newDesc("connpool_backend_dial_errors_total",
+		[]string{"backend"}},
+	fBackendDialErrors: {"connpool_backend_dial_errors_total",
 		"Dials to one address of the pool's host name that failed.",
-		"backend")
-	backendBackingOffDesc = newDesc("connpool_backend_backing_off",
+		[]string{"backend"}},
+	fBackendBackingOff: {"connpool_backend_backing_off",
 		"1 while dials to one address of the pool's host name are paused after failures (WithDialBackoff), else 0.",
-		"backend")
-	backendDrainingDesc = newDesc("connpool_backend_draining",
+		[]string{"backend"}},
+	fBackendDraining: {"connpool_backend_draining",
 		"1 while one address that left the pool's resolved set still has conns open, closed as they come back, else 0.",
-		"backend")
-)
+		[]string{"backend"}},
+}
 
-// descs is every Desc, in the order Describe sends them.
-var descs = []*prometheus.Desc{
-	connectionsDesc, maxConnectionsDesc, minIdleDesc, maxIdleDesc, waitingDesc, oldestWaitDesc,
-	getsDesc, waitsDesc, timeoutsDesc, rejectedDesc, waitSecondsDesc,
-	dialsDesc, dialErrorsDesc, dialSecondsDesc, useSecondsDesc,
-	closedDesc, leaksDesc, resolvesDesc,
-	backendConnectionsDesc, backendDialsDesc, backendDialErrorsDesc, backendBackingOffDesc, backendDrainingDesc,
+// descSet holds a Desc per family, indexed as families.
+type descSet [numFamilies]*prometheus.Desc
+
+// genericDescs are the Descs of the metrics of a group's pools, which
+// carry the pool's labels as variable labels: the group's collector
+// describes none of them (it is unchecked), as its pools change.
+var genericDescs = func() (d descSet) {
+	for i, f := range families {
+		d[i] = prometheus.NewDesc(f.name, f.help, append(slices.Clone(poolLabels), f.extra...), nil)
+	}
+	return d
+}()
+
+// newPoolDescs returns the Descs of the metrics of the pool whose label
+// values are labels (poolLabelNames' order), which carry them as constant
+// labels: they identify the pool to the registry, which refuses a second
+// collector of it.
+func newPoolDescs(labels [3]string) *descSet {
+	var d descSet
+	consts := prometheus.Labels{}
+	for i, name := range poolLabelNames {
+		consts[name] = labels[i]
+	}
+	for i, f := range families {
+		d[i] = prometheus.NewDesc(f.name, f.help, f.extra, consts)
+	}
+	return &d
 }
 
 // kind is the type of a metric: which dto field its value goes in.
@@ -107,11 +157,11 @@ const (
 )
 
 // metricSpec says how one metric of a pool is made from its Stats: its
-// Desc, its type, the label pair after the pool's (nil for none), and the
+// family, its type, the label pair after the pool's (nil for none), and the
 // field it comes from: value for a gauge or a counter, hist for a
 // histogram.
 type metricSpec struct {
-	desc  *prometheus.Desc
+	fam   int // the index of its family
 	kind  kind
 	extra *dto.LabelPair
 	value func(*connpool.Stats) float64
@@ -123,56 +173,65 @@ type metricSpec struct {
 // so that a scrape of pools sent in label order (sortSnapshots) reaches
 // the registry already sorted.
 var specs = func() []metricSpec {
-	g := func(d *prometheus.Desc, extra *dto.LabelPair, v func(*connpool.Stats) float64) metricSpec {
-		return metricSpec{desc: d, kind: gauge, extra: extra, value: v}
+	g := func(f int, extra *dto.LabelPair, v func(*connpool.Stats) float64) metricSpec {
+		return metricSpec{fam: f, kind: gauge, extra: extra, value: v}
 	}
-	c := func(d *prometheus.Desc, extra *dto.LabelPair, v func(*connpool.Stats) int64) metricSpec {
-		return metricSpec{desc: d, kind: counter, extra: extra, value: func(s *connpool.Stats) float64 { return float64(v(s)) }}
+	c := func(f int, extra *dto.LabelPair, v func(*connpool.Stats) int64) metricSpec {
+		return metricSpec{fam: f, kind: counter, extra: extra, value: func(s *connpool.Stats) float64 { return float64(v(s)) }}
 	}
-	h := func(d *prometheus.Desc, h func(*connpool.Stats) *connpool.Histogram) metricSpec {
-		return metricSpec{desc: d, kind: histogram, hist: h}
+	h := func(f int, h func(*connpool.Stats) *connpool.Histogram) metricSpec {
+		return metricSpec{fam: f, kind: histogram, hist: h}
 	}
 	state := func(v string) *dto.LabelPair { return labelPair("state", v) }
 	result := func(v string) *dto.LabelPair { return labelPair("result", v) }
 	s := []metricSpec{
-		g(connectionsDesc, state("closing"), func(s *connpool.Stats) float64 { return float64(s.Closing) }),
-		g(connectionsDesc, state("dialing"), func(s *connpool.Stats) float64 { return float64(s.Dialing) }),
-		g(connectionsDesc, state("idle"), func(s *connpool.Stats) float64 { return float64(s.Idle) }),
-		g(connectionsDesc, state("in_use"), func(s *connpool.Stats) float64 { return float64(s.InUse) }),
-		g(maxConnectionsDesc, nil, func(s *connpool.Stats) float64 { return float64(s.MaxConns) }),
-		g(minIdleDesc, nil, func(s *connpool.Stats) float64 { return float64(s.MinIdle) }),
-		g(maxIdleDesc, nil, func(s *connpool.Stats) float64 { return float64(s.MaxIdle) }),
-		g(waitingDesc, nil, func(s *connpool.Stats) float64 { return float64(s.Waiting) }),
-		g(oldestWaitDesc, nil, func(s *connpool.Stats) float64 { return seconds(s.OldestWait) }),
+		g(fConnections, state("closing"), func(s *connpool.Stats) float64 { return float64(s.Closing) }),
+		g(fConnections, state("dialing"), func(s *connpool.Stats) float64 { return float64(s.Dialing) }),
+		g(fConnections, state("idle"), func(s *connpool.Stats) float64 { return float64(s.Idle) }),
+		g(fConnections, state("in_use"), func(s *connpool.Stats) float64 { return float64(s.InUse) }),
+		g(fMaxConnections, nil, func(s *connpool.Stats) float64 { return float64(s.MaxConns) }),
+		g(fMinIdle, nil, func(s *connpool.Stats) float64 { return float64(s.MinIdle) }),
+		g(fMaxIdle, nil, func(s *connpool.Stats) float64 { return float64(s.MaxIdle) }),
+		g(fWaiting, nil, func(s *connpool.Stats) float64 { return float64(s.Waiting) }),
+		g(fOldestWait, nil, func(s *connpool.Stats) float64 { return seconds(s.OldestWait) }),
 
-		c(getsDesc, result("hit"), func(s *connpool.Stats) int64 { return s.Hits }),
-		c(getsDesc, result("miss"), func(s *connpool.Stats) int64 { return s.Misses }),
-		c(waitsDesc, nil, func(s *connpool.Stats) int64 { return s.WaitCount }),
-		c(timeoutsDesc, nil, func(s *connpool.Stats) int64 { return s.Timeouts }),
-		c(rejectedDesc, nil, func(s *connpool.Stats) int64 { return s.TooManyWaiters }),
-		h(waitSecondsDesc, func(s *connpool.Stats) *connpool.Histogram { return &s.WaitTime }),
+		c(fWaits, nil, func(s *connpool.Stats) int64 { return s.WaitCount }),
+		c(fTimeouts, nil, func(s *connpool.Stats) int64 { return s.Timeouts }),
+		c(fRejected, nil, func(s *connpool.Stats) int64 { return s.TooManyWaiters }),
+		h(fWaitSeconds, func(s *connpool.Stats) *connpool.Histogram { return &s.WaitTime }),
 
-		c(dialsDesc, nil, func(s *connpool.Stats) int64 { return s.Dials }),
-		c(dialErrorsDesc, nil, func(s *connpool.Stats) int64 { return s.DialErrors }),
-		h(dialSecondsDesc, func(s *connpool.Stats) *connpool.Histogram { return &s.DialTime }),
-		h(useSecondsDesc, func(s *connpool.Stats) *connpool.Histogram { return &s.UseTime }),
+		c(fDials, nil, func(s *connpool.Stats) int64 { return s.Dials }),
+		c(fDialErrors, nil, func(s *connpool.Stats) int64 { return s.DialErrors }),
+		h(fDialSeconds, func(s *connpool.Stats) *connpool.Histogram { return &s.DialTime }),
+		h(fUseSeconds, func(s *connpool.Stats) *connpool.Histogram { return &s.UseTime }),
 
-		c(leaksDesc, nil, func(s *connpool.Stats) int64 { return s.Leaks }),
-		c(resolvesDesc, result("error"), func(s *connpool.Stats) int64 { return s.ResolveErrors }),
-		c(resolvesDesc, result("ok"), func(s *connpool.Stats) int64 { return s.Resolves }),
+		c(fLeaks, nil, func(s *connpool.Stats) int64 { return s.Leaks }),
+		c(fResolves, result("error"), func(s *connpool.Stats) int64 { return s.ResolveErrors }),
+		c(fResolves, result("ok"), func(s *connpool.Stats) int64 { return s.Resolves }),
 	}
+	// The Gets of every result: hit, miss and each failure.
+	gets := []metricSpec{
+		c(fGets, result("hit"), func(s *connpool.Stats) int64 { return s.Hits }),
+		c(fGets, result("miss"), func(s *connpool.Stats) int64 { return s.Misses }),
+	}
+	for _, f := range connpool.GetFailures() {
+		gets = append(gets, c(fGets, result(f.String()), func(s *connpool.Stats) int64 { return s.Failed(f) }))
+	}
+	slices.SortFunc(gets, func(a, b metricSpec) int { return strings.Compare(a.extra.GetValue(), b.extra.GetValue()) })
+	s = append(s, gets...)
+
 	reasons := connpool.CloseReasons()
 	slices.SortFunc(reasons, func(a, b connpool.CloseReason) int { return strings.Compare(a.String(), b.String()) })
 	for _, r := range reasons {
-		s = append(s, c(closedDesc, labelPair("reason", r.String()), func(s *connpool.Stats) int64 { return s.Closed(r) }))
+		s = append(s, c(fClosed, labelPair("reason", r.String()), func(s *connpool.Stats) int64 { return s.Closed(r) }))
 	}
 	return s
 }()
 
-// backendSpec is one metric of an address of a pool: its Desc, its type,
+// backendSpec is one metric of an address of a pool: its family, its type,
 // its state label pair (nil for none) and its value.
 type backendSpec struct {
-	desc  *prometheus.Desc
+	fam   int // the index of its family
 	kind  kind
 	state *dto.LabelPair
 	value func(*connpool.AddressStats) float64
@@ -189,14 +248,14 @@ var backendSpecs = func() []backendSpec {
 		return 0
 	}
 	return []backendSpec{
-		{backendConnectionsDesc, gauge, state("closing"), func(a *connpool.AddressStats) float64 { return float64(a.Open - a.InUse - a.Idle) }},
-		{backendConnectionsDesc, gauge, state("dialing"), func(a *connpool.AddressStats) float64 { return float64(a.Dialing) }},
-		{backendConnectionsDesc, gauge, state("idle"), func(a *connpool.AddressStats) float64 { return float64(a.Idle) }},
-		{backendConnectionsDesc, gauge, state("in_use"), func(a *connpool.AddressStats) float64 { return float64(a.InUse) }},
-		{backendDialsDesc, counter, nil, func(a *connpool.AddressStats) float64 { return float64(a.Dials) }},
-		{backendDialErrorsDesc, counter, nil, func(a *connpool.AddressStats) float64 { return float64(a.DialErrors) }},
-		{backendBackingOffDesc, gauge, nil, func(a *connpool.AddressStats) float64 { return flag(a.BackingOff) }},
-		{backendDrainingDesc, gauge, nil, func(a *connpool.AddressStats) float64 { return flag(a.Draining) }},
+		{fBackendConnections, gauge, state("closing"), func(a *connpool.AddressStats) float64 { return float64(a.Open - a.InUse - a.Idle) }},
+		{fBackendConnections, gauge, state("dialing"), func(a *connpool.AddressStats) float64 { return float64(a.Dialing) }},
+		{fBackendConnections, gauge, state("idle"), func(a *connpool.AddressStats) float64 { return float64(a.Idle) }},
+		{fBackendConnections, gauge, state("in_use"), func(a *connpool.AddressStats) float64 { return float64(a.InUse) }},
+		{fBackendDials, counter, nil, func(a *connpool.AddressStats) float64 { return float64(a.Dials) }},
+		{fBackendDialErrors, counter, nil, func(a *connpool.AddressStats) float64 { return float64(a.DialErrors) }},
+		{fBackendBackingOff, gauge, nil, func(a *connpool.AddressStats) float64 { return flag(a.BackingOff) }},
+		{fBackendDraining, gauge, nil, func(a *connpool.AddressStats) float64 { return flag(a.Draining) }},
 	}
 }()
 
@@ -284,17 +343,25 @@ var smallBuckets = func() *[connpool.HistogramBuckets][smallCounts]dto.Bucket {
 	return b
 }()
 
-// snapshot is the Stats of one pool and the values of its labels, in the
-// order of poolLabelNames.
+// snapshot is the Stats of one pool, the values of its labels, in the
+// order of poolLabelNames, and the Descs of its metrics.
 type snapshot struct {
 	labels [3]string
 	stats  connpool.Stats
+	descs  *descSet
 }
 
 // newSnapshot returns the snapshot of the pool at a whose Stats are s,
-// with label values made valid UTF-8, as they must be.
+// with label values made valid UTF-8, as they must be, and the generic
+// Descs.
 func newSnapshot(a connpool.Addr, s *connpool.Stats) snapshot {
-	return snapshot{labels: [3]string{validUTF8(a.Address), validUTF8(a.Network), validUTF8(s.Name)}, stats: *s}
+	return snapshot{labels: poolLabelValues(a, s.Name), stats: *s, descs: &genericDescs}
+}
+
+// poolLabelValues returns the label values of the pool named name at a,
+// in the order of poolLabelNames, made valid UTF-8.
+func poolLabelValues(a connpool.Addr, name string) [3]string {
+	return [3]string{validUTF8(a.Address), validUTF8(a.Network), validUTF8(name)}
 }
 
 // sortSnapshots orders snaps by their label values, as the registry sorts
@@ -400,7 +467,7 @@ func collect(ch chan<- prometheus.Metric, snaps []*snapshot) {
 			sp := &specs[i]
 			m := &b.metrics[0]
 			b.metrics = b.metrics[1:]
-			m.desc = sp.desc
+			m.desc = sn.descs[sp.fam]
 			n := len(pairs)
 			if sp.extra != nil {
 				n++
@@ -425,14 +492,15 @@ func collect(ch chan<- prometheus.Metric, snaps []*snapshot) {
 			ch <- m
 		}
 		for i := range sn.stats.Addresses {
-			b.backend(ch, pairs, &sn.stats.Addresses[i])
+			b.backend(ch, sn.descs, pairs, &sn.stats.Addresses[i])
 		}
 	}
 }
 
-// backend sends the metrics of address a of the pool whose label pairs
-// are pool (poolLabelNames' order), stored in b.
-func (b *scrapeBuffers) backend(ch chan<- prometheus.Metric, pool []dto.LabelPair, a *connpool.AddressStats) {
+// backend sends the metrics of address a of the pool whose Descs are
+// descs and whose label pairs are pool (poolLabelNames' order), stored in
+// b.
+func (b *scrapeBuffers) backend(ch chan<- prometheus.Metric, descs *descSet, pool []dto.LabelPair, a *connpool.AddressStats) {
 	addr := &take(&b.addrs, 1)[0]
 	*addr = validUTF8(a.Address)
 	backend := &take(&b.addrPairs, 1)[0]
@@ -440,7 +508,7 @@ func (b *scrapeBuffers) backend(ch chan<- prometheus.Metric, pool []dto.LabelPai
 	for i := range backendSpecs {
 		sp := &backendSpecs[i]
 		m := &take(&b.metrics, 1)[0]
-		m.desc = sp.desc
+		m.desc = descs[sp.fam]
 		// Sorted by name: address, backend, network, pool, state.
 		n := len(pool) + 1
 		if sp.state != nil {
