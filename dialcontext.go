@@ -50,12 +50,10 @@ func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Co
 // refuse counts, and reports to the Get hooks, a DialContext that fails
 // with err before it is a Get, and returns err.
 func (p *Pool) refuse(err error) error {
-	if p.hooks.GetStarted != nil {
-		emit(p, p.hooks.GetStarted, GetStartedEvent{Pool: p.name})
-	}
+	id, start := p.getStarted()
 	p.getFailed(err)
 	if p.hooks.GetDone != nil {
-		p.emitGetDone(&getOp{}, nil, err)
+		p.emitGetDone(&getOp{}, nil, err, id, start)
 	}
 	return err
 }

@@ -78,8 +78,9 @@ import (
 //	ConnectionCheckOutFailedEvent   GetDone with an Err
 //	  reason                          Failure: GetPoolClosed is "poolClosed",
 //	                                  GetTimeout is "timeout", GetDialError is
-//	                                  "connectionError"; GetTooManyWaiters and
-//	                                  GetNoIdleConn have no CMAP reason
+//	                                  "connectionError"; GetTooManyWaiters,
+//	                                  GetNoIdleConn and GetInvalid have no
+//	                                  CMAP reason
 //	  duration                        Duration
 //	ConnectionCheckedInEvent        Put
 //	  address, connectionId           Address, ConnID
