@@ -3,7 +3,9 @@ package connpool
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"sync/atomic"
 )
 
 // DialContext hands out a conn for a client that manages its own
@@ -29,6 +31,19 @@ import (
 // TLS: a conn wrapped by DialTLSContext would lose HTTP/2, which needs a
 // *tls.Conn.
 //
+// A client with a pool of its own (go-redis, database/sql, an
+// http.Transport) keeps the conns it dialed, idle ones included, until it
+// closes them: size it within the pool's cap (see docs/clients.md). When
+// it dials while clients hold every conn of the pool, its dial waits at
+// the cap as a Get does; if its ctx ends first, DialContext returns an
+// error that wraps both ctx's error and [ErrClientPoolOverCap] and names
+// the settings to change, and the pool warns once, through [WithLogger] or,
+// when the pool's logger discards (the default), through [slog.Default].
+// From then until a client closes a conn, a DialContext at the cap while
+// clients hold every conn returns an error wrapping ErrClientPoolOverCap at
+// once: no wait can succeed before a client closes a conn, and a client
+// whose dials each wait out their timeout stalls its own callers.
+//
 // On a pool with [WithAdaptiveMaxConns], DialContext returns
 // [ErrAdaptiveDialContext]: its conns are never returned, so the adaptive
 // cap could not measure them.
@@ -44,6 +59,9 @@ func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Co
 	if err != nil {
 		return nil, err
 	}
+	// Its holder marks it: from here until its close, a client holds it.
+	c.pc.client = true
+	p.clients.held.Add(1)
 	return c, nil
 }
 
@@ -52,4 +70,141 @@ func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Co
 // take: pass p.DialAddr.
 func (p *Pool) DialAddr(ctx context.Context, address string) (net.Conn, error) {
 	return p.DialContext(ctx, p.network, address)
+}
+
+// clientHold is the pool's view of the conns DialContext clients hold:
+// conns that come back only when their client closes them, so that a
+// DialContext caller waiting while clients hold every conn waits for a
+// client to let one go, not for a Put.
+type clientHold struct {
+	// held counts the conns handed out by DialContext and not closed yet.
+	// The holder adds its conn after DialContext's Get; closeConn takes it
+	// off under Pool.mu. Read under Pool.mu, it may lag behind a conn just
+	// handed out, never ahead: a conn counted is one a client holds.
+	held atomic.Int32
+	// streak is set, under Pool.mu, when a DialContext wait ran out while
+	// clients held every conn, and cleared by the next close: while it is
+	// set, DialContext callers in the same state fail fast.
+	streak bool
+}
+
+// clientsHoldAllLocked reports whether DialContext clients hold every
+// conn the cap allows, with no dial in flight: a waiting DialContext
+// caller can then be served only once a client closes a conn.
+func (p *Pool) clientsHoldAllLocked() bool {
+	return p.numOpen >= p.cfg.maxConns && p.numDialing == 0 && int(p.clients.held.Load()) >= p.numOpen
+}
+
+// clientClosedLocked notes, in closeConn, that pc closed: if a client
+// held it, one fewer does; either way a slot is free, and DialContext
+// callers wait again rather than fail fast.
+func (p *Pool) clientClosedLocked(pc *poolConn) {
+	if pc.client {
+		p.clients.held.Add(-1)
+	}
+	p.clients.streak = false
+}
+
+// clientsFailFastLocked returns, for a DialContext caller about to queue,
+// the error it fails fast with while a streak is on and clients still
+// hold every conn, or nil.
+func (p *Pool) clientsFailFastLocked() error {
+	if !p.clients.streak || !p.clientsHoldAllLocked() {
+		return nil
+	}
+	return &waitError{pool: p.name, err: p.clientOverCapError(),
+		state: fmt.Sprintf("in use %d by DialContext clients, max %d; failing fast: a wait already ran out in this state", p.numOpen, p.cfg.maxConns)}
+}
+
+// clientWaitEndedLocked is called when a DialContext caller's ctx ended in
+// the queue. If clients hold every conn, it starts a streak and returns
+// the advice to wrap in the caller's error, and whether this wait is the
+// first of the streak, which the caller logs once mu is released.
+func (p *Pool) clientWaitEndedLocked() (hint error, first bool) {
+	if !p.clientsHoldAllLocked() {
+		return nil, false
+	}
+	first = !p.clients.streak
+	p.clients.streak = true
+	return p.clientOverCapError(), first
+}
+
+// clientOverCapError says what the caller of a DialContext met and what to
+// change, wrapping ErrClientPoolOverCap.
+func (p *Pool) clientOverCapError() error {
+	from := "the default, 4 x GOMAXPROCS"
+	if p.cfg.maxConnsSet {
+		from = "set by WithMaxConns"
+	}
+	return fmt.Errorf("%w: %d conns, all held by DialContext clients (MaxConns %d, %s): "+
+		"a client's own pool is larger than MaxConns, or the clients' pools together are; "+
+		"cap each client within it and let it close idle conns (go-redis PoolSize, "+
+		"database/sql SetMaxOpenConns and SetMaxIdleConns, http.Transport MaxConnsPerHost and "+
+		"MaxIdleConnsPerHost); see %s",
+		ErrClientPoolOverCap, p.numOpen, p.cfg.maxConns, from, clientsDocs)
+}
+
+// clientsDocs is the page that gives each client's settings.
+const clientsDocs = "https://github.com/connpool/connpool/blob/main/docs/clients.md"
+
+// warnClientsOverCap logs, once per streak, that DialContext clients hold
+// every conn while one of them waits to dial. It must be called without mu.
+func (p *Pool) warnClientsOverCap(hint error) {
+	p.warnLog().Warn("connpool: a DialContext wait ran out while DialContext clients held every conn; "+
+		"until a client closes one, DialContext at the cap fails fast",
+		"pool", p.name, "error", hint)
+}
+
+// warnLog is where the pool reports a misconfiguration that stalls its
+// users: its logger, or slog.Default when the pool's logger discards (the
+// default): a warning nobody sees cannot be acted on.
+func (p *Pool) warnLog() *slog.Logger {
+	if p.cfg.logger.Handler() == slog.DiscardHandler {
+		return slog.Default()
+	}
+	return p.log
+}
+
+// withHint adds hint, if any, to err, a wait error.
+func withHint(err error, hint error) error {
+	if we, ok := err.(*waitError); ok && hint != nil {
+		we.hint = hint
+	}
+	return err
+}
+
+// groupHint returns, for a DialContext caller of a pool in a group whose
+// wait ran out, the advice to wrap when the group's cap is reached, every
+// slot held by conns DialContext clients keep, and no client is
+// registered to close its idle ones; else nil. It takes the group's lock:
+// call it without mu.
+func (p *Pool) groupHint() error {
+	l := p.cfg.limit
+	if l == nil {
+		return nil
+	}
+	used, size := l.sem.Used()
+	if used < size {
+		return nil
+	}
+	held, registered := l.g.clientsHeld()
+	if held < size || registered {
+		return nil
+	}
+	return fmt.Errorf("%w: %d conns across the group, all held by DialContext clients (WithGroupMaxConns(%d)), "+
+		"and no client is registered with Group.CloseIdleWith: the group cannot take back the conns they keep idle; "+
+		"register each client (an http.Transport or http.Client) with Group.CloseIdleWith, and bound its idle conns "+
+		"(http.Transport IdleConnTimeout, MaxIdleConnsPerHost); see %s",
+		ErrClientPoolOverCap, held, size, clientsDocs)
+}
+
+// clientsHeld returns how many conns DialContext clients hold across the
+// group's pools, and whether any client is registered with CloseIdleWith.
+func (g *Group) clientsHeld() (held int, registered bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for _, e := range g.pools {
+		held += int(e.pool.clients.held.Load())
+	}
+	return held, len(g.closers) > 0
 }
