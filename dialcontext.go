@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync/atomic"
+	"time"
 )
 
 // DialContext hands out a conn for a client that manages its own
@@ -37,12 +38,13 @@ import (
 // it dials while clients hold every conn of the pool, its dial waits at
 // the cap as a Get does; if its ctx ends first, DialContext returns an
 // error that wraps both ctx's error and [ErrClientPoolOverCap] and names
-// the settings to change, and the pool warns once, through [WithLogger] or,
-// when the pool's logger discards (the default), through [slog.Default].
-// From then until a client closes a conn, a DialContext at the cap while
-// clients hold every conn returns an error wrapping ErrClientPoolOverCap at
-// once: no wait can succeed before a client closes a conn, and a client
-// whose dials each wait out their timeout stalls its own callers.
+// the settings to change. If it had waited 100ms or more, the pool also
+// warns, once per streak, through [WithLogger] or, when the pool's logger
+// discards (the default), through [slog.Default]; and from then until a
+// client closes a conn, a DialContext at the cap while clients hold every
+// conn returns an error wrapping ErrClientPoolOverCap at once: no wait
+// can succeed before a client closes a conn, and a client whose dials
+// each wait out their timeout stalls its own callers.
 //
 // On a pool with [WithAdaptiveMaxConns], DialContext returns
 // [ErrAdaptiveDialContext]: its conns are never returned, so the adaptive
@@ -116,16 +118,24 @@ func (p *Pool) clientsFailFastLocked() error {
 		state: fmt.Sprintf("in use %d by DialContext clients, max %d; failing fast: a wait already ran out in this state", p.numOpen, p.cfg.maxConns)}
 }
 
-// clientWaitEndedLocked is called when a DialContext caller's ctx ended in
-// the queue. If clients hold every conn, it starts a streak and returns
-// the advice to wrap in the caller's error, and whether this wait is the
-// first of the streak, which the caller logs once mu is released.
-func (p *Pool) clientWaitEndedLocked() (hint error, first bool) {
+// clientStreakAfter is how long a DialContext wait must have lasted, in
+// vain while clients held every conn, to start a streak: a wait cut short
+// by a tight deadline says little about whether clients let conns go.
+const clientStreakAfter = 100 * time.Millisecond
+
+// clientWaitEndedLocked is called when the ctx of a DialContext caller
+// that waited for waited ended in the queue. If clients hold every conn,
+// it returns the advice to wrap in the caller's error; after a wait of at
+// least clientStreakAfter it starts a streak, and reports whether this
+// wait is the first of it, which the caller logs once mu is released.
+func (p *Pool) clientWaitEndedLocked(waited time.Duration) (hint error, first bool) {
 	if !p.clientsHoldAllLocked() {
 		return nil, false
 	}
-	first = !p.clients.streak
-	p.clients.streak = true
+	if waited >= clientStreakAfter {
+		first = !p.clients.streak
+		p.clients.streak = true
+	}
 	return p.clientOverCapError(), first
 }
 
@@ -138,7 +148,7 @@ func (p *Pool) clientOverCapError() error {
 	}
 	return fmt.Errorf("%w: %d conns, all held by DialContext clients (MaxConns %d, %s): "+
 		"a client's own pool is larger than MaxConns, or the clients' pools together are; "+
-		"cap each client within it and let it close idle conns (go-redis PoolSize, "+
+		"cap each client within it and let it close idle conns (go-redis PoolSize and PipelinePoolSize, "+
 		"database/sql SetMaxOpenConns and SetMaxIdleConns, http.Transport MaxConnsPerHost and "+
 		"MaxIdleConnsPerHost); see %s",
 		ErrClientPoolOverCap, p.numOpen, p.cfg.maxConns, from, clientsDocs)

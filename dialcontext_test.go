@@ -328,7 +328,7 @@ func TestDialContextOverCapSaysSo(t *testing.T) {
 	p := newPool(t, srv.Addr(), connpool.WithMaxConns(2), connpool.WithLogger(slog.New(logged)))
 	held := dialClients(t, p, 2)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
 	_, err := p.DialContext(ctx, "tcp", srv.Addr())
 	require.Error(t, err)
@@ -361,7 +361,7 @@ func TestDialContextOverCapSaysSo(t *testing.T) {
 	mustRoundTrip(t, nc, "after the streak")
 
 	// A new streak warns again.
-	short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	short, cancelShort := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancelShort()
 	_, err = p.DialContext(short, "tcp", srv.Addr())
 	assert.ErrorIs(t, err, connpool.ErrClientPoolOverCap)
@@ -431,7 +431,7 @@ func TestDialContextOverCapWarnsWithoutLogger(t *testing.T) {
 	srv := startServer(t)
 	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1))
 	dialClients(t, p, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
 	_, err := p.DialContext(ctx, "tcp", srv.Addr())
 	require.ErrorIs(t, err, connpool.ErrClientPoolOverCap)
@@ -469,4 +469,34 @@ func TestGroupDialContextOverCapSaysSo(t *testing.T) {
 	assert.Contains(t, err.Error(), "Group.CloseIdleWith")
 	assert.Contains(t, err.Error(), "WithGroupMaxConns(2)")
 	assert.NotEmpty(t, logged.all(), "the group's warning reached slog.Default")
+}
+
+// TestDialContextShortWaitNoStreak: a wait cut short by a tight deadline
+// still says why, but starts no streak: the next caller waits, and a
+// client that closes a conn meanwhile serves it.
+func TestDialContextShortWaitNoStreak(t *testing.T) {
+	srv := startServer(t)
+	logged := &warnings{}
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1), connpool.WithLogger(slog.New(logged)))
+	held := dialClients(t, p, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	_, err := p.DialContext(ctx, "tcp", srv.Addr())
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, connpool.ErrClientPoolOverCap)
+	assert.Empty(t, logged.all())
+
+	long, cancelLong := context.WithTimeout(context.Background(), waitFor)
+	defer cancelLong()
+	got := make(chan error, 1)
+	go func() {
+		nc, err := p.DialContext(long, "tcp", srv.Addr())
+		if err == nil {
+			err = nc.Close()
+		}
+		got <- err
+	}()
+	require.Eventually(t, waitersAre(p, 1), waitFor, tick)
+	require.NoError(t, held[0].Close())
+	require.NoError(t, <-got)
 }

@@ -204,7 +204,7 @@ func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, s
 	}
 	if !served {
 		p.leave(e)
-		return delivery{}, p.waitFailedFor(op.ctx, unusedOnly)
+		return delivery{}, p.waitFailedFor(op.ctx, unusedOnly, clock.Since(start))
 	}
 	p.recycle(e)
 	return d, d.err
@@ -243,17 +243,18 @@ func (p *Pool) oldestWaitLocked() time.Duration {
 
 // waitFailed counts a Get whose context ended and builds its error. It
 // takes mu and idleMu.
-func (p *Pool) waitFailed(ctx context.Context) error { return p.waitFailedFor(ctx, false) }
+func (p *Pool) waitFailed(ctx context.Context) error { return p.waitFailedFor(ctx, false, 0) }
 
-// waitFailedFor is waitFailed for a Get that waited, a DialContext caller
-// when unusedOnly: its error then also says when DialContext clients hold
-// every conn (clientWaitEndedLocked), logged once per streak.
-func (p *Pool) waitFailedFor(ctx context.Context, unusedOnly bool) error {
+// waitFailedFor is waitFailed for a Get that waited for waited, a
+// DialContext caller when unusedOnly: its error then also says when
+// DialContext clients hold every conn (clientWaitEndedLocked), logged once
+// per streak.
+func (p *Pool) waitFailedFor(ctx context.Context, unusedOnly bool, waited time.Duration) error {
 	p.mu.Lock()
 	var hint error
 	first := false
 	if unusedOnly {
-		hint, first = p.clientWaitEndedLocked()
+		hint, first = p.clientWaitEndedLocked(waited)
 	}
 	p.timeouts++
 	p.idleMu.Lock()
