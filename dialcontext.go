@@ -44,7 +44,9 @@ import (
 // client closes a conn, a DialContext at the cap while clients hold every
 // conn returns an error wrapping ErrClientPoolOverCap at once: no wait
 // can succeed before a client closes a conn, and a client whose dials
-// each wait out their timeout stalls its own callers.
+// each wait out their timeout stalls its own callers. In a [Group], the
+// same holds for the group's cap once a dial has waited at it for a second
+// with no client registered with [Group.CloseIdleWith].
 //
 // On a pool with [WithAdaptiveMaxConns], DialContext returns
 // [ErrAdaptiveDialContext]: its conns are never returned, so the adaptive
@@ -56,6 +58,9 @@ func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Co
 	}
 	if p.adaptive != nil {
 		return nil, ErrAdaptiveDialContext
+	}
+	if err := p.groupFailFast(); err != nil {
+		return nil, err
 	}
 	c, err := p.get(ctx, connDestroyOnClose)
 	if err != nil {
@@ -206,6 +211,26 @@ func (p *Pool) groupHint() error {
 		"register each client (an http.Transport or http.Client) with Group.CloseIdleWith, and bound its idle conns "+
 		"(http.Transport IdleConnTimeout, MaxIdleConnsPerHost); see %s",
 		ErrClientPoolOverCap, held, size, clientsDocs)
+}
+
+// groupFailFast returns, for a DialContext caller of a pool in a group,
+// an error wrapping ErrClientPoolOverCap while the group is in a streak of
+// dials stuck at its cap with no client to ask (groupLimit.warnStuck) and
+// DialContext clients still hold every slot: no slot can free before a
+// client closes a conn by itself, and a Transport's request without a
+// deadline would wait for that forever. Else nil, at the cost of one
+// atomic load.
+func (p *Pool) groupFailFast() error {
+	l := p.cfg.limit
+	if l == nil || !l.g.warned.Load() {
+		return nil
+	}
+	hint := p.groupHint()
+	if hint == nil {
+		return nil
+	}
+	return &waitError{pool: p.name, err: hint,
+		state: "failing fast: a dial has waited at the group's cap for a second already"}
 }
 
 // clientsHeld returns how many conns DialContext clients hold across the

@@ -469,6 +469,14 @@ func TestGroupDialContextOverCapSaysSo(t *testing.T) {
 	assert.Contains(t, err.Error(), "Group.CloseIdleWith")
 	assert.Contains(t, err.Error(), "WithGroupMaxConns(2)")
 	assert.NotEmpty(t, logged.all(), "the group's warning reached slog.Default")
+
+	// A dial has waited a second at the cap with no client to ask: the
+	// next ones fail at once, deadline or not.
+	for _, addr := range []string{b.Addr(), startServer(t).Addr()} {
+		_, err := g.DialContext(context.Background(), "tcp", addr)
+		assert.ErrorIs(t, err, connpool.ErrClientPoolOverCap)
+		assert.Contains(t, err.Error(), "failing fast")
+	}
 }
 
 // TestDialContextShortWaitNoStreak: a wait cut short by a tight deadline

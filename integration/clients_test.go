@@ -341,11 +341,14 @@ func fillHost(t *testing.T, client *http.Client, url string, n int) {
 // bare Transport keeps its idle conns to the first host (2 per host by
 // default, forever: IdleConnTimeout 0), which hold every slot of the
 // group's cap, and a request to a new host stalled with no word of why:
-// the group's warning went to a logger that discards by default. The
-// warning now reaches slog.Default, naming Group.CloseIdleWith.
+// the group's warning went to a logger that discards by default, and a
+// request with no deadline of its own waited forever. The warning now
+// reaches slog.Default, naming Group.CloseIdleWith, and once a dial has
+// waited a second at the cap, requests to new hosts fail at once with
+// ErrClientPoolOverCap.
 func TestGroupBareTransportStall(t *testing.T) {
 	warned := recordDefaultLog(t)
-	urls := groupHosts(t, 2)
+	urls := groupHosts(t, 3)
 	g, err := connpool.NewGroup(connpool.WithGroupMaxConns(2))
 	require.NoError(t, err)
 	tr := &http.Transport{DialContext: g.DialContext}
@@ -360,6 +363,11 @@ func TestGroupBareTransportStall(t *testing.T) {
 	require.Error(t, err, "the group's slots are held by idle conns nobody can close")
 	require.Eventually(t, func() bool { return len(warned.all()) > 0 }, waitFor, tick, "no warning reached slog.Default")
 	assert.Contains(t, warned.all()[0], "Group.CloseIdleWith")
+
+	start := time.Now()
+	err = get(client, urls[2], waitFor) // a user's request with a generous deadline
+	assert.ErrorIs(t, err, connpool.ErrClientPoolOverCap)
+	assert.Less(t, time.Since(start), waitFor/2, "failed at once, not at its deadline")
 }
 
 // TestGroupTransportDocumented: the same Transport registered with
