@@ -119,8 +119,8 @@ func (p *Pool) clientsFailFastLocked() error {
 	if !p.clients.streak || !p.clientsHoldAllLocked() {
 		return nil
 	}
-	return &waitError{pool: p.name, err: p.clientOverCapError(),
-		state: fmt.Sprintf("in use %d by DialContext clients, max %d; failing fast: a wait already ran out in this state", p.numOpen, p.cfg.maxConns)}
+	return &waitError{pool: p.name, err: ErrClientPoolOverCap, hint: p.clientOverCapError(),
+		state: "failing fast: a DialContext wait already ran out while they did"}
 }
 
 // clientStreakAfter is how long a DialContext wait must have lasted, in
@@ -145,19 +145,27 @@ func (p *Pool) clientWaitEndedLocked(waited time.Duration) (hint error, first bo
 }
 
 // clientOverCapError says what the caller of a DialContext met and what to
-// change, wrapping ErrClientPoolOverCap.
+// change, wrapping ErrClientPoolOverCap. mu must be held.
 func (p *Pool) clientOverCapError() error {
 	from := "the default, 4 x GOMAXPROCS"
 	if p.cfg.maxConnsSet {
 		from = "set by WithMaxConns"
 	}
-	return fmt.Errorf("%w: %d conns, all held by DialContext clients (MaxConns %d, %s): "+
+	return &adviceError{fmt.Sprintf("all %d conns (MaxConns %d, %s) are held by DialContext clients: "+
 		"a client's own pool is larger than MaxConns, or the clients' pools together are; "+
 		"cap each client within it and let it close idle conns (go-redis PoolSize and PipelinePoolSize, "+
 		"database/sql SetMaxOpenConns and SetMaxIdleConns, http.Transport MaxConnsPerHost and "+
 		"MaxIdleConnsPerHost); see %s",
-		ErrClientPoolOverCap, p.numOpen, p.cfg.maxConns, from, clientsDocs)
+		p.numOpen, p.cfg.maxConns, from, clientsDocs)}
 }
+
+// adviceError is the part of a DialContext error that says why clients
+// hold every conn and what to change; it wraps ErrClientPoolOverCap
+// without repeating its text.
+type adviceError struct{ msg string }
+
+func (e *adviceError) Error() string { return e.msg }
+func (e *adviceError) Unwrap() error { return ErrClientPoolOverCap }
 
 // clientsDocs is the page that gives each client's settings.
 const clientsDocs = "https://github.com/connpool/connpool/blob/main/docs/clients.md"
@@ -167,7 +175,7 @@ const clientsDocs = "https://github.com/connpool/connpool/blob/main/docs/clients
 func (p *Pool) warnClientsOverCap(hint error) {
 	p.warnLog().Warn("connpool: a DialContext wait ran out while DialContext clients held every conn; "+
 		"until a client closes one, DialContext at the cap fails fast",
-		"pool", p.name, "error", hint)
+		"error", hint)
 }
 
 // warnLog is where the pool reports a misconfiguration that stalls its
@@ -175,7 +183,7 @@ func (p *Pool) warnClientsOverCap(hint error) {
 // default): a warning nobody sees cannot be acted on.
 func (p *Pool) warnLog() *slog.Logger {
 	if p.cfg.logger.Handler() == slog.DiscardHandler {
-		return slog.Default()
+		return slog.Default().With("pool", p.name)
 	}
 	return p.log
 }
@@ -206,11 +214,11 @@ func (p *Pool) groupHint() error {
 	if held < size || registered {
 		return nil
 	}
-	return fmt.Errorf("%w: %d conns across the group, all held by DialContext clients (WithGroupMaxConns(%d)), "+
+	return &adviceError{fmt.Sprintf("all %d conns under the group's cap (WithGroupMaxConns(%d)) are held by DialContext clients, "+
 		"and no client is registered with Group.CloseIdleWith: the group cannot take back the conns they keep idle; "+
 		"register each client (an http.Transport or http.Client) with Group.CloseIdleWith, and bound its idle conns "+
 		"(http.Transport IdleConnTimeout, MaxIdleConnsPerHost); see %s",
-		ErrClientPoolOverCap, held, size, clientsDocs)
+		held, size, clientsDocs)}
 }
 
 // groupFailFast returns, for a DialContext caller of a pool in a group,
@@ -229,7 +237,7 @@ func (p *Pool) groupFailFast() error {
 	if hint == nil {
 		return nil
 	}
-	return &waitError{pool: p.name, err: hint,
+	return &waitError{pool: p.name, err: ErrClientPoolOverCap, hint: hint,
 		state: "failing fast: a dial has waited at the group's cap for a second already"}
 }
 

@@ -270,24 +270,36 @@ func TestMixedWaitersUsedConnGoesToGet(t *testing.T) {
 	checkBooks(t, p.Stats())
 }
 
-// warnings records the warnings a pool logs.
+// warnings records the warnings a pool logs, with their attributes.
 type warnings struct {
 	mu   sync.Mutex
 	msgs []string
 }
 
-func (w *warnings) Enabled(context.Context, slog.Level) bool { return true }
-func (w *warnings) WithAttrs([]slog.Attr) slog.Handler       { return w }
-func (w *warnings) WithGroup(string) slog.Handler            { return w }
-func (w *warnings) Handle(_ context.Context, r slog.Record) error {
-	if r.Level < slog.LevelWarn {
-		return nil
+// handler returns a slog.Handler that records into w.
+func (w *warnings) handler() slog.Handler { return &warnHandler{w: w} }
+
+type warnHandler struct {
+	w     *warnings
+	attrs string // added by WithAttrs
+}
+
+func (h *warnHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h *warnHandler) WithGroup(string) slog.Handler                { return h }
+func (h *warnHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	attrs := h.attrs
+	for _, a := range as {
+		attrs += " " + a.Key + "=" + a.Value.String()
 	}
-	msg := r.Message
+	return &warnHandler{w: h.w, attrs: attrs}
+}
+
+func (h *warnHandler) Handle(_ context.Context, r slog.Record) error {
+	msg := r.Message + h.attrs
 	r.Attrs(func(a slog.Attr) bool { msg += " " + a.Key + "=" + a.Value.String(); return true })
-	w.mu.Lock()
-	w.msgs = append(w.msgs, msg)
-	w.mu.Unlock()
+	h.w.mu.Lock()
+	h.w.msgs = append(h.w.msgs, msg)
+	h.w.mu.Unlock()
 	return nil
 }
 
@@ -325,7 +337,7 @@ func dialClients(t *testing.T, p *connpool.Pool, n int) []net.Conn {
 func TestDialContextOverCapSaysSo(t *testing.T) {
 	srv := startServer(t)
 	logged := &warnings{}
-	p := newPool(t, srv.Addr(), connpool.WithMaxConns(2), connpool.WithLogger(slog.New(logged)))
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(2), connpool.WithLogger(slog.New(logged.handler())))
 	held := dialClients(t, p, 2)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
@@ -425,7 +437,7 @@ func TestGetTimeoutHasNoClientAdvice(t *testing.T) {
 func TestDialContextOverCapWarnsWithoutLogger(t *testing.T) {
 	logged := &warnings{}
 	prev := slog.Default()
-	slog.SetDefault(slog.New(logged))
+	slog.SetDefault(slog.New(logged.handler()))
 	t.Cleanup(func() { slog.SetDefault(prev) })
 
 	srv := startServer(t)
@@ -447,7 +459,7 @@ func TestDialContextOverCapWarnsWithoutLogger(t *testing.T) {
 func TestGroupDialContextOverCapSaysSo(t *testing.T) {
 	logged := &warnings{}
 	prev := slog.Default()
-	slog.SetDefault(slog.New(logged))
+	slog.SetDefault(slog.New(logged.handler()))
 	t.Cleanup(func() { slog.SetDefault(prev) })
 
 	a, b := startServer(t), startServer(t)
@@ -485,7 +497,7 @@ func TestGroupDialContextOverCapSaysSo(t *testing.T) {
 func TestDialContextShortWaitNoStreak(t *testing.T) {
 	srv := startServer(t)
 	logged := &warnings{}
-	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1), connpool.WithLogger(slog.New(logged)))
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1), connpool.WithLogger(slog.New(logged.handler())))
 	held := dialClients(t, p, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
