@@ -2,6 +2,7 @@ package connpool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -48,6 +49,11 @@ import (
 // same holds for the group's cap once a dial has waited at it for a second
 // with no client registered with [Group.CloseIdleWith].
 //
+// An error of a dial or a wait is a [*net.OpError] with Op "dial", as a
+// [net.Dialer]'s is, so that clients that retry a failed dial do (go-redis
+// retries the command); the pool's own errors are inside it, for
+// [errors.Is].
+//
 // On a pool with [WithAdaptiveMaxConns], DialContext returns
 // [ErrAdaptiveDialContext]: its conns are never returned, so the adaptive
 // cap could not measure them.
@@ -60,11 +66,11 @@ func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Co
 		return nil, ErrAdaptiveDialContext
 	}
 	if err := p.groupFailFast(); err != nil {
-		return nil, err
+		return nil, dialError(network, address, err)
 	}
 	c, err := p.get(ctx, connDestroyOnClose)
 	if err != nil {
-		return nil, err
+		return nil, dialError(network, address, err)
 	}
 	// Its holder marks it: from here until its close, a client holds it.
 	c.pc.client = true
@@ -251,3 +257,22 @@ func (g *Group) clientsHeld() (held int, registered bool) {
 	}
 	return held, len(g.closers) > 0
 }
+
+// dialError returns err, the error of DialContext's Get, as a
+// *net.OpError with Op "dial", as net.Dialer's are: clients tell a failed
+// dial by it, and some retry it (go-redis retries the command). An error
+// that has one inside already, from the pool's dialer, is returned as it
+// is.
+func dialError(network, address string, err error) error {
+	if _, ok := errors.AsType[*net.OpError](err); ok {
+		return err
+	}
+	return &net.OpError{Op: "dial", Net: network, Addr: poolAddr{network, address}, Err: err}
+}
+
+// poolAddr is the pool's address as a net.Addr, for the errors of
+// DialContext.
+type poolAddr struct{ network, address string }
+
+func (a poolAddr) Network() string { return a.network }
+func (a poolAddr) String() string  { return a.address }

@@ -520,3 +520,27 @@ func TestDialContextShortWaitNoStreak(t *testing.T) {
 	require.NoError(t, held[0].Close())
 	require.NoError(t, <-got)
 }
+
+// TestDialContextErrorsAreDialErrors: DialContext's errors are what a
+// net.Dialer's are, a *net.OpError with Op "dial", with the pool's error
+// inside: go-redis retries a command whose dial failed so, and with its
+// defaults over the cap, each of its commands then succeeded.
+func TestDialContextErrorsAreDialErrors(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1))
+	dialClients(t, p, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := p.DialContext(ctx, "tcp", srv.Addr())
+	var op *net.OpError
+	require.ErrorAs(t, err, &op)
+	assert.Equal(t, "dial", op.Op)
+	assert.Equal(t, srv.Addr(), op.Addr.String())
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, connpool.ErrClientPoolOverCap)
+
+	require.NoError(t, p.Close())
+	_, err = p.DialContext(context.Background(), "tcp", srv.Addr())
+	require.ErrorAs(t, err, &op)
+	assert.ErrorIs(t, err, connpool.ErrClosed)
+}
