@@ -466,11 +466,13 @@ func TestGroupDialContextOverCapSaysSo(t *testing.T) {
 	g, err := connpool.NewGroup(connpool.WithGroupMaxConns(2))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = g.Close() })
+	var held []net.Conn
 	for range 2 {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		nc, err := g.DialContext(ctx, "tcp", a.Addr())
 		cancel()
 		require.NoError(t, err)
+		held = append(held, nc)
 		t.Cleanup(func() { _ = nc.Close() })
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
@@ -489,6 +491,15 @@ func TestGroupDialContextOverCapSaysSo(t *testing.T) {
 		assert.ErrorIs(t, err, connpool.ErrClientPoolOverCap)
 		assert.Contains(t, err.Error(), "failing fast")
 	}
+
+	// A client that closes a conn frees a slot: dials are served again.
+	require.NoError(t, held[0].Close())
+	long, cancelLong := context.WithTimeout(context.Background(), waitFor)
+	defer cancelLong()
+	nc, err := g.DialContext(long, "tcp", b.Addr())
+	require.NoError(t, err)
+	mustRoundTrip(t, nc, "a slot again")
+	require.NoError(t, nc.Close())
 }
 
 // TestDialContextShortWaitNoStreak: a wait cut short by a tight deadline
