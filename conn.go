@@ -33,6 +33,7 @@ type poolConn struct {
 	lastChecked int64  // pool clock when last passed a background check
 	lentAt      int64  // clock.Ticks when last checked out, kept only for Put hooks and the use-time histogram
 	used        bool   // handed to a borrower at least once
+	client      bool   // handed out by DialContext: its client holds it until it closes it (clientHold)
 	ownWrappers bool   // under leak detection: a wrapper of its own for each Get, not from a slab
 	slab        *[wrapperSlab]Conn
 	slabNext    int // next unused wrapper in slab

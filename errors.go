@@ -34,6 +34,13 @@ var (
 	// behind WithMaxWaiters Gets already waiting.
 	ErrTooManyWaiters = errors.New("connpool: too many Gets waiting")
 
+	// ErrClientPoolOverCap is wrapped by the error of a DialContext whose
+	// wait at the cap ran out while DialContext clients held every conn of
+	// the pool, and by that of one that fails fast in that state after such
+	// a wait: a client's own pool is larger than the pool's MaxConns. The
+	// message names the client settings to change.
+	ErrClientPoolOverCap = errors.New("connpool: DialContext clients hold every conn")
+
 	// ErrHealthCheck is wrapped by the errors of the pool's own checkers
 	// when a conn fails its check.
 	ErrHealthCheck = errors.New("connpool: health check failed")
@@ -48,6 +55,7 @@ type waitError struct {
 	err   error  // ctx.Err()
 	cause error  // context.Cause(ctx), when it differs from err
 	state string
+	hint  error // why the wait could not be served and what to change, or nil
 }
 
 func (e *waitError) Error() string {
@@ -55,14 +63,21 @@ func (e *waitError) Error() string {
 	if e.cause != nil {
 		msg += ": cause: " + e.cause.Error()
 	}
+	if e.hint != nil {
+		msg += ": " + e.hint.Error()
+	}
 	return msg
 }
 
 func (e *waitError) Unwrap() []error {
+	errs := []error{e.err}
 	if e.cause != nil {
-		return []error{e.err, e.cause}
+		errs = append(errs, e.cause)
 	}
-	return []error{e.err}
+	if e.hint != nil {
+		errs = append(errs, e.hint)
+	}
+	return errs
 }
 
 func newWaitError(ctx context.Context, pool, state string) error {

@@ -7,9 +7,11 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -22,7 +24,9 @@ import (
 // ExamplePool_DialContext gives an http.Transport its conns from a pool:
 // one cap for every request, and spare conns dialed ahead of demand. The
 // Transport closes each conn when it is done with it, which frees its
-// slot: the pool never reuses it.
+// slot: the pool never reuses it. The Transport is sized within the
+// pool's cap, and closes the conns it keeps idle: see docs/clients.md for
+// each client's settings.
 func ExamplePool_DialContext() {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := fmt.Fprint(w, "hello from ", r.URL.Path); err != nil {
@@ -36,7 +40,12 @@ func ExamplePool_DialContext() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	transport := &http.Transport{DialContext: pool.DialContext, MaxConnsPerHost: 8}
+	transport := &http.Transport{
+		DialContext:         pool.DialContext,
+		MaxConnsPerHost:     8, // never dials past the pool's cap
+		MaxIdleConnsPerHost: 8, // keeps its conns between bursts
+		IdleConnTimeout:     30 * time.Second,
+	}
 	client := &http.Client{Transport: transport}
 
 	resp, err := client.Get(srv.URL + "/pooled")
@@ -60,6 +69,51 @@ func ExamplePool_DialContext() {
 	// Output:
 	// hello from /pooled
 	// released: 1
+}
+
+// ExampleErrClientPoolOverCap shows what a client whose own pool is
+// larger than the pool's cap meets: the conns it keeps hold every slot, so
+// its next dial waits, and when the wait runs out its error says so and
+// names the client settings to change.
+func ExampleErrClientPoolOverCap() {
+	srv := startEcho(nil)
+	defer srv.Close()
+	// The pool warns once, through this logger (slog.Default without one).
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pool, err := connpool.New("tcp", srv.Addr(), connpool.WithMaxConns(2), connpool.WithLogger(logger))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// A client keeps the two conns it dialed, as go-redis keeps its idle
+	// conns, and dials a third.
+	var kept []net.Conn
+	for range 2 {
+		conn, err := pool.DialContext(context.Background(), "tcp", srv.Addr())
+		if err != nil {
+			log.Fatal(err)
+		}
+		kept = append(kept, conn)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = pool.DialContext(ctx, "tcp", srv.Addr())
+	fmt.Println(errors.Is(err, connpool.ErrClientPoolOverCap), errors.Is(err, context.DeadlineExceeded))
+
+	// Until the client closes a conn, its next dial fails at once.
+	_, err = pool.DialContext(context.Background(), "tcp", srv.Addr())
+	fmt.Println(errors.Is(err, connpool.ErrClientPoolOverCap))
+
+	for _, conn := range kept {
+		if err := conn.Close(); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := pool.Close(); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// true true
+	// true
 }
 
 // ExampleWithDialer_tls pools TLS conns: the dialer does the handshake,

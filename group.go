@@ -509,7 +509,7 @@ func (l *groupLimit) warnStuck(p *Pool, waited time.Duration) {
 	if waited < warnAfter || l.g.warned.Load() || !l.g.warned.CompareAndSwap(false, true) {
 		return
 	}
-	p.log.Warn("connpool: dial waiting at the group's cap with no idle conn to close",
+	p.warnLog().Warn("connpool: dial waiting at the group's cap with no idle conn to close",
 		"waited", waited.Round(time.Millisecond),
 		"group_max_conns", l.size(),
 		"remedy", "register the client that holds the group's conns with Group.CloseIdleWith, "+

@@ -204,6 +204,7 @@ func (p *Pool) closeConn(pc *poolConn, reason CloseReason) {
 	p.addOpenLocked(-1)
 	p.releaseGroupSlot()
 	delete(p.all, pc)
+	p.clientClosedLocked(pc)
 	p.endpointClosedLocked(pc, reason) // before dispatch: its dials pick an address by these counts
 	p.closes[reason]++
 	p.checkUnderCapLocked()

@@ -82,6 +82,7 @@ type Pool struct {
 	// closed. It only falls, as conns close, until open is within the cap.
 	overCapLimit int
 	drained      chan struct{} // made by close; closed, and set to nil, once no conn is borrowed or closing
+	clients      clientHold    // the conns DialContext clients hold (dialcontext.go)
 	nextID       uint64        // the id of the last dial started
 
 	// Dial failures: a streak of consecutive failures sets a backoff during

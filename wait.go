@@ -157,6 +157,14 @@ func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, s
 		p.freeWaiters.Put(e)
 		return delivery{}, fmt.Errorf("%w: %d already queued for %s (WithMaxWaiters(%d))", ErrTooManyWaiters, n, p.name, n)
 	}
+	if unusedOnly && !p.canDialLocked() {
+		if err := p.clientsFailFastLocked(); err != nil {
+			p.queued.Add(-1)
+			p.mu.Unlock()
+			p.freeWaiters.Put(e)
+			return delivery{}, err
+		}
+	}
 	p.newWaiterLocked(op.ctx, e, unusedOnly, start)
 	counted := false // this wait is at the cap or the dial limit: timed for WaitDuration
 	if p.canDialLocked() {
@@ -195,7 +203,7 @@ func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, s
 	}
 	if !served {
 		p.leave(e)
-		return delivery{}, p.waitFailed(op.ctx)
+		return delivery{}, p.waitFailedFor(op.ctx, unusedOnly, clock.Since(start))
 	}
 	p.recycle(e)
 	return d, d.err
@@ -234,8 +242,19 @@ func (p *Pool) oldestWaitLocked() time.Duration {
 
 // waitFailed builds the error of a Get whose context ended. It takes mu
 // and idleMu.
-func (p *Pool) waitFailed(ctx context.Context) error {
+func (p *Pool) waitFailed(ctx context.Context) error { return p.waitFailedFor(ctx, false, 0) }
+
+// waitFailedFor is waitFailed for a Get that waited for waited, a
+// DialContext caller when unusedOnly: its error then also says when
+// DialContext clients hold every conn (clientWaitEndedLocked), logged once
+// per streak.
+func (p *Pool) waitFailedFor(ctx context.Context, unusedOnly bool, waited time.Duration) error {
 	p.mu.Lock()
+	var hint error
+	first := false
+	if unusedOnly {
+		hint, first = p.clientWaitEndedLocked(waited)
+	}
 	p.idleMu.Lock()
 	state := fmt.Sprintf("in use %d, idle %d, dialing %d, waiting %d, max %d",
 		p.inUseIdleLocked(), p.idle.Len()+p.numChecking, p.numDialing-p.numGroupWaiting, p.waiters.Len(), p.cfg.maxConns)
@@ -247,7 +266,13 @@ func (p *Pool) waitFailed(ctx context.Context) error {
 		state += fmt.Sprintf(", last dial error: %v", p.lastDialErr)
 	}
 	p.mu.Unlock()
-	return newWaitError(ctx, p.name, state)
+	if unusedOnly && hint == nil {
+		hint = p.groupHint()
+	}
+	if first {
+		p.warnClientsOverCap(hint)
+	}
+	return withHint(newWaitError(ctx, p.name, state), hint)
 }
 
 // emitGetDone emits the GetDone event of op, which returned c or err:

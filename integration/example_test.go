@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
@@ -21,7 +22,8 @@ import (
 	"github.com/connpool/connpool"
 )
 
-// PostgreSQL through pgx: the pool is pgx's DialFunc.
+// PostgreSQL through pgx: the pool is pgx's DialFunc, and database/sql's
+// own pool is sized within the pool's cap (docs/clients.md).
 func Example_pgx() {
 	pool, err := connpool.New("tcp", "127.0.0.1:5432", connpool.WithMaxConns(8), connpool.WithMinIdle(2))
 	if err != nil {
@@ -33,6 +35,9 @@ func Example_pgx() {
 	}
 	cfg.DialFunc = pool.DialContext
 	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(8) // at most the pool's MaxConns
+	db.SetMaxIdleConns(8) // keep them between bursts
+	db.SetConnMaxIdleTime(time.Minute)
 
 	var n int
 	if err := db.QueryRow("SELECT 40 + 2").Scan(&n); err != nil {
@@ -60,6 +65,9 @@ func Example_libpq() {
 	}
 	connector.Dialer(pqDialer{pool}) // Dial, DialTimeout and DialContext on pool.DialContext
 	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(8) // within the pool's cap
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(time.Minute)
 
 	var s string
 	if err := db.QueryRow("SELECT 'pooled'").Scan(&s); err != nil {
@@ -87,6 +95,9 @@ func Example_mysql() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	db.SetMaxOpenConns(8) // within the pool's cap
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(time.Minute)
 
 	var n int
 	if err := db.QueryRow("SELECT 6 * 7").Scan(&n); err != nil {
@@ -102,13 +113,22 @@ func Example_mysql() {
 	// Output: 42
 }
 
-// Redis through go-redis: the pool is the client's Dialer.
+// Redis through go-redis: the pool is the client's Dialer, and go-redis's
+// own pool is sized within the pool's cap (docs/clients.md).
 func Example_goRedis() {
 	pool, err := connpool.New("tcp", "127.0.0.1:6379", connpool.WithMaxConns(8), connpool.WithMinIdle(2))
 	if err != nil {
 		log.Fatal(err)
 	}
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", Dialer: pool.DialContext})
+	client := redis.NewClient(&redis.Options{
+		Addr:             "127.0.0.1:6379",
+		Dialer:           pool.DialContext,
+		PoolSize:         8, // at most the pool's MaxConns
+		MaxActiveConns:   8,
+		PipelinePoolSize: -1, // pipelines on the main pool
+		MinIdleConns:     2,
+		ConnMaxIdleTime:  time.Minute,
+	})
 
 	ctx := context.Background()
 	if err := client.Set(ctx, "connpool:example", "hello", 0).Err(); err != nil {
