@@ -23,7 +23,10 @@ import (
 // many come back broken (timeouts, failed I/O), and whether Gets queue at
 // the cap. It finds the concurrency beyond which the backend only queues:
 // the cap grows while Gets wait for conns and the held time stays near its
-// baseline (the lowest recent mean, re-measured every 10s); when the held
+// baseline (the lowest recent mean, re-measured every 10s); while Gets
+// wait and the held time stays above it, the cap is raised by half for
+// a trial, and kept if the backend served the extra conns (the held time
+// had risen from the client's own load, not the backend's queue); when the held
 // time rises past 1.05 times the baseline, beyond the samples' noise, it
 // is cut to the higher of the conns the backend kept busy (throughput
 // times baseline) and the cap over that rise, so that a burst below the
@@ -34,10 +37,9 @@ import (
 // never grows.
 //
 // The cap starts at [WithMaxConns] if given, which must then lie between
-// min and max, else at min; from a min of 1 it doubles each window while
-// Gets queue, so a pool that must serve a known load from its first
-// second starts better at the concurrency the backend is known to
-// sustain. A cut goes no lower than the most conns recently served
+// min and max, else at the default of WithMaxConns (4 × GOMAXPROCS, at
+// least 4) within min and max; from there it doubles each window while
+// Gets queue. A cut goes no lower than the most conns recently served
 // without queueing, so that noise does not dip the cap below the
 // backend's concurrency. min must be at least 1, at least MinIdle, and
 // at least MaxIdle if set; max at least min. [Stats] shows the current cap
@@ -85,7 +87,10 @@ func (c *config) applyAdaptive() {
 		c.invalid("WithMaxIdle(%d) exceeds the min of WithAdaptiveMaxConns(%d, %d)", c.maxIdle, lo, hi)
 	}
 	if !c.maxConnsSet {
-		c.maxConns = lo
+		// Where a user expects a pool to start: at the default cap,
+		// within the bounds; not at min, from where the cap would take
+		// windows of Gets timing out to grow to a load already there.
+		c.maxConns = min(max(c.maxConns, lo), hi)
 	}
 }
 
