@@ -79,7 +79,7 @@
 //     too. Saturated windows held above Tolerance lead to a trial: the
 //     cap is raised by half for one long window, and kept, with the
 //     baseline moved up to the held time, only if the added conns were
-//     served (see Trials at trialWindow).
+//     served (see the const block of trialFirst).
 //
 // A Controller is not safe for concurrent use: one goroutine owns it.
 package adaptive
@@ -186,7 +186,7 @@ type Controller struct {
 
 	step float64 // the next growth step
 
-	// Trials: see trial.
+	// Trials (see the const block of trialFirst).
 	stuck      int     // saturated windows held above Tolerance (not refuted: see refuteFactor) since the cap was last unused
 	trialAfter int     // stuck windows before the next trial
 	ref        span    // those windows: the trial's reference
