@@ -148,30 +148,39 @@ func (a *adaptiveCap) record(held time.Duration, lentAt int64, broken bool) {
 }
 
 // adapt is the adaptive cap's goroutine: it samples and applies the
-// controller's cap every adaptTick, until the pool closes.
+// controller's cap every adaptTick, until the pool closes. It sleeps
+// adaptTick from the end of one sample to the next, and how much longer
+// it slept is the process's own scheduling delay (adaptive.Sample.Lag):
+// a process starved of CPU holds every conn longer, with no part of it
+// the backend's.
 func (p *Pool) adapt() {
 	defer p.wg.Done()
-	t := time.NewTicker(adaptTick)
+	t := time.NewTimer(adaptTick)
 	defer t.Stop()
+	slept := time.Now()
 	for {
 		select {
 		case <-p.ctx.Done():
 			return
 		case <-t.C:
-			p.adaptOnce()
+			p.adaptOnce(max(time.Since(slept)-adaptTick, 0))
+			slept = time.Now()
+			t.Reset(adaptTick)
 		}
 	}
 }
 
-// adaptOnce takes one sample, and moves the cap if the controller says
-// so. It takes mu (and idleMu, for the conns in use).
-func (p *Pool) adaptOnce() {
+// adaptOnce takes one sample, the process having woken lag late for it,
+// and moves the cap if the controller says so. It takes mu (and idleMu,
+// for the conns in use).
+func (p *Pool) adaptOnce(lag time.Duration) {
 	a := p.adaptive
 	s := adaptive.Sample{
 		Returns: a.returns.Swap(0),
 		Held:    time.Duration(a.held.Swap(0)),
 		HeldSq:  a.heldSq.Swap(0),
 		Drops:   a.drops.Swap(0),
+		Lag:     lag,
 	}
 	p.mu.Lock()
 	if p.closed.Load() {

@@ -135,6 +135,10 @@ type Sample struct {
 	HeldSq    int64         // the squares of those times, in microseconds squared, added up; 0 if unknown
 	Drops     int64         // of Returns, those returned broken
 	Saturated bool          // a Get queued at the cap, or every conn was borrowed
+	// Lag is how much later than asked the sampling goroutine woke,
+	// added up since the previous sample: the client process's own
+	// scheduling delay, starved of CPU by its own work or the machine's.
+	Lag time.Duration
 }
 
 // Reason says why the cap moved.
@@ -168,6 +172,7 @@ type Controller struct {
 	heldSq    int64
 	drops     int64
 	saturated bool
+	lag       time.Duration
 
 	// The baseline: minimum window means of this epoch and the last.
 	epochStart      time.Duration
@@ -280,15 +285,26 @@ func (c *Controller) Observe(now time.Duration, s Sample) (int, Reason) {
 	c.heldSq += s.HeldSq
 	c.drops += s.Drops
 	c.saturated = c.saturated || s.Saturated
+	c.lag += s.Lag
 	elapsed := now - c.winStart
 	if elapsed < c.cfg.MinWindow || (c.returns < int64(c.cfg.MinSamples) && elapsed < c.cfg.MaxWindow) {
 		return c.Limit(), Unchanged
 	}
-	returns, held, heldSq, drops, saturated := c.returns, c.held, c.heldSq, c.drops, c.saturated
-	c.winStart, c.returns, c.held, c.heldSq, c.drops, c.saturated = now, 0, 0, 0, 0, false
+	returns, held, heldSq, drops, saturated, lag := c.returns, c.held, c.heldSq, c.drops, c.saturated, c.lag
+	c.winStart, c.returns, c.held, c.heldSq, c.drops, c.saturated, c.lag = now, 0, 0, 0, 0, false, 0
 	if returns == 0 {
 		return c.Limit(), Unchanged // nothing came back: nothing to learn
 	}
+	// The share of the window the client process spent waiting for CPU
+	// (see Sample.Lag): every conn it held was held that much longer, by
+	// no fault of the backend's. The held time is taken without it; a
+	// window the process spent mostly starved says nothing.
+	stalled := min(float64(lag)/float64(elapsed), 1)
+	if stalled > maxStalled {
+		return c.Limit(), Unchanged
+	}
+	held = time.Duration(float64(held) * (1 - stalled))
+	heldSq = int64(float64(heldSq) * (1 - stalled) * (1 - stalled))
 	before := c.Limit()
 	mean := held / time.Duration(returns)
 	// The window mean's own noise: its standard error over the mean.
@@ -528,6 +544,10 @@ func (c *Controller) trialWindow(w span, dropFrac float64) Reason {
 // served returns the most conns a window of this epoch or the last kept
 // busy without queueing: the floor of a latency cut.
 func (c *Controller) served() float64 { return math.Max(c.curGood, c.prevGood) }
+
+// maxStalled: a window whose client process waited for CPU (Sample.Lag)
+// for more than this share of it is left out.
+const maxStalled = 0.5
 
 // refuteFactor: a gradient beyond this many times the cut's threshold is
 // not noise on top of a queue at the concurrency served() remembers: the

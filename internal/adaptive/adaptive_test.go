@@ -429,3 +429,24 @@ func TestTrialTellsClientLoadFromQueueing(t *testing.T) {
 		assert.Equal(t, 2*trialFirst, f.c.trialAfter, "the next trial waits longer")
 	}
 }
+
+// TestClientStallIsNotQueueing pins Sample.Lag: while the client process
+// waits for CPU (its sampling goroutine wakes late), every conn it holds
+// is held longer, with no queueing at the backend. On a shared machine,
+// poolbench's sizing run saw the cap cut from 9 to 1 by such windows, at
+// 200% load where the best fixed cap was 16. A window a third of which
+// the process spent stalled, held 1.5x the baseline, is the baseline
+// held: the cap grows as Gets wait. A window stalled for most of it says
+// nothing.
+func TestClientStallIsNotQueueing(t *testing.T) {
+	c := New(DefaultConfig(1, 128, 8))
+	c.Observe(0, Sample{})
+	c.Observe(100*time.Millisecond, Sample{Returns: 50, Held: 50 * 20 * time.Millisecond, Saturated: false})
+	require.Equal(t, 20*time.Millisecond, c.Baseline())
+	n, why := c.Observe(250*time.Millisecond, Sample{Returns: 50, Held: 50 * 30 * time.Millisecond, Saturated: true, Lag: 50 * time.Millisecond})
+	assert.Equal(t, Demand, why, "a stall, not the backend's queue")
+	assert.Equal(t, 9, n)
+	n, why = c.Observe(400*time.Millisecond, Sample{Returns: 50, Held: 50 * 60 * time.Millisecond, Saturated: true, Lag: 100 * time.Millisecond})
+	assert.Equal(t, Unchanged, why, "stalled for two thirds of the window")
+	assert.Equal(t, 9, n)
+}
