@@ -26,7 +26,9 @@ import (
 // baseline (the lowest recent mean, re-measured every 10s); while Gets
 // wait and the held time stays above it, the cap is raised by half for
 // a trial, and kept if the backend served the extra conns (the held time
-// had risen from the client's own load, not the backend's queue); when the held
+// had risen from the client's own load, not the backend's queue); the
+// held time is taken without the time the pool's own goroutine was kept
+// waiting for CPU, which every conn held in it was held longer; when the held
 // time rises past 1.05 times the baseline, beyond the samples' noise, it
 // is cut to the higher of the conns the backend kept busy (throughput
 // times baseline) and the cap over that rise, so that a burst below the

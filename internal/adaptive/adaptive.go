@@ -10,7 +10,12 @@
 //
 //   - Samples are gathered into windows of at least MinWindow and
 //     MinSamples returns (or MaxWindow, whichever has something). A
-//     window's figure is the mean time conns were held in it.
+//     window's figure is the mean time conns were held in it, less the
+//     share of the window the client process spent waiting for CPU
+//     (Sample.Lag: on a shared machine such stalls cut the cap from 9 to
+//     1 at a load the best fixed cap of 16 served;
+//     TestClientStallIsNotQueueing). A window stalled for more than
+//     half of it is left out.
 //   - The baseline is the lowest mean of the current and the previous
 //     epoch (Epoch long), each mean pooled over 4 full windows and offered
 //     at its mean plus twice its standard error: the minimum of many
