@@ -22,21 +22,23 @@ import (
 // from Get to Put (the backend's service time, as the pool sees it), how
 // many come back broken (timeouts, failed I/O), and whether Gets queue at
 // the cap. It finds the concurrency beyond which the backend only queues:
-// the cap grows while Gets wait for conns and the held time stays near its
-// baseline (the lowest recent mean, re-measured every 10s); while Gets
-// wait and the held time stays above it, the cap is raised by half for
-// a trial, and kept if the backend served the extra conns (the held time
-// had risen from the client's own load, not the backend's queue); the
-// held time is taken without the time the pool's own goroutine was kept
-// waiting for CPU, which every conn held in it was held longer; when the held
-// time rises past 1.05 times the baseline, beyond the samples' noise, it
-// is cut to the higher of the conns the backend kept busy (throughput
-// times baseline) and the cap over that rise, so that a burst below the
-// backend's capacity does not cut it below the backend's concurrency;
-// and by a fifth when over 20% of the returns in a window (100ms at
-// least) are broken. Cuts are bounded (at most halving every 2s) and
-// recover at once when the cause passes. A cap that Gets do not reach
-// never grows.
+//   - The cap grows while Gets wait for conns and the held time stays near
+//     its baseline (the lowest recent mean, re-measured every 10s).
+//   - When the held time rises past 1.05 times the baseline, beyond the
+//     samples' noise, the cap is cut to the higher of the conns the
+//     backend kept busy (throughput times baseline) and the cap over that
+//     rise, so that a burst below the backend's capacity does not cut it
+//     below the backend's concurrency.
+//   - A held time can also rise because the client itself got slower (its
+//     own CPU load). So while Gets wait and the held time stays high, the
+//     cap is raised by half for a trial, and kept, with the baseline moved
+//     up, if the backend served the extra conns. The time the pool's own
+//     goroutine waited for CPU is taken out of the held time.
+//   - When over 20% of the returns in a window (100ms at least) are
+//     broken, the cap is cut by a fifth.
+//
+// Cuts are bounded (at most halving every 2s) and recover at once when the
+// cause passes. A cap that Gets do not reach never grows.
 //
 // The cap starts at [WithMaxConns] if given, which must then lie between
 // min and max, else at the default of WithMaxConns (4 × GOMAXPROCS, at
