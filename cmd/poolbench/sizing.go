@@ -24,9 +24,10 @@ import (
 // steps through 50%, 90%, 200% and 100% of the server's capacity (C / mean
 // service time); then the server's C doubles, and a last phase runs at 90%
 // of the new capacity. Every configuration (fixed caps of C/2, C, 2C, 4C
-// and 16C, and the adaptive cap between 1 and 16C, starting, as a pool does, at the default cap) runs at
-// the same time, each against a server of its own, with the same arrival
-// sequence, after a warm-up at 50% that is not measured.
+// and 16C, and the adaptive cap between 1 and 16C, starting, as a pool
+// does, at the default cap) runs at the same time, each against a server
+// of its own, with the same arrival sequence, after a warm-up at 50% that
+// is not measured.
 //
 // Beside this open loop runs a closed loop (sizing's second workload,
 // after the first): 3C clients, each sending its next request as soon as
