@@ -22,22 +22,28 @@ import (
 // from Get to Put (the backend's service time, as the pool sees it), how
 // many come back broken (timeouts, failed I/O), and whether Gets queue at
 // the cap. It finds the concurrency beyond which the backend only queues:
-// the cap grows while Gets wait for conns and the held time stays near its
-// baseline (the lowest recent mean, re-measured every 10s); when the held
-// time rises past 1.05 times the baseline, beyond the samples' noise, it
-// is cut to the higher of the conns the backend kept busy (throughput
-// times baseline) and the cap over that rise, so that a burst below the
-// backend's capacity does not cut it below the backend's concurrency;
-// and by a fifth when over 20% of the returns in a window (100ms at
-// least) are broken. Cuts are bounded (at most halving every 2s) and
-// recover at once when the cause passes. A cap that Gets do not reach
-// never grows.
+//   - The cap grows while Gets wait for conns and the held time stays near
+//     its baseline (the lowest recent mean, re-measured every 10s).
+//   - When the held time rises past 1.05 times the baseline, beyond the
+//     samples' noise, the cap is cut to the higher of the conns the
+//     backend kept busy (throughput times baseline) and the cap over that
+//     rise, so that a burst below the backend's capacity does not cut it
+//     below the backend's concurrency.
+//   - A held time can also rise because the client itself got slower (its
+//     own CPU load). So while Gets wait and the held time stays high, the
+//     cap is raised by half for a trial, and kept, with the baseline moved
+//     up, if the backend served the extra conns. The time the pool's own
+//     goroutine waited for CPU is taken out of the held time.
+//   - When over 20% of the returns in a window (100ms at least) are
+//     broken, the cap is cut by a fifth.
+//
+// Cuts are bounded (at most halving every 2s) and recover at once when the
+// cause passes. A cap that Gets do not reach never grows.
 //
 // The cap starts at [WithMaxConns] if given, which must then lie between
-// min and max, else at min; from a min of 1 it doubles each window while
-// Gets queue, so a pool that must serve a known load from its first
-// second starts better at the concurrency the backend is known to
-// sustain. A cut goes no lower than the most conns recently served
+// min and max, else at the default of WithMaxConns (4 × GOMAXPROCS, at
+// least 4) within min and max; from there it doubles each window while
+// Gets queue. A cut goes no lower than the most conns recently served
 // without queueing, so that noise does not dip the cap below the
 // backend's concurrency. min must be at least 1, at least MinIdle, and
 // at least MaxIdle if set; max at least min. [Stats] shows the current cap
@@ -85,7 +91,10 @@ func (c *config) applyAdaptive() {
 		c.invalid("WithMaxIdle(%d) exceeds the min of WithAdaptiveMaxConns(%d, %d)", c.maxIdle, lo, hi)
 	}
 	if !c.maxConnsSet {
-		c.maxConns = lo
+		// Where a user expects a pool to start: at the default cap,
+		// within the bounds; not at min, from where the cap would take
+		// windows of Gets timing out to grow to a load already there.
+		c.maxConns = min(max(c.maxConns, lo), hi)
 	}
 }
 
@@ -143,30 +152,39 @@ func (a *adaptiveCap) record(held time.Duration, lentAt int64, broken bool) {
 }
 
 // adapt is the adaptive cap's goroutine: it samples and applies the
-// controller's cap every adaptTick, until the pool closes.
+// controller's cap every adaptTick, until the pool closes. It sleeps
+// adaptTick from the end of one sample to the next, and how much longer
+// it slept is the process's own scheduling delay (adaptive.Sample.Lag):
+// a process starved of CPU holds every conn longer, with no part of it
+// the backend's.
 func (p *Pool) adapt() {
 	defer p.wg.Done()
-	t := time.NewTicker(adaptTick)
+	t := time.NewTimer(adaptTick)
 	defer t.Stop()
+	slept := time.Now()
 	for {
 		select {
 		case <-p.ctx.Done():
 			return
 		case <-t.C:
-			p.adaptOnce()
+			p.adaptOnce(max(time.Since(slept)-adaptTick, 0))
+			slept = time.Now()
+			t.Reset(adaptTick)
 		}
 	}
 }
 
-// adaptOnce takes one sample, and moves the cap if the controller says
-// so. It takes mu (and idleMu, for the conns in use).
-func (p *Pool) adaptOnce() {
+// adaptOnce takes one sample, the process having woken lag late for it,
+// and moves the cap if the controller says so. It takes mu (and idleMu,
+// for the conns in use).
+func (p *Pool) adaptOnce(lag time.Duration) {
 	a := p.adaptive
 	s := adaptive.Sample{
 		Returns: a.returns.Swap(0),
 		Held:    time.Duration(a.held.Swap(0)),
 		HeldSq:  a.heldSq.Swap(0),
 		Drops:   a.drops.Swap(0),
+		Lag:     lag,
 	}
 	p.mu.Lock()
 	if p.closed.Load() {

@@ -42,7 +42,8 @@ func TestAdaptiveMaxConnsStartsAndStats(t *testing.T) {
 	srv := startServer(t)
 	p := newPool(t, srv.Addr(), connpool.WithAdaptiveMaxConns(2, 16), connpool.WithMinIdle(2))
 	s := p.Stats()
-	assert.Equal(t, 2, s.MaxConns, "starts at min")
+	def := newPool(t, srv.Addr()).Stats().MaxConns
+	assert.Equal(t, min(max(def, 2), 16), s.MaxConns, "starts at the default cap, within the bounds")
 	assert.Equal(t, 2, s.AdaptiveMin)
 	assert.Equal(t, 16, s.AdaptiveMax)
 
@@ -53,6 +54,20 @@ func TestAdaptiveMaxConnsStartsAndStats(t *testing.T) {
 	assert.Zero(t, s.AdaptiveMin, "off by default")
 	assert.Zero(t, s.AdaptiveMax)
 	assert.Zero(t, s.AdaptiveBaseline)
+}
+
+// TestAdaptiveCapStartsWhereAPoolWould pins where an adaptive cap given
+// no WithMaxConns starts: at the default cap a pool without it has,
+// within the bounds. It started at min: poolbench's short sizing run,
+// with WithAdaptiveMaxConns(1, 128) and half the backend's capacity
+// already arriving, still had its cap at 4 after a second and served
+// 66.8% of the best fixed cap's goodput.
+func TestAdaptiveCapStartsWhereAPoolWould(t *testing.T) {
+	srv := startServer(t)
+	def := newPool(t, srv.Addr()).Stats().MaxConns
+	assert.Equal(t, def, newPool(t, srv.Addr(), connpool.WithAdaptiveMaxConns(1, 128)).Stats().MaxConns)
+	assert.Equal(t, 2, newPool(t, srv.Addr(), connpool.WithAdaptiveMaxConns(1, 2)).Stats().MaxConns, "within max")
+	assert.Equal(t, def+1, newPool(t, srv.Addr(), connpool.WithAdaptiveMaxConns(def+1, def+5)).Stats().MaxConns, "within min")
 }
 
 func TestAdaptiveRejectsDialContext(t *testing.T) {
@@ -70,7 +85,7 @@ func TestSetMaxConnsOnAdaptivePool(t *testing.T) {
 	srv := startServer(t)
 	var mu sync.Mutex
 	var events []connpool.MaxConnsChangedEvent
-	p := newPool(t, srv.Addr(), connpool.WithName("a"), connpool.WithAdaptiveMaxConns(2, 8),
+	p := newPool(t, srv.Addr(), connpool.WithName("a"), connpool.WithAdaptiveMaxConns(2, 8), connpool.WithMaxConns(2),
 		connpool.WithHooks(connpool.Hooks{MaxConnsChanged: func(e connpool.MaxConnsChangedEvent) {
 			mu.Lock()
 			events = append(events, e)
@@ -228,11 +243,19 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 	// baseline, and the cap is rightly cut for a while; the simulations
 	// in internal/adaptive pin the controller's settling exactly.
 	assert.GreaterOrEqual(t, median, c/2, "median cap %d: %v", median, caps)
-	assert.LessOrEqual(t, median, 2*c, "median cap %d: %v", median, caps)
 	s := p.Stats()
-	// The server's sleep, plus the timer's slack and the round trip.
+	// Not above twice c, scaled by the held time over the service time:
+	// a client slowed by its own load (the baseline a trial found) holds
+	// each conn longer than the server works on it, and then more conns
+	// than c keep the server's c slots busy.
+	assert.LessOrEqual(t, float64(median), 2*c*max(1, float64(s.AdaptiveBaseline)/float64(10*time.Millisecond)),
+		"median cap %d, baseline %v: %v", median, s.AdaptiveBaseline, caps)
+	// The server's sleep, plus the timer's slack and the round trip, and
+	// the client's own time: where a trial found the held time raised by
+	// the test process's load (under -race, beside other packages' tests:
+	// 21-25ms seen), not by the server's queue, the baseline follows it.
 	assert.GreaterOrEqual(t, s.AdaptiveBaseline, 10*time.Millisecond)
-	assert.Less(t, s.AdaptiveBaseline, 20*time.Millisecond)
+	assert.Less(t, s.AdaptiveBaseline, 40*time.Millisecond)
 	mu.Lock()
 	assert.Positive(t, reasons[connpool.MaxConnsDemand], "grew for demand: %v", reasons)
 	mu.Unlock()

@@ -10,7 +10,8 @@ import (
 )
 
 // A pool whose cap finds the backend's concurrency by itself, between 1
-// and 64 conns. It starts at 1; as Gets queue while the backend answers as
+// and 64 conns. It starts at WithMaxConns (without it, at the default
+// cap within the bounds); as Gets queue while the backend answers as
 // fast as before, the cap grows, and when conns are held longer, the
 // backend is queueing, it is cut back. Stats shows where it stands; the
 // MaxConnsChanged hook reports each move.
@@ -44,6 +45,7 @@ func ExampleWithAdaptiveMaxConns() {
 
 	pool, err := connpool.New("tcp", ln.Addr().String(),
 		connpool.WithAdaptiveMaxConns(1, 64),
+		connpool.WithMaxConns(8),
 		connpool.WithHooks(connpool.Hooks{MaxConnsChanged: func(e connpool.MaxConnsChangedEvent) {
 			_ = e // e.g. log e.Old, e.New and e.Reason
 		}}),
@@ -76,6 +78,6 @@ func ExampleWithAdaptiveMaxConns() {
 	_, err = pool.DialContext(context.Background(), "tcp", ln.Addr().String())
 	fmt.Println(errors.Is(err, connpool.ErrAdaptiveDialContext))
 	// Output:
-	// cap 1, between 1 and 64
+	// cap 8, between 1 and 64
 	// true
 }

@@ -256,7 +256,7 @@ func run(cfg *config, stdout, stderr io.Writer) error {
 	var sizing *sizingResult
 	if cfg.addr == "" {
 		sc := newSizingConfig(cfg.sizingC, cmp.Or(cfg.sizingLen, sizingPhaseShort))
-		fmt.Fprintf(stderr, "sizing, short: 6 configurations at once, %v\n", sc.warmup+sc.phaseStart(len(sizingPhases)))
+		fmt.Fprintf(stderr, "sizing, short: 6 configurations at once, %v\n", sc.duration()+sc.closedLoop().duration())
 		var err error
 		if sizing, err = runSizing(sc); err != nil {
 			return fmt.Errorf("sizing: %w", err)
@@ -280,7 +280,7 @@ func run(cfg *config, stdout, stderr io.Writer) error {
 // writes a report of it alone.
 func runSizingOnly(cfg *config, stdout, stderr io.Writer) error {
 	sc := newSizingConfig(cfg.sizingC, cmp.Or(cfg.sizingLen, sizingPhaseFull))
-	fmt.Fprintf(stderr, "sizing: 6 configurations at once, %v\n", sc.warmup+sc.phaseStart(len(sizingPhases)))
+	fmt.Fprintf(stderr, "sizing: 6 configurations at once, %v\n", sc.duration()+sc.closedLoop().duration())
 	res, err := runSizing(sc)
 	if err != nil {
 		return err

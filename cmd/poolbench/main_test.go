@@ -92,7 +92,7 @@ func TestShortRun(t *testing.T) {
 	for _, want := range []string{"dial per request", "TLS dial per request", "connpool size=1", "connpool size=4", "connpool TLS size=4", "raw conn per client", "p99", "the throughput of a dial per request",
 		"saturated chan pool size=2", "saturated connpool size=4 peek off", "saturated connpool size=4 peek on",
 		"saturated, 32 clients", "2 conns: connpool serves", "4 conns: connpool serves",
-		"sizing: server of concurrency C=4", "adaptive 1-64", "goodput vs best", "after C doubled to 8"} {
+		"sizing, open loop, Poisson arrivals: server of concurrency C=4", "sizing, closed loop, 12 clients", "adaptive 1-64", "goodput vs best", "after C doubled to 8"} {
 		assert.Contains(t, out, want)
 	}
 	assert.Contains(t, stderr.String(), "[12/12]", "sizes 1 and 4 with -c 4: six scenarios, then six saturated ones")
@@ -189,9 +189,10 @@ func TestPercentile(t *testing.T) {
 }
 
 // TestSizingShortRun runs the sizing scenario in brief (phases of 300ms,
-// C=4) and checks that every configuration ran every phase, that the
-// adaptive cap's timeline was sampled within its bounds, and that the
-// table and report say how it did.
+// C=4) and checks that every configuration ran every phase of both
+// workloads, the open loop and the closed loop, that the adaptive cap's
+// timeline was sampled within its bounds, and that the table and report
+// say how it did.
 func TestSizingShortRun(t *testing.T) {
 	cfg := newSizingConfig(4, 300*time.Millisecond)
 	res, err := runSizing(cfg)
@@ -199,14 +200,20 @@ func TestSizingShortRun(t *testing.T) {
 	require.Len(t, res.runs, 6, "fixed C/2, C, 2C, 4C, 16C and the adaptive cap")
 	assert.Equal(t, []int{2, 4, 8, 16, 64, 0}, []int{res.runs[0].fixed, res.runs[1].fixed, res.runs[2].fixed, res.runs[3].fixed, res.runs[4].fixed, res.runs[5].fixed})
 	assert.Positive(t, res.cfg.effective, "calibrated")
-	for _, r := range res.runs {
-		require.Len(t, r.phases, len(sizingPhases), r.name)
-		for p, ph := range r.phases {
-			assert.Positive(t, ph.offered, "%s, phase %d: arrivals", r.name, p)
-			assert.Equal(t, ph.ok, int64(len(ph.latencies)), "%s, phase %d", r.name, p)
-			assert.LessOrEqual(t, ph.ok+ph.getTimeouts+ph.reqTimeouts, ph.offered, "%s, phase %d: each request counted once", r.name, p)
+	require.NotNil(t, res.closed, "the closed loop ran after the open loop")
+	assert.Equal(t, 12, res.closed.cfg.clients, "3C clients")
+	for _, w := range []*sizingResult{res, res.closed} {
+		require.Len(t, w.runs, 6)
+		for _, r := range w.runs {
+			require.Len(t, r.phases, len(w.cfg.phases), r.name)
+			for p, ph := range r.phases {
+				assert.Positive(t, ph.offered, "%s, %s, phase %d: requests", w.cfg.workload(), r.name, p)
+				assert.Equal(t, ph.ok, int64(len(ph.latencies)), "%s, %s, phase %d", w.cfg.workload(), r.name, p)
+				assert.LessOrEqual(t, ph.ok+ph.getTimeouts+ph.reqTimeouts, ph.offered, "%s, %s, phase %d: each request counted once", w.cfg.workload(), r.name, p)
+			}
 		}
 	}
+	assert.Len(t, res.closed.runs[0].phases, 3, "steady, C doubled, C halved")
 	ad := res.adaptive()
 	require.NotEmpty(t, ad.timeline)
 	for _, tp := range ad.timeline {
@@ -216,7 +223,8 @@ func TestSizingShortRun(t *testing.T) {
 	assert.Positive(t, ad.phases[0].ok, "the adaptive cap served the first phase")
 	var out bytes.Buffer
 	printSizing(&out, res)
-	for _, want := range []string{"fixed 2", "fixed 64", "adaptive 1-64", "2C, 90%", "goodput vs best", "after C doubled to 8"} {
+	for _, want := range []string{"fixed 2", "fixed 64", "adaptive 1-64", "2C, 90%", "goodput vs best", "after C doubled to 8",
+		"closed loop, 12 clients", "C doubled", "C halved", "<=1.2x"} {
 		assert.Contains(t, out.String(), want)
 	}
 	report := filepath.Join(t.TempDir(), "sizing.html")
@@ -225,6 +233,7 @@ func TestSizingShortRun(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(html), "Sizing: fixed pool sizes and the adaptive cap")
 	assert.Contains(t, string(html), "<polyline")
+	assert.Contains(t, string(html), "closed: C doubled")
 	assert.NotContains(t, string(html), "Latency percentiles", "a sizing-only report has no pooling sections")
 }
 

@@ -24,9 +24,19 @@ import (
 // steps through 50%, 90%, 200% and 100% of the server's capacity (C / mean
 // service time); then the server's C doubles, and a last phase runs at 90%
 // of the new capacity. Every configuration (fixed caps of C/2, C, 2C, 4C
-// and 16C, and the adaptive cap between 1 and 16C, starting at 1) runs at
-// the same time, each against a server of its own, with the same arrival
-// sequence, after a warm-up at 50% that is not measured.
+// and 16C, and the adaptive cap between 1 and 16C, starting, as a pool
+// does, at the default cap) runs at the same time, each against a server
+// of its own, with the same arrival sequence, after a warm-up at 50% that
+// is not measured.
+//
+// Beside this open loop runs a closed loop (sizing's second workload,
+// after the first): 3C clients, each sending its next request as soon as
+// its last one ends, as a service's worker pool does, against a server
+// whose C is steady, then doubled (two phases long), then halved back.
+// Each client draws its requests' service times from a sequence of its
+// own, the same for every configuration. In a closed loop a cap above C
+// moves the queue from the pool to the server and costs nothing; a cap
+// below C costs throughput in proportion.
 //
 // A request that would wait forever is cut off: each has a deadline of 10
 // mean service times (200ms) from its arrival, of which at most half may be
@@ -47,17 +57,38 @@ type sizingConfig struct {
 	sigma     float64
 	deadline  time.Duration
 	getBudget time.Duration
+
+	phases  []sizingPhase // the workload's phases
+	clients int           // the closed loop's clients; 0: the open loop
 }
 
 func newSizingConfig(c int, phase time.Duration) sizingConfig {
 	return sizingConfig{c: c, phase: phase, warmup: min(3*time.Second, max(phase/2, 200*time.Millisecond)),
-		service: 20 * time.Millisecond, sigma: 0.5, deadline: 200 * time.Millisecond, getBudget: 100 * time.Millisecond}
+		service: 20 * time.Millisecond, sigma: 0.5, deadline: 200 * time.Millisecond, getBudget: 100 * time.Millisecond,
+		phases: sizingPhases}
 }
+
+// closedLoop returns cfg for the closed-loop workload.
+func (cfg sizingConfig) closedLoop() sizingConfig {
+	cfg.phases, cfg.clients = closedPhases, 3*cfg.c
+	return cfg
+}
+
+// workload names cfg's workload.
+func (cfg sizingConfig) workload() string {
+	if cfg.clients > 0 {
+		return fmt.Sprintf("closed loop, %d clients", cfg.clients)
+	}
+	return "open loop, Poisson arrivals"
+}
+
+// duration is how long a run of cfg's workload takes, warm-up included.
+func (cfg sizingConfig) duration() time.Duration { return cfg.warmup + cfg.phaseStart(len(cfg.phases)) }
 
 // sizingPhase is one step of the load.
 type sizingPhase struct {
 	name     string
-	load     float64 // of the server's capacity in the phase
+	load     float64 // of the server's capacity in the phase (open loop only)
 	cTimes   int     // the server's concurrency, in multiples of C
 	lenTimes int     // the phase's length, in phase lengths
 }
@@ -69,11 +100,16 @@ var sizingPhases = []sizingPhase{
 	{"50%", 0.5, 1, 1}, {"90%", 0.9, 1, 1}, {"200%", 2, 1, 1}, {"100%", 1, 1, 1}, {"2C, 90%", 0.9, 2, 3},
 }
 
+// closedPhases are the closed loop's: the doubled C runs two phases long.
+var closedPhases = []sizingPhase{
+	{"steady", 0, 1, 1}, {"C doubled", 0, 2, 2}, {"C halved", 0, 1, 1},
+}
+
 // phaseStart returns when phase p starts, since the end of the warm-up;
-// phaseStart(len(sizingPhases)) is the end of the run.
+// phaseStart(len(cfg.phases)) is the end of the run.
 func (cfg sizingConfig) phaseStart(p int) time.Duration {
 	var d time.Duration
-	for _, ph := range sizingPhases[:p] {
+	for _, ph := range cfg.phases[:p] {
 		d += time.Duration(ph.lenTimes) * cfg.phase
 	}
 	return d
@@ -81,7 +117,7 @@ func (cfg sizingConfig) phaseStart(p int) time.Duration {
 
 // phaseLen returns phase p's length.
 func (cfg sizingConfig) phaseLen(p int) time.Duration {
-	return time.Duration(sizingPhases[p].lenTimes) * cfg.phase
+	return time.Duration(cfg.phases[p].lenTimes) * cfg.phase
 }
 
 // sizingRun is one configuration's run.
@@ -127,8 +163,9 @@ const timelineStep = 100 * time.Millisecond
 
 // sizingResult is a whole sizing run.
 type sizingResult struct {
-	cfg  sizingConfig
-	runs []*sizingRun // the fixed caps, then the adaptive cap
+	cfg    sizingConfig
+	runs   []*sizingRun  // the fixed caps, then the adaptive cap
+	closed *sizingResult // the closed loop, after the open one's; nil in it
 }
 
 func (res *sizingResult) adaptive() *sizingRun { return res.runs[len(res.runs)-1] }
@@ -190,13 +227,26 @@ func calibrate(cfg sizingConfig, servers int) (time.Duration, error) {
 	return total / time.Duration(servers), nil
 }
 
-// runSizing runs every configuration at once and returns their results.
+// runSizing runs both workloads, the open loop then the closed loop,
+// each with every configuration at once, and returns their results.
 func runSizing(cfg sizingConfig) (*sizingResult, error) {
 	eff, err := calibrate(cfg, 6)
 	if err != nil {
 		return nil, err
 	}
 	cfg.effective = eff
+	res, err := runWorkload(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if res.closed, err = runWorkload(cfg.closedLoop()); err != nil {
+		return nil, fmt.Errorf("closed loop: %w", err)
+	}
+	return res, nil
+}
+
+// runWorkload runs cfg's workload with every configuration at once.
+func runWorkload(cfg sizingConfig) (*sizingResult, error) {
 	res := &sizingResult{cfg: cfg}
 	for _, n := range []int{max(1, cfg.c/2), cfg.c, 2 * cfg.c, 4 * cfg.c, 16 * cfg.c} {
 		res.runs = append(res.runs, &sizingRun{name: fmt.Sprintf("fixed %d", n), fixed: n})
@@ -218,13 +268,13 @@ func runSizing(cfg sizingConfig) (*sizingResult, error) {
 }
 
 // phaseAt returns the phase of an instant since the end of the warm-up,
-// -1 in the warm-up, len(sizingPhases) after the end.
+// -1 in the warm-up, len(cfg.phases) after the end.
 func (cfg sizingConfig) phaseAt(since time.Duration) int {
 	if since < 0 {
 		return -1
 	}
 	p := 0
-	for p < len(sizingPhases) && since >= cfg.phaseStart(p+1) {
+	for p < len(cfg.phases) && since >= cfg.phaseStart(p+1) {
 		p++
 	}
 	return p
@@ -233,7 +283,7 @@ func (cfg sizingConfig) phaseAt(since time.Duration) int {
 // rate returns the arrivals per second and the server's concurrency in a
 // phase (the warm-up runs as the first phase).
 func (cfg sizingConfig) rate(ph int) (perSec float64, serverC int) {
-	p := sizingPhases[max(ph, 0)]
+	p := cfg.phases[max(ph, 0)]
 	c := cfg.c * p.cTimes
 	return p.load * float64(c) / cfg.effective.Seconds(), c
 }
@@ -255,8 +305,8 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 	defer pool.Close()
 
 	measured := start.Add(cfg.warmup)
-	end := measured.Add(cfg.phaseStart(len(sizingPhases)))
-	n := len(sizingPhases)
+	end := measured.Add(cfg.phaseStart(len(cfg.phases)))
+	n := len(cfg.phases)
 	var (
 		ok, getTO, reqTO, offered = make([]atomic.Int64, n), make([]atomic.Int64, n), make([]atomic.Int64, n), make([]atomic.Int64, n)
 		mu                        sync.Mutex
@@ -334,16 +384,38 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 				s := pool.Stats()
 				_, c := cfg.rate(ph)
 				r.timeline = append(r.timeline, timePoint{at: since, cap: s.MaxConns, inUse: s.InUse, serverC: c, waiting: s.Waiting,
-					rateFraction: sizingPhases[ph].load})
+					rateFraction: cfg.phases[ph].load})
 			}
 		}
 	}()
 
+	if cfg.clients > 0 {
+		// The closed loop: each client's requests carry the same
+		// service times in every configuration.
+		time.Sleep(time.Until(start))
+		for i := range cfg.clients {
+			reqs.Go(func() {
+				services := rand.New(rand.NewPCG(uint64(i)+100, 2))
+				for {
+					t0 := time.Now()
+					if !t0.Before(end) {
+						return
+					}
+					ph := cfg.phaseAt(t0.Sub(measured))
+					if ph >= 0 {
+						offered[ph].Add(1)
+					}
+					reqs.Add(1)
+					request(t0, ph, lognormal(services, cfg.service, cfg.sigma))
+				}
+			})
+		}
+	}
 	// Open-loop arrivals: the same sequence for every configuration, each
 	// with the same service time (see sizingServer).
 	rng, services := rand.New(rand.NewPCG(7, 7)), rand.New(rand.NewPCG(1, 2))
 	next := start
-	for next.Before(end) {
+	for cfg.clients == 0 && next.Before(end) {
 		ph := cfg.phaseAt(next.Sub(measured))
 		perSec, _ := cfg.rate(ph)
 		if d := time.Until(next); d > 500*time.Microsecond {

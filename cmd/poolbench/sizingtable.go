@@ -22,13 +22,17 @@ type phaseVerdict struct {
 	ServerC    int
 	CapWithin  bool // CapMedian within 25% of ServerC
 	GoodputMet bool // GoodRatio >= 0.95
-	P99Met     bool // P99Ratio <= 1.1
+	P99Met     bool // P99Ratio <= p99Bar
 }
+
+// p99Bar is the most the adaptive cap's p99 may be, over the best fixed
+// cap's (issue 21's bar, in both workloads).
+const p99Bar = 1.2
 
 func (res *sizingResult) verdicts() []phaseVerdict {
 	ad := res.adaptive()
 	var out []phaseVerdict
-	for p, ph := range sizingPhases {
+	for p, ph := range res.cfg.phases {
 		var best *sizingRun
 		for _, r := range res.runs[:len(res.runs)-1] {
 			if best == nil || r.phases[p].ok > best.phases[p].ok ||
@@ -50,7 +54,7 @@ func (res *sizingResult) verdicts() []phaseVerdict {
 			v.CapMedian = caps[len(caps)/2]
 		}
 		v.CapWithin = math.Abs(float64(v.CapMedian-v.ServerC)) <= 0.25*float64(v.ServerC)
-		v.GoodputMet, v.P99Met = v.GoodRatio >= 0.95, v.P99Ratio > 0 && v.P99Ratio <= 1.1
+		v.GoodputMet, v.P99Met = v.GoodRatio >= 0.95, v.P99Ratio > 0 && v.P99Ratio <= p99Bar
 		out = append(out, v)
 	}
 	return out
@@ -59,7 +63,7 @@ func (res *sizingResult) verdicts() []phaseVerdict {
 // followTime is how long after the server's C doubled the adaptive cap
 // first came within 25% of the new C, or -1 if it never did.
 func (res *sizingResult) followTime() time.Duration {
-	p := slices.IndexFunc(sizingPhases, func(ph sizingPhase) bool { return ph.cTimes > 1 })
+	p := slices.IndexFunc(res.cfg.phases, func(ph sizingPhase) bool { return ph.cTimes > 1 })
 	from := res.cfg.phaseStart(p)
 	target := 2 * res.cfg.c
 	for _, tp := range res.adaptive().timeline {
@@ -77,13 +81,28 @@ func yes(ok bool) string {
 	return "NO"
 }
 
+// printSizing prints both workloads' tables.
 func printSizing(w io.Writer, res *sizingResult) {
+	printWorkload(w, res)
+	if res.closed != nil {
+		fmt.Fprintln(w)
+		printWorkload(w, res.closed)
+	}
+}
+
+// intro is the first line of a workload's table.
+func (res *sizingResult) intro() string {
 	cfg := res.cfg
-	fmt.Fprintf(w, "sizing: server of concurrency C=%d, lognormal service (mean %v, sigma %.1f; measured %v a request, so capacity %.0f/s); deadline %v from arrival, of which Get at most %v; %v per phase (the last %v) after a %v warm-up; every configuration at once, each with a server of its own\n\n",
-		cfg.c, cfg.service, cfg.sigma, cfg.effective.Round(10*time.Microsecond), float64(cfg.c)/cfg.effective.Seconds(), cfg.deadline, cfg.getBudget, cfg.phase, cfg.phaseLen(len(sizingPhases)-1), cfg.warmup.Round(time.Millisecond))
+	return fmt.Sprintf("sizing, %s: server of concurrency C=%d, lognormal service (mean %v, sigma %.1f; measured %v a request, so capacity %.0f/s); deadline %v from arrival, of which Get at most %v; %v per phase after a %v warm-up; every configuration at once, each with a server of its own",
+		cfg.workload(), cfg.c, cfg.service, cfg.sigma, cfg.effective.Round(10*time.Microsecond), float64(cfg.c)/cfg.effective.Seconds(), cfg.deadline, cfg.getBudget, cfg.phase, cfg.warmup.Round(time.Millisecond))
+}
+
+func printWorkload(w io.Writer, res *sizingResult) {
+	cfg := res.cfg
+	fmt.Fprintf(w, "%s\n\n", res.intro())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tpool\toffered/s\tgoodput/s\tp50\tp95\tp99\twaits\tGet timeouts\treq timeouts\tcap\t")
-	for p, ph := range sizingPhases {
+	for p, ph := range cfg.phases {
 		for _, r := range res.runs {
 			pr := &r.phases[p]
 			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", ph.name, r.name,
@@ -95,7 +114,7 @@ func printSizing(w io.Writer, res *sizingResult) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tbest fixed\tgoodput vs best\t>=95%\tp99 vs best\t<=1.1x\tadaptive cap (median)\tserver C\twithin 25%\t")
+	fmt.Fprintf(tw, "phase\tbest fixed\tgoodput vs best\t>=95%%\tp99 vs best\t<=%.1fx\tadaptive cap (median)\tserver C\twithin 25%%\t\n", p99Bar)
 	for _, v := range res.verdicts() {
 		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%s\t%.2fx\t%s\t%d\t%d\t%s\t\n", v.Phase, v.Best, 100*v.GoodRatio, yes(v.GoodputMet),
 			v.P99Ratio, yes(v.P99Met), v.CapMedian, v.ServerC, yes(v.CapWithin))
@@ -134,21 +153,36 @@ type sizingReport struct {
 	Chart    template.HTML
 }
 
+// sizingReportData is the report's sizing section: the open loop's, and
+// after it the closed loop's, whose phases are named "closed: ...".
 func sizingReportData(res *sizingResult) *sizingReport {
-	var b strings.Builder
-	printSizing(&b, res)
-	intro, _, _ := strings.Cut(b.String(), "\n")
-	rep := &sizingReport{Intro: intro, Chart: sizingChart(res)}
-	for p, ph := range sizingPhases {
+	rep := workloadReport(res, "")
+	if c := res.closed; c != nil {
+		cr := workloadReport(c, "closed: ")
+		rep.Intro += " Then: " + cr.Intro
+		rep.Chart += cr.Chart
+		rep.Rows = append(rep.Rows, cr.Rows...)
+		rep.Verdicts = append(rep.Verdicts, cr.Verdicts...)
+		rep.Follow += " Closed loop: " + cr.Follow
+	}
+	return rep
+}
+
+func workloadReport(res *sizingResult, prefix string) *sizingReport {
+	rep := &sizingReport{Intro: res.intro(), Chart: sizingChart(res)}
+	for p, ph := range res.cfg.phases {
 		for i, r := range res.runs {
 			pr := &r.phases[p]
-			rep.Rows = append(rep.Rows, sizingReportRow{Phase: ph.name, Pool: r.name, First: i == 0,
+			rep.Rows = append(rep.Rows, sizingReportRow{Phase: prefix + ph.name, Pool: r.name, First: i == 0,
 				Offered: fmt.Sprintf("%.0f", pr.offeredRate(res.cfg.phaseLen(p))), Goodput: fmt.Sprintf("%.0f", pr.goodput(res.cfg.phaseLen(p))),
 				P50: short(pr.percentile(.5)), P95: short(pr.percentile(.95)), P99: short(pr.percentile(.99)),
 				Waits: pr.waits, GetTimeouts: pr.getTimeouts, ReqTimeouts: pr.reqTimeouts, Cap: r.capText(pr)})
 		}
 	}
 	rep.Verdicts = res.verdicts()
+	for i := range rep.Verdicts {
+		rep.Verdicts[i].Phase = prefix + rep.Verdicts[i].Phase
+	}
 	if d := res.followTime(); d >= 0 {
 		rep.Follow = fmt.Sprintf("After C doubled to %d, the adaptive cap was within 25%% of it in %v.", 2*res.cfg.c, d.Round(time.Millisecond))
 	} else {
@@ -165,7 +199,7 @@ func sizingChart(res *sizingResult) template.HTML {
 	if len(tl) == 0 {
 		return "<p>no timeline recorded</p>"
 	}
-	total := res.cfg.phaseStart(len(sizingPhases))
+	total := res.cfg.phaseStart(len(res.cfg.phases))
 	peak := 0
 	for _, tp := range tl {
 		peak = max(peak, tp.cap, tp.inUse, tp.serverC)
@@ -183,7 +217,7 @@ func sizingChart(res *sizingResult) template.HTML {
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/><text x="%d" y="%.1f" text-anchor="end" fill="#555">%.0f</text>`,
 			left, y(v), width-right, y(v), left-6, y(v)+4, v)
 	}
-	for p, ph := range sizingPhases {
+	for p, ph := range res.cfg.phases {
 		px := x(res.cfg.phaseStart(p))
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ccc" stroke-dasharray="3 3"/><text x="%.1f" y="%d" fill="#555">%s</text>`,
 			px, top, px, height-bottom, px+4, height-bottom+16, template.HTMLEscapeString(ph.name))

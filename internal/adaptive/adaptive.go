@@ -10,7 +10,12 @@
 //
 //   - Samples are gathered into windows of at least MinWindow and
 //     MinSamples returns (or MaxWindow, whichever has something). A
-//     window's figure is the mean time conns were held in it.
+//     window's figure is the mean time conns were held in it, less the
+//     share of the window the client process spent waiting for CPU
+//     (Sample.Lag: on a shared machine such stalls cut the cap from 9 to
+//     1 at a load the best fixed cap of 16 served;
+//     TestClientStallIsNotQueueing). A window stalled for more than
+//     half of it is left out.
 //   - The baseline is the lowest mean of the current and the previous
 //     epoch (Epoch long), each mean pooled over 4 full windows and offered
 //     at its mean plus twice its standard error: the minimum of many
@@ -74,6 +79,12 @@
 //     step again at 1. A cap that is not in use does not grow,
 //     however flat the latency: the failure of a controller that reads
 //     flat latency as headroom (TestNoGrowthWhileLatencyIsFlat).
+//   - A held time above Tolerance is not always the backend's queue: the
+//     client's own process, slower under its own CPU load, adds to it
+//     too. Saturated windows held above Tolerance lead to a trial: the
+//     cap is raised by half for one long window, and kept, with the
+//     baseline moved up to the held time, only if the added conns were
+//     served (see the const block of trialFirst).
 //
 // A Controller is not safe for concurrent use: one goroutine owns it.
 package adaptive
@@ -129,6 +140,10 @@ type Sample struct {
 	HeldSq    int64         // the squares of those times, in microseconds squared, added up; 0 if unknown
 	Drops     int64         // of Returns, those returned broken
 	Saturated bool          // a Get queued at the cap, or every conn was borrowed
+	// Lag is how much later than asked the sampling goroutine woke,
+	// added up since the previous sample: the client process's own
+	// scheduling delay, starved of CPU by its own work or the machine's.
+	Lag time.Duration
 }
 
 // Reason says why the cap moved.
@@ -162,6 +177,7 @@ type Controller struct {
 	heldSq    int64
 	drops     int64
 	saturated bool
+	lag       time.Duration
 
 	// The baseline: minimum window means of this epoch and the last.
 	epochStart      time.Duration
@@ -179,6 +195,14 @@ type Controller struct {
 	probeLimit float64 // the cap to restore after it
 
 	step float64 // the next growth step
+
+	// Trials (see the const block of trialFirst).
+	stuck      int     // saturated windows held above Tolerance (not refuted: see refuteFactor) since the cap was last unused
+	trialAfter int     // stuck windows before the next trial
+	ref        span    // those windows: the trial's reference
+	trialing   bool    // a trial is being gathered
+	trialSpan  span    // its windows
+	trialFrom  float64 // the cap before it
 
 	inEpisode    bool
 	episodeStart time.Duration
@@ -214,7 +238,7 @@ func New(cfg Config) *Controller {
 	}
 	cfg.Min = max(cfg.Min, 1)
 	cfg.Max = max(cfg.Max, cfg.Min)
-	c := &Controller{cfg: cfg, step: 1}
+	c := &Controller{cfg: cfg, step: 1, trialAfter: trialFirst}
 	c.limit = float64(min(max(cfg.Initial, cfg.Min), cfg.Max))
 	return c
 }
@@ -244,6 +268,7 @@ func (c *Controller) Baseline() time.Duration {
 func (c *Controller) SetLimit(n int) {
 	c.limit = float64(min(max(n, c.cfg.Min), c.cfg.Max))
 	c.probing, c.inEpisode, c.recoverTo, c.step = false, false, 0, 1
+	c.trialing, c.stuck, c.ref = false, 0, span{}
 }
 
 func (c *Controller) round(v float64) int {
@@ -265,15 +290,26 @@ func (c *Controller) Observe(now time.Duration, s Sample) (int, Reason) {
 	c.heldSq += s.HeldSq
 	c.drops += s.Drops
 	c.saturated = c.saturated || s.Saturated
+	c.lag += s.Lag
 	elapsed := now - c.winStart
 	if elapsed < c.cfg.MinWindow || (c.returns < int64(c.cfg.MinSamples) && elapsed < c.cfg.MaxWindow) {
 		return c.Limit(), Unchanged
 	}
-	returns, held, heldSq, drops, saturated := c.returns, c.held, c.heldSq, c.drops, c.saturated
-	c.winStart, c.returns, c.held, c.heldSq, c.drops, c.saturated = now, 0, 0, 0, 0, false
+	returns, held, heldSq, drops, saturated, lag := c.returns, c.held, c.heldSq, c.drops, c.saturated, c.lag
+	c.winStart, c.returns, c.held, c.heldSq, c.drops, c.saturated, c.lag = now, 0, 0, 0, 0, false, 0
 	if returns == 0 {
 		return c.Limit(), Unchanged // nothing came back: nothing to learn
 	}
+	// The share of the window the client process spent waiting for CPU
+	// (see Sample.Lag): every conn it held was held that much longer, by
+	// no fault of the backend's. The held time is taken without it; a
+	// window the process spent mostly starved says nothing.
+	stalled := min(float64(lag)/float64(elapsed), 1)
+	if stalled > maxStalled {
+		return c.Limit(), Unchanged
+	}
+	held = time.Duration(float64(held) * (1 - stalled))
+	heldSq = int64(float64(heldSq) * (1 - stalled) * (1 - stalled))
 	before := c.Limit()
 	mean := held / time.Duration(returns)
 	// The window mean's own noise: its standard error over the mean.
@@ -287,7 +323,7 @@ func (c *Controller) Observe(now time.Duration, s Sample) (int, Reason) {
 	// Little's law: the conns the backend kept busy, on average, at the
 	// window's throughput and the baseline held time.
 	busy := float64(returns) / elapsed.Seconds() * c.Baseline().Seconds()
-	reason := c.window(now, mean, noise, busy, returns, float64(drops)/float64(returns), saturated)
+	reason := c.window(now, mean, noise, busy, span{returns, held, elapsed}, float64(drops)/float64(returns), saturated)
 	if after := c.Limit(); after == before {
 		return after, Unchanged
 	}
@@ -295,7 +331,8 @@ func (c *Controller) Observe(now time.Duration, s Sample) (int, Reason) {
 }
 
 // window decides on one closed window with mean held time mean.
-func (c *Controller) window(now, mean time.Duration, noise, busy float64, returns int64, dropFrac float64, saturated bool) Reason {
+func (c *Controller) window(now, mean time.Duration, noise, busy float64, w span, dropFrac float64, saturated bool) Reason {
+	returns := w.returns
 	full := returns >= int64(c.cfg.MinSamples)
 	if c.probing {
 		// The probe's mean is a baseline candidate whatever its size,
@@ -333,6 +370,9 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 		c.prevMin, c.curMin, c.epochStart = c.curMin, 0, now
 		c.prevGood, c.curGood = c.curGood, 0
 	}
+	if c.trialing {
+		return c.trialWindow(w, dropFrac)
+	}
 	if now-c.lastProbe >= c.cfg.ProbeInterval {
 		c.lastProbe = now
 		probe := !c.slackSinceProbe
@@ -347,6 +387,7 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 
 	switch {
 	case dropFrac > c.cfg.DropRatio:
+		c.unstuck()
 		c.cut(now, c.limit*c.cfg.DropFactor)
 		return Drops
 	case gradient > c.cfg.Tolerance*(1+2*noise):
@@ -358,11 +399,17 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 		// queueing, unless the rise is beyond what noise on top of
 		// queueing at that concurrency explains (see the package
 		// documentation).
-		if gradient > refuteFactor*c.cfg.Tolerance*(1+2*noise) {
+		refuted := gradient > refuteFactor*c.cfg.Tolerance*(1+2*noise)
+		if refuted {
 			c.curGood, c.prevGood = 0, 0
 		}
 		target := math.Max(busy, c.limit/gradient) * c.cfg.Tolerance
 		c.cut(now, math.Min(math.Max(target, c.served()), c.limit))
+		if !saturated || refuted {
+			c.unstuck()
+		} else if c.stuckWindow(w) {
+			return Demand
+		}
 		return Latency
 	}
 	c.inEpisode = false
@@ -376,11 +423,15 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 	case !saturated:
 		// Not in use: no evidence that more conns are wanted.
 		c.step = 1
+		c.unstuck()
 		return Unchanged
 	case gradient > c.cfg.Tolerance:
 		// Within the noise but above tolerance: no evidence either way.
 		// The step is kept, so that a run of growth broken by such
 		// windows still doubles.
+		if c.stuckWindow(w) {
+			return Demand
+		}
 		return Unchanged
 	}
 	if c.recoverTo > c.limit {
@@ -393,9 +444,115 @@ func (c *Controller) window(now, mean time.Duration, noise, busy float64, return
 	return Demand
 }
 
+// span is a run of windows: the returns in it, the time they were held,
+// added up, and its length.
+type span struct {
+	returns      int64
+	held, length time.Duration
+}
+
+func (s *span) add(w span) {
+	s.returns, s.held, s.length = s.returns+w.returns, s.held+w.held, s.length+w.length
+}
+
+// mean is the mean held time; conc the mean conns held at once (Little's
+// law: the time held, added up, over the span's length).
+func (s span) mean() float64 { return float64(s.held) / float64(s.returns) }
+func (s span) conc() float64 { return float64(s.held) / float64(s.length) }
+
+// Trials. The held time rises above the baseline for two reasons: the
+// backend queues, or the client's own process got slower (its CPU load
+// rose with the work it does: on a shared machine, after the backend
+// doubled, the held time rose 10% with no queueing at all). A cut cannot
+// tell them apart, so a cap that Gets wait at, held above Tolerance but
+// not cut, stays stuck: at the old concurrency for 10 to 33s after the
+// backend's doubled, until the baseline followed
+// (TestClosedLoopFollowsDoubledBackendDespiteClientLoad). What tells
+// them apart is what more conns do. A backend that queues serves no
+// more: the held time grows with the conns held at once, and the
+// throughput stays. A client that is only slower gets more served. So
+// after trialAfter such windows, the cap is raised by half for one long
+// window (a trial, of trialWindows full windows' returns), and judged
+// against the stuck windows before it: if at least half of the added
+// concurrency turned into throughput, the cap stays and the baseline
+// moves to the lower held time of the two (the client's, not the
+// backend's, rise); if not, the cap goes back, and the next trial waits
+// twice as long (up to trialLast windows). A trial whose extra conns the
+// Gets did not take (open loop, below capacity) proves nothing, and the
+// cap stays: it costs nothing that no Get uses.
+const (
+	trialFirst   = 2    // stuck windows before the first trial
+	trialLast    = 16   // and at most, after failed ones
+	trialWindows = 4    // full windows' returns a trial gathers
+	trialRise    = 1.5  // the cap of a trial, over the cap before it
+	trialFill    = 1.15 // a trial whose conns held at once rose less than this proves nothing
+	trialGain    = 0.5  // the share of the added concurrency that must turn into throughput
+)
+
+// unstuck ends a run of stuck windows.
+func (c *Controller) unstuck() { c.stuck, c.ref = 0, span{} }
+
+// stuckWindow counts a stuck window (see Trials) and starts a trial when
+// enough have come; it reports whether it did.
+func (c *Controller) stuckWindow(w span) bool {
+	c.stuck++
+	c.ref.add(w)
+	if c.stuck < c.trialAfter {
+		return false
+	}
+	from := c.limit
+	c.limit = c.clamp(math.Max(math.Ceil(from*trialRise), from+2))
+	if c.Limit() == c.round(from) {
+		c.limit = from // at Max: nothing to try
+		c.unstuck()
+		return false
+	}
+	c.trialing, c.trialFrom, c.trialSpan, c.step = true, from, span{}, 1
+	c.inEpisode, c.recoverTo = false, 0
+	return true
+}
+
+// trialWindow gathers a trial's window and judges it (see Trials).
+func (c *Controller) trialWindow(w span, dropFrac float64) Reason {
+	c.trialSpan.add(w)
+	ref, t := c.ref, c.trialSpan
+	switch {
+	case dropFrac > c.cfg.DropRatio || t.mean() > 2*ref.mean():
+		// Broken returns, or a rise no client noise explains: over.
+	case t.returns < trialWindows*int64(c.cfg.MinSamples) && t.length < trialWindows*c.cfg.MaxWindow:
+		return Unchanged
+	}
+	c.trialing = false
+	c.unstuck()
+	fill := t.conc() / ref.conc()
+	if fill < trialFill && dropFrac <= c.cfg.DropRatio && t.mean() <= 2*ref.mean() {
+		return Unchanged // the Gets did not take the conns: no verdict, and the cap stays
+	}
+	gain := 0.0
+	if fill > 1 {
+		gain = math.Log((float64(t.returns)/float64(t.length))/(float64(ref.returns)/float64(ref.length))) / math.Log(fill)
+	}
+	if gain >= trialGain && dropFrac <= c.cfg.DropRatio {
+		// More was served: the rise above the baseline was not the
+		// backend's queue. The baseline moves to it.
+		b := time.Duration(math.Min(ref.mean(), t.mean()))
+		c.curMin, c.prevMin = b, b
+		c.poolReturns, c.poolHeld, c.poolVar = 0, 0, 0
+		c.trialAfter = trialFirst
+		return Demand
+	}
+	c.limit = c.trialFrom
+	c.trialAfter = min(2*c.trialAfter, trialLast)
+	return Latency
+}
+
 // served returns the most conns a window of this epoch or the last kept
 // busy without queueing: the floor of a latency cut.
 func (c *Controller) served() float64 { return math.Max(c.curGood, c.prevGood) }
+
+// maxStalled: a window whose client process waited for CPU (Sample.Lag)
+// for more than this share of it is left out.
+const maxStalled = 0.5
 
 // refuteFactor: a gradient beyond this many times the cut's threshold is
 // not noise on top of a queue at the concurrency served() remembers: the

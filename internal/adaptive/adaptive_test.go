@@ -2,6 +2,7 @@ package adaptive
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -382,4 +383,70 @@ func TestTailAgainstFixedCaps(t *testing.T) {
 			t.Logf("load %v, seed %d: p99 %v, %.2fx the best fixed cap's; goodput %.1f%%", load, seed, p99, float64(p99)/float64(bestP99), 100*float64(served)/float64(best))
 		}
 	}
+}
+
+// TestTrialTellsClientLoadFromQueueing pins the trial (see trialFirst):
+// at a cap of 8, Gets waiting, windows held 20% above a baseline of 20ms
+// are cut to 7 and lead to a trial at 11. If the 11 conns held at once
+// were served at the same held time (the client was slower, the backend
+// not queueing), the cap stays and the baseline moves to 24ms; if the
+// held time rose with the conns (the backend queues), the cap goes back,
+// and the next trial waits for twice as many stuck windows.
+func TestTrialTellsClientLoadFromQueueing(t *testing.T) {
+	for _, queueing := range []bool{false, true} {
+		f := feeder{c: New(DefaultConfig(1, 128, 8))}
+		// window feeds returns held for held on average, conc of them
+		// held at once.
+		window := func(returns int64, held time.Duration, conc float64) {
+			f.window(returns, held, 0, time.Duration(float64(returns)*float64(held)/conc), true)
+		}
+		window(50, 20*time.Millisecond, 8) // the baseline
+		require.Equal(t, 20*time.Millisecond, f.c.Baseline())
+		require.Equal(t, 9, f.c.Limit(), "grown by 1: in use at the baseline")
+		f.c.SetLimit(8)
+		window(50, 24*time.Millisecond, 8)
+		require.False(t, f.c.trialing, "one stuck window")
+		window(50, 24*time.Millisecond, 8)
+		require.True(t, f.c.trialing, "two stuck windows: a trial")
+		from := f.c.trialFrom
+		require.Equal(t, 7.0, math.Round(from), "the stuck windows' cuts took it to 7: 8 x 1.05 / 1.2")
+		require.Equal(t, 11, f.c.Limit(), "a trial at 1.5x")
+		held := 24 * time.Millisecond
+		if queueing {
+			held = 24 * time.Millisecond * 11 / 7 // as many served as at 7, with 11 held at once
+		}
+		for range 4 {
+			window(50, held, 11)
+		}
+		require.False(t, f.c.trialing, "judged after 4 full windows")
+		if !queueing {
+			assert.Equal(t, 11, f.c.Limit(), "kept: the extra conns were served")
+			assert.Equal(t, 24*time.Millisecond, f.c.Baseline(), "the baseline moved to the client's held time")
+			continue
+		}
+		assert.Equal(t, from, f.c.limit, "back: the backend queued")
+		assert.Equal(t, 20*time.Millisecond, f.c.Baseline())
+		assert.Equal(t, 2*trialFirst, f.c.trialAfter, "the next trial waits longer")
+	}
+}
+
+// TestClientStallIsNotQueueing pins Sample.Lag: while the client process
+// waits for CPU (its sampling goroutine wakes late), every conn it holds
+// is held longer, with no queueing at the backend. On a shared machine,
+// poolbench's sizing run saw the cap cut from 9 to 1 by such windows, at
+// 200% load where the best fixed cap was 16. A window a third of which
+// the process spent stalled, held 1.5x the baseline, is the baseline
+// held: the cap grows as Gets wait. A window stalled for most of it says
+// nothing.
+func TestClientStallIsNotQueueing(t *testing.T) {
+	c := New(DefaultConfig(1, 128, 8))
+	c.Observe(0, Sample{})
+	c.Observe(100*time.Millisecond, Sample{Returns: 50, Held: 50 * 20 * time.Millisecond, Saturated: false})
+	require.Equal(t, 20*time.Millisecond, c.Baseline())
+	n, why := c.Observe(250*time.Millisecond, Sample{Returns: 50, Held: 50 * 30 * time.Millisecond, Saturated: true, Lag: 50 * time.Millisecond})
+	assert.Equal(t, Demand, why, "a stall, not the backend's queue")
+	assert.Equal(t, 9, n)
+	n, why = c.Observe(400*time.Millisecond, Sample{Returns: 50, Held: 50 * 60 * time.Millisecond, Saturated: true, Lag: 100 * time.Millisecond})
+	assert.Equal(t, Unchanged, why, "stalled for two thirds of the window")
+	assert.Equal(t, 9, n)
 }

@@ -28,6 +28,15 @@ type sim struct {
 	deadline  time.Duration
 	tick      time.Duration
 
+	// clients > 0 makes the load a closed loop: that many clients, each
+	// sending its next request as soon as the last one ends (served,
+	// timed out in Get, or given up at its deadline); rate is then unused.
+	clients int
+	// overhead, if set, is the mean of the client's own time between the
+	// backend's reply and the Put (exponential): the client process's CPU
+	// load, which the held time includes and the backend has no part in.
+	overhead func(t time.Duration, inUse int) time.Duration
+
 	events  eventQueue
 	inUse   int
 	waiters []time.Duration // arrival times, FIFO
@@ -59,6 +68,7 @@ type point struct {
 type job struct {
 	arrived, acquired time.Duration
 	gaveUp, done      bool
+	replied           bool // the backend's reply came; the Put is pending (overhead)
 }
 
 type event struct {
@@ -72,6 +82,8 @@ const (
 	evDone
 	evGiveUp
 	evTick
+	evPut        // the client puts a conn back after its overhead
+	evGetTimeout // a closed-loop client's Get runs out of budget
 )
 
 type eventQueue []event
@@ -126,7 +138,13 @@ func (s *sim) nextArrival() {
 // run advances the model to end.
 func (s *sim) run(end time.Duration) {
 	if s.events.Len() == 0 {
-		s.nextArrival()
+		if s.clients > 0 {
+			for i := range s.clients {
+				s.at(s.now+time.Duration(i)*time.Millisecond/4, evArrive, nil)
+			}
+		} else {
+			s.nextArrival()
+		}
 		s.at(s.now+s.tick, evTick, nil)
 	}
 	for s.events.Len() > 0 && s.events[0].at <= end {
@@ -134,27 +152,41 @@ func (s *sim) run(end time.Duration) {
 		s.now = e.at
 		switch e.kind {
 		case evArrive:
+			if s.clients > 0 {
+				s.waiters = append(s.waiters, s.now)
+				s.at(s.now+s.getBudget, evGetTimeout, nil)
+				s.serveWaiters()
+				continue
+			}
 			if s.rate(s.now) > 0 && e.j == nil {
 				s.waiters = append(s.waiters, s.now)
 				s.serveWaiters()
 			}
 			s.nextArrival()
+		case evGetTimeout:
+			s.serveWaiters() // drops the waiters out of budget, and sends their next
 		case evDone:
 			s.busy--
 			if !e.j.gaveUp {
-				e.j.done = true
-				s.served++
-				if s.record {
-					s.latencies = append(s.latencies, s.now-e.j.arrived)
+				if s.overhead != nil {
+					e.j.replied = true
+					m := s.overhead(s.now, s.inUse)
+					s.at(s.now+time.Duration(s.rng.ExpFloat64()*float64(m)), evPut, e.j)
+				} else {
+					s.finish(e.j)
 				}
-				s.giveBack(e.j.acquired, false)
 			}
 			s.startJobs()
+		case evPut:
+			if !e.j.gaveUp {
+				s.finish(e.j)
+			}
 		case evGiveUp:
-			if !e.j.done {
+			if !e.j.done && !e.j.replied {
 				e.j.gaveUp = true
 				s.failed++
 				s.giveBack(e.j.acquired, true)
+				s.next()
 			}
 		case evTick:
 			if s.inUse >= s.ctl.Limit() {
@@ -175,14 +207,33 @@ func (s *sim) run(end time.Duration) {
 	s.now = end
 }
 
+// finish ends a served request: the reply is counted and the conn put back.
+func (s *sim) finish(j *job) {
+	j.done = true
+	s.served++
+	if s.record {
+		s.latencies = append(s.latencies, s.now-j.arrived)
+	}
+	s.giveBack(j.acquired, false)
+	s.next()
+}
+
+// next sends a closed-loop client's next request, now.
+func (s *sim) next() {
+	if s.clients > 0 {
+		s.at(s.now, evArrive, nil)
+	}
+}
+
 // serveWaiters hands conns to waiters while the cap allows, dropping those
 // whose Get budget ran out.
 func (s *sim) serveWaiters() {
 	for len(s.waiters) > 0 {
 		arrived := s.waiters[0]
-		if s.now-arrived > s.getBudget {
+		if s.now-arrived > s.getBudget || (s.clients > 0 && s.now-arrived >= s.getBudget) {
 			s.waiters = s.waiters[1:]
 			s.failed++
+			s.next()
 			continue
 		}
 		if s.inUse >= s.ctl.Limit() {
