@@ -6,7 +6,9 @@
 -- ARGV     op ("renew" | "leave" | "budget"), id, budget, ttl ms, floor,
 --          safe share, reserve hold ms, demand, used (open + dialing),
 --          hold (the caps the member may use now, 0 if it never had a
---          grant), level interval ms, damping
+--          grant), level interval ms, damping, seq (grows with every
+--          renew of the member: a renew that arrives after a later one is
+--          stale and changes nothing)
 --
 -- Keys: p:s hash (epoch, budget, granted = sum of grants and reserves,
 -- floors = sum of seated members' floors, learn = end of the learning
@@ -19,7 +21,7 @@ local op, id = ARGV[1], ARGV[2]
 local cfgBudget, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local floor, safe, hold = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local demand, used, held = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local interval, damping = tonumber(ARGV[11]), tonumber(ARGV[12])
+local interval, damping, seq = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local M = p .. ':m:' .. id
 
 local t = redis.call('TIME')
@@ -41,14 +43,14 @@ local learning = now < learn
 -- Expire a few leases and reserves per call: amortized over the calls.
 for _, x in ipairs(redis.call('ZRANGEBYSCORE', L, '-inf', now, 'LIMIT', 0, 8)) do
 	local mk = p .. ':m:' .. x
-	local m = redis.call('HMGET', mk, 'grant', 'safe', 'floor', 'seated')
-	local g = tonumber(m[1]) or 0
+	local m = redis.call('HMGET', mk, 'grant', 'safe', 'floor', 'seated', 'debt')
+	local g = (tonumber(m[1]) or 0) + (tonumber(m[5]) or 0)
 	local r = math.min(g, tonumber(m[2]) or 0)
 	granted = granted - (g - r)
 	if m[4] == '1' then floors = floors - (tonumber(m[3]) or 0) end
 	redis.call('ZREM', L, x)
 	redis.call('ZREM', D, x)
-	redis.call('HSET', mk, 'grant', 0, 'reserve', r, 'seated', 0, 'target', 0)
+	redis.call('HSET', mk, 'grant', 0, 'debt', 0, 'reserve', r, 'seated', 0, 'target', 0)
 	redis.call('PEXPIRE', mk, keep)
 	redis.call('ZADD', G, now + hold, x)
 end
@@ -61,7 +63,7 @@ end
 
 -- detach takes a member of this epoch out of every sum.
 local function detach(m)
-	granted = granted - (tonumber(m[2]) or 0)
+	granted = granted - (tonumber(m[2]) or 0) - (tonumber(m[8]) or 0)
 	if redis.call('ZSCORE', G, id) then
 		granted = granted - (tonumber(m[5]) or 0)
 		redis.call('ZREM', G, id)
@@ -76,7 +78,7 @@ local function save()
 	for _, k in ipairs({ S, L, G, D }) do redis.call('PEXPIRE', k, keep) end
 end
 
-local m = redis.call('HMGET', M, 'epoch', 'grant', 'target', 'seated', 'reserve', 'floor')
+local m = redis.call('HMGET', M, 'epoch', 'grant', 'target', 'seated', 'reserve', 'floor', 'seq', 'debt')
 local known = m[1] == epoch
 
 if op == 'budget' then
@@ -89,10 +91,10 @@ end
 if op == 'leave' then
 	if known then
 		detach(m)
-		local r = math.min(used, tonumber(m[2]) or 0)
+		local r = math.min(used, (tonumber(m[2]) or 0) + (tonumber(m[8]) or 0))
 		if r > 0 then
 			granted = granted + r
-			redis.call('HSET', M, 'grant', 0, 'reserve', r, 'seated', 0, 'target', 0)
+			redis.call('HSET', M, 'grant', 0, 'debt', 0, 'reserve', r, 'seated', 0, 'target', 0)
 			redis.call('PEXPIRE', M, keep)
 			redis.call('ZADD', G, now + ttl, id)
 		else
@@ -104,16 +106,27 @@ if op == 'leave' then
 end
 
 -- renew
-local grant, target, seated
+if known and (tonumber(m[7]) or 0) > seq then
+	-- Sent before a renew already applied (it waited in a socket while
+	-- Redis was paused, say): its report is stale, so it changes nothing.
+	save()
+	return { tonumber(m[2]) or 0, tonumber(m[3]) or 0, epoch, budget, learning and 1 or 0, m[4] == '1' and 1 or 0, now, 1 }
+end
+local grant, target, seated, debt
 if known and redis.call('ZSCORE', L, id) then
 	grant, target, seated = tonumber(m[2]), tonumber(m[3]), m[4] == '1'
-	floor = tonumber(m[6])
+	floor, debt = tonumber(m[6]), tonumber(m[8]) or 0
 else
 	-- New, back from a lapse (its reserve held), or from a lost epoch: it
-	-- claims what it may be using, which was granted to it.
+	-- may be using its caps and its open conns. All of it is counted; in
+	-- the learning period it was granted and is kept, otherwise it may use
+	-- only what fits (its reserve, given back by detach, and the room):
+	-- the rest is debt, counted until those conns are closed.
 	if known then detach(m) end
 	local claim = math.max(held, used)
-	grant, target, seated = claim, claim, false
+	local allowed = claim
+	if not learning then allowed = math.min(claim, math.max(0, budget - granted)) end
+	grant, target, seated, debt = allowed, allowed, false, claim - allowed
 	granted = granted + claim
 	if claim > 0 then
 		seated = true
@@ -158,19 +171,25 @@ if seated then
 	local x = excess
 	if level >= 0 and x > level then x = level end
 	nt = floor + math.floor(x + 1e-9)
-	-- Damping: a small fall is held back; a rise is taken at once.
-	if nt < target and target - nt <= damping and target <= floor + excess + damping then nt = target end
+	-- Damping: a small fall is held back while there is room for others
+	-- (none is then waiting on it); a rise is taken at once.
+	if nt < target and target - nt <= damping and target <= floor + excess + damping and granted < budget then nt = target end
 end
 target = nt
 
 -- A grant falls only to what the member may still be using, and rises only
 -- into room, never while learning.
 if grant > target then
-	local k = math.max(target, used, held)
+	local k = math.max(target, held, math.min(used, grant))
 	if k < grant then
 		granted = granted - (grant - k)
 		grant = k
 	end
+end
+if debt > 0 then
+	local d = math.max(0, math.min(debt, used - grant))
+	granted = granted - (debt - d)
+	debt = d
 end
 if target > grant and not learning and budget - granted > 0 then
 	local inc = math.min(budget - granted, target - grant)
@@ -180,7 +199,7 @@ end
 
 redis.call('ZADD', L, now + ttl, id)
 redis.call('HSET', M, 'epoch', epoch, 'grant', grant, 'target', target, 'seated', seated and 1 or 0,
-	'floor', floor, 'safe', safe, 'reserve', 0)
+	'floor', floor, 'safe', safe, 'reserve', 0, 'debt', debt, 'seq', ARGV[13])
 redis.call('PEXPIRE', M, keep)
 save()
-return { grant, target, epoch, budget, learning and 1 or 0, seated and 1 or 0, now }
+return { grant, target, epoch, budget, learning and 1 or 0, seated and 1 or 0, now, 0 }

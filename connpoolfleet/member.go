@@ -114,7 +114,8 @@ type Member struct {
 	capSum   int
 	lastSend time.Time // the send of the last renew that gave a lease
 	fence    *time.Timer
-	budget   int // the latest B known, what a new epoch starts with
+	budget   int   // the latest B known, what a new epoch starts with
+	seq      int64 // the last renew's number: the ledger ignores older ones
 
 	mu sync.Mutex // guards stats
 	st Stats
@@ -153,6 +154,9 @@ func Join(ctx context.Context, rdb redis.Scripter, name string, budget int, targ
 		rdb: rdb, name: name, keys: []string{"{" + name + "}"}, cfg: cfg,
 		targets: targets, stop: make(chan struct{}), done: make(chan struct{}),
 		caps: make([]int, len(targets)), budget: budget,
+		// The renews are numbered from the time of Join, so that a process
+		// that restarts with the same ID numbers above its old renews.
+		seq: time.Now().UnixMicro(),
 	}
 	m.st = Stats{Budget: name, ID: cfg.id, State: StateJoining}
 	if cfg.gate != nil {
@@ -226,12 +230,14 @@ func (m *Member) renew(ctx context.Context) error {
 	if m.gen > 0 && !m.lastSend.IsZero() {
 		held = m.capSum
 	}
+	m.seq++
+	seq := m.seq
 	m.capMu.Unlock()
 
 	send := time.Now()
 	res, err := ledger.Run(ctx, m.rdb, m.keys, "renew", m.cfg.id, budget, m.cfg.ttl.Milliseconds(),
 		m.cfg.floor, m.cfg.safe, m.cfg.reserveHold.Milliseconds(), m.smoothed, used, held,
-		m.interval().Milliseconds(), m.cfg.damping).Slice()
+		m.interval().Milliseconds(), m.cfg.damping, seq).Slice()
 	if err != nil {
 		m.mu.Lock()
 		m.st.RenewErrors++
@@ -242,6 +248,9 @@ func (m *Member) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if r.stale {
+		return errStale
+	}
 	m.apply(send, r)
 	return nil
 }
@@ -250,15 +259,21 @@ type reply struct {
 	grant, target, budget int
 	epoch                 string
 	learning, seated      bool
+	stale                 bool
 }
 
+// errStale is a renew the ledger found older than one it applied: a
+// go-redis retry of a call that came back after a later one. Its answer
+// gives nothing.
+var errStale = errors.New("connpoolfleet: the ledger ignored a stale renew")
+
 func parseReply(res []any) (reply, error) {
-	if len(res) < 6 {
+	if len(res) < 8 {
 		return reply{}, fmt.Errorf("connpoolfleet: the ledger answered %v", res)
 	}
 	n := func(i int) int { v, _ := res[i].(int64); return int(v) }
 	ep, _ := res[2].(string)
-	return reply{grant: n(0), target: n(1), epoch: ep, budget: n(3), learning: n(4) == 1, seated: n(5) == 1}, nil
+	return reply{grant: n(0), target: n(1), epoch: ep, budget: n(3), learning: n(4) == 1, seated: n(5) == 1, stale: n(7) == 1}, nil
 }
 
 // apply sets the caps an answer allows, opens the gate until the fence
@@ -446,7 +461,7 @@ func (m *Member) SetBudget(ctx context.Context, n int) error {
 	}
 	err := ledger.Run(ctx, m.rdb, m.keys, "budget", m.cfg.id, n, m.cfg.ttl.Milliseconds(),
 		m.cfg.floor, m.cfg.safe, m.cfg.reserveHold.Milliseconds(), 0, 0, 0,
-		m.interval().Milliseconds(), m.cfg.damping).Err()
+		m.interval().Milliseconds(), m.cfg.damping, 0).Err()
 	if err != nil {
 		return fmt.Errorf("connpoolfleet: SetBudget(%d): %w", n, err)
 	}
@@ -491,7 +506,7 @@ func (m *Member) Leave(ctx context.Context) error {
 	}
 	err := ledger.Run(ctx, m.rdb, m.keys, "leave", m.cfg.id, 0, m.cfg.ttl.Milliseconds(),
 		m.cfg.floor, m.cfg.safe, m.cfg.reserveHold.Milliseconds(), 0, used, 0,
-		m.interval().Milliseconds(), m.cfg.damping).Err()
+		m.interval().Milliseconds(), m.cfg.damping, 0).Err()
 	m.mu.Lock()
 	old := m.st.State
 	m.st.State = StateLeft

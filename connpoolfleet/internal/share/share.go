@@ -41,14 +41,15 @@ func Excess(demand float64, floor int) float64 {
 // Target is a seated member's target at the given level: its floor plus
 // its excess cut at the level, rounded down. old is its previous target:
 // a fall of at most damping is held back while old stays within damping of
-// what the member asks for (a rise is taken at once).
-func Target(floor int, excess, level float64, old, damping int) int {
+// what the member asks for and there is room in the budget (roomy), so
+// that no other member waits on it; a rise is taken at once.
+func Target(floor int, excess, level float64, old, damping int, roomy bool) int {
 	x := excess
 	if level >= 0 && x > level {
 		x = level
 	}
 	nt := floor + int(math.Floor(x+1e-9))
-	if nt < old && old-nt <= damping && float64(old) <= float64(floor)+excess+float64(damping) {
+	if roomy && nt < old && old-nt <= damping && float64(old) <= float64(floor)+excess+float64(damping) {
 		return old
 	}
 	return nt

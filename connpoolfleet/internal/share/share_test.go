@@ -32,12 +32,16 @@ func TestLevel(t *testing.T) {
 }
 
 func TestTargetDamping(t *testing.T) {
-	assert.Equal(t, 17, share.Target(1, 29, 16, 0, 1), "cut at the level")
-	assert.Equal(t, 5, share.Target(1, 4, share.Unlimited, 0, 1), "demand fits")
-	assert.Equal(t, 5, share.Target(1, 3, share.Unlimited, 5, 1), "a fall of one is held back")
-	assert.Equal(t, 3, share.Target(1, 2, share.Unlimited, 5, 1), "a fall of two is taken")
-	assert.Equal(t, 1, share.Target(1, 0, share.Unlimited, 9, 1), "a member whose demand left falls to its floor")
-	assert.Equal(t, 11, share.Target(1, 10, share.Unlimited, 2, 1), "a rise is taken at once")
+	assert.Equal(t, 17, share.Target(1, 29, 16, 0, 1, true), "cut at the level")
+	assert.Equal(t, 5, share.Target(1, 4, share.Unlimited, 0, 1, true), "demand fits")
+	assert.Equal(t, 5, share.Target(1, 3, share.Unlimited, 5, 1, true), "a fall of one is held back")
+	assert.Equal(t, 3, share.Target(1, 2, share.Unlimited, 5, 1, true), "a fall of two is taken")
+	assert.Equal(t, 1, share.Target(1, 0, share.Unlimited, 9, 1, true), "a member whose demand left falls to its floor")
+	assert.Equal(t, 11, share.Target(1, 10, share.Unlimited, 2, 1, true), "a rise is taken at once")
+	// Regression: with three members at 6 and a fourth seated at the level
+	// 4, the three held their 6 by damping and the fourth waited at 2
+	// forever. A fall is held back only while the budget has room.
+	assert.Equal(t, 5, share.Target(1, 19, 4, 6, 1, false), "a fall of one is taken when the budget is full")
 }
 
 func TestGrant(t *testing.T) {
@@ -98,7 +102,7 @@ func TestSimulationNeverAboveBudget(t *testing.T) {
 					seatedFloors += m.floor
 				}
 				if seated[i] {
-					m.target = share.Target(m.floor, share.Excess(m.demand, m.floor), level, m.target, 1)
+					m.target = share.Target(m.floor, share.Excess(m.demand, m.floor), level, m.target, 1, granted < budget)
 				}
 				caps := min(m.grant, m.target)
 				m.grant, granted = share.Grant(m.grant, m.target, m.open, caps, budget, granted, false)
