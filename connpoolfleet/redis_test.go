@@ -88,20 +88,39 @@ func (s *redisServer) client(t testing.TB) *redis.Client {
 // from INFO commandstats.
 func commandCalls(t testing.TB, c *redis.Client) map[string]int64 {
 	t.Helper()
+	out := map[string]int64{}
+	for cmd, st := range commandStats(t, c) {
+		out[cmd] = st.calls
+	}
+	return out
+}
+
+type cmdStat struct{ calls, usec int64 }
+
+// commandStats returns the calls of each command and the microseconds
+// Redis spent in them, from INFO commandstats.
+func commandStats(t testing.TB, c *redis.Client) map[string]cmdStat {
+	t.Helper()
 	info, err := c.Info(context.Background(), "commandstats").Result()
 	require.NoError(t, err)
-	out := map[string]int64{}
+	out := map[string]cmdStat{}
 	for line := range strings.SplitSeq(info, "\n") {
 		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if !ok || !strings.HasPrefix(name, "cmdstat_") {
 			continue
 		}
+		var st cmdStat
 		for f := range strings.SplitSeq(rest, ",") {
-			if v, ok := strings.CutPrefix(f, "calls="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				out[strings.TrimPrefix(name, "cmdstat_")] = n
+			k, v, _ := strings.Cut(f, "=")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "calls":
+				st.calls = n
+			case "usec":
+				st.usec = n
 			}
 		}
+		out[strings.TrimPrefix(name, "cmdstat_")] = st
 	}
 	return out
 }
