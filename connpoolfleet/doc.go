@@ -33,7 +33,9 @@
 // level), where the level is set so that the shares add up to what is left.
 // Floors count against B: a member that joins when B is all granted gets
 // nothing until the others have given back room (its state is
-// [StateJoining]; with a [Gate], its pools dial nothing meanwhile). A target
+// [StateJoining]; with a [Gate], its pools dial nothing meanwhile: give them
+// a short [connpool.WithDialBackoff], since a refused dial starts a backoff
+// during which Gets fail at once). A target
 // changes only by more than the damping ([WithDamping]), so shares do not
 // flap on noise.
 //
@@ -88,11 +90,25 @@
 //     cannot tell a new ledger from a lost one.
 //   - While Redis is unreachable no member grows: growth comes only from an
 //     answer of the script.
+//   - A report that comes late changes nothing. Each renew carries a number
+//     that grows, and the script ignores a renew older than one it has
+//     applied: renews that waited in the socket of a paused Redis run after
+//     newer ones, and their stale counts of open conns must not release a
+//     grant that is in use again.
+//   - A member back from a lapse (its lease expired while it was paused or
+//     cut off, or it comes from a lost epoch after the learning period) is
+//     counted for all it may be using, its caps and its open conns, but may
+//     use only what fits: its reserve and the room left. The rest is counted
+//     as debt, and released as those conns close.
 //
 // What the invariant does not cover, and the backstop: a member whose lease
 // expired and that was partitioned for longer than its reserve hold, or
 // whose pools were used without a gate's dialer while paused, or clocks
-// whose rates differ by more than the fence margin allows. Keep a hard limit
+// whose rates differ by more than the fence margin allows. And a process
+// that is stopped (SIGSTOP, a frozen VM) keeps its sockets open: once its
+// lease expires, the server sees up to B plus its open conns above its safe
+// share, until it wakes and they come back; the conns it had borrowed
+// finish their requests first (a borrowed conn is never interrupted). Keep a hard limit
 // at the server as the backstop: max_connections in PostgreSQL or MySQL, a
 // role's CONNECTION LIMIT (ALTER ROLE app CONNECTION LIMIT 100), maxclients
 // in Redis. The fleet keeps the fleet under it in normal operation and every
@@ -129,6 +145,13 @@
 //	                             | still has open, which are held for one TTL.
 //	B changed (Member.SetBudget) | Nobody grows while the sum of grants is above
 //	                             | the new B; members shrink as conns come back.
+//
+// # Seeing it
+//
+// [Member.Stats] has the grant, target, caps, demand, lease state and
+// counters of renews and fences: what an exporter reads. [WithEvents] gets
+// each change of state, grant or target; a member logs a warning through
+// [WithLogger] when it fences itself.
 //
 // # Cost per call
 //
