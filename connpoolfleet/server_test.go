@@ -157,7 +157,8 @@ func helloDial(id string) func(ctx context.Context, network, address string) (ne
 			_ = c.SetDeadline(dl)
 		}
 		buf := make([]byte, 1)
-		if _, err := c.Write([]byte(id + "\n")); err == nil {
+		_, err = c.Write([]byte(id + "\n"))
+		if err == nil {
 			_, err = c.Read(buf)
 		}
 		if err != nil || buf[0] != 'H' {
