@@ -382,28 +382,35 @@ func (m *Member) fenceNow(gen uint64) {
 // max(total, what was open). capMu must be held.
 func (m *Member) setCapsLocked(total int) {
 	n := len(m.targets)
-	want := make([]int, n)
 	if n == 1 {
-		want[0] = total
-	} else {
-		loads := make([]load, n)
-		var d int
-		for i, t := range m.targets {
-			loads[i] = t.load()
-			d += loads[i].inUse + loads[i].waiting
+		// One target keeps its own conns within max(cap, what was open)
+		// when its cap is lowered: nothing to guard. (A Group counts dials
+		// that wait for a slot as dialing: the guard below would hold its
+		// cap down.)
+		if m.caps[0] != total && m.targets[0].setCap(total) == nil {
+			m.caps[0] = total
 		}
-		left := total - n
-		for i := range want {
-			want[i] = 1
-			if d > 0 {
-				want[i] += left * (loads[i].inUse + loads[i].waiting) / d
-			} else {
-				want[i] += left / n
-			}
+		m.capSum = m.caps[0]
+		return
+	}
+	want := make([]int, n)
+	loads := make([]load, n)
+	var d int
+	for i, t := range m.targets {
+		loads[i] = t.load()
+		d += loads[i].inUse + loads[i].waiting
+	}
+	left := total - n
+	for i := range want {
+		want[i] = 1
+		if d > 0 {
+			want[i] += left * (loads[i].inUse + loads[i].waiting) / d
+		} else {
+			want[i] += left / n
 		}
-		for i, s := 0, sum(want); s < total; i, s = i+1, s+1 {
-			want[i%n]++
-		}
+	}
+	for i, s := 0, sum(want); s < total; i, s = i+1, s+1 {
+		want[i%n]++
 	}
 	for i, t := range m.targets {
 		if want[i] < m.caps[i] && t.setCap(want[i]) == nil {
