@@ -50,9 +50,14 @@ func (f *fleet) checkPeak(t *testing.T, bound int) int {
 }
 
 func granted(p *proc, atLeast int) func() bool {
+	return grantedAfter(p, atLeast, time.Time{})
+}
+
+// grantedAfter is granted, by a stats line written after since.
+func grantedAfter(p *proc, atLeast int, since time.Time) func() bool {
 	return func() bool {
 		l, ok := p.last()
-		return ok && l.State == "granted" && l.Caps >= atLeast
+		return ok && l.State == "granted" && l.Caps >= atLeast && time.Unix(0, l.At).After(since)
 	}
 }
 
@@ -113,15 +118,29 @@ func TestJoinLeave(t *testing.T) {
 		return true
 	}, "four busy members did not rebalance")
 	joinConverge := time.Since(t0)
+	// The four have split B; once a leaves, the three others share it.
+	eventually(t, func() bool {
+		for _, p := range all {
+			if l, ok := p.last(); !ok || l.Caps > 5 {
+				return false
+			}
+		}
+		return true
+	}, "four busy members did not come down to their share")
+	t1 := time.Now()
 	a.send("leave")
 	a.wait()
-	t1 := time.Now()
 	eventually(t, func() bool { return granted(b, 6)() && granted(c, 6)() && granted(d, 6)() },
 		"the grant of the member that left did not go to the others")
 	leaveConverge := time.Since(t1)
 	peak := f.checkPeak(t, budget)
-	figures(t, "peak=%d/%d after_join=%v after_leave=%v", peak, budget,
-		joinConverge.Round(10*time.Millisecond), leaveConverge.Round(10*time.Millisecond))
+	sum := 0
+	for _, p := range []*proc{b, c, d} {
+		l, _ := p.last()
+		sum += l.Caps
+	}
+	figures(t, "peak=%d/%d after_join=%v after_leave=%v caps_of_the_three=%d of %d (floors 3, level rounds down)", peak, budget,
+		joinConverge.Round(10*time.Millisecond), leaveConverge.Round(10*time.Millisecond), sum, budget)
 }
 
 // TestKillMember: kill -9 a member that holds half of B; the other gets its
@@ -178,10 +197,12 @@ func TestRedisRestartEmpty(t *testing.T) {
 	f.redis.kill()
 	tk := time.Now()
 	f.redis.start()
+	learnAt := map[string]time.Time{}
 	for _, p := range ps {
 		eventually(t, func() bool {
 			for _, l := range p.all() {
-				if l.Kind == "e" && l.State == "learning" && time.Unix(0, l.At).After(tk) {
+				if at := time.Unix(0, l.At); l.Kind == "e" && l.State == "learning" && at.After(tk) {
+					learnAt[p.id] = at
 					return true
 				}
 			}
@@ -189,7 +210,7 @@ func TestRedisRestartEmpty(t *testing.T) {
 		}, "member %s never entered the learning period", p.id)
 	}
 	for _, p := range ps {
-		eventually(t, granted(p, 3), "member %s never came out of learning", p.id)
+		eventually(t, grantedAfter(p, 3, learnAt[p.id]), "member %s never came out of learning", p.id)
 	}
 	recovered := time.Since(tk)
 	for _, p := range ps {
@@ -247,7 +268,7 @@ func TestRedisPaused(t *testing.T) {
 	f.redis.signal(syscall.SIGCONT)
 	tc := time.Now()
 	for _, p := range ps {
-		eventually(t, granted(p, 3), "member %s did not resume", p.id)
+		eventually(t, grantedAfter(p, 3, tc), "member %s did not resume", p.id)
 	}
 	resumed := time.Since(tc)
 	peak := f.checkPeak(t, budget)
