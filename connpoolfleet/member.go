@@ -290,8 +290,9 @@ func (m *Member) apply(send time.Time, r reply) {
 	if !time.Now().Before(fenceAt) {
 		// The answer came after the lease could have ended: it gives
 		// nothing; the fence (applied or due) stands.
+		gen := m.gen
 		m.capMu.Unlock()
-		m.fenceNow(m.gen)
+		m.fenceNow(gen)
 		return
 	}
 	want := min(r.grant, r.target)
