@@ -99,7 +99,9 @@ func TestSkewedDemand(t *testing.T) {
 }
 
 // TestJoinLeave: members join and leave under load; shares rebalance and
-// the server never sees more than B.
+// the server never sees more than B. Regression: three members held 6 each
+// by damping while the fourth waited at 2, until damping yielded to a full
+// budget.
 func TestJoinLeave(t *testing.T) {
 	f := newFleet(t)
 	a := startMember(t, f.fc, "a", 20)
@@ -226,7 +228,9 @@ func TestRedisRestartEmpty(t *testing.T) {
 
 // TestRedisPaused: SIGSTOP Redis past the TTL, then SIGCONT: every member
 // fences before its lease ends, the server never sees more than B, and
-// service resumes.
+// service resumes. Regression: the renews queued in the paused Redis's
+// sockets ran after newer ones and released grants still in use (peak 26 of
+// 20) until renews carried a number the ledger checks.
 func TestRedisPaused(t *testing.T) {
 	f := newFleet(t)
 	ps := make([]*proc, 4)
@@ -279,7 +283,9 @@ func TestRedisPaused(t *testing.T) {
 // not dial on its old grant. While it is stopped its sockets stay open (the
 // server counts them, though nothing uses them), so the bound during the
 // pause is B plus what it had open above its safe share; once it is awake
-// and its conns are back, the server is within B again.
+// and its conns are back, the server is within B again. Regression: the
+// woken member re-claimed its frozen conns as a usable grant and kept 10
+// beside the other's 19, until a claim beyond the room became debt.
 func TestMemberPaused(t *testing.T) {
 	f := newFleet(t)
 	x := startMember(t, f.fc, "x", 30)

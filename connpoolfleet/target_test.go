@@ -65,6 +65,8 @@ func TestTwoPoolsOneMember(t *testing.T) {
 }
 
 // TestGroupTarget: a Group's cap across its pools follows the grant.
+// Regression: the group's dials waiting for a slot counted as open conns
+// and held its cap at 1 to 3 of a grant of 4.
 func TestGroupTarget(t *testing.T) {
 	r := startRedis(t)
 	srv := startCountServer(t)
