@@ -1,0 +1,174 @@
+// Package connpoolfleet shares one connection budget among many processes,
+// through Redis: a service that runs as 50 replicas against a database that
+// allows 100 conns gives each replica's pools a share of the 100 that follows
+// its load, instead of a static split that breaks when the replica count
+// changes. The pools stay the enforcement point (each member sets its pools'
+// caps with [connpool.Pool.SetMaxConns]); Redis is only the ledger of grants.
+//
+// A process joins a named budget of B conns with its pools ([Join]); the
+// returned [Member] renews a lease on its grant in the background and moves
+// its pools' caps as its grant changes. Nothing touches Redis on Get or Put:
+// each member makes one round trip per renew interval (a third of the lease
+// TTL), and every change of state is one atomic Lua script.
+//
+//	gate := connpoolfleet.NewGate()
+//	pool, err := connpool.New("tcp", "db.internal:5432",
+//		connpool.WithMaxConns(1), // the fleet sets the cap
+//		connpool.WithDialer(gate.Dialer(nil)),
+//	)
+//	...
+//	m, err := connpoolfleet.Join(ctx, rdb, "orders-db", 100,
+//		[]connpoolfleet.Target{connpoolfleet.PoolTarget(pool)},
+//		connpoolfleet.WithGate(gate))
+//	...
+//	defer m.Leave(context.Background())
+//
+// # Shares
+//
+// Each member reports its demand when it renews: the conns its pools have in
+// use plus the Gets waiting, sampled several times per interval and smoothed.
+// The budget is split max-min fairly: every member keeps a small floor
+// ([WithFloor], 1 per pool by default), and the rest goes to the members whose
+// demand exceeds their floor, each getting min(its excess demand, the water
+// level), where the level is set so that the shares add up to what is left.
+// Floors count against B: a member that joins when B is all granted gets
+// nothing until the others have given back room (its state is
+// [StateJoining]; with a [Gate], its pools dial nothing meanwhile: give them
+// a short [connpool.WithDialBackoff], since a refused dial starts a backoff
+// during which Gets fail at once). A target
+// changes only by more than the damping ([WithDamping]), so shares do not
+// flap on noise.
+//
+// A member's target is what it should have; its grant is what it may use.
+// The two differ while a grant moves: see below.
+//
+// # Safety
+//
+// The invariant: at every instant, the sum over members of the grants a
+// member may still be using is at most B. The script keeps in Redis the sum
+// of all grants (plus the reserves of expired members, below) and grants
+// growth only out of B minus that sum. What remains is to show that no
+// member uses more than Redis has counted for it:
+//
+//   - A grant moves only after the giver has let go. When a member's target
+//     falls below its grant, the script tells it the new target; the member
+//     lowers its pools' caps to it at once (a borrowed conn is never
+//     interrupted: it is closed when it comes back, and a pool over its cap
+//     dials nothing), and reports its open conns (open plus dialing) and
+//     its caps in each renew. The script lowers the member's grant only to
+//     the larger of its target, its reported open conns and its reported
+//     caps, and only that difference becomes room for others. A pool's open
+//     conns never exceed the larger of its cap and what was open when the cap
+//     was lowered, so the member never uses more than what stays counted.
+//   - A member that cannot renew fences itself: before its lease can have
+//     expired it lowers every cap to its safe share ([WithSafeShare], by
+//     default its floor), and logs it. It counts from when it sent its last
+//     successful renew, not from when the answer came: Redis set the lease to
+//     end a TTL after it ran the script, which was after the member sent it.
+//     The fence fires a margin ([WithFenceMargin]) before that end. A process
+//     paused past its TTL (a stop, a long GC, a frozen VM) can wake with its
+//     old caps; its fence timer fires at once then, but a pool goroutine
+//     could dial first. A [Gate] closes that hole: its dialer compares the
+//     monotonic clock with the lease on every dial, and refuses (with
+//     [ErrFenced]) once the lease is past its fence time until the fence has
+//     been applied; so pass your pools a gate's dialer.
+//   - A member whose lease expires (a crash, a pause, a partition) loses its
+//     grant above its safe share at once; the script keeps its safe share
+//     reserved for the reserve hold ([WithReserveHold], default one TTL)
+//     after the lease, since a fenced member may still use it, and a member
+//     with a gate dials nothing after its reserve hold ends. A member that
+//     returns re-registers and gets its reserve back.
+//   - When Redis loses its data (a restart with nothing on disk, a failover
+//     that lost the last writes), the script sees that its state key is gone
+//     and starts a new epoch. Every member renews within a third of a TTL,
+//     sees the new epoch, and re-registers claiming the caps it holds now,
+//     which were granted in the old epoch and add up to at most B. For one
+//     lease length after a new epoch (the learning period, as in youtube's
+//     doorman), the script grants no growth and admits no new member, so
+//     every member that still held a grant has re-registered before anyone
+//     grows. A brand-new fleet starts with a learning period too: the script
+//     cannot tell a new ledger from a lost one.
+//   - While Redis is unreachable no member grows: growth comes only from an
+//     answer of the script.
+//   - A report that comes late changes nothing. Each renew carries a number
+//     that grows, and the script ignores a renew older than one it has
+//     applied: renews that waited in the socket of a paused Redis run after
+//     newer ones, and their stale counts of open conns must not release a
+//     grant that is in use again.
+//   - A member back from a lapse (its lease expired while it was paused or
+//     cut off, or it comes from a lost epoch after the learning period) is
+//     counted for all it may be using, its caps and its open conns, but may
+//     use only what fits: its reserve and the room left. The rest is counted
+//     as debt, and released as those conns close.
+//
+// What the invariant does not cover, and the backstop: a member whose lease
+// expired and that was partitioned for longer than its reserve hold, or
+// whose pools were used without a gate's dialer while paused, or clocks
+// whose rates differ by more than the fence margin allows. And a process
+// that is stopped (SIGSTOP, a frozen VM) keeps its sockets open: once its
+// lease expires, the server sees up to B plus its open conns above its safe
+// share, until it wakes and they come back; the conns it had borrowed
+// finish their requests first (a borrowed conn is never interrupted). Keep a hard limit
+// at the server as the backstop: max_connections in PostgreSQL or MySQL, a
+// role's CONNECTION LIMIT (ALTER ROLE app CONNECTION LIMIT 100), maxclients
+// in Redis. The fleet keeps the fleet under it in normal operation and every
+// failure below; the server's limit turns a bug into refused dials instead
+// of an overloaded backend.
+//
+// # Failures
+//
+//	What happens                 | What each member does
+//	-----------------------------+------------------------------------------------
+//	Redis slow (answers late)    | Keeps its caps while renews answer within the
+//	                             | lease; a renew that has not answered by the
+//	                             | fence time fences it to its safe share; an
+//	                             | answer that comes later counts from its send,
+//	                             | so it cannot lift the fence on a stale lease.
+//	Redis down                   | Nobody grows. Each member fences to its safe
+//	                             | share before its lease ends, keeps serving on
+//	                             | it, and re-registers when Redis is back.
+//	Redis restarted empty,       | New epoch: members re-register claiming their
+//	or a failover lost writes    | caps; nobody grows and nobody joins for one
+//	                             | TTL (learning); then shares resume.
+//	Redis partitioned from some  | Those members fence to their safe share; the
+//	members                      | script expires their leases, keeps their safe
+//	                             | shares reserved for the reserve hold, and gives
+//	                             | the rest to the members it can reach.
+//	Member crashes (kill -9)     | Its grant above its safe share returns when
+//	                             | its lease expires (never before); its reserve
+//	                             | a reserve hold later.
+//	Member paused past its TTL   | On waking its fence fires at once; with a Gate
+//	                             | no dial happens on the old grant; it renews,
+//	                             | gets its reserve back and grows again as shares
+//	                             | allow.
+//	Member leaves (Member.Leave) | Its grant returns at once, less the conns it
+//	                             | still has open, which are held for one TTL.
+//	B changed (Member.SetBudget) | Nobody grows while the sum of grants is above
+//	                             | the new B; members shrink as conns come back.
+//
+// # Seeing it
+//
+// [Member.Stats] has the grant, target, caps, demand, lease state and
+// counters of renews and fences: what an exporter reads. [WithEvents] gets
+// each change of state, grant or target; a member logs a warning through
+// [WithLogger] when it fences itself.
+//
+// # Cost per call
+//
+// A renew costs O(log N) in Redis for N members, not O(N): the script keeps
+// the sum of grants and the sum of floors as fields of one hash, leases and
+// reserves in sorted sets by expiry (it pops at most a few expired entries
+// per call, so expiry is amortized over calls), and demands in a sorted set.
+// Only the water level needs all demands: it is recomputed at most once per
+// renew interval for the whole fleet, by whichever renew comes first after it
+// is due (O(N), so O(1) amortized per renew), and each renew reads its own
+// target from the level. Each member makes one round trip per renew
+// interval: EVALSHA of the script.
+//
+// # Redis
+//
+// Any Redis 5 or later (the script reads TIME and relies on effects
+// replication, the default from Redis 7). All keys of a budget share one hash
+// tag ({name}), so a budget lives on one Redis Cluster slot. A budget's keys
+// expire by themselves some leases after its last member is gone.
+package connpoolfleet
