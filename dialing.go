@@ -32,7 +32,7 @@ func (p *Pool) backoffErrorLocked(now int64) error {
 	if p.failStreak == 1 {
 		dials = "dial"
 	}
-	return fmt.Errorf("connpool: %s %s unreachable after %d failed %s; the next dial is in %v, and until then a Get that needs a new conn fails at once (WithDialBackoff sets the pause): %w",
+	return fmt.Errorf("connpool: %s %s unreachable after %d failed %s; retrying in %v, and until then a Get that needs a new conn fails at once (WithDialBackoff sets the pause): %w",
 		p.network, p.address, p.failStreak, dials, time.Duration(p.backoffUntil-now).Round(time.Millisecond), p.lastDialErr)
 }
 

@@ -178,7 +178,7 @@ func TestDialErrorsReadOnce(t *testing.T) {
 
 	_, err = p.Get(context.Background())
 	require.Error(t, err)
-	assert.ErrorContains(t, err, "connpool: tcp "+addr+" unreachable after 1 failed dial; the next dial is in ")
+	assert.ErrorContains(t, err, "connpool: tcp "+addr+" unreachable after 1 failed dial; retrying in ")
 	assert.ErrorContains(t, err, "until then a Get that needs a new conn fails at once (WithDialBackoff")
 	assert.ErrorIs(t, err, syscall.ECONNREFUSED, "the backoff error wraps the last dial error")
 }
