@@ -18,12 +18,13 @@ import (
 // concurrent use. For a host name it spreads its conns over every
 // address the name resolves to ([WithResolver]). Create one with [New];
 // release it with [Pool.Close] or [Pool.Shutdown].
-//
-// Lock naming: a method whose name ends in Locked is called with mu held
-// and returns with it held, and takes no other lock. One ending in
-// IdleLocked is called with both mu and idleMu held. Any other method
-// that needs mu, or takes idleMu under it, says so in its first doc line.
 type Pool struct {
+	// Lock naming: a method whose name ends in Locked is called with mu
+	// held and returns with it held, and takes no other lock. One ending
+	// in IdleLocked is called with both mu and idleMu held. Any other
+	// method that needs mu, or takes idleMu under it, says so in its
+	// first doc line.
+
 	// idleMu guards the idle stack and the fields below it: all that a Get
 	// or a Put of an idle conn touches, so that neither takes mu when no
 	// Get waits (idle.go). Padding keeps it off the other fields' cache
