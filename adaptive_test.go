@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,12 +174,14 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 	stopLedger := watchLedger(t, p)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	var heldFor, helds atomic.Int64 // Get to Close, as the pool times it
 	errs := make(chan error, 1)
 	for range 4 * c {
 		wg.Go(func() {
 			b := []byte{'x'}
 			for ctx.Err() == nil {
 				conn, err := p.Get(ctx)
+				start := time.Now()
 				if err != nil {
 					if ctx.Err() == nil {
 						select {
@@ -192,6 +195,8 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 					_, _ = conn.Read(b) // a failed Read poisons conn: Close then closes it
 				}
 				conn.Close()
+				heldFor.Add(int64(time.Since(start)))
+				helds.Add(1)
 			}
 		})
 	}
@@ -230,9 +235,14 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 	assert.GreaterOrEqual(t, median, c/2, "median cap %d: %v", median, caps)
 	assert.LessOrEqual(t, median, 2*c, "median cap %d: %v", median, caps)
 	s := p.Stats()
-	// The server's sleep, plus the timer's slack and the round trip.
+	// The baseline is at least the server's sleep, and at most what the
+	// clients held their conns for on average (it is the lowest window
+	// mean). Not a fixed bound: a loaded machine stretches the sleeps and
+	// the round trips (issue 22: 24ms against a fixed 20ms).
+	held := time.Duration(heldFor.Load() / max(1, helds.Load()))
+	t.Logf("baseline %v; conns held for %v on average", s.AdaptiveBaseline, held)
 	assert.GreaterOrEqual(t, s.AdaptiveBaseline, 10*time.Millisecond)
-	assert.Less(t, s.AdaptiveBaseline, 20*time.Millisecond)
+	assert.LessOrEqual(t, s.AdaptiveBaseline, held+time.Millisecond, "the baseline is the low held time")
 	mu.Lock()
 	assert.Positive(t, reasons[connpool.MaxConnsDemand], "grew for demand: %v", reasons)
 	mu.Unlock()
