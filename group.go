@@ -212,7 +212,9 @@ func (g *Group) CloseIdleWith(c IdleCloser) {
 // group is within the new cap or no pool has an idle conn; borrowed conns
 // are never interrupted, and no dial starts until enough of them have
 // closed. n must be at least 1, and the group must have been created with
-// WithGroupMaxConns. After Close it returns [ErrClosed].
+// WithGroupMaxConns: otherwise it returns an error wrapping
+// [ErrInvalidOption] and changes nothing. After Close it returns
+// [ErrClosed].
 func (g *Group) SetGroupMaxConns(n int) error {
 	g.mu.RLock()
 	closed := g.closed
