@@ -79,7 +79,10 @@ func (p *Pool) setMaxConnsLocked(n int) []*poolConn {
 	}
 	p.idleMu.Unlock()
 	p.moveAllLocked(closing, heldClosing)
-	if over := p.numOpen - len(closing); over > n {
+	// The idle conns taken are open until the caller has closed them,
+	// after unlocking: till then the pool is over the cap too, so that a
+	// conn returned meanwhile is not kept above it.
+	if p.numOpen > n {
 		p.overCap.Store(true)
 		p.overCapLimit = p.numOpen // falls as they close: see checkUnderCapLocked
 	} else {
