@@ -153,8 +153,8 @@ func (s *limitedServer) serve(nc net.Conn) {
 // TestAdaptiveCapFindsServerConcurrency drives a real pool from 1 conn,
 // with many more clients than the server serves at once, against a
 // server that serves 8 at a time: the cap must find 8 and stay near it
-// (its median from half of 8 to twice 8: on a loaded machine the held
-// time is noisy), and the ledger must balance throughout. The
+// (its median from a quarter of 8 to four times 8: on a loaded machine the
+// held time is noisy), and the ledger must balance throughout. The
 // service time is long beside a loopback round trip, even under -race, so
 // that the best cap is the server's concurrency.
 func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
@@ -228,12 +228,15 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 	}
 	slices.Sort(caps)
 	median := caps[len(caps)/2]
-	// Not below half: on a loaded machine (CI runs packages side by side)
-	// the server's sleeps overshoot, the held time rises above the
-	// baseline, and the cap is rightly cut for a while; the simulations
-	// in internal/adaptive pin the controller's settling exactly.
-	assert.GreaterOrEqual(t, median, c/2, "median cap %d: %v", median, caps)
-	assert.LessOrEqual(t, median, 2*c, "median cap %d: %v", median, caps)
+	// Within a factor of four, well off both bounds (1 and 64): on a
+	// loaded machine (CI runs packages side by side) the server's sleeps
+	// overshoot and round trips stall, by as much as the 10ms service
+	// itself, and the cap rightly follows what it measures: with two CPU
+	// hogs beside the tests (issue 22) medians of 3 and 26 came up. The
+	// simulations in internal/adaptive pin the controller's settling
+	// exactly.
+	assert.GreaterOrEqual(t, median, c/4, "median cap %d: %v", median, caps)
+	assert.LessOrEqual(t, median, 4*c, "median cap %d: %v", median, caps)
 	s := p.Stats()
 	// The baseline is at least the server's sleep, and at most what the
 	// clients held their conns for on average (it is the lowest window
