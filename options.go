@@ -446,7 +446,7 @@ func WithMaxWaiters(n int) Option {
 
 // WithUseTimeMetrics turns on the use-time histogram of [Stats] (UseTime):
 // how long each conn is held, from Get to Put. It costs a clock read on
-// each Get and Put of the fast path, which is why it is off by default.
+// each Get and Put, which is why it is off by default.
 func WithUseTimeMetrics(enabled bool) Option {
 	return poolOption(func(c *config) { c.useTimeMetrics = enabled })
 }
