@@ -57,8 +57,8 @@ import (
 // transactions held while the caller does other work), whose held time
 // says nothing of the backend, nor [Pool.DialContext], whose conns are
 // never returned: DialContext on an adaptive pool fails with
-// [ErrAdaptiveDialContext]. It turns on the observed path of Get and Put,
-// a clock read on each, as [WithUseTimeMetrics] does.
+// [ErrAdaptiveDialContext]. It costs a clock read on each Get and Put,
+// as [WithUseTimeMetrics] does.
 func WithAdaptiveMaxConns(min, max int) Option {
 	return poolOption(func(c *config) { c.adaptiveMin, c.adaptiveMax, c.adaptiveSet = min, max, true })
 }

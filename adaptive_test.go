@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,8 +168,8 @@ func (s *limitedServer) serve(nc net.Conn) {
 // TestAdaptiveCapFindsServerConcurrency drives a real pool from 1 conn,
 // with many more clients than the server serves at once, against a
 // server that serves 8 at a time: the cap must find 8 and stay near it
-// (its median from half of 8 to twice 8: on a loaded machine the held
-// time is noisy), and the ledger must balance throughout. The
+// (its median from a quarter of 8 to four times 8: on a loaded machine the
+// held time is noisy), and the ledger must balance throughout. The
 // service time is long beside a loopback round trip, even under -race, so
 // that the best cap is the server's concurrency.
 func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
@@ -188,12 +189,14 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 	stopLedger := watchLedger(t, p)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	var heldFor, helds atomic.Int64 // Get to Close, as the pool times it
 	errs := make(chan error, 1)
 	for range 4 * c {
 		wg.Go(func() {
 			b := []byte{'x'}
 			for ctx.Err() == nil {
 				conn, err := p.Get(ctx)
+				start := time.Now()
 				if err != nil {
 					if ctx.Err() == nil {
 						select {
@@ -207,6 +210,8 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 					_, _ = conn.Read(b) // a failed Read poisons conn: Close then closes it
 				}
 				conn.Close()
+				heldFor.Add(int64(time.Since(start)))
+				helds.Add(1)
 			}
 		})
 	}
@@ -238,24 +243,29 @@ func TestAdaptiveCapFindsServerConcurrency(t *testing.T) {
 	}
 	slices.Sort(caps)
 	median := caps[len(caps)/2]
-	// Not below half: on a loaded machine (CI runs packages side by side)
-	// the server's sleeps overshoot, the held time rises above the
-	// baseline, and the cap is rightly cut for a while; the simulations
-	// in internal/adaptive pin the controller's settling exactly.
-	assert.GreaterOrEqual(t, median, c/2, "median cap %d: %v", median, caps)
+	// Within a factor of four, well off both bounds (1 and 64): on a
+	// loaded machine (CI runs packages side by side) the server's sleeps
+	// overshoot and round trips stall, by as much as the 10ms service
+	// itself, and the cap rightly follows what it measures: with two CPU
+	// hogs beside the tests (issue 22) medians of 3 and 26 came up. The
+	// simulations in internal/adaptive pin the controller's settling
+	// exactly.
+	assert.GreaterOrEqual(t, median, c/4, "median cap %d: %v", median, caps)
 	s := p.Stats()
-	// Not above twice c, scaled by the held time over the service time:
-	// a client slowed by its own load (the baseline a trial found) holds
+	// Above c by more, scaled by the baseline over the service time: a
+	// client slowed by its own load (the baseline a trial found) holds
 	// each conn longer than the server works on it, and then more conns
 	// than c keep the server's c slots busy.
-	assert.LessOrEqual(t, float64(median), 2*c*max(1, float64(s.AdaptiveBaseline)/float64(10*time.Millisecond)),
+	assert.LessOrEqual(t, float64(median), 4*c*max(1, float64(s.AdaptiveBaseline)/float64(10*time.Millisecond)),
 		"median cap %d, baseline %v: %v", median, s.AdaptiveBaseline, caps)
-	// The server's sleep, plus the timer's slack and the round trip, and
-	// the client's own time: where a trial found the held time raised by
-	// the test process's load (under -race, beside other packages' tests:
-	// 21-25ms seen), not by the server's queue, the baseline follows it.
+	// The baseline is at least the server's sleep, and at most what the
+	// clients held their conns for on average (it is the lowest window
+	// mean). Not a fixed bound: a loaded machine stretches the sleeps and
+	// the round trips (issue 22: 24ms against a fixed 20ms).
+	held := time.Duration(heldFor.Load() / max(1, helds.Load()))
+	t.Logf("baseline %v; conns held for %v on average", s.AdaptiveBaseline, held)
 	assert.GreaterOrEqual(t, s.AdaptiveBaseline, 10*time.Millisecond)
-	assert.Less(t, s.AdaptiveBaseline, 40*time.Millisecond)
+	assert.LessOrEqual(t, s.AdaptiveBaseline, held+time.Millisecond, "the baseline is the low held time")
 	mu.Lock()
 	assert.Positive(t, reasons[connpool.MaxConnsDemand], "grew for demand: %v", reasons)
 	mu.Unlock()

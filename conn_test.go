@@ -238,7 +238,7 @@ func TestConnIsTransparent(t *testing.T) {
 }
 
 func TestSyscallConnOfConnWithoutSocket(t *testing.T) {
-	p := newPool(t, "pipe", connpool.WithDialer(func(context.Context, string, string) (net.Conn, error) {
+	p := newPool(t, "pipe:0", connpool.WithDialer(func(context.Context, string, string) (net.Conn, error) {
 		a, b := net.Pipe()
 		go func() { _, _ = io.Copy(b, b); b.Close() }()
 		return a, nil

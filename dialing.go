@@ -24,9 +24,16 @@ func (p *Pool) backingOffLocked(now int64) bool {
 	return p.failStreak > 0 && now < p.backoffUntil
 }
 
+// backoffErrorLocked is the error of a Get that fails fast during a
+// backoff: it says how many dials failed, when the next one comes, and
+// what to do, and wraps the last dial error.
 func (p *Pool) backoffErrorLocked(now int64) error {
-	return fmt.Errorf("connpool: %s unreachable, retrying in %v after %d failed dials: %w",
-		p.address, time.Duration(p.backoffUntil-now).Round(time.Millisecond), p.failStreak, p.lastDialErr)
+	dials := "dials"
+	if p.failStreak == 1 {
+		dials = "dial"
+	}
+	return fmt.Errorf("connpool: %s %s unreachable after %d failed %s; retrying in %v, and until then a Get that needs a new conn fails at once (WithDialBackoff sets the pause): %w",
+		p.network, p.address, p.failStreak, dials, time.Duration(p.backoffUntil-now).Round(time.Millisecond), p.lastDialErr)
 }
 
 // backoff returns the pause after the n-th consecutive dial failure: the
@@ -260,22 +267,37 @@ func (p *Pool) dialConn(parent context.Context, address string) (nc net.Conn, er
 		if nc != nil {
 			_ = nc.Close()
 		}
-		return nil, &dialError{fmt.Errorf("connpool: dial %s %s: %w", p.network, where, err)}
+		return nil, &dialError{network: p.network, where: where, dialed: address, err: err}
 	case nc == nil:
-		return nil, &dialError{fmt.Errorf("connpool: dial %s %s: %w", p.network, where, errNilConn)}
+		return nil, &dialError{network: p.network, where: where, dialed: address, err: errNilConn}
 	}
 	return nc, nil
 }
 
-var errNilConn = errors.New("dialer returned neither a conn nor an error")
+// dialError is a failed dial. It names the network and address once: the
+// "dial tcp 10.0.0.7:5432" of a [net.OpError] for the same address is not
+// repeated, though the error still unwraps to it. Its type tells a Get
+// that failed to dial from the pool's other failures (getFailure),
+// whatever the dialer's error wraps.
+type dialError struct {
+	network string
+	where   string // the address dialed, and the pool's own if it differs
+	dialed  string
+	err     error
+}
 
-// dialError is the error of a failed dial, as dialConn wraps it. Its type
-// tells a Get that failed to dial from the pool's other failures
-// (getFailure), whatever the dialer's error wraps.
-type dialError struct{ err error }
+func (e *dialError) Error() string {
+	msg := e.err.Error()
+	if op, ok := e.err.(*net.OpError); ok && op.Op == "dial" && op.Net == e.network && op.Err != nil &&
+		(op.Addr == nil || op.Addr.String() == e.dialed) {
+		msg = op.Err.Error()
+	}
+	return "connpool: dial " + e.network + " " + e.where + ": " + msg
+}
 
-func (e *dialError) Error() string { return e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
+
+var errNilConn = errors.New("dialer returned neither a conn nor an error")
 
 // newPoolConn wraps nc, the conn dial d made.
 func (p *Pool) newPoolConn(nc net.Conn, d dialOp) *poolConn {

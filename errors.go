@@ -22,8 +22,10 @@ var (
 	// from another pool; the conn is left untouched.
 	ErrForeignConn = errors.New("connpool: conn does not belong to this pool")
 
-	// ErrInvalidOption is wrapped by every error New returns for an
-	// invalid option; the message names the option and its value.
+	// ErrInvalidOption is wrapped by every error New and NewGroup return
+	// for an invalid option or address, and by the Set methods' errors for
+	// a value out of range; the message names the option and its value,
+	// and where a default came from.
 	ErrInvalidOption = errors.New("connpool: invalid option")
 
 	// ErrWrongAddress is returned by DialContext for a network or address

@@ -54,7 +54,6 @@ func ExampleWithAdaptiveMaxConns() {
 		fmt.Println(err)
 		return
 	}
-	defer pool.Close()
 
 	conn, err := pool.Get(context.Background())
 	if err != nil {
@@ -77,6 +76,9 @@ func ExampleWithAdaptiveMaxConns() {
 	// Conns from DialContext are never returned: they cannot drive the cap.
 	_, err = pool.DialContext(context.Background(), "tcp", ln.Addr().String())
 	fmt.Println(errors.Is(err, connpool.ErrAdaptiveDialContext))
+	if err := pool.Close(); err != nil {
+		fmt.Println(err)
+	}
 	// Output:
 	// cap 8, between 1 and 64
 	// true

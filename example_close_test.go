@@ -13,7 +13,7 @@ import (
 // ExamplePool_Shutdown lets a request in flight finish before the pool
 // closes, within a deadline.
 func ExamplePool_Shutdown() {
-	srv := startEcho(nil)
+	srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 	defer srv.Close()
 
 	pool, err := connpool.New("tcp", srv.Addr())

@@ -12,7 +12,7 @@ import (
 // ExampleConn_MarkUnusable keeps a conn left mid-reply away from the next
 // borrower: its return closes the socket.
 func ExampleConn_MarkUnusable() {
-	srv := startEcho(nil)
+	srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 	defer srv.Close()
 
 	pool, err := connpool.New("tcp", srv.Addr())
@@ -52,7 +52,7 @@ func ExampleConn_MarkUnusable() {
 // of its own (a SUBSCRIBE, a LISTEN, an HTTP Upgrade): its slot is free at
 // once, and closing it is the caller's job.
 func ExampleConn_Detach() {
-	srv := startEcho(nil)
+	srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 	defer srv.Close()
 
 	pool, err := connpool.New("tcp", srv.Addr())

@@ -123,7 +123,7 @@ func ExampleErrClientPoolOverCap() {
 // (PingPong) is what finds a hung server.
 func ExampleWithDialer_tls() {
 	serverConfig, clientConfig := selfSignedTLS("127.0.0.1")
-	srv := startEcho(serverConfig)
+	srv := startEcho(serverConfig) // a loopback TLS echo server standing in for your backend
 	defer srv.Close()
 
 	dialer := &tls.Dialer{Config: clientConfig}

@@ -33,14 +33,12 @@ func ExampleGroup_CloseIdleWith() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer group.Close()
 	transport := &http.Transport{
 		DialContext:         group.DialContext,
 		MaxIdleConns:        2,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     60 * time.Second,
 	}
-	defer transport.CloseIdleConnections()
 	group.CloseIdleWith(transport)
 	client := &http.Client{Transport: transport, Timeout: 3 * time.Second}
 
@@ -57,6 +55,10 @@ func ExampleGroup_CloseIdleWith() {
 			log.Fatal(err)
 		}
 		fmt.Println(string(body))
+	}
+	transport.CloseIdleConnections()
+	if err := group.Close(); err != nil {
+		log.Fatal(err)
 	}
 	// Output:
 	// host 0

@@ -11,7 +11,7 @@ import (
 // ExamplePingPong checks idle conns with a request the server must
 // answer, which finds a peer that is hung but still connected.
 func ExamplePingPong() {
-	srv := startEcho(nil)
+	srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 	defer srv.Close()
 
 	checked := make(chan error, 1)

@@ -12,7 +12,7 @@ import (
 // ExampleWithHooks prints the events of two Gets: the first conn is
 // returned broken and closed, the second kept until the pool closes.
 func ExampleWithHooks() {
-	srv := startEcho(nil)
+	srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 	defer srv.Close()
 
 	hooks := connpool.Hooks{
@@ -57,7 +57,7 @@ func ExampleWithHooks() {
 // ExampleHooks_Chain adds a library's hooks to the user's own: both run,
 // the library's first.
 func ExampleHooks_Chain() {
-	srv := startEcho(nil)
+	srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 	defer srv.Close()
 
 	var gets atomic.Int64 // hooks may run on many goroutines at once

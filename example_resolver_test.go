@@ -50,7 +50,6 @@ func ExampleWithResolver() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer pool.Close()
 
 	perHost := map[string]int{}
 	var conns []*connpool.Conn
@@ -80,8 +79,14 @@ func ExampleWithResolver() {
 		fmt.Println(h, perHost[h])
 	}
 	for _, a := range pool.Stats().Addresses {
-		_, p, _ := net.SplitHostPort(a.Address)
+		_, p, err := net.SplitHostPort(a.Address)
+		if err != nil {
+			log.Fatal(err)
+		}
 		fmt.Println("open:", a.Open, "dials:", a.Dials, "same port:", p == port)
+	}
+	if err := pool.Close(); err != nil {
+		log.Fatal(err)
 	}
 	// Output:
 	// 127.0.0.1 2

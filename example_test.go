@@ -16,7 +16,7 @@ import (
 )
 
 func Example() {
-	srv := startEcho(nil) // a loopback echo server, standing in for a backend
+	srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 	defer srv.Close()
 
 	pool, err := connpool.New("tcp", srv.Addr(), connpool.WithMaxConns(4))
@@ -52,7 +52,7 @@ func Example() {
 // context ends first, the error wraps the context's and says what the
 // pool was doing.
 func ExamplePool_Get_deadline() {
-	srv := startEcho(nil)
+	srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 	defer srv.Close()
 
 	pool, err := connpool.New("tcp", srv.Addr(), connpool.WithName("echo"), connpool.WithMaxConns(1))
@@ -84,7 +84,7 @@ func ExamplePool_Get_deadline() {
 // ExampleWithMaxWaiters sheds load: with one waiter allowed, a second Get
 // that would wait fails at once instead of piling up.
 func ExampleWithMaxWaiters() {
-	srv := startEcho(nil)
+	srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 	defer srv.Close()
 
 	pool, err := connpool.New("tcp", srv.Addr(), connpool.WithName("echo"),
@@ -132,7 +132,7 @@ func ExampleWithMaxWaiters() {
 // ExamplePool_WaitReady holds a service back until its spare conns are
 // dialed, so that its first requests do not pay for the handshakes.
 func ExamplePool_WaitReady() {
-	srv := startEcho(nil)
+	srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 	defer srv.Close()
 
 	pool, err := connpool.New("tcp", srv.Addr(), connpool.WithMinIdle(2))
@@ -154,7 +154,7 @@ func ExamplePool_WaitReady() {
 // ExamplePool_Reset retires every conn, after the backend failed over or
 // its credentials changed: the next Get dials a fresh one.
 func ExamplePool_Reset() {
-	srv := startEcho(nil)
+	srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 	defer srv.Close()
 
 	pool, err := connpool.New("tcp", srv.Addr())
@@ -193,7 +193,7 @@ func ExamplePool_Reset() {
 func ExampleGroup() {
 	var addrs []string
 	for range 3 {
-		srv := startEcho(nil)
+		srv := startEcho(nil) // a loopback echo server standing in for your backend: use your own address for srv.Addr()
 		defer srv.Close()
 		addrs = append(addrs, srv.Addr())
 	}

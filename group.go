@@ -16,7 +16,7 @@ type Addr struct {
 }
 
 // Group is a set of pools, one per network and address, created on first
-// use with the same options: what an [net/http.Transport] that talks to
+// use with the same options: what a [net/http.Transport] that talks to
 // many hosts wants as its dialer ([Group.DialContext]). A host name is
 // one pool, keyed by the name the client asked for, which spreads its
 // conns over the name's addresses ([WithResolver]). Pools unused for a
@@ -170,7 +170,7 @@ func (g *Group) Get(ctx context.Context, network, address string) (*Conn, error)
 }
 
 // DialContext returns a conn to address on network from its pool, as
-// [Pool.DialContext]: give it to an [net/http.Transport] that talks to
+// [Pool.DialContext]: give it to a [net/http.Transport] that talks to
 // many hosts. The conn holds its slot under the group's cap until the
 // Transport closes it, idle keep-alive time included. With a cap, register
 // the Transport with [Group.CloseIdleWith] so that the group can take back
@@ -187,7 +187,7 @@ func (g *Group) DialContext(ctx context.Context, network, address string) (net.C
 }
 
 // CloseIdleWith registers c, a client whose dialer is [Group.DialContext]
-// (an [net/http.Transport], or the [net/http.Client] around it), as one
+// (a [net/http.Transport], or the [net/http.Client] around it), as one
 // that keeps idle conns of the group. When a dial for a waiting Get is at
 // the group's cap and no pool has an idle conn to evict, the group calls
 // c.CloseIdleConnections, and that of every client registered, at most
@@ -216,7 +216,9 @@ func (g *Group) CloseIdleWith(c IdleCloser) {
 // group is within the new cap or no pool has an idle conn; borrowed conns
 // are never interrupted, and no dial starts until enough of them have
 // closed. n must be at least 1, and the group must have been created with
-// WithGroupMaxConns. After Close it returns [ErrClosed].
+// WithGroupMaxConns: otherwise it returns an error wrapping
+// [ErrInvalidOption] and changes nothing. After Close it returns
+// [ErrClosed].
 func (g *Group) SetGroupMaxConns(n int) error {
 	g.mu.RLock()
 	closed := g.closed

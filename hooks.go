@@ -264,7 +264,7 @@ type GetStartedEvent struct {
 type Served uint8
 
 const (
-	// ServedIdle: an idle conn, taken from the idle stack.
+	// ServedIdle: an idle conn, ready when the Get came.
 	ServedIdle Served = iota + 1
 	// ServedHandoff: a conn returned while the Get waited, handed
 	// straight to it.

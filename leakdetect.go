@@ -204,8 +204,9 @@ type BorrowedConn struct {
 }
 
 // Borrowed returns the conns borrowed now, oldest loan first where known:
-// for a debug endpoint. It takes mu and idleMu.
+// for a debug endpoint.
 func (p *Pool) Borrowed() []BorrowedConn {
+	// It takes mu and idleMu.
 	p.mu.Lock()
 	p.idleMu.Lock() // the fast path moves holders under idleMu alone
 	var out []BorrowedConn

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,7 +55,15 @@ func borrowAndKeep(t *testing.T, p *connpool.Pool) *connpool.Conn {
 // TestLeakDetectionReportsTheOneLeak: of 10,000 Gets, one keeps its conn.
 // Exactly one report comes, after the threshold and within a quarter of
 // it (give or take the machine's scheduling), naming the borrower's call
-// site; its return logs exactly one INFO line.
+// site; its return logs exactly one INFO line. The report's time is the
+// log record's own, so the bound measures the detector, not the 10,000
+// Gets that run meanwhile (issue 22: they were timed inside it, and a
+// loaded run took 410ms against 400ms). A loop loan that a loaded machine
+// stalls past the threshold is rightly reported too (issue 22: a second
+// report, of a loan held 260ms): the test times each loop loan, and
+// allows a report for each it saw take half the threshold or more. And
+// the stalls that delay the test delay the pool's scans as much: the
+// bound on the report's delay allows the longest stall a ticker saw.
 func TestLeakDetectionReportsTheOneLeak(t *testing.T) {
 	const threshold = 200 * time.Millisecond
 	srv := startServer(t)
@@ -67,29 +76,55 @@ func TestLeakDetectionReportsTheOneLeak(t *testing.T) {
 			events = append(events, e)
 			mu.Unlock()
 		}}))
+	maxStall := stallGauge(t)
+	before := time.Now()
 	leaked := borrowAndKeep(t, p)
 	borrowed := time.Now()
+	longLoans := 0 // loop loans a stall made long; a short one is never reported
 	for range 10_000 {
+		start := time.Now()
 		c := getConn(t, p)
 		require.NoError(t, c.Close())
+		if time.Since(start) >= threshold/2 {
+			longLoans++
+		}
 	}
-	require.Eventually(t, func() bool { return len(rec.withPrefix(slog.LevelWarn, leakWarning)) > 0 }, waitFor, time.Millisecond)
-	after := time.Since(borrowed)
-	assert.GreaterOrEqual(t, after, threshold)
-	assert.Less(t, after, threshold*5/4+150*time.Millisecond, "reported within a quarter of the threshold (and some slack for the machine)")
+	leakReports := func() []slog.Record {
+		var out []slog.Record
+		for _, r := range rec.withPrefix(slog.LevelWarn, leakWarning) {
+			if strings.Contains(attr(r, "borrowed_at"), "borrowAndKeep") {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(leakReports()) > 0 }, waitFor, time.Millisecond)
+	reportedAt := leakReports()[0].Time
+	assert.GreaterOrEqual(t, reportedAt.Sub(before), threshold, "not before the threshold")
+	stalled := maxStall()
+	t.Logf("reported %v after the borrow; the longest stall %v", reportedAt.Sub(borrowed), stalled)
+	assert.Less(t, reportedAt.Sub(borrowed), threshold*5/4+100*time.Millisecond+stalled,
+		"reported within a quarter of the threshold, and some slack for a loaded machine's scheduling")
 
-	// Past another scan, still one report.
+	// Past another scan, still one report of the leak.
 	require.Eventually(t, func() bool { return time.Since(borrowed) > threshold*2 }, waitFor, time.Millisecond)
-	reports := rec.withPrefix(slog.LevelWarn, leakWarning)
+	all, reports := rec.withPrefix(slog.LevelWarn, leakWarning), leakReports()
+	t.Logf("%d loop loans stalled past half the threshold", longLoans)
 	require.Len(t, reports, 1)
 	site := attr(reports[0], "borrowed_at")
 	assert.Contains(t, site, "connpool_test.borrowAndKeep", "the report names the borrower")
 	assert.NotContains(t, site, "connpool.(*Pool)", "without the pool's own frames")
 	assert.Equal(t, "1", attr(reports[0], "conns"))
-	assert.Equal(t, int64(1), p.Stats().Leaks)
 	mu.Lock()
-	require.Len(t, events, 1)
-	assert.Contains(t, events[0].Stack, "borrowAndKeep")
+	leakEvents := 0
+	for _, e := range events {
+		if strings.Contains(e.Stack, "borrowAndKeep") {
+			leakEvents++
+		}
+	}
+	assert.Equal(t, 1, leakEvents)
+	assert.LessOrEqual(t, len(events)-leakEvents, longLoans, "a short loan is reported: %v", all)
+	assert.Equal(t, int64(len(events)), p.Stats().Leaks, "a conn counted for each event")
 	mu.Unlock()
 
 	out := p.Borrowed()
@@ -98,8 +133,47 @@ func TestLeakDetectionReportsTheOneLeak(t *testing.T) {
 	assert.GreaterOrEqual(t, out[0].Held, threshold)
 
 	require.NoError(t, leaked.Close())
-	assert.Len(t, rec.withPrefix(slog.LevelInfo, leakReturned), 1, "one line when it comes back")
+	returned := 0
+	for _, r := range rec.withPrefix(slog.LevelInfo, leakReturned) {
+		if attr(r, "conn") == attr(reports[0], "first_conn") {
+			returned++
+		}
+	}
+	assert.Equal(t, 1, returned, "one line when it comes back")
 	assert.Empty(t, p.Borrowed())
+}
+
+// stallGauge starts a 5ms ticker until the test ends, and returns a
+// function that reports how late its longest-delayed tick came: the
+// stalls of a loaded machine, which delay the pool's timers as much.
+func stallGauge(t *testing.T) (longest func() time.Duration) {
+	const period = 5 * time.Millisecond
+	var worst atomic.Int64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tk := time.NewTicker(period)
+		defer tk.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+				at := time.Now()
+				if late := at.Sub(last) - period; late > time.Duration(worst.Load()) {
+					worst.Store(int64(late))
+				}
+				last = at
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(done)
+		<-stopped
+	})
+	return func() time.Duration { return time.Duration(worst.Load()) }
 }
 
 // TestDroppedConnIsReclaimed: a Conn its borrower dropped without Close

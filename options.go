@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -110,6 +111,7 @@ type config struct {
 	minIdle       int
 	maxIdle       int
 	maxIdleSet    bool
+	maxIdleWanted int // MaxIdle as set; maxIdle is it bounded by MaxConns (resize.go)
 	maxConnecting int
 	connectingSet bool
 	// connectingWanted is MaxConnecting before it was bounded by
@@ -207,7 +209,8 @@ func WithMinIdle(n int) Option { return poolOption(func(c *config) { c.minIdle =
 
 // WithMaxIdle caps the idle conns the pool keeps; a conn returned when n
 // are idle is closed. n must be between 0 and MaxConns. The default is
-// MaxConns.
+// MaxConns, and follows it when [Pool.SetMaxConns] changes it; a MaxIdle
+// that was set is kept, and acts as MaxConns while MaxConns is lower.
 func WithMaxIdle(n int) Option {
 	return poolOption(func(c *config) { c.maxIdle, c.maxIdleSet = n, true })
 }
@@ -253,7 +256,12 @@ func WithMaxLifetimeJitter(d time.Duration) Option {
 // A pool with its own dialer dials a host name as given, and leaves
 // resolving it to the dialer, unless [WithResolver] is given too: then
 // the dialer is handed "ip:port", so a TLS dialer needs its
-// Config.ServerName set to verify the name.
+// Config.ServerName set to verify the name. So WithDialer alone turns off
+// spreading conns over the addresses of a name, and the failover between
+// them: New logs this once, at Info, for a "tcp" pool of a host name. Add
+// WithResolver([net.DefaultResolver]) to keep spreading, or
+// WithResolver(nil) to say that the dialer resolves (and silence the
+// line).
 func WithDialer(dial DialFunc) Option {
 	return poolOption(func(c *config) {
 		if dial == nil {
@@ -438,7 +446,7 @@ func WithMaxWaiters(n int) Option {
 
 // WithUseTimeMetrics turns on the use-time histogram of [Stats] (UseTime):
 // how long each conn is held, from Get to Put. It costs a clock read on
-// each Get and Put of the fast path, which is why it is off by default.
+// each Get and Put, which is why it is off by default.
 func WithUseTimeMetrics(enabled bool) Option {
 	return poolOption(func(c *config) { c.useTimeMetrics = enabled })
 }
@@ -468,10 +476,13 @@ func newConfig(network, address string, opts []Option) (config, error) {
 	}
 	if address == "" {
 		c.invalid("New: empty address")
+	} else {
+		c.checkAddress(network, address)
 	}
 	if !c.maxIdleSet {
 		c.maxIdle = c.maxConns
 	}
+	c.maxIdleWanted = c.maxIdle
 	if !c.connectingSet {
 		c.maxConnecting = max(4, 2*runtime.GOMAXPROCS(0))
 	}
@@ -492,9 +503,9 @@ func (c *config) validate() {
 	case c.maxConns < 1:
 		c.invalid("WithMaxConns(%d): must be at least 1", c.maxConns)
 	case c.maxIdle > c.maxConns:
-		c.invalid("WithMaxIdle(%d) exceeds WithMaxConns(%d)", c.maxIdle, c.maxConns)
+		c.invalid("WithMaxIdle(%d) exceeds %s", c.maxIdle, c.maxConnsOrigin(c.maxIdle))
 	case c.minIdle > c.maxConns:
-		c.invalid("WithMinIdle(%d) exceeds WithMaxConns(%d)", c.minIdle, c.maxConns)
+		c.invalid("WithMinIdle(%d) exceeds %s", c.minIdle, c.maxConnsOrigin(c.minIdle))
 	case c.minIdle > c.maxIdle:
 		c.invalid("WithMinIdle(%d) exceeds WithMaxIdle(%d)", c.minIdle, c.maxIdle)
 	}
@@ -532,5 +543,50 @@ func (c *config) validate() {
 	}
 	if p, ok := c.checker.(*pingPong); ok && len(p.pong) == 0 {
 		c.invalid("WithHealthCheck(PingPong(%q, %q)): pong must not be empty", p.ping, p.pong)
+	}
+}
+
+// maxConnsOrigin names MaxConns in an error about a setting of need that
+// exceeds it: the option that set it, or the default and where it comes
+// from, with what to do about it.
+func (c *config) maxConnsOrigin(need int) string {
+	switch {
+	case c.maxConnsSet:
+		return fmt.Sprintf("WithMaxConns(%d)", c.maxConns)
+	case c.adaptiveSet:
+		return fmt.Sprintf("MaxConns %d, the min of WithAdaptiveMaxConns(%d, %d)", c.maxConns, c.adaptiveMin, c.adaptiveMax)
+	default:
+		return fmt.Sprintf("the default MaxConns %d (4 × GOMAXPROCS, which is %d here, and at least 4): add WithMaxConns(%d) or more",
+			c.maxConns, runtime.GOMAXPROCS(0), need)
+	}
+}
+
+// checkAddress reports an address that the networks of package net
+// cannot dial, so that the mistake shows at New rather than at the first
+// Get. A network net does not know is left to the dialer, if there is
+// one.
+func (c *config) checkAddress(network, address string) {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6":
+		_, port, err := net.SplitHostPort(address)
+		why := "missing port"
+		if err != nil {
+			why = err.Error()
+			if ae, ok := err.(*net.AddrError); ok {
+				why = ae.Err
+			}
+		}
+		if err != nil || port == "" {
+			c.invalid("New(%q, %q): %s: a %s address is host:port, such as \"localhost:6379\", \"10.0.0.7:5432\" or \"[::1]:6379\"",
+				network, address, why, network)
+		}
+	case "unix", "unixgram", "unixpacket", "ip", "ip4", "ip6":
+		// A unix address is a path or an abstract name, an ip one a host.
+	default:
+		if strings.HasPrefix(network, "ip") && strings.Contains(network, ":") || c.dialerSet {
+			return // "ip4:icmp" and the like, or a network the dialer knows
+		}
+		c.invalid("New(%q, %q): unknown network: the default dialer knows tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram, unixpacket and ip; give WithDialer for another",
+			network, address)
 	}
 }

@@ -3,7 +3,12 @@ package connpool_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
+	"runtime"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,4 +92,120 @@ func TestNewDoesNotDial(t *testing.T) {
 	// New returned before any dial; warming dials from the background.
 	assert.Zero(t, p.Stats().Dials)
 	<-dialed
+}
+
+// TestNewNamesTheDefaultMaxConns pins issue 22: a MinIdle or MaxIdle above
+// a MaxConns the user never set said "exceeds WithMaxConns(8)", naming an
+// option that was not given. The error names the default, where it comes
+// from, and the option to add.
+func TestNewNamesTheDefaultMaxConns(t *testing.T) {
+	def := max(4, 4*runtime.GOMAXPROCS(0))
+	for _, opt := range []struct {
+		name string
+		o    connpool.Option
+	}{
+		{fmt.Sprintf("WithMinIdle(%d)", def+1), connpool.WithMinIdle(def + 1)},
+		{fmt.Sprintf("WithMaxIdle(%d)", def+1), connpool.WithMaxIdle(def + 1)},
+	} {
+		_, err := connpool.New("tcp", "x:1", opt.o)
+		require.ErrorIs(t, err, connpool.ErrInvalidOption)
+		assert.ErrorContains(t, err, fmt.Sprintf("%s exceeds the default MaxConns %d (4 × GOMAXPROCS", opt.name, def))
+		assert.ErrorContains(t, err, fmt.Sprintf("add WithMaxConns(%d) or more", def+1))
+		assert.NotContains(t, err.Error(), fmt.Sprintf("WithMaxConns(%d)", def), "MaxConns was not set")
+	}
+	_, err := connpool.New("tcp", "x:1", connpool.WithMaxConns(4), connpool.WithMinIdle(5))
+	assert.ErrorContains(t, err, "WithMinIdle(5) exceeds WithMaxConns(4)", "a MaxConns that was set is named as given")
+}
+
+// TestNewValidatesTheAddress pins issue 22: New("tcp", "localhost") was
+// accepted, and the first Get failed with "missing port". New checks the
+// address against its network, and the error says what one looks like.
+func TestNewValidatesTheAddress(t *testing.T) {
+	dial := connpool.WithDialer(func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no") })
+	for _, tc := range []struct {
+		network, address string
+		opts             []connpool.Option
+		want             string // "" for a valid address
+	}{
+		{"tcp", "localhost", nil, `New("tcp", "localhost"): missing port in address: a tcp address is host:port, such as "localhost:6379"`},
+		{"tcp4", "db.internal:", nil, "missing port"},
+		{"tcp6", "::1", nil, "too many colons"},
+		{"udp", "localhost", nil, "a udp address is host:port"},
+		{"tcp", "localhost", []connpool.Option{dial}, "missing port"}, // a tcp dialer needs a port too
+		{"smtp", "mail:25", nil, `New("smtp", "mail:25"): unknown network: the default dialer knows tcp`},
+		{"tcp", "localhost:6379", nil, ""},
+		{"tcp", "[::1]:6379", nil, ""},
+		{"tcp", ":6379", nil, ""},
+		{"tcp", "localhost:redis", nil, ""},
+		{"unix", "/run/app.sock", nil, ""},
+		{"unix", "@abstract", nil, ""},
+		{"ip4:icmp", "127.0.0.1", nil, ""},
+		{"smtp", "mail:25", []connpool.Option{dial}, ""}, // the dialer knows it
+	} {
+		t.Run(tc.network+" "+tc.address, func(t *testing.T) {
+			p, err := connpool.New(tc.network, tc.address, tc.opts...)
+			if tc.want == "" {
+				require.NoError(t, err)
+				require.NoError(t, p.Close())
+				return
+			}
+			assert.Nil(t, p)
+			require.ErrorIs(t, err, connpool.ErrInvalidOption)
+			assert.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+// TestDialErrorsReadOnce pins issue 22: a refused dial read "connpool:
+// dial tcp 127.0.0.1:1: dial tcp 127.0.0.1:1: connect: ...", and the Get
+// that failed fast after it "after 1 failed dials", without saying what
+// happens next. The address appears once, the net error stays reachable,
+// and the backoff error counts in good English and says when the pool
+// dials again.
+func TestDialErrorsReadOnce(t *testing.T) {
+	srv := startServer(t)
+	addr := srv.Addr()
+	require.NoError(t, srv.Close())
+	p := newPool(t, addr, connpool.WithDialBackoff(time.Hour, time.Hour))
+
+	_, err := p.Get(context.Background())
+	require.Error(t, err)
+	assert.Equal(t, 1, strings.Count(err.Error(), addr), "the address once: %v", err)
+	assert.ErrorContains(t, err, "connpool: dial tcp "+addr+": connect: ")
+	var op *net.OpError
+	assert.ErrorAs(t, err, &op, "the dialer's error is still wrapped")
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+
+	_, err = p.Get(context.Background())
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "connpool: tcp "+addr+" unreachable after 1 failed dial; retrying in ")
+	assert.ErrorContains(t, err, "until then a Get that needs a new conn fails at once (WithDialBackoff")
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED, "the backoff error wraps the last dial error")
+}
+
+// TestWithDialerAloneLogsThatItDoesNotSpread pins issue 22: WithDialer
+// without WithResolver silently turned off spreading over a name's
+// addresses. New says so, once, in the pool's log, for a host name only.
+func TestWithDialerAloneLogsThatItDoesNotSpread(t *testing.T) {
+	dial := connpool.WithDialer(func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no") })
+	const line = "connpool: WithDialer without WithResolver"
+	for _, tc := range []struct {
+		name    string
+		address string
+		opts    []connpool.Option
+		want    int
+	}{
+		{"dialer and a name", "db.example:5432", []connpool.Option{dial}, 1},
+		{"dialer and WithResolver(nil)", "db.example:5432", []connpool.Option{dial, connpool.WithResolver(nil)}, 0},
+		{"dialer and a resolver", "db.example:5432", []connpool.Option{dial, connpool.WithResolver(net.DefaultResolver)}, 0},
+		{"dialer and an IP", "10.0.0.7:5432", []connpool.Option{dial}, 0},
+		{"no dialer", "db.example:5432", nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := &logRecorder{}
+			p := newPool(t, tc.address, append(tc.opts, connpool.WithLogger(slog.New(logs)))...)
+			require.NoError(t, p.Close())
+			assert.Equal(t, tc.want, logs.count(slog.LevelInfo, line))
+		})
+	}
 }

@@ -18,12 +18,13 @@ import (
 // concurrent use. For a host name it spreads its conns over every
 // address the name resolves to ([WithResolver]). Create one with [New];
 // release it with [Pool.Close] or [Pool.Shutdown].
-//
-// Lock naming: a method whose name ends in Locked is called with mu held
-// and returns with it held, and takes no other lock. One ending in
-// IdleLocked is called with both mu and idleMu held. Any other method
-// that needs mu, or takes idleMu under it, says so in its first doc line.
 type Pool struct {
+	// Lock naming: a method whose name ends in Locked is called with mu
+	// held and returns with it held, and takes no other lock. One ending
+	// in IdleLocked is called with both mu and idleMu held. Any other
+	// method that needs mu, or takes idleMu under it, says so in its
+	// first doc line.
+
 	// idleMu guards the idle stack and the fields below it: all that a Get
 	// or a Put of an idle conn touches, so that neither takes mu when no
 	// Get waits (idle.go). Padding keeps it off the other fields' cache
@@ -166,13 +167,18 @@ func (p *Pool) inUseIdleLocked() int {
 const maxRejects = 3
 
 // New returns a pool of connections to address on network ("tcp",
-// "tcp4", "unix", or whatever the dialer understands). When network is
-// "tcp", "tcp4" or "tcp6" and address is a host name with a port, the
+// "tcp4", "unix", or whatever the dialer understands). The address must
+// suit the network: host:port for "tcp", "tcp4", "tcp6", "udp", "udp4"
+// and "udp6" ("localhost:6379", "[::1]:6379"), a path for "unix"; a
+// network that package net does not dial needs [WithDialer]. When network
+// is "tcp", "tcp4" or "tcp6" and address is a host name with a port, the
 // pool resolves the name itself and spreads its conns over every address
-// it gets, re-resolving on an interval; see [WithResolver]. It validates
-// the options and returns a nil pool and an error wrapping
-// [ErrInvalidOption], naming each bad option, when they are wrong. New does not dial: warming
-// starts in the background.
+// it gets, re-resolving on an interval; see [WithResolver].
+//
+// New validates the address and the options together: when any is wrong
+// it returns a nil pool and an error wrapping [ErrInvalidOption] that
+// names each mistake. New does not dial: warming starts in the
+// background.
 func New(network, address string, opts ...Option) (*Pool, error) {
 	cfg, err := newConfig(network, address, opts)
 	if err != nil {
@@ -198,6 +204,10 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 	}
 	if cfg.resolver != nil && (!cfg.dialerSet || cfg.resolverSet) {
 		p.host, p.port, p.lookupNet = resolvable(network, address)
+	} else if host, _, _ := resolvable(network, address); host != "" && !cfg.resolverSet {
+		p.log.Info("connpool: WithDialer without WithResolver: the dialer resolves the name, so conns are not spread over its addresses; "+
+			"add WithResolver(net.DefaultResolver) to spread them, or WithResolver(nil) to keep this without the log line",
+			"address", address)
 	}
 	if p.host == "" {
 		p.eps = []*endpoint{p.newEndpoint(netip.Addr{})}

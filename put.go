@@ -13,7 +13,7 @@ import (
 // idle.go.
 
 // Put returns c to the pool; c.Close does the same. The conn goes to the
-// first waiter, or back to the idle stack, or is closed if it is broken
+// first waiter, or back to the idle conns, or is closed if it is broken
 // (a failed Read or Write, [Conn.MarkUnusable]), past its max lifetime,
 // opened before a [Pool.Reset], beyond MaxIdle, or the pool is closed.
 // After Put, c is dead to its holder. Put returns [ErrConnReturned] for a

@@ -9,13 +9,12 @@ package connpool
 // retires count in Stats.ResetClosed; the pool emits a PoolReset event
 // before their ConnClosed events.
 // After Close, Reset returns [ErrClosed].
-//
-// How: Reset moves the pool's generation on, under mu and idleMu, and
-// empties the idle stack in the same step. Each conn carries the
-// generation its dial started in, and every way back into the pool (Put's
-// fast path under idleMu, offer under mu, a dial's end under mu, a
-// waiter's accept) closes a conn of an older one.
 func (p *Pool) Reset() error {
+	// Reset moves the pool's generation on, under mu and idleMu, and
+	// empties the idle stack in the same step. Each conn carries the
+	// generation its dial started in, and every way back into the pool
+	// (Put's fast path under idleMu, offer under mu, a dial's end under
+	// mu, a waiter's accept) closes a conn of an older one.
 	p.mu.Lock()
 	if p.closed.Load() {
 		p.mu.Unlock()

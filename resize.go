@@ -18,10 +18,15 @@ import "fmt"
 // conns beyond the new cap at once; a borrowed conn is never interrupted,
 // and until the pool is within the cap, every conn that comes back is
 // closed (Stats.ResizedClosed) and a dial that finishes serves a waiter
-// or is closed. n must be at least 1, at least MinIdle, and at least
-// MaxIdle if that was set (a MaxIdle left to its default follows
-// MaxConns, and MaxConnecting is bounded by it). After Close it returns
-// [ErrClosed].
+// or is closed.
+//
+// MaxIdle follows: a MaxIdle left to its default is MaxConns, and one that
+// was set ([WithMaxIdle], [Pool.SetMaxIdle]) is kept, acting as n while n
+// is lower, and back in force when MaxConns is raised again. So is
+// MaxConnecting ([WithMaxConnecting]). n must be at least 1 and at least
+// MinIdle: lower MinIdle first with [Pool.SetMinIdle]. A bad n returns an
+// error wrapping [ErrInvalidOption] and changes nothing; after Close,
+// SetMaxConns returns [ErrClosed].
 //
 // On a pool with [WithAdaptiveMaxConns], n must lie within its bounds: the
 // cap moves to n at once, and the adaptive cap carries on from there (it
@@ -39,9 +44,7 @@ func (p *Pool) SetMaxConns(n int) error {
 	case n < 1:
 		err = invalidSet("SetMaxConns(%d): must be at least 1", n)
 	case n < p.cfg.minIdle:
-		err = invalidSet("SetMaxConns(%d) is below WithMinIdle(%d)", n, p.cfg.minIdle)
-	case p.cfg.maxIdleSet && n < p.cfg.maxIdle:
-		err = invalidSet("SetMaxConns(%d) is below WithMaxIdle(%d)", n, p.cfg.maxIdle)
+		err = invalidSet("SetMaxConns(%d) is below MinIdle (%d): lower it first with SetMinIdle", n, p.cfg.minIdle)
 	default:
 		closing = p.setMaxConnsLocked(n)
 	}
@@ -53,13 +56,16 @@ func (p *Pool) SetMaxConns(n int) error {
 	return err
 }
 
-// setMaxConnsLocked sets the cap and what follows it, serves the queue
-// when it grew, and returns the idle conns to close when it shrank,
+// setMaxConnsLocked sets the cap and what follows it (MaxIdle and
+// MaxConnecting, each the value wanted bounded by the cap), serves the
+// queue when it grew, and returns the idle conns to close when it shrank,
 // moved to closing. It takes idleMu.
 func (p *Pool) setMaxConnsLocked(n int) []*poolConn {
 	p.idleMu.Lock()
 	p.cfg.maxConns = n
-	if !p.cfg.maxIdleSet {
+	if p.cfg.maxIdleSet {
+		p.cfg.maxIdle = min(p.cfg.maxIdleWanted, n)
+	} else {
 		p.cfg.maxIdle = n
 	}
 	p.cfg.maxConnecting = min(p.cfg.connectingWanted, n)
@@ -73,7 +79,10 @@ func (p *Pool) setMaxConnsLocked(n int) []*poolConn {
 	}
 	p.idleMu.Unlock()
 	p.moveAllLocked(closing, heldClosing)
-	if over := p.numOpen - len(closing); over > n {
+	// The idle conns taken are open until the caller has closed them,
+	// after unlocking: till then the pool is over the cap too, so that a
+	// conn returned meanwhile is not kept above it.
+	if p.numOpen > n {
 		p.overCap.Store(true)
 		p.overCapLimit = p.numOpen // falls as they close: see checkUnderCapLocked
 	} else {
@@ -100,7 +109,9 @@ func (p *Pool) checkUnderCapLocked() {
 
 // SetMinIdle changes the idle conns kept ready, as [WithMinIdle] sets it,
 // without blocking: warming starts at once when it grew. n must be between
-// 0 and MaxIdle. After Close it returns [ErrClosed].
+// 0 and MaxIdle (as MaxConns bounds it): a bad n returns an error wrapping
+// [ErrInvalidOption] and changes nothing. After Close it returns
+// [ErrClosed].
 func (p *Pool) SetMinIdle(n int) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -108,7 +119,7 @@ func (p *Pool) SetMinIdle(n int) error {
 		return err
 	}
 	if n < 0 || n > p.cfg.maxIdle {
-		return invalidSet("SetMinIdle(%d): must be between 0 and MaxIdle (%d)", n, p.cfg.maxIdle)
+		return invalidSet("SetMinIdle(%d): must be between 0 and MaxIdle (%d, with MaxConns %d)", n, p.cfg.maxIdle, p.cfg.maxConns)
 	}
 	p.idleMu.Lock()
 	p.cfg.minIdle = n
@@ -119,7 +130,10 @@ func (p *Pool) SetMinIdle(n int) error {
 
 // SetMaxIdle changes the cap on idle conns, as [WithMaxIdle] sets it,
 // without blocking: idle conns beyond it close at once (CloseMaxIdle). n
-// must be between MinIdle and MaxConns. After Close it returns
+// must be between MinIdle and MaxConns: a bad n returns an error wrapping
+// [ErrInvalidOption] and changes nothing. From then on MaxIdle no longer
+// follows MaxConns: a later [Pool.SetMaxConns] below n bounds it to the
+// new cap, and one back above n restores n. After Close it returns
 // [ErrClosed].
 func (p *Pool) SetMaxIdle(n int) error {
 	var closing []*poolConn
@@ -131,7 +145,7 @@ func (p *Pool) SetMaxIdle(n int) error {
 		err = invalidSet("SetMaxIdle(%d): must be between MinIdle (%d) and MaxConns (%d)", n, p.cfg.minIdle, p.cfg.maxConns)
 	default:
 		p.idleMu.Lock()
-		p.cfg.maxIdle, p.cfg.maxIdleSet = n, true
+		p.cfg.maxIdle, p.cfg.maxIdleWanted, p.cfg.maxIdleSet = n, n, true
 		for p.idle.Len() > n {
 			pc, _ := p.idle.PopBottom()
 			closing = append(closing, pc)

@@ -125,6 +125,31 @@ func TestSetMaxConnsShrinkWithDialsInFlight(t *testing.T) {
 	checkBooks(t, st)
 }
 
+// TestSetMaxConnsBoundsASetMaxIdle pins issue 22: after one SetMaxIdle,
+// MaxIdle no longer followed MaxConns and a later SetMaxConns below it
+// failed. Now a MaxIdle that was set acts as MaxConns while MaxConns is
+// lower, and is back in force when MaxConns is raised above it; one left
+// to its default follows MaxConns.
+func TestSetMaxConnsBoundsASetMaxIdle(t *testing.T) {
+	p := newPool(t, "127.0.0.1:1", connpool.WithMaxConns(4))
+	require.NoError(t, p.SetMaxConns(6))
+	assert.Equal(t, 6, p.Stats().MaxIdle, "a default MaxIdle follows MaxConns")
+	require.NoError(t, p.SetMaxIdle(3))
+	require.NoError(t, p.SetMaxConns(2), "a lower MaxConns bounds MaxIdle instead of failing")
+	st := p.Stats()
+	assert.Equal(t, []int{2, 2}, []int{st.MaxConns, st.MaxIdle})
+	require.NoError(t, p.CheckInvariants())
+	require.NoError(t, p.SetMaxConns(8))
+	st = p.Stats()
+	assert.Equal(t, []int{8, 3}, []int{st.MaxConns, st.MaxIdle}, "the MaxIdle that was set is back")
+
+	q := newPool(t, "127.0.0.1:1", connpool.WithMaxConns(4), connpool.WithMaxIdle(3))
+	require.NoError(t, q.SetMaxConns(1), "WithMaxIdle composes the same way")
+	assert.Equal(t, 1, q.Stats().MaxIdle)
+	require.NoError(t, q.SetMaxConns(5))
+	assert.Equal(t, 3, q.Stats().MaxIdle)
+}
+
 func TestResizeValidates(t *testing.T) {
 	p := newPool(t, "127.0.0.1:1", connpool.WithMaxConns(4), connpool.WithMinIdle(0))
 	require.NoError(t, p.SetMinIdle(2))
@@ -134,8 +159,7 @@ func TestResizeValidates(t *testing.T) {
 		want string
 	}{
 		{p.SetMaxConns(0), "SetMaxConns(0)"},
-		{p.SetMaxConns(1), "SetMaxConns(1) is below WithMinIdle(2)"},
-		{p.SetMaxConns(2), "SetMaxConns(2) is below WithMaxIdle(3)"},
+		{p.SetMaxConns(1), "SetMaxConns(1) is below MinIdle (2): lower it first with SetMinIdle"},
 		{p.SetMinIdle(-1), "SetMinIdle(-1)"},
 		{p.SetMinIdle(4), "SetMinIdle(4)"},
 		{p.SetMaxIdle(1), "SetMaxIdle(1)"},

@@ -205,9 +205,10 @@ func (s Stats) Failed(f GetFailure) int64 {
 	return 0
 }
 
-// Stats returns a snapshot of the pool's gauges and counters. It takes mu
-// and idleMu.
+// Stats returns a snapshot of the pool's gauges and counters, consistent
+// with each other. It is safe to call at any time, from a hook too.
 func (p *Pool) Stats() Stats {
+	// It takes mu and idleMu, so the counts agree with each other.
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.idleMu.Lock()

@@ -58,14 +58,15 @@ const (
 	sizingPhaseShort = 2 * time.Second
 )
 
-const defaultPing = "connpool poolbench: a 64-byte request that the server echoes back."
+// defaultPing is the request, 64 bytes, shown whole by -h.
+const defaultPing = "connpool poolbench: a 64-byte request; the server echoes it back"
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("poolbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
 		addr   = fs.String("addr", "", "aim at this server (host:port) instead of the embedded one")
-		ping   = fs.String("ping", defaultPing[:64], "request to send; Go escapes such as \\r\\n are understood")
+		ping   = fs.String("ping", defaultPing, "request to send; Go escapes such as \\r\\n are understood")
 		pong   = fs.String("pong", "", "reply to expect (default: the request, echoed)")
 		c      = fs.Int("c", 32, "concurrent clients")
 		n      = fs.Int64("n", 0, "requests per scenario (instead of -d)")
@@ -75,10 +76,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		report = fs.String("report", "poolbench-report.html", "where to write the HTML report")
 		scen   = fs.String("scenario", "", `"sizing": run only the full sizing scenario (default: every scenario, and a short sizing run)`)
 		sizC   = fs.Int("sizing-c", 8, "requests the sizing server serves at once (its C)")
-		sizLen = fs.Duration("sizing-phase", 0, "length of each sizing phase (default 10s with -scenario sizing, 2.5s in the default run)")
+		sizLen = fs.Duration("sizing-phase", 0, fmt.Sprintf("length of each sizing phase (default %v with -scenario sizing, %v in the default run)", sizingPhaseFull, sizingPhaseShort))
 	)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: poolbench [flags]\n\nShows what connection pooling buys against a loopback echo server.\n\nFlags:\n")
+		sizes, _ := parseSizes("", 32)
+		sc := newSizingConfig(8, sizingPhaseShort)
+		fmt.Fprintf(stderr, "Usage: poolbench [flags]\n\nShows what connection pooling buys against a loopback echo server.\n"+
+			"The default run: %d scenarios of -d each, then a short sizing run of %v (%v phases after a %v warm-up).\n\nFlags:\n",
+			len(scenarios(&config{sizes: sizes}, true)), sc.warmup+sc.phaseStart(len(sizingPhases)), sizingPhaseShort, sc.warmup)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -263,6 +268,7 @@ func run(cfg *config, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout)
 		printSizing(stdout, sizing)
+		printSizingNotes(stdout, sizing)
 	}
 	if err := writeReport(cfg.report, cfg, where, all, sizing); err != nil {
 		return err

@@ -24,12 +24,15 @@ type reportData struct {
 	When, Where, Load string
 	LatencyChart      template.HTML
 	ThroughputChart   template.HTML
+	GainChart         template.HTML
 	Rows              []reportRow
 	Summary           string
 	Saturated         []reportRow // the saturated scenarios, also in Rows
 	SaturatedLines    []string
 	SaturatedClients  int
 	Sizing            *sizingReport // nil when the sizing scenario did not run
+	VerdictLegend     []string      // what each verdict column means
+	Collapse          string        // why the uncapped pool's goodput collapses, or ""
 }
 
 var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"mul100": func(v float64) float64 { return 100 * v }}).Parse(`<!DOCTYPE html>
@@ -43,6 +46,8 @@ td:first-child,th:first-child{text-align:left} .meta{color:#555} svg{display:blo
 <h1>connpool poolbench</h1>
 <p class="meta">{{.When}} · {{.Where}} · {{.Load}}</p>
 {{if .Rows}}<p><strong>{{.Summary}}</strong></p>
+{{if .GainChart}}<h2>What a pool buys: a dial per request beside connpool</h2>
+{{.GainChart}}{{end}}
 <h2>Latency percentiles by scenario (log scale)</h2>
 {{.LatencyChart}}
 <h2>Throughput by pool size</h2>
@@ -64,7 +69,8 @@ td:first-child,th:first-child{text-align:left} .meta{color:#555} svg{display:blo
 <table><tr><th>phase</th><th>best fixed</th><th>goodput vs best</th><th>p99 vs best</th><th>adaptive cap (median, 2nd half)</th><th>server C</th></tr>
 {{range .Verdicts}}<tr><td>{{.Phase}}</td><td>{{.Best}}</td><td>{{printf "%.1f%%" (mul100 .GoodRatio)}}</td><td>{{printf "%.2fx" .P99Ratio}}</td><td>{{.CapMedian}}</td><td>{{.ServerC}}</td></tr>
 {{end}}</table>
-<p>{{.Follow}}</p>
+<ul class="meta">{{range $.VerdictLegend}}<li>{{.}}</li>{{end}}</ul>
+{{with $.Collapse}}<p><strong>{{.}}</strong></p>{{end}}<p>{{.Follow}}</p>
 <table><tr><th>phase</th><th>pool</th><th>offered/s</th><th>goodput/s</th><th>p50</th><th>p95</th><th>p99</th><th>waits</th><th>Get timeouts</th><th>request timeouts</th><th>cap</th></tr>
 {{range .Rows}}<tr{{if .First}} style="border-top:2px solid #999"{{end}}><td>{{.Phase}}</td><td>{{.Pool}}</td><td>{{.Offered}}</td><td>{{.Goodput}}</td><td>{{.P50}}</td><td>{{.P95}}</td><td>{{.P99}}</td><td>{{.Waits}}</td><td>{{.GetTimeouts}}</td><td>{{.ReqTimeouts}}</td><td>{{.Cap}}</td></tr>
 {{end}}</table>
@@ -78,6 +84,7 @@ func writeReport(path string, cfg *config, where string, all []*scenario, sizing
 		Load:            fmt.Sprintf("%d clients, %s per scenario", cfg.load.concurrency, loadText(cfg.load)),
 		LatencyChart:    latencyChart(all),
 		ThroughputChart: throughputChart(all),
+		GainChart:       gainChart(all),
 	}
 	for _, s := range all {
 		r := reportRow{Name: s.name, RPS: fmt.Sprintf("%.0f", s.rps()),
@@ -95,6 +102,7 @@ func writeReport(path string, cfg *config, where string, all []*scenario, sizing
 	data.SaturatedLines, data.SaturatedClients = saturatedLines(all), saturatedClients
 	if sizing != nil {
 		data.Sizing = sizingReportData(sizing)
+		data.VerdictLegend, data.Collapse = verdictLegend, collapseNote(sizing)
 	}
 	if dial, best := find(all, "dial", false), bestPool(all); dial != nil && best != nil && dial.rps() > 0 {
 		data.Summary = fmt.Sprintf("%s serves %.1fx the requests/s of a dial per request.", best.name, best.rps()/dial.rps())
@@ -122,7 +130,7 @@ var seriesColors = []string{"#4e79a7", "#f28e2b", "#e15759"}
 // latencyChart draws grouped horizontal bars of p50, p95 and p99 for every
 // scenario, on a log scale so that a dial and a pooled request both show.
 func latencyChart(all []*scenario) template.HTML {
-	const left, width, barH, gap, top = 240, 740, 9, 14, 30
+	const left, width, barH, gap, top = 240, 800, 10, 14, 30
 	lo, hi := math.Inf(1), 0.0
 	for _, s := range all {
 		for _, q := range []float64{.5, .95, .99} {
@@ -142,7 +150,7 @@ func latencyChart(all []*scenario) template.HTML {
 		maxExp++
 	}
 	x := func(us float64) float64 {
-		return left + (math.Log10(math.Max(us, math.Pow(10, minExp)))-minExp)/(maxExp-minExp)*(width-left-40)
+		return left + (math.Log10(math.Max(us, math.Pow(10, minExp)))-minExp)/(maxExp-minExp)*(width-left-70)
 	}
 	rowH := 3*barH + gap
 	height := top + len(all)*rowH + 30
@@ -159,11 +167,16 @@ func latencyChart(all []*scenario) template.HTML {
 	for i, s := range all {
 		y := top + i*rowH
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`, left-8, y+barH*2, template.HTMLEscapeString(s.name))
+		if s.requests == 0 {
+			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555">served nothing</text>`, left+4, y+barH*2)
+			continue
+		}
 		for j, q := range []float64{.5, .95, .99} {
 			d := s.percentile(q)
 			w := x(float64(d)/1e3) - left
 			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s: %s</title></rect>`,
 				left, y+j*barH, math.Max(w, 1), barH-1, seriesColors[j], template.HTMLEscapeString(s.name), []string{"p50", "p95", "p99"}[j], short(d))
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="9" fill="#333">%s</text>`, left+math.Max(w, 1)+4, y+j*barH+barH-2, short(d))
 		}
 	}
 	b.WriteString(`</svg>`)
@@ -241,4 +254,124 @@ func niceStep(v float64) float64 {
 		}
 	}
 	return 10 * p
+}
+
+// gainChart draws, for plain TCP and for TLS, the requests/s of a dial per
+// request beside connpool's (its fastest pool; with TLS there is one), each bar labelled with its
+// value and the pair with the gain: the one figure a newcomer came for.
+// It is empty when neither pair ran.
+func gainChart(all []*scenario) template.HTML {
+	type pair struct {
+		label      string
+		dial, pool *scenario
+	}
+	var pairs []pair
+	for _, tls := range []bool{false, true} {
+		dial, pool := find(all, "dial", tls), largestPool(all, tls)
+		if !tls {
+			pool = bestPool(all)
+		}
+		if dial != nil && pool != nil && dial.rps() > 0 {
+			pairs = append(pairs, pair{map[bool]string{false: "plain TCP", true: "TLS"}[tls], dial, pool})
+		}
+	}
+	if len(pairs) == 0 {
+		return ""
+	}
+	const left, width, barH, top = 240, 800, 18, 10
+	right := float64(width - 200) // room for the label of the longest bar
+	rowH := 2*barH + 26
+	height := top + len(pairs)*rowH
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-size="12">`, width, height)
+	for i, pr := range pairs {
+		// Each pair on its own linear scale: the dial's bar is the sliver
+		// it is beside the pool's.
+		peak := math.Max(pr.dial.rps(), pr.pool.rps())
+		y := top + i*rowH
+		for j, s := range []*scenario{pr.dial, pr.pool} {
+			w := math.Max(1, s.rps()/peak*(right-left))
+			by := y + j*barH
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`, left-8, by+barH-5, template.HTMLEscapeString(s.name))
+			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`, left, by, w, barH-3, []string{"#e15759", "#4e79a7"}[j])
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d">%s req/s</text>`, left+w+6, by+barH-5, thousands(s.rps()))
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold">%s: %s → %s req/s, %.0fx</text>`, left, y+2*barH+12,
+			pr.label, thousands(pr.dial.rps()), thousands(pr.pool.rps()), pr.pool.rps()/pr.dial.rps())
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+// largestPool returns the pool scenario of the largest size, with or
+// without TLS.
+func largestPool(all []*scenario, tls bool) *scenario {
+	var out *scenario
+	for _, s := range all {
+		if s.group == "pool" && s.tls == tls && (out == nil || s.poolSize > out.poolSize) {
+			out = s
+		}
+	}
+	return out
+}
+
+// thousands formats v rounded, with commas: 37203 as "37,203".
+func thousands(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// verdictLegend says, one sentence each, what the columns of the sizing
+// verdicts mean, for the table and the report.
+var verdictLegend = []string{
+	"best fixed: the fixed pool size with the most replies within the deadline in that phase, the size you would pick knowing the load in advance.",
+	"goodput vs best: the adaptive cap's replies within the deadline as a share of the best fixed size's (>=95%: whether it reached 95%).",
+	"p99 vs best: the adaptive cap's 99th-percentile latency, arrival to reply, over the best fixed size's (<=1.1x: whether it stayed within 10%).",
+	"adaptive cap (median): the median of the adaptive cap over the second half of the phase, once it had time to settle.",
+	"server C: how many requests the server serves at once in that phase, the size beyond which requests only queue at the server (within 25%: whether the adaptive cap's median came that close).",
+}
+
+// collapseNote explains, with its figures, why the largest fixed pool (in
+// effect uncapped) serves next to nothing at 100% load, when it does; ""
+// when its goodput held up.
+func collapseNote(res *sizingResult) string {
+	at := -1
+	for p, ph := range sizingPhases {
+		if ph.load == 1 && ph.cTimes == 1 {
+			at = p
+		}
+	}
+	var big, best *sizingRun
+	for _, r := range res.runs {
+		if r.fixed == 0 {
+			continue
+		}
+		if big == nil || r.fixed > big.fixed {
+			big = r
+		}
+	}
+	if at < 0 || big == nil {
+		return ""
+	}
+	for _, r := range res.runs {
+		if r.fixed > 0 && (best == nil || r.phases[at].ok > best.phases[at].ok) {
+			best = r
+		}
+	}
+	pr := &big.phases[at]
+	if best == big || best.phases[at].ok == 0 || float64(pr.ok) >= 0.5*float64(best.phases[at].ok) {
+		return ""
+	}
+	return fmt.Sprintf("Why %s collapses at 100%% load (%.0f%% of %s's goodput, %d of %d requests timed out waiting for the server): "+
+		"in the 200%% phase it sent every request to the server, whose queue grew far past the %v deadline; at 100%% the server has no spare capacity "+
+		"to work that backlog off, and it still serves the requests whose callers gave up, so nearly every reply comes late. "+
+		"A capped pool keeps the excess waiting in Get, where it times out without adding work at the server.",
+		big.name, 100*float64(pr.ok)/float64(best.phases[at].ok), best.name, pr.reqTimeouts, pr.offered, res.cfg.deadline)
 }

@@ -29,11 +29,27 @@ func printTable(w io.Writer, all []*scenario) {
 			best.name, best.rps()/dial.rps(),
 			float64(dial.percentile(0.99))/float64(best.percentile(0.99)))
 	}
+	if dial, pool := find(all, "dial", true), largestPool(all, true); dial != nil && pool != nil && dial.rps() > 0 {
+		fmt.Fprintf(w, "TLS: %s req/s with a handshake per request, %s req/s from %s: %.0fx\n",
+			thousands(dial.rps()), thousands(pool.rps()), pool.name, pool.rps()/dial.rps())
+	}
 	if lines := saturatedLines(all); len(lines) > 0 {
 		fmt.Fprintf(w, "\nsaturated, %d clients on a few conns (what connpool's guarantees cost beside a plain channel pool):\n", saturatedClients)
 		for _, l := range lines {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
+	}
+}
+
+// printSizingNotes says what the sizing verdicts' columns mean and, when
+// the uncapped pool collapsed, why.
+func printSizingNotes(w io.Writer, res *sizingResult) {
+	fmt.Fprintln(w)
+	for _, l := range verdictLegend {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+	if note := collapseNote(res); note != "" {
+		fmt.Fprintf(w, "\n%s\n", note)
 	}
 }
 
@@ -62,8 +78,12 @@ func findSaturated(all []*scenario, group string, size int, noPeek bool) *scenar
 	return nil
 }
 
+// short formats a latency; "-" for none, such as the percentile of a
+// configuration that served nothing.
 func short(d time.Duration) string {
 	switch {
+	case d <= 0:
+		return "-"
 	case d >= time.Second:
 		return fmt.Sprintf("%.2fs", d.Seconds())
 	case d >= time.Millisecond:
