@@ -250,9 +250,7 @@ func (p *Pool) checkInvariants() error {
 		fail("negative count: dialing %d (warming %d), lent %d, checking %d, closing %d",
 			p.numDialing, p.numWarming, lent, p.numChecking, p.numClosing)
 	}
-	// Conns moved to closing under mu (a lowered cap's idle ones) still
-	// count as open until closeConn runs, after mu is let go.
-	if p.numOpen-p.numClosing > p.cfg.maxConns && (!p.overCap.Load() || p.numOpen > p.overCapLimit) {
+	if p.numOpen > p.cfg.maxConns && (!p.overCap.Load() || p.numOpen > p.overCapLimit) {
 		fail("open %d exceeds MaxConns %d (over the cap since it was lowered: %v, at most %d)",
 			p.numOpen, p.cfg.maxConns, p.overCap.Load(), p.overCapLimit)
 	}
