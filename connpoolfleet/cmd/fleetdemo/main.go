@@ -110,10 +110,12 @@ func run(budget int, ttl, phase time.Duration, htmlOut string) error {
 		{"everyone busy", [4]int{20, 0, 20, 20}, -1},
 	}
 	var samples []sample
+	var marks []mark
 	start := time.Now()
 	fmt.Printf("B=%d TTL=%v; columns: member grant/in-use, then the backend's open conns\n", budget, ttl)
 	for _, ph := range phases {
 		fmt.Printf("-- %v: %s\n", time.Since(start).Round(100*time.Millisecond), ph.say)
+		marks = append(marks, mark{At: time.Since(start), Say: ph.say})
 		for i, m := range ms {
 			m.send(fmt.Sprintf("workers %d", ph.workers[i]))
 		}
@@ -136,7 +138,7 @@ func run(budget int, ttl, phase time.Duration, htmlOut string) error {
 	}
 	fmt.Printf("peak at the backend: %d of B=%d\n", backend.peak(), budget)
 	if htmlOut != "" {
-		if err := writeChart(htmlOut, budget, samples); err != nil {
+		if err := writeChart(htmlOut, budget, ttl, backend.peak(), samples, marks); err != nil {
 			return err
 		}
 		fmt.Println("chart:", htmlOut)
@@ -342,29 +344,43 @@ func member() error {
 	return nil
 }
 
-var chart = template.Must(template.New("chart").Funcs(template.FuncMap{
-	"y": func(v, budget int) float64 { return 20 + 300*(1-float64(v)/float64(budget+budget/4)) },
-}).Parse(`<!doctype html><meta charset="utf-8"><title>fleet budget</title>
-<style>body{font-family:sans-serif} .l{fill:none;stroke-width:1.5}</style>
-<h1>Fleet budget B={{.Budget}}</h1>
-<p>Each member's grant (solid) and in-use conns (dotted), and the backend's open conns (black) against B (red).</p>
-<svg width="960" height="340" viewBox="0 0 960 340">
-<line x1="40" x2="940" y1="{{y .Budget .Budget}}" y2="{{y .Budget .Budget}}" stroke="red"/>
-<text x="2" y="{{y .Budget .Budget}}" font-size="11">B</text>
+// mark is the start of a phase, drawn on the chart.
+type mark struct {
+	At  time.Duration
+	Say string
+}
+
+var chart = template.Must(template.New("chart").Parse(`<!doctype html><meta charset="utf-8"><title>fleet budget</title>
+<style>body{font-family:sans-serif;max-width:1000px} .l{fill:none;stroke-width:1.5} text{font-size:11px}</style>
+<h1>Fleet budget: 4 processes share B={{.Budget}} conns through Redis</h1>
+<p>Each member's grant (solid) and conns in use (dotted, same colour), and the backend's open conns (black) against B (red),
+sampled every 250ms. Lease TTL {{.TTL}} (renew every TTL/3). Peak at the backend: <b>{{.Peak}}</b> of B={{.Budget}}.</p>
+<svg width="980" height="380" viewBox="0 0 980 380">
+{{range .YTicks}}<line x1="40" x2="940" y1="{{.Y}}" y2="{{.Y}}" stroke="#eee"/><text x="34" y="{{.Y}}" text-anchor="end" dy="4">{{.Label}}</text>
+{{end}}{{range .XTicks}}<text x="{{.X}}" y="336" text-anchor="middle">{{.Label}}</text>
+{{end}}<text x="490" y="352" text-anchor="middle">seconds</text>
+{{range .Marks}}<line x1="{{.X}}" x2="{{.X}}" y1="20" y2="320" stroke="#999" stroke-dasharray="2 4"/><text x="{{.X}}" y="14" dx="3">{{.N}}</text>
+{{end}}<line x1="40" x2="940" y1="{{.BY}}" y2="{{.BY}}" stroke="red"/><text x="944" y="{{.BY}}" dy="4" fill="red">B</text>
 {{range .Lines}}<polyline class="l" stroke="{{.Color}}" {{if .Dotted}}stroke-dasharray="3 3"{{end}} points="{{.Points}}"/>
 {{end}}</svg>
-<p>{{range .Lines}}{{if not .Dotted}}<span style="color:{{.Color}}">■ {{.Name}}</span> {{end}}{{end}}</p>`))
+<p>{{range .Lines}}{{if not .Dotted}}<span style="color:{{.Color}}">■ {{.Name}}</span> {{end}}{{end}}</p>
+<ol>{{range .Marks}}<li>{{.At}}: {{.Say}}</li>{{end}}</ol>`))
 
-func writeChart(path string, budget int, ss []sample) error {
+func writeChart(path string, budget int, ttl time.Duration, peak int, ss []sample, ms []mark) error {
 	if len(ss) == 0 {
 		return errors.New("no samples")
 	}
 	end := ss[len(ss)-1].At
+	top := budget + budget/4
 	x := func(d time.Duration) float64 { return 40 + 900*float64(d)/float64(end) }
-	y := func(v int) float64 { return 20 + 300*(1-float64(v)/float64(budget+budget/4)) }
+	y := func(v int) float64 { return 20 + 300*(1-float64(v)/float64(top)) }
 	type line struct {
 		Name, Color, Points string
 		Dotted              bool
+	}
+	type tick struct {
+		X, Y  float64
+		Label string
 	}
 	pts := func(f func(s sample) int) string {
 		var b strings.Builder
@@ -381,10 +397,29 @@ func writeChart(path string, budget int, ss []sample) error {
 			line{Name: fmt.Sprintf("member %d in use", i), Color: colors[i], Dotted: true, Points: pts(func(s sample) int { return s.InUse[i] })})
 	}
 	lines = append(lines, line{Name: "backend open", Color: "black", Points: pts(func(s sample) int { return s.Total })})
+	var yt, xt []tick
+	step := max(1, budget/4)
+	for v := 0; v <= top; v += step {
+		yt = append(yt, tick{Y: y(v), Label: fmt.Sprint(v)})
+	}
+	for sec := 0; time.Duration(sec)*time.Second <= end; sec += 5 {
+		xt = append(xt, tick{X: x(time.Duration(sec) * time.Second), Label: fmt.Sprint(sec)})
+	}
+	type markAt struct {
+		X   float64
+		N   int
+		At  time.Duration
+		Say string
+	}
+	var marks []markAt
+	for i, m := range ms {
+		marks = append(marks, markAt{X: x(m.At), N: i + 1, At: m.At.Round(100 * time.Millisecond), Say: m.Say})
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return chart.Execute(f, map[string]any{"Budget": budget, "Lines": lines})
+	return chart.Execute(f, map[string]any{"Budget": budget, "TTL": ttl, "Peak": peak, "BY": y(budget),
+		"Lines": lines, "YTicks": yt, "XTicks": xt, "Marks": marks})
 }
