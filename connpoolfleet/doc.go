@@ -149,9 +149,14 @@
 // # Seeing it
 //
 // [Member.Stats] has the grant, target, caps, demand, lease state and
-// counters of renews and fences: what an exporter reads. [WithEvents] gets
-// each change of state, grant or target; a member logs a warning through
-// [WithLogger] when it fences itself.
+// counters of renews and fences. [WithEvents] gets each change of state,
+// grant or target; a member logs a warning through [WithLogger] when it
+// fences itself. The exporters read a member through [Member.FleetNames],
+// [Member.FleetState], [Member.FleetShares] and [Member.FleetCounts], so
+// that they need neither this module nor Redis:
+//
+//	reg.MustRegister(connpoolprom.NewFleetCollector(m)) // Prometheus
+//	registration, err := metrics.ObserveFleet(m)        // OpenTelemetry (connpoolotel)
 //
 // # Cost per call
 //

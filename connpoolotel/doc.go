@@ -70,6 +70,19 @@
 // Stats.WaitDuration, and wait_time bucket for bucket with Stats.WaitTime;
 // an SDK view can change them.
 //
+// # Fleet budgets
+//
+// [Metrics.ObserveFleet] reports the members of a fleet budget
+// (github.com/connpool/connpool/connpoolfleet, processes that share one
+// budget of conns through Redis): each member's grant, target, caps,
+// budget, demand, lease state (joining, learning, granted, fenced, left)
+// and its renews, renew errors and fences, under connpool.fleet.* names
+// with connpool.fleet.budget and connpool.fleet.member. A
+// connpoolfleet.Member satisfies [FleetMember], so this module depends on
+// neither connpoolfleet nor Redis:
+//
+//	reg, err := m.ObserveFleet(member) // member from connpoolfleet.Join
+//
 // # Hooks and what they cost
 //
 // [Metrics.Hooks] returns hooks for DialDone, GetDone, Put and PoolClosed.

@@ -5,7 +5,16 @@
 //	reg.MustRegister(connpoolprom.NewCollector(pool))
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
-// [NewGroupCollector] does the same for every pool of a [connpool.Group].
+// [NewGroupCollector] does the same for every pool of a [connpool.Group],
+// and [NewFleetCollector] for the members of a fleet budget
+// (github.com/connpool/connpool/connpoolfleet, processes that share one
+// budget of conns through Redis): each member's grant, target, caps,
+// budget, demand, lease state and counters, as connpool_fleet_* metrics
+// labelled budget and member. A connpoolfleet.Member satisfies
+// [FleetMember], so this module depends on neither connpoolfleet nor
+// Redis:
+//
+//	reg.MustRegister(connpoolprom.NewFleetCollector(member)) // member from connpoolfleet.Join
 //
 // Any number of collectors register in one registry: a service's
 // components each register their own pools, or its group, and one Gather
