@@ -87,7 +87,15 @@
 //     doorman), the script grants no growth and admits no new member, so
 //     every member that still held a grant has re-registered before anyone
 //     grows. A brand-new fleet starts with a learning period too: the script
-//     cannot tell a new ledger from a lost one.
+//     cannot tell a new ledger from a lost one. A marker written with the
+//     first registration would not tell them apart: a Redis that lost the
+//     ledger lost the marker with it, so both look the same to the first
+//     renew, and a member that joins first after a loss must not grow
+//     before the members still holding grants of the lost epoch have
+//     re-registered (their conns are open, whatever the ledger says). Only
+//     the user can say that no member holds a grant, and a call to say so
+//     at startup would be wrong after every loss: the first TTL is the
+//     price.
 //   - While Redis is unreachable no member grows: growth comes only from an
 //     answer of the script.
 //   - A report that comes late changes nothing. Each renew carries a number
