@@ -2,6 +2,13 @@ package connpoolprom_test
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/printer"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -159,4 +166,81 @@ func TestFleetCollectorUnknownState(t *testing.T) {
 	assert.Equal(t, 1.0, got[key("connpool_fleet_state", "budget", "db", "member", "a", "state", "draining")])
 	assert.Equal(t, 0.0, got[key("connpool_fleet_state", "budget", "db", "member", "a", "state", "granted")])
 	assert.Len(t, got, 8+6, fmt.Sprint(got))
+}
+
+// TestFleetMemberMatchesConnpoolfleet checks, from the source next to this
+// module's, that connpoolfleet's *Member has every method of FleetMember
+// with the same types: this module cannot import connpoolfleet to check it
+// by compiling. Outside the repository (a module download) it skips.
+func TestFleetMemberMatchesConnpoolfleet(t *testing.T) {
+	fleetDir := filepath.Join("..", "connpoolfleet")
+	if _, err := os.Stat(fleetDir); err != nil {
+		t.Skip("connpoolfleet's source is not next to this module's")
+	}
+	want := methodTypes(t, ".", "FleetMember", "")
+	got := methodTypes(t, fleetDir, "", "Member")
+	require.NotEmpty(t, want)
+	for name, sig := range want {
+		assert.Equal(t, sig, got[name], "connpoolfleet's (*Member).%s", name)
+	}
+}
+
+// methodTypes returns, by name, the types of the methods of the interface
+// iface, or of the methods whose receiver is *recv, declared in the
+// non-test files of dir, as "(params) (results)" without names.
+func methodTypes(t *testing.T, dir, iface, recv string) map[string]string {
+	t.Helper()
+	fset := token.NewFileSet()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	require.NoError(t, err)
+	out := make(map[string]string)
+	types := func(fl *ast.FieldList) string {
+		var ts []string
+		for _, f := range fl.List {
+			var b strings.Builder
+			require.NoError(t, printer.Fprint(&b, fset, f.Type))
+			for range max(1, len(f.Names)) {
+				ts = append(ts, b.String())
+			}
+		}
+		return "(" + strings.Join(ts, ", ") + ")"
+	}
+	sig := func(ft *ast.FuncType) string {
+		s := types(ft.Params)
+		if ft.Results != nil {
+			s += " " + types(ft.Results)
+		}
+		return s
+	}
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		require.NoError(t, err)
+		for _, d := range f.Decls {
+			switch d := d.(type) {
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					ts, ok := spec.(*ast.TypeSpec)
+					if !ok || iface == "" || ts.Name.Name != iface {
+						continue
+					}
+					for _, m := range ts.Type.(*ast.InterfaceType).Methods.List {
+						out[m.Names[0].Name] = sig(m.Type.(*ast.FuncType))
+					}
+				}
+			case *ast.FuncDecl:
+				if recv == "" || d.Recv == nil || len(d.Recv.List) != 1 {
+					continue
+				}
+				if star, ok := d.Recv.List[0].Type.(*ast.StarExpr); ok {
+					if id, ok := star.X.(*ast.Ident); ok && id.Name == recv {
+						out[d.Name.Name] = sig(d.Type)
+					}
+				}
+			}
+		}
+	}
+	return out
 }
