@@ -6,8 +6,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"time"
 )
 
@@ -79,11 +81,28 @@ func runFleet(cfg *config, stdout, stderr io.Writer) error {
 	demo := exec.Command(bin, "-budget", fmt.Sprint(fleetBudget), "-ttl", fleetTTL.String(),
 		"-phase", fleetPhase.String(), "-html", report)
 	demo.Stdout, demo.Stderr = stdout, stderr
-	if err := demo.Run(); err != nil {
+	// On SIGINT or SIGTERM, pass it on and wait: the demo stops its member
+	// processes and its redis-server, and the binary is removed.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if err := demo.Start(); err != nil {
 		return fmt.Errorf("fleet: the demo: %w", err)
 	}
-	fmt.Fprintf(stdout, "\nreport: %s\n", cfg.report)
-	return nil
+	done := make(chan error, 1)
+	go func() { done <- demo.Wait() }()
+	for {
+		select {
+		case sig := <-sigs:
+			_ = demo.Process.Signal(sig)
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("fleet: the demo: %w", err)
+			}
+			fmt.Fprintf(stdout, "\nreport: %s\n", cfg.report)
+			return nil
+		}
+	}
 }
 
 // sourceDir returns the directory of this file as it was compiled, which

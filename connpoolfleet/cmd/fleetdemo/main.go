@@ -20,6 +20,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,9 @@ func run(budget int, ttl, phase time.Duration, htmlOut string) error {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return errors.New("redis-server is not on PATH: install it (Debian: apt-get install redis-server) and run again")
 	}
+	// Stop on SIGINT or SIGTERM, and clean up: the members, redis-server.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	redisAddr, stopRedis, err := startRedis()
 	if err != nil {
 		return err
@@ -124,7 +128,11 @@ func run(budget int, ttl, phase time.Duration, htmlOut string) error {
 		}
 		end := time.Now().Add(phase)
 		for time.Now().Before(end) {
-			time.Sleep(250 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return errors.New("interrupted")
+			case <-time.After(250 * time.Millisecond):
+			}
 			s := sample{At: time.Since(start), Total: backend.total()}
 			var cols []string
 			for i, m := range ms {
