@@ -148,7 +148,7 @@ func (p *Pool) steer(now int64) (next int64) {
 	defer p.mu.Unlock()
 	next = readmit
 	if !p.resolving {
-		next = p.nextResolve
+		next = min(next, p.nextResolve)
 	}
 	if p.nextRebalance != 0 {
 		next = min(next, p.nextRebalance)
