@@ -205,4 +205,3 @@ func (p *Pool) checkEndpointsIdleLocked(fail func(format string, args ...any)) {
 		}
 	}
 }
-

@@ -205,4 +205,3 @@ func (p *Pool) readmit(now int64) (next int64) {
 	}
 	return next
 }
-
