@@ -85,9 +85,9 @@ import (
 //	ConnectionCheckedInEvent        Put
 //	  address, connectionId           Address, ConnID
 //	(none)                          HealthCheckDone, LeakDetected, Resolved,
-//	                                MaxConnsChanged: CMAP pools do not
-//	                                check idle conns, track loans, resolve
-//	                                names or resize
+//	                                MaxConnsChanged, AddressEjected: CMAP
+//	                                pools do not check idle conns, track
+//	                                loans, resolve names, resize or eject
 //
 // CMAP's four close reasons cover connpool's fourteen:
 //

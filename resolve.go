@@ -16,9 +16,11 @@ import (
 //
 // A pool whose address is a host name on a TCP network resolves the name
 // itself, through cfg.resolver, and keeps one endpoint per address it
-// got. Each dial goes to an endpoint picked under mu (pickLocked): of
-// those not backing off, the one with the fewest conns open or dialing,
-// the first in the set on a tie, so dials spread as evenly as they can.
+// got in its address set (p.addrs, internal/addrset, guarded by mu; the
+// pool's side of it is addrs.go). Each dial goes to an endpoint picked
+// under mu (pickLocked): of those neither backing off nor ejected
+// (ejection.go), the one with the fewest conns open or dialing, the
+// first in the set on a tie, so dials spread as evenly as they can.
 // A pool of an IP literal, or of a network other than TCP, has one
 // endpoint for its address and never resolves.
 //
@@ -26,10 +28,10 @@ import (
 // after a failed dial (steer); the resolve runs on a goroutine of its own,
 // tracked by wg, and applies its answer under mu (applyResolved):
 //
-//   - An address that left the set is drained: under mu and idleMu at
-//     once, each of its conns is flagged retire (with why =
-//     CloseAddressRemoved) and its idle ones leave the idle stack to be
-//     closed. Put's fast path already declines a flagged conn under
+//   - An address that left the set is drained (drainLocked): under mu
+//     and idleMu at once, each of its conns is flagged retire (with why
+//     = CloseAddressRemoved) and its idle ones leave the idle stack to
+//     be closed. Put's fast path already declines a flagged conn under
 //     idleMu, so a conn of a drained address never reaches the stack
 //     again and no Get is handed one after the resolve; borrowed ones
 //     close on return. The fast paths of idle.go read nothing new.
@@ -38,10 +40,10 @@ import (
 //     address as given, and the dialer resolves it as it always did.
 //
 // Rebalancing: when the set grew, or an address recovered, the fullest
-// addresses hold more than their share. A round (rebalance) retires at
-// most cfg.rebalanceRate conns, the fullest address's first, idle ones
-// before borrowed ones, and at least one resolve interval passes between
-// two rounds that retired anything. Each retired conn is replaced by a
+// addresses hold more than their share. A round (rebalance, planned by
+// the set's Rebalance) retires at most cfg.rebalanceRate conns, the
+// fullest address's first, idle ones before borrowed ones, and at least
+// one resolve interval passes between two rounds that retired anything. Each retired conn is replaced by a
 // dial when it closes (endpointClosedLocked), which the picker sends to
 // the emptiest address: conns move, the pool does not shrink, and no
 // more than the rate are retired per interval, so there is never a storm
@@ -51,9 +53,10 @@ import (
 // address swap under faults in chaos/swap_test.go.
 //
 // Backoff is per endpoint: a failed dial backs off its own address; the
-// pool's backoff (backoffUntil, read by backingOffLocked) is the earliest
-// end of its addresses' backoffs, so Gets fail fast only when every
-// address backs off. A failed dial for a waiting Get fails the Get only
+// pool's backoff (backoffUntil, set by refreshBackoffLocked from the
+// set's BackoffUntil, read by backingOffLocked) is the earliest end of
+// its addresses' backoffs, so Gets fail fast only when every address
+// backs off. A failed dial for a waiting Get fails the Get only
 // then; otherwise the Get is served by a dial to another address.
 
 // Resolver looks up the IP addresses of a host name. *[net.Resolver]
