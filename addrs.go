@@ -1,8 +1,20 @@
 package connpool
 
+import "github.com/connpool/connpool/internal/addrset"
+
 // The pool's side of its address set (internal/addrset, held in p.addrs
 // and guarded by mu): the set decides, these feed it the pool's events
 // and act on its answers.
+
+// newAddrSet returns the address set of a pool of address, whose
+// resolved addresses get port, ejecting by ej if it is on.
+func newAddrSet(address, port string, ej ejectionConfig) *addrset.Set {
+	s := addrset.New(address, port)
+	if ej.on() {
+		s.Eject(ej.policy())
+	}
+	return s
+}
 
 // pickLocked chooses the address of a new dial and counts the dial on it
 // (addrset.Set.Pick). It returns nil, counting nothing, before the first

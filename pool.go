@@ -208,10 +208,7 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 			"add WithResolver(net.DefaultResolver) to spread them, or WithResolver(nil) to keep this without the log line",
 			"address", address)
 	}
-	p.addrs = addrset.New(address, p.port)
-	if p.cfg.ejection.on() {
-		p.addrs.Eject(p.cfg.ejection.policy())
-	}
+	p.addrs = newAddrSet(address, p.port, p.cfg.ejection)
 	if p.host == "" {
 		p.addrs.Given()
 	} else {
