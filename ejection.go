@@ -136,8 +136,6 @@ type EjectionEvent struct {
 	Duration time.Duration
 	// Ejections counts the address's ejections so far.
 	Ejections int64
-	// ClosedIdle is how many of its idle conns were closed at ejection.
-	ClosedIdle int
 }
 
 // addressFate is why a conn to ep may no longer be used, or keep: its
@@ -153,49 +151,53 @@ func addressFate(ep *endpoint) CloseReason {
 }
 
 // connEndedLocked tells the set how a conn to ep ended and, when that
-// ejects ep, drains it and, on a goroutine of its own, closes its idle
-// conns and emits the event. mu must be held.
+// ejects ep, drains it at once (so no Get is handed an idle conn of it)
+// and, on a goroutine of its own, closes the idle conns it took; the
+// maintainer, woken, emits the event (readmit). mu must be held.
 func (p *Pool) connEndedLocked(ep *endpoint, reason CloseReason) {
 	failed := reason == CloseBroken || reason == CloseUnhealthy || reason == closeRejected
-	now := p.now()
-	if p.closed.Load() || !p.addrs.ConnEnded(ep, failed, now) {
+	if p.closed.Load() || !p.addrs.ConnEnded(ep, failed, p.now()) {
 		return
 	}
 	idle := p.drainLocked(func(e *endpoint) bool { return e == ep }, CloseUnhealthy)
-	ev := EjectionEvent{Pool: p.name, Address: ep.Addr, Ejected: true,
-		Duration: time.Duration(ep.EjectedUntil() - now), Ejections: ep.Ejections(), ClosedIdle: len(idle)}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.wakeMaintainer() // to readmit it in time
-		p.log.Warn("connpool: address ejected: its conns keep failing after the dial", "address", ev.Address,
-			"for", ev.Duration, "ejections", ev.Ejections, "closed_idle", ev.ClosedIdle)
-		if p.hooks.AddressEjected != nil {
-			emit(p, p.hooks.AddressEjected, ev)
-		}
+		p.wakeMaintainer() // to report it, and readmit it in time
 		p.closeConns(idle, CloseUnhealthy)
 	}()
 }
 
-// readmit readmits the ejected addresses whose time is over, schedules a
-// rebalance round to give them their share, emits their events, and
-// returns when the next ejection ends. It takes mu.
+// readmit emits the events of the addresses ejected since its last run,
+// readmits those whose time is over, schedules a rebalance round to give
+// them their share, emits their events, and returns when the next
+// ejection ends. Only the maintainer calls it, so an address's ejection
+// is reported before its readmission. It takes mu.
 func (p *Pool) readmit(now int64) (next int64) {
 	if !p.cfg.ejection.on() {
 		return math.MaxInt64
 	}
 	p.mu.Lock()
-	back, next := p.addrs.Readmit(now)
+	ejected, back, next := p.addrs.Readmit(now)
 	if len(back) > 0 && p.cfg.rebalanceRate > 0 && p.nextRebalance == 0 && !p.closed.Load() {
 		p.nextRebalance = max(now, p.lastRebalance+int64(p.cfg.resolveInterval))
 	}
-	evs := make([]EjectionEvent, 0, len(back))
+	evs := make([]EjectionEvent, 0, len(ejected)+len(back))
+	for _, ep := range ejected {
+		evs = append(evs, EjectionEvent{Pool: p.name, Address: ep.Addr, Ejected: true,
+			Duration: time.Duration(ep.EjectionTime()), Ejections: ep.Ejections()})
+	}
 	for _, ep := range back {
 		evs = append(evs, EjectionEvent{Pool: p.name, Address: ep.Addr, Ejections: ep.Ejections()})
 	}
 	p.mu.Unlock()
 	for _, ev := range evs {
-		p.log.Info("connpool: address readmitted after its ejection", "address", ev.Address, "ejections", ev.Ejections)
+		if ev.Ejected {
+			p.log.Warn("connpool: address ejected: its conns keep failing after the dial",
+				"address", ev.Address, "for", ev.Duration, "ejections", ev.Ejections)
+		} else {
+			p.log.Info("connpool: address readmitted after its ejection", "address", ev.Address, "ejections", ev.Ejections)
+		}
 		if p.hooks.AddressEjected != nil {
 			emit(p, p.hooks.AddressEjected, ev)
 		}

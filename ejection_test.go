@@ -194,7 +194,7 @@ func TestOutlierEjectionEjectsAndReadmits(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("no ejection event")
 	}
-	assert.Equal(t, connpool.EjectionEvent{Pool: ev.Pool, Address: badAddr, Ejected: true, Duration: time.Second, Ejections: 1, ClosedIdle: ev.ClosedIdle}, ev)
+	assert.Equal(t, connpool.EjectionEvent{Pool: ev.Pool, Address: badAddr, Ejected: true, Duration: time.Second, Ejections: 1}, ev)
 
 	// While it is ejected, no Get reaches it: neither a dial nor an idle
 	// conn of it. Only the rounds that ended with it still ejected count.
@@ -281,5 +281,47 @@ func TestOutlierEjectionOption(t *testing.T) {
 		_, err := connpool.New("tcp", "127.0.0.1:1", connpool.WithOutlierEjection(o))
 		assert.True(t, errors.Is(err, connpool.ErrInvalidOption), "%+v: %v", o, err)
 		assert.ErrorContains(t, err, "WithOutlierEjection")
+	}
+}
+
+// TestEjectionEventsInOrder pins the order of AddressEjected events, as a
+// consumer that tracks the ejected set sees them: with an ejection time
+// of a millisecond, so that readmissions race the next ejections, each
+// address's events alternate, ejected first, and the set they describe
+// never holds more than 50% of the three addresses.
+func TestEjectionEventsInOrder(t *testing.T) {
+	b := startBackends(t, 3)
+	replaceWithFlaky(t, b, b.ips[0])
+	replaceWithFlaky(t, b, b.ips[1])
+	var mu sync.Mutex
+	var seen []connpool.EjectionEvent
+	hooks := connpool.Hooks{AddressEjected: func(e connpool.EjectionEvent) {
+		mu.Lock()
+		seen = append(seen, e)
+		mu.Unlock()
+	}}
+	pool := ejectingPool(t, b, connpool.OutlierEjection{Consecutive: 1, FailureRate: -1,
+		BaseEjectionTime: time.Millisecond, MaxEjectionTime: time.Millisecond}, hooks)
+	require.Eventually(t, func() bool {
+		round(t, pool, 3)
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) >= 6
+	}, waitFor, tick)
+	require.NoError(t, pool.Close())
+
+	mu.Lock()
+	defer mu.Unlock()
+	out := map[string]bool{}
+	for i, e := range seen {
+		require.NotEqual(t, out[e.Address], e.Ejected, "event %d: %+v repeats its address's state", i, e)
+		out[e.Address] = e.Ejected
+		n := 0
+		for _, ej := range out {
+			if ej {
+				n++
+			}
+		}
+		require.LessOrEqual(t, n, 1, "event %d: two of three ejected", i)
 	}
 }

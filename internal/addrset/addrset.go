@@ -111,8 +111,9 @@ type Set struct {
 	port     string // the port resolved addresses get
 	eps      []*Endpoint
 	draining []*Endpoint
-	ej       Ejection // zero: ejection off
-	ejected  int64    // ejections, all addresses
+	ej       Ejection    // zero: ejection off
+	ejected  int64       // ejections, all addresses
+	news     []*Endpoint // ejected since the last Readmit, in order
 }
 
 // New returns an empty set for a pool of address given, whose resolved

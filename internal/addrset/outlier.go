@@ -30,7 +30,7 @@ type outlier struct {
 	winStart        int64 // start of the current rate window
 	winEnds, winBad int   // conn ends in it, and failures among them
 	level           int   // ejections since it last stayed in long enough: the doubling
-	until           int64 // end of the current ejection
+	since, until    int64 // start and end of the current ejection
 	readmitted      int64 // when it last came back
 	count           int64 // ejections
 }
@@ -98,19 +98,23 @@ func (s *Set) ConnEnded(ep *Endpoint, failed bool, now int64) (ejected bool) {
 		}
 	}
 	o.level++
-	o.until = now + d
+	o.since, o.until = now, now+d
 	o.count++
 	o.streak, o.winStart, o.winEnds, o.winBad = 0, now, 0, 0
 	s.ejected++
 	ep.ejected.Store(true)
+	s.news = append(s.news, ep)
 	return true
 }
 
-// Readmit readmits the ejected addresses whose time is over at now and
-// returns them, with when the next one's is (0: none ejected). Removed
-// addresses are readmitted too, so that one that comes back is not
-// ejected for a past it no longer has.
-func (s *Set) Readmit(now int64) (back []*Endpoint, next int64) {
+// Readmit returns the addresses ejected since its last call, in order,
+// then readmits the ejected addresses whose time is over at now and
+// returns them, with when the next one's is (0: none ejected). One
+// caller reporting both keeps each address's ejection before its
+// readmission. Removed addresses are readmitted too, so that one that
+// comes back is not ejected for a past it no longer has.
+func (s *Set) Readmit(now int64) (ejected, back []*Endpoint, next int64) {
+	ejected, s.news = s.news, nil
 	for _, list := range [][]*Endpoint{s.eps, s.draining} {
 		for _, ep := range list {
 			if !ep.ejected.Load() {
@@ -126,8 +130,11 @@ func (s *Set) Readmit(now int64) (back []*Endpoint, next int64) {
 			}
 		}
 	}
-	return back, next
+	return ejected, back, next
 }
 
 // EjectedUntil is when ep's ejection ends; meaningful while it is ejected.
 func (ep *Endpoint) EjectedUntil() int64 { return ep.out.until }
+
+// EjectionTime is how long ep's last ejection lasts.
+func (ep *Endpoint) EjectionTime() int64 { return ep.out.until - ep.out.since }

@@ -53,10 +53,12 @@ func TestEjectionTimeDoublesToTheCapAndResets(t *testing.T) {
 		}
 		times = append(times, ep.EjectedUntil()-now)
 		now = ep.EjectedUntil()
-		back, next := s.Readmit(now - 1)
+		ejected, back, next := s.Readmit(now - 1)
+		require.Equal(t, []*Endpoint{ep}, ejected, "its ejection is news once")
 		require.Empty(t, back, "not before its time")
 		require.Equal(t, ep.EjectedUntil(), next)
-		back, next = s.Readmit(now)
+		ejected, back, next = s.Readmit(now)
+		require.Empty(t, ejected)
 		require.Equal(t, []*Endpoint{ep}, back)
 		require.Zero(t, next)
 		require.Equal(t, Usable, ep.Status())
@@ -149,7 +151,7 @@ func TestEjectedNotPicked(t *testing.T) {
 
 	s.Resolved(ips(3)[1:])
 	assert.Equal(t, Removed, a.Status(), "removed wins over ejected")
-	back, _ := s.Readmit(30 * sec)
+	_, back, _ := s.Readmit(30 * sec)
 	assert.Empty(t, back, "a removed address with no conns is forgotten")
 }
 
