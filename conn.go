@@ -57,7 +57,7 @@ func (pc *poolConn) address() string {
 	if pc.ep == nil {
 		return pc.pool.address
 	}
-	return pc.ep.addr
+	return pc.ep.Addr
 }
 
 // retiredReason is why a conn flagged retire is closed.
@@ -272,7 +272,7 @@ func (c *Conn) RemoteAddr() net.Addr {
 		return nil
 	}
 	if ep := c.pc.ep; ep != nil {
-		if a := ep.remoteAddr(); a != nil {
+		if a := ep.RemoteAddr(); a != nil {
 			return a
 		}
 	}

@@ -104,7 +104,7 @@ func (d *dialOp) addr(p *Pool) string {
 	if d.ep == nil {
 		return p.address
 	}
-	return d.ep.addr
+	return d.ep.Addr
 }
 
 // forWaiterLocked reports whether d's waiter record is still the Get it
@@ -134,7 +134,7 @@ func (p *Pool) dial(d dialOp) {
 	}
 	if !limited {
 		start := p.now()
-		nc, err = p.dialConn(d.ctx, d.ep.addr)
+		nc, err = p.dialConn(d.ctx, d.ep.Addr)
 		took = time.Duration(p.now() - start)
 		if err == nil {
 			p.dialTime.observe(took)
@@ -181,18 +181,14 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 	p.dials++
 	p.dialEndedLocked(pc, d.warm)
 	ep := d.ep
-	recovered, streak := p.lastDialErr, ep.failStreak
+	recovered := p.lastDialErr
 	p.failStreak, p.lastDialErr = 0, nil
-	if ep.failStreak > 0 {
-		ep.failStreak = 0
-		p.refreshBackoffLocked()
-	}
-	reason := keep
+	streak := p.endpointDialedLocked(ep)
+	reason := addressFate(ep)
 	switch {
-	case ep.removed.Load():
-		// Its address left the set while it was dialed: its waiter, if
-		// any, stays queued for a dial elsewhere.
-		reason = CloseAddressRemoved
+	case reason != keep:
+		// Its address left the set, or was ejected, while it was
+		// dialed: its waiter, if any, stays queued for a dial elsewhere.
 		p.moveLocked(pc, heldClosing)
 	case d.forWaiterLocked() && pc.gen == p.gen.Load() && !p.closed.Load() && p.dequeueLocked(d.e):
 		p.deliverLocked(d.e, pc, true)
@@ -209,7 +205,7 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 		p.closeConn(pc, reason)
 	}
 	if streak > 0 {
-		p.log.Info("connpool: dial recovered", "address", ep.addr, "failed_dials", streak, "last_error", recovered)
+		p.log.Info("connpool: dial recovered", "address", ep.Addr, "failed_dials", streak, "last_error", recovered)
 	}
 }
 
@@ -225,12 +221,8 @@ func (p *Pool) dialFailed(err error, d dialOp) {
 	p.lastDialErr = err
 	now := p.now()
 	ep := d.ep
-	ep.failStreak++
-	streak := ep.failStreak
-	pause := p.backoff(streak)
-	ep.backoffUntil = now + int64(pause)
-	p.refreshBackoffLocked()
-	if d.forWaiterLocked() && !p.othersDialableLocked(ep, now) && p.dequeueLocked(d.e) {
+	streak, pause := p.endpointDialFailedLocked(ep, now)
+	if d.forWaiterLocked() && !p.addrs.OthersDialable(ep, now) && p.dequeueLocked(d.e) {
 		p.failLocked(d.e, err)
 	}
 	p.dispatchLocked()
@@ -238,7 +230,7 @@ func (p *Pool) dialFailed(err error, d dialOp) {
 	p.mu.Unlock()
 	p.wakeMaintainer() // to retry warming when the backoff ends
 	if streak == 1 {
-		p.log.Warn("connpool: dial failed; backing off", "address", ep.addr, "error", err, "retry_in", pause)
+		p.log.Warn("connpool: dial failed; backing off", "address", ep.Addr, "error", err, "retry_in", time.Duration(pause))
 	}
 }
 

@@ -559,12 +559,12 @@ func (p *Pool) acquireGroupSlot(ep *endpoint) error {
 	}
 	p.mu.Lock()
 	p.numGroupWaiting++
-	ep.groupWaiting++
+	ep.GroupWaiting++
 	p.mu.Unlock()
 	err := l.wait(p.ctx, p)
 	p.mu.Lock()
 	p.numGroupWaiting--
-	ep.groupWaiting--
+	ep.GroupWaiting--
 	p.mu.Unlock()
 	return err
 }

@@ -85,9 +85,9 @@ import (
 //	ConnectionCheckedInEvent        Put
 //	  address, connectionId           Address, ConnID
 //	(none)                          HealthCheckDone, LeakDetected, Resolved,
-//	                                MaxConnsChanged: CMAP pools do not
-//	                                check idle conns, track loans, resolve
-//	                                names or resize
+//	                                MaxConnsChanged, AddressEjected: CMAP
+//	                                pools do not check idle conns, track
+//	                                loans, resolve names, resize or eject
 //
 // CMAP's four close reasons cover connpool's fourteen:
 //
@@ -174,6 +174,10 @@ type Hooks struct {
 	// MaxConnsChanged is called when the cap on open conns changes: by
 	// [Pool.SetMaxConns], or by the adaptive cap ([WithAdaptiveMaxConns]).
 	MaxConnsChanged func(MaxConnsChangedEvent)
+	// AddressEjected is called when an address of the pool's host name is
+	// ejected for its failing conns, and when it is readmitted
+	// ([WithOutlierEjection]).
+	AddressEjected func(EjectionEvent)
 }
 
 // Chain returns hooks that call h's hook and then next's for each event.
@@ -195,6 +199,7 @@ func (h Hooks) Chain(next Hooks) Hooks {
 		LeakDetected:    chain(h.LeakDetected, next.LeakDetected),
 		Resolved:        chain(h.Resolved, next.Resolved),
 		MaxConnsChanged: chain(h.MaxConnsChanged, next.MaxConnsChanged),
+		AddressEjected:  chain(h.AddressEjected, next.AddressEjected),
 	}
 }
 

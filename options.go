@@ -137,6 +137,7 @@ type config struct {
 	resolver        Resolver
 	resolveInterval time.Duration
 	rebalanceRate   int
+	ejection        ejectionConfig // WithOutlierEjection; zero: off
 	logger          *slog.Logger
 	name            string // "" until set: New names the pool "network address"
 	maxWaiters      int    // 0: no limit

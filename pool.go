@@ -3,11 +3,11 @@ package connpool
 import (
 	"context"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/connpool/connpool/internal/addrset"
 	"github.com/connpool/connpool/internal/clock"
 	"github.com/connpool/connpool/internal/idlestack"
 	"github.com/connpool/connpool/internal/waitq"
@@ -92,12 +92,11 @@ type Pool struct {
 	lastDialErr  error
 	backoffUntil int64 // pool clock
 
-	// The addresses dials go to (resolve.go): eps is the set, in the
-	// order first seen, and draining the addresses removed from it that
-	// still have conns open or dialing. Each endpoint's counts are
-	// guarded by mu too.
-	eps           []*endpoint
-	draining      []*endpoint
+	// The addresses dials go to (internal/addrset; addrs.go, resolve.go,
+	// ejection.go): the set and the draining addresses, each endpoint's
+	// counts, backoff and ejection. Guarded by mu, but for the endpoints'
+	// Status, which is safe without it.
+	addrs         *addrset.Set
 	resolving     bool  // a resolve is in flight
 	nextResolve   int64 // pool clock
 	resolveStreak int   // consecutive failed resolves, logged once per streak
@@ -209,8 +208,9 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 			"add WithResolver(net.DefaultResolver) to spread them, or WithResolver(nil) to keep this without the log line",
 			"address", address)
 	}
+	p.addrs = newAddrSet(address, p.port, p.cfg.ejection)
 	if p.host == "" {
-		p.eps = []*endpoint{p.newEndpoint(netip.Addr{})}
+		p.addrs.Given()
 	} else {
 		p.resolvedOnce = make(chan struct{})
 		p.lastRebalance = -int64(cfg.resolveInterval)
@@ -418,8 +418,8 @@ func (p *Pool) accept(d delivery, op *getOp) bool {
 	switch {
 	case pc.gen != p.gen.Load():
 		return refuse(CloseReset)
-	case pc.ep.removed.Load(): // handed over before a resolve drained its address
-		return refuse(CloseAddressRemoved)
+	case pc.ep.Status() != addrset.Usable: // handed over before a resolve or an ejection drained its address
+		return refuse(addressFate(pc.ep))
 	case d.fresh:
 		p.misses.Add(1)
 		op.served = ServedDial

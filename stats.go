@@ -1,7 +1,6 @@
 package connpool
 
 import (
-	"slices"
 	"time"
 )
 
@@ -98,6 +97,9 @@ type Stats struct {
 	// (an IP literal, a network other than TCP: the pool's own counts
 	// say it all), and until a pool's first lookup answers.
 	Addresses []AddressStats
+	// Ejections counts the times an address was ejected for its failing
+	// conns ([WithOutlierEjection]).
+	Ejections int64
 
 	Leaks int64 // conns reported as held past the leak threshold (WithLeakDetection)
 
@@ -125,6 +127,12 @@ type AddressStats struct {
 	// Draining says that it left the resolved set: no Get is handed a
 	// conn to it any more, and its conns close as they come back.
 	Draining bool
+	// Ejected says that its conns failed too often after their dial and
+	// it is out of use for a while ([WithOutlierEjection]): no dial goes
+	// to it and no Get is handed a conn to it.
+	Ejected bool
+	// Ejections counts the times it was ejected.
+	Ejections int64
 }
 
 // CloseReasons returns every reason the pool closes a conn for, in the
@@ -262,6 +270,7 @@ func (p *Pool) Stats() Stats {
 		Resolves:             p.resolves,
 		ResolveErrors:        p.resolveErrors,
 		Addresses:            p.addressStatsIdleLocked(),
+		Ejections:            p.addrs.TotalEjections(),
 
 		OldestWait: p.oldestWaitLocked(),
 		WaitTime:   p.waitTime.snapshot(),
@@ -279,19 +288,18 @@ func (p *Pool) Stats() Stats {
 // resolve. mu and idleMu must be held. A pool of one address is counted
 // from the pool's own counts; otherwise it walks the open conns.
 func (p *Pool) addressStatsIdleLocked() []AddressStats {
-	n := len(p.eps) + len(p.draining)
+	all := p.addrs.All()
+	n := len(all)
 	if n == 0 || p.host == "" {
 		return nil
 	}
 	now := p.now()
 	out := make([]AddressStats, 0, n)
-	for _, list := range [][]*endpoint{p.eps, p.draining} {
-		for _, ep := range list {
-			out = append(out, AddressStats{
-				Address: ep.addr, Open: ep.open, Dialing: ep.dialing - ep.groupWaiting, Dials: ep.dials, DialErrors: ep.dialErrors,
-				BackingOff: ep.backingOffLocked(now), Draining: ep.removed.Load(),
-			})
-		}
+	for _, ep := range all {
+		out = append(out, AddressStats{
+			Address: ep.Addr, Open: ep.Open, Dialing: ep.Dialing - ep.GroupWaiting, Dials: ep.Dials, DialErrors: ep.DialErrors,
+			BackingOff: ep.BackingOff(now), Draining: ep.Removed(), Ejected: ep.Ejected(), Ejections: ep.Ejections(),
+		})
 	}
 	if n == 1 {
 		out[0].InUse = p.inUseIdleLocked()
@@ -299,7 +307,7 @@ func (p *Pool) addressStatsIdleLocked() []AddressStats {
 		return out
 	}
 	at := make(map[*endpoint]int, n)
-	for i, ep := range slices.Concat(p.eps, p.draining) {
+	for i, ep := range all {
 		at[ep] = i
 	}
 	for pc := range p.all {

@@ -35,6 +35,7 @@
 //	db.client.connection.use_time           Histogram           s             Put, of each conn returned
 //	connpool.client.connection.closed       async Counter       {connection}  Stats' close counters, by connpool.close.reason
 //	connpool.client.connection.gets         async Counter       {request}     Hits, Misses and Failed(f), by connpool.get.result
+//	connpool.client.connection.ejections    async Counter       {ejection}    Stats.Ejections
 //
 // A pool of a host name (connpool.WithResolver) reports each address of
 // Stats.Addresses too, under connpool's own names, with the pool's name,
@@ -45,6 +46,8 @@
 //	connpool.client.connection.backend.dial_errors  async Counter       {error}       DialErrors
 //	connpool.client.connection.backend.backing_off  async Gauge         1             1 if BackingOff, else 0
 //	connpool.client.connection.backend.draining     async Gauge         1             1 if Draining, else 0
+//	connpool.client.connection.backend.ejected      async Gauge         1             1 if Ejected, else 0
+//	connpool.client.connection.backend.ejections    async Counter       {ejection}    Ejections
 //
 // Conns being dialed or closed are in neither state of count. wait_time
 // counts the Gets that queued at the cap or the dial limit, served or not,

@@ -29,6 +29,10 @@ const (
 	getsName     = "connpool.client.connection.gets"
 	getResultKey = attribute.Key("connpool.get.result")
 
+	// ejectionsName counts the ejections of the pool's addresses
+	// (connpool.WithOutlierEjection).
+	ejectionsName = "connpool.client.connection.ejections"
+
 	// The instruments of each address a pool of a host name dials
 	// (Stats.Addresses), with network.peer.address and network.peer.port.
 	backendCountName      = "connpool.client.connection.backend.count"
@@ -36,6 +40,8 @@ const (
 	backendDialErrorsName = "connpool.client.connection.backend.dial_errors"
 	backendBackingOffName = "connpool.client.connection.backend.backing_off"
 	backendDrainingName   = "connpool.client.connection.backend.draining"
+	backendEjectedName    = "connpool.client.connection.backend.ejected"
+	backendEjectionsName  = "connpool.client.connection.backend.ejections"
 )
 
 // Metrics holds the instruments for connpool pools, from one meter.
@@ -55,12 +61,15 @@ type Metrics struct {
 	timeouts metric.Int64ObservableCounter
 	closed   metric.Int64ObservableCounter
 	gets     metric.Int64ObservableCounter
+	ejected  metric.Int64ObservableCounter
 
 	backendCount      metric.Int64ObservableUpDownCounter
 	backendDials      metric.Int64ObservableCounter
 	backendDialErrors metric.Int64ObservableCounter
 	backendBackingOff metric.Int64ObservableGauge
 	backendDraining   metric.Int64ObservableGauge
+	backendEjected    metric.Int64ObservableGauge
+	backendEjections  metric.Int64ObservableCounter
 
 	// byPool holds, for the hooks, the record options of each pool name
 	// seen, a []metric.RecordOption: one attribute set per pool, not one
@@ -134,6 +143,12 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		"1 while dials to one address of the pool's host name are paused after failures, else 0.")
 	m.backendDraining = gauge(backendDrainingName,
 		"1 while one address that left the pool's resolved set still has connections open, else 0.")
+	m.ejected = counter(ejectionsName, "{ejection}",
+		"The number of times an address of the pool's host name was ejected for its failing connections.")
+	m.backendEjected = gauge(backendEjectedName,
+		"1 while one address of the pool's host name is ejected for its failing connections, else 0.")
+	m.backendEjections = counter(backendEjectionsName, "{ejection}",
+		"The number of times one address of the pool's host name was ejected for its failing connections.")
 
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("connpoolotel: %w", errors.Join(errs...))

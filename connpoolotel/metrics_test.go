@@ -64,6 +64,8 @@ var conventions = []struct {
 		"", []attribute.Key{poolNameKey, reasonKey}, nil},
 	{"connpool.client.connection.gets", sdkmetric.InstrumentKindObservableCounter, "{request}",
 		"", []attribute.Key{poolNameKey, resultKey}, []attribute.Key{errorKey}},
+	{"connpool.client.connection.ejections", sdkmetric.InstrumentKindObservableCounter, "{ejection}",
+		"", []attribute.Key{poolNameKey}, nil},
 }
 
 // TestInstrumentsFollowConventions checks each instrument's name, kind,
@@ -298,6 +300,9 @@ func TestBackendInstruments(t *testing.T) {
 		{"connpool.client.connection.backend.dial_errors", sdkmetric.InstrumentKindObservableCounter, "{error}", with(), a.DialErrors},
 		{"connpool.client.connection.backend.backing_off", sdkmetric.InstrumentKindObservableGauge, "1", with(), 0},
 		{"connpool.client.connection.backend.draining", sdkmetric.InstrumentKindObservableGauge, "1", with(), 0},
+		{"connpool.client.connection.backend.ejected", sdkmetric.InstrumentKindObservableGauge, "1", with(), 0},
+		{"connpool.client.connection.backend.ejections", sdkmetric.InstrumentKindObservableCounter, "{ejection}", with(), 0},
+		{"connpool.client.connection.ejections", sdkmetric.InstrumentKindObservableCounter, "{ejection}", []attribute.KeyValue{poolName("orders")}, 0},
 	} {
 		kind, ok := h.kind(c.name)
 		require.True(t, ok, c.name)

@@ -56,7 +56,8 @@ func (m *Metrics) register(observe func(metric.Observer)) (metric.Registration, 
 		observe(o)
 		return nil
 	}, m.count, m.idleMax, m.idleMin, m.max, m.pending, m.timeouts, m.closed, m.gets,
-		m.backendCount, m.backendDials, m.backendDialErrors, m.backendBackingOff, m.backendDraining)
+		m.backendCount, m.backendDials, m.backendDialErrors, m.backendBackingOff, m.backendDraining,
+		m.ejected, m.backendEjected, m.backendEjections)
 	if err != nil {
 		return nil, fmt.Errorf("connpoolotel: %w", err)
 	}
@@ -72,6 +73,7 @@ func (m *Metrics) observe(o metric.Observer, s connpool.Stats, sets *poolSets) {
 	o.ObserveInt64(m.max, int64(s.MaxConns), sets.pool)
 	o.ObserveInt64(m.pending, int64(s.Waiting), sets.pool)
 	o.ObserveInt64(m.timeouts, s.Timeouts, sets.pool)
+	o.ObserveInt64(m.ejected, s.Ejections, sets.pool)
 	for i, c := range closeCounters {
 		o.ObserveInt64(m.closed, c.count(s), sets.closed[i])
 	}
@@ -110,6 +112,8 @@ func (m *Metrics) observeBackend(o metric.Observer, name attribute.KeyValue, a c
 	o.ObserveInt64(m.backendDialErrors, a.DialErrors, addr)
 	o.ObserveInt64(m.backendBackingOff, flag(a.BackingOff), addr)
 	o.ObserveInt64(m.backendDraining, flag(a.Draining), addr)
+	o.ObserveInt64(m.backendEjected, flag(a.Ejected), addr)
+	o.ObserveInt64(m.backendEjections, a.Ejections, addr)
 }
 
 // poolSets are the attribute sets of one pool's observations.

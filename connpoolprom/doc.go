@@ -50,6 +50,7 @@
 //	connpool_closed_total{reason}      counter: Closed(r) for each r of CloseReasons, by r.String
 //	connpool_leaks_total               counter: Leaks
 //	connpool_resolves_total{result}    counter: ok (Resolves), error (ResolveErrors)
+//	connpool_ejections_total           counter: Ejections
 //
 // A pool of a host name ([connpool.WithResolver]) adds, for each address
 // of Stats.Addresses, these metrics with one more label, backend, the
@@ -60,6 +61,8 @@
 //	connpool_backend_dial_errors_total   counter: DialErrors
 //	connpool_backend_backing_off         gauge: 1 if BackingOff, else 0
 //	connpool_backend_draining            gauge: 1 if Draining, else 0
+//	connpool_backend_ejected             gauge: 1 if Ejected, else 0
+//	connpool_backend_ejections_total     counter: Ejections
 //
 // The adaptive cap's bounds and baseline are not exported (the cap it
 // chose is connpool_max_connections).

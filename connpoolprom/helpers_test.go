@@ -207,6 +207,7 @@ func want(a connpool.Addr, s connpool.Stats) map[string]float64 {
 	add("connpool_leaks_total", float64(s.Leaks))
 	add("connpool_resolves_total", float64(s.Resolves), "result", "ok")
 	add("connpool_resolves_total", float64(s.ResolveErrors), "result", "error")
+	add("connpool_ejections_total", float64(s.Ejections))
 
 	flag := func(b bool) float64 {
 		if b {
@@ -224,6 +225,8 @@ func want(a connpool.Addr, s connpool.Stats) map[string]float64 {
 		add("connpool_backend_dial_errors_total", float64(a.DialErrors), b...)
 		add("connpool_backend_backing_off", flag(a.BackingOff), b...)
 		add("connpool_backend_draining", flag(a.Draining), b...)
+		add("connpool_backend_ejected", flag(a.Ejected), b...)
+		add("connpool_backend_ejections_total", float64(a.Ejections), b...)
 	}
 	return m
 }

@@ -45,11 +45,14 @@ const (
 	fClosed
 	fLeaks
 	fResolves
+	fEjections
 	fBackendConnections
 	fBackendDials
 	fBackendDialErrors
 	fBackendBackingOff
 	fBackendDraining
+	fBackendEjected
+	fBackendEjections
 	numFamilies
 )
 
@@ -104,6 +107,9 @@ var families = [numFamilies]family{
 	fBackendConnections: {"connpool_backend_connections",
 		"Conns to one address of the pool's host name now, by state: in_use, idle (including those under a background check), dialing, closing.",
 		[]string{"backend", "state"}},
+	fEjections: {"connpool_ejections_total",
+		"Ejections of an address of the pool's host name whose conns kept failing after the dial (WithOutlierEjection).",
+		nil},
 	fBackendDials: {"connpool_backend_dials_total",
 		"Conns dialed successfully to one address of the pool's host name.",
 		[]string{"backend"}},
@@ -115,6 +121,12 @@ var families = [numFamilies]family{
 		[]string{"backend"}},
 	fBackendDraining: {"connpool_backend_draining",
 		"1 while one address that left the pool's resolved set still has conns open, closed as they come back, else 0.",
+		[]string{"backend"}},
+	fBackendEjected: {"connpool_backend_ejected",
+		"1 while one address of the pool's host name is ejected for its failing conns (WithOutlierEjection), else 0.",
+		[]string{"backend"}},
+	fBackendEjections: {"connpool_backend_ejections_total",
+		"Times one address of the pool's host name was ejected for its failing conns (WithOutlierEjection).",
 		[]string{"backend"}},
 }
 
@@ -208,6 +220,7 @@ var specs = func() []metricSpec {
 		c(fLeaks, nil, func(s *connpool.Stats) int64 { return s.Leaks }),
 		c(fResolves, result("error"), func(s *connpool.Stats) int64 { return s.ResolveErrors }),
 		c(fResolves, result("ok"), func(s *connpool.Stats) int64 { return s.Resolves }),
+		c(fEjections, nil, func(s *connpool.Stats) int64 { return s.Ejections }),
 	}
 	// The Gets of every result: hit, miss and each failure.
 	gets := []metricSpec{
@@ -256,6 +269,8 @@ var backendSpecs = func() []backendSpec {
 		{fBackendDialErrors, counter, nil, func(a *connpool.AddressStats) float64 { return float64(a.DialErrors) }},
 		{fBackendBackingOff, gauge, nil, func(a *connpool.AddressStats) float64 { return flag(a.BackingOff) }},
 		{fBackendDraining, gauge, nil, func(a *connpool.AddressStats) float64 { return flag(a.Draining) }},
+		{fBackendEjected, gauge, nil, func(a *connpool.AddressStats) float64 { return flag(a.Ejected) }},
+		{fBackendEjections, counter, nil, func(a *connpool.AddressStats) float64 { return float64(a.Ejections) }},
 	}
 }()
 

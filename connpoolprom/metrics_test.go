@@ -74,10 +74,10 @@ func distinctStats() connpool.Stats {
 		}
 	}
 	for i, addr := range []string{"10.0.0.1:5432", "10.0.0.2:5432"} {
-		a := connpool.AddressStats{Address: addr, BackingOff: i == 0, Draining: i == 1}
+		a := connpool.AddressStats{Address: addr, BackingOff: i == 0, Draining: i == 1, Ejected: i == 0}
 		a.InUse, a.Idle, a.Dialing = int(next()), int(next()), int(next())
 		a.Open = a.InUse + a.Idle + int(next()) // some closing
-		a.Dials, a.DialErrors = next(), next()
+		a.Dials, a.DialErrors, a.Ejections = next(), next(), next()
 		s.Addresses = append(s.Addresses, a)
 	}
 	return s
@@ -137,6 +137,8 @@ func TestEveryStatsFieldReachesAScrape(t *testing.T) {
 						func(a *connpool.AddressStats) { a.DialErrors++ },
 						func(a *connpool.AddressStats) { a.BackingOff = !a.BackingOff },
 						func(a *connpool.AddressStats) { a.Draining = !a.Draining },
+						func(a *connpool.AddressStats) { a.Ejected = !a.Ejected },
+						func(a *connpool.AddressStats) { a.Ejections++ },
 					} {
 						s.Addresses = slices.Clone(base.Addresses)
 						change(&s.Addresses[j])

@@ -1,0 +1,327 @@
+package connpool_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connpool/connpool"
+)
+
+// The tests of outlier ejection (ejection.go, internal/addrset's
+// outlier.go) against loopback backends: three addresses behind a fake
+// name, of which one or two answer a conn's first request and then send
+// junk or reset it.
+
+// flaky is a server that answers the first request of each conn and
+// then, on the next, sends junk (odd conns) or resets the conn (even
+// ones). It counts the conns it accepted and the requests it read.
+type flaky struct {
+	ln       net.Listener
+	accepted atomic.Int64
+	requests atomic.Int64
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+}
+
+// replaceWithFlaky closes b's echo server at ip and serves a flaky one
+// at its address instead, closed at the end of the test.
+func replaceWithFlaky(t *testing.T, b *backends, ip netip.Addr) *flaky {
+	t.Helper()
+	require.NoError(t, b.srvs[ip].Close())
+	ln, err := net.Listen("tcp", b.addr(ip))
+	require.NoError(t, err)
+	f := &flaky{ln: ln, conns: make(map[net.Conn]struct{})}
+	f.wg.Add(1)
+	go f.accept()
+	t.Cleanup(f.close)
+	return f
+}
+
+func (f *flaky) accept() {
+	defer f.wg.Done()
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		n := f.accepted.Add(1)
+		f.mu.Lock()
+		f.conns[c] = struct{}{}
+		f.mu.Unlock()
+		f.wg.Add(1)
+		go f.serve(c, n%2 == 1)
+	}
+}
+
+func (f *flaky) serve(c net.Conn, junk bool) {
+	defer f.wg.Done()
+	defer func() {
+		f.mu.Lock()
+		delete(f.conns, c)
+		f.mu.Unlock()
+		_ = c.Close()
+	}()
+	buf := make([]byte, 64)
+	for i := 0; ; i++ {
+		n, err := c.Read(buf)
+		if err != nil {
+			return
+		}
+		f.requests.Add(1)
+		switch {
+		case i == 0:
+			_, _ = c.Write(buf[:n])
+		case junk:
+			_, _ = c.Write([]byte("junk!junk!junk!junk!"[:n]))
+		default:
+			_ = c.(*net.TCPConn).SetLinger(0) // close with a reset
+			return
+		}
+	}
+}
+
+func (f *flaky) close() {
+	_ = f.ln.Close()
+	f.mu.Lock()
+	for c := range f.conns {
+		_ = c.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+// ejectionEvents returns hooks that send every AddressEjected event to
+// the channel, never blocking the pool.
+func ejectionEvents() (connpool.Hooks, <-chan connpool.EjectionEvent) {
+	ch := make(chan connpool.EjectionEvent, 1024)
+	return connpool.Hooks{AddressEjected: func(e connpool.EjectionEvent) {
+		select {
+		case ch <- e:
+		default:
+		}
+	}}, ch
+}
+
+// ejectingPool returns a pool of b's name, with ejection on.
+func ejectingPool(t *testing.T, b *backends, o connpool.OutlierEjection, hooks connpool.Hooks) *connpool.Pool {
+	t.Helper()
+	pool, err := connpool.New("tcp", b.name(),
+		connpool.WithResolver(newFakeResolver(b.ips...)),
+		connpool.WithMaxConns(8),
+		connpool.WithOutlierEjection(o),
+		connpool.WithHooks(hooks))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pool.Close() })
+	return pool
+}
+
+// round borrows n conns at once, sends one request over each, and
+// returns them: a reply that is not the request marks the conn unusable,
+// and a failed read or write is the pool's to see. It returns the
+// addresses the conns went to.
+func round(t *testing.T, pool *connpool.Pool, n int) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	conns := make([]*connpool.Conn, 0, n)
+	var addrs []string
+	for range n {
+		c, err := pool.Get(ctx)
+		require.NoError(t, err)
+		conns = append(conns, c)
+		addrs = append(addrs, c.RemoteAddr().String())
+	}
+	for _, c := range conns {
+		const msg = "ping"
+		_ = c.SetDeadline(time.Now().Add(waitFor))
+		if _, err := c.Write([]byte(msg)); err == nil {
+			buf := make([]byte, len(msg))
+			if _, err := io.ReadFull(c, buf); err == nil && string(buf) != msg {
+				c.MarkUnusable()
+			}
+		}
+		require.NoError(t, c.Close())
+	}
+	return addrs
+}
+
+// ejectedAddrs returns the addresses Stats shows ejected.
+func ejectedAddrs(pool *connpool.Pool) []string {
+	var out []string
+	for _, a := range pool.Stats().Addresses {
+		if a.Ejected {
+			out = append(out, a.Address)
+		}
+	}
+	return out
+}
+
+// TestOutlierEjectionEjectsAndReadmits pins the promise of
+// WithOutlierEjection: of three addresses, the one whose conns fail after
+// their first request is ejected after Consecutive failures, no Get
+// reaches it while it is ejected (not a dial, not an idle conn), and it
+// is readmitted after the ejection time, when dials reach it again.
+func TestOutlierEjectionEjectsAndReadmits(t *testing.T) {
+	b := startBackends(t, 3)
+	bad := replaceWithFlaky(t, b, b.ips[1])
+	badAddr := b.addr(b.ips[1])
+	hooks, events := ejectionEvents()
+	const k = 3
+	pool := ejectingPool(t, b, connpool.OutlierEjection{Consecutive: k, FailureRate: -1, BaseEjectionTime: time.Second}, hooks)
+
+	for i := 0; len(ejectedAddrs(pool)) == 0; i++ {
+		require.Less(t, i, 100, "never ejected")
+		round(t, pool, 3)
+	}
+	assert.Equal(t, []string{badAddr}, ejectedAddrs(pool))
+	s := pool.Stats()
+	assert.Equal(t, int64(1), s.Ejections)
+	assert.GreaterOrEqual(t, s.BrokenClosed, int64(k), "ejected after %d failures, no fewer", k)
+	var ev connpool.EjectionEvent
+	select {
+	case ev = <-events:
+	case <-time.After(waitFor):
+		t.Fatal("no ejection event")
+	}
+	assert.Equal(t, connpool.EjectionEvent{Pool: ev.Pool, Address: badAddr, Ejected: true, Duration: time.Second, Ejections: 1}, ev)
+
+	// While it is ejected, no Get reaches it: neither a dial nor an idle
+	// conn of it. Only the rounds that ended with it still ejected count.
+	accepted, requests := bad.accepted.Load(), bad.requests.Load()
+	for range 10 {
+		addrs := round(t, pool, 4) // one more than there are idle conns: a dial each round at first
+		if len(ejectedAddrs(pool)) == 0 {
+			break // readmitted meanwhile (a slow machine): the rest is moot
+		}
+		assert.NotContains(t, addrs, badAddr)
+		assert.Equal(t, accepted, bad.accepted.Load(), "a dial reached the ejected address")
+		assert.Equal(t, requests, bad.requests.Load(), "a request reached the ejected address")
+	}
+
+	select {
+	case ev = <-events:
+	case <-time.After(waitFor):
+		t.Fatal("not readmitted")
+	}
+	assert.Equal(t, connpool.EjectionEvent{Pool: ev.Pool, Address: badAddr, Ejections: 1}, ev)
+	assert.Empty(t, ejectedAddrs(pool))
+	// Readmitted, it is the emptiest address: the next dial goes there.
+	require.Eventually(t, func() bool {
+		for _, a := range round(t, pool, 6) {
+			if a == badAddr {
+				return true
+			}
+		}
+		return false
+	}, waitFor, tick)
+}
+
+// TestOutlierEjectionMaxPercent pins the cap on ejections: with two of
+// three addresses failing and MaxEjectionPercent 50, one is ejected and
+// the other, though its conns fail as often, stays in.
+func TestOutlierEjectionMaxPercent(t *testing.T) {
+	b := startBackends(t, 3)
+	replaceWithFlaky(t, b, b.ips[0])
+	replaceWithFlaky(t, b, b.ips[1])
+	const k = 2
+	var mu sync.Mutex
+	broken := map[string]int{}
+	hooks := connpool.Hooks{ConnClosed: func(e connpool.ConnClosedEvent) {
+		if e.Reason == connpool.CloseBroken {
+			mu.Lock()
+			broken[e.Address]++
+			mu.Unlock()
+		}
+	}}
+	pool := ejectingPool(t, b, connpool.OutlierEjection{Consecutive: k, FailureRate: -1, BaseEjectionTime: time.Hour}, hooks)
+
+	for i := 0; ; i++ {
+		require.Less(t, i, 200, "the second bad address never failed %d times while the first was ejected", k)
+		round(t, pool, 3)
+		ej := ejectedAddrs(pool)
+		require.LessOrEqual(t, len(ej), 1, "more than 50%% of three ejected")
+		if len(ej) == 0 {
+			continue
+		}
+		other := b.addr(b.ips[0])
+		if ej[0] == other {
+			other = b.addr(b.ips[1])
+		}
+		mu.Lock()
+		n := broken[other]
+		mu.Unlock()
+		if n >= 2*k {
+			break // it failed enough to be ejected twice over, and is not
+		}
+	}
+	assert.Len(t, ejectedAddrs(pool), 1)
+	assert.Equal(t, int64(1), pool.Stats().Ejections)
+}
+
+// TestOutlierEjectionOption pins the option's checks and that it is off
+// unless given.
+func TestOutlierEjectionOption(t *testing.T) {
+	for _, o := range []connpool.OutlierEjection{
+		{FailureRate: 1.5},
+		{MaxEjectionPercent: 101},
+		{BaseEjectionTime: -time.Second},
+		{Window: -1},
+	} {
+		_, err := connpool.New("tcp", "127.0.0.1:1", connpool.WithOutlierEjection(o))
+		assert.True(t, errors.Is(err, connpool.ErrInvalidOption), "%+v: %v", o, err)
+		assert.ErrorContains(t, err, "WithOutlierEjection")
+	}
+}
+
+// TestEjectionEventsInOrder pins the order of AddressEjected events, as a
+// consumer that tracks the ejected set sees them: with an ejection time
+// of a millisecond, so that readmissions race the next ejections, each
+// address's events alternate, ejected first, and the set they describe
+// never holds more than 50% of the three addresses.
+func TestEjectionEventsInOrder(t *testing.T) {
+	b := startBackends(t, 3)
+	replaceWithFlaky(t, b, b.ips[0])
+	replaceWithFlaky(t, b, b.ips[1])
+	var mu sync.Mutex
+	var seen []connpool.EjectionEvent
+	hooks := connpool.Hooks{AddressEjected: func(e connpool.EjectionEvent) {
+		mu.Lock()
+		seen = append(seen, e)
+		mu.Unlock()
+	}}
+	pool := ejectingPool(t, b, connpool.OutlierEjection{Consecutive: 1, FailureRate: -1,
+		BaseEjectionTime: time.Millisecond, MaxEjectionTime: time.Millisecond}, hooks)
+	require.Eventually(t, func() bool {
+		round(t, pool, 3)
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) >= 6
+	}, waitFor, tick)
+	require.NoError(t, pool.Close())
+
+	mu.Lock()
+	defer mu.Unlock()
+	out := map[string]bool{}
+	for i, e := range seen {
+		require.NotEqual(t, out[e.Address], e.Ejected, "event %d: %+v repeats its address's state", i, e)
+		out[e.Address] = e.Ejected
+		n := 0
+		for _, ej := range out {
+			if ej {
+				n++
+			}
+		}
+		require.LessOrEqual(t, n, 1, "event %d: two of three ejected", i)
+	}
+}
