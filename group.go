@@ -599,20 +599,5 @@ func (p *Pool) oldestIdle() (time.Time, bool) {
 // closeOldestIdle closes the pool's oldest idle conn, to make room under
 // its group's cap, and reports whether there was one.
 func (p *Pool) closeOldestIdle() bool {
-	p.mu.Lock()
-	var pc *poolConn
-	ok := false
-	if !p.closed.Load() {
-		p.idleMu.Lock()
-		pc, ok = p.idle.PopBottom()
-		p.idleMu.Unlock()
-	}
-	if ok {
-		p.moveLocked(pc, heldClosing)
-	}
-	p.mu.Unlock()
-	if ok {
-		p.closeConn(pc, CloseIdle)
-	}
-	return ok
+	return p.evict(oldest(1), CloseIdle) > 0
 }

@@ -123,7 +123,7 @@ func (p *Pool) serveIdle() {
 	}
 	var doomed []*poolConn
 	if p.closed.Load() {
-		doomed = p.takeAllIdle()
+		doomed = p.evictIdle(everyConn)
 	}
 	p.mu.Unlock()
 	p.closeConns(retired, CloseIdle)
@@ -135,8 +135,8 @@ func (p *Pool) serveIdle() {
 // out. trusting is false once the Get's vetting has rejected several idle
 // conns: it then takes one only when it could not dial instead. A
 // DialContext at the cap that finds only used idle conns gets the oldest
-// as retired, still held idle, for the caller to move to closing and
-// close to make room for a dial. mu must be held; it takes idleMu.
+// as retired, evicted (moved to closing), for the caller to close to make
+// room for a dial. mu must be held; it takes idleMu.
 func (p *Pool) takeIdle(unusedOnly, trusting bool) (c *Conn, retired *poolConn) {
 	p.idleMu.Lock()
 	if p.idle.Len() == 0 { // a starved Get's way: out without a defer
@@ -156,7 +156,9 @@ func (p *Pool) takeIdle(unusedOnly, trusting bool) (c *Conn, retired *poolConn) 
 	}
 	if !ok {
 		if !p.canDialLocked() {
-			retired, _ = p.idle.PopBottom()
+			if pcs := p.evictIdleLocked(oldest(1)); len(pcs) > 0 {
+				retired = pcs[0]
+			}
 		}
 		return nil, retired
 	}
@@ -166,14 +168,3 @@ func (p *Pool) takeIdle(unusedOnly, trusting bool) (c *Conn, retired *poolConn) 
 }
 
 func neverUsed(pc *poolConn) bool { return !pc.used }
-
-// takeAllIdle empties the idle stack and moves the conns to closing; the
-// caller closes them with closeConns once mu is released. mu must be
-// held; it takes idleMu.
-func (p *Pool) takeAllIdle() []*poolConn {
-	p.idleMu.Lock()
-	idle := p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
-	p.idleMu.Unlock()
-	p.moveAllLocked(idle, heldClosing)
-	return idle
-}

@@ -233,6 +233,69 @@ func (p *Pool) closeConns(pcs []*poolConn, reason CloseReason) {
 	}
 }
 
+// The eviction primitive: the only code that takes conns off the idle
+// stack to close them. evictIdleLocked is its part under the locks; the
+// caller closes what it returns with closeConns (or closeConn, for a
+// reason of each conn's own) once mu is released. evictIdle takes idleMu
+// for it, and evict is the whole sequence, for a caller that needs
+// nothing else under mu.
+
+// evictIdleLocked takes off the idle stack, oldest first, the idle conns
+// match selects and moves them to closing. match sees the conns in age
+// order, so it may stop once it has enough (oldest). mu and idleMu must be
+// held.
+func (p *Pool) evictIdleLocked(match func(*poolConn) bool) []*poolConn {
+	pcs := p.idle.RemoveFunc(match, nil)
+	p.moveAllLocked(pcs, heldClosing)
+	return pcs
+}
+
+// evictIdle is evictIdleLocked for a caller that holds mu only; match runs
+// under idleMu. mu must be held; it takes idleMu.
+func (p *Pool) evictIdle(match func(*poolConn) bool) []*poolConn {
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	return p.evictIdleLocked(match)
+}
+
+// evict closes the idle conns match selects for reason, unless the pool
+// is closed (Close closes them), and returns how many. It takes mu and
+// idleMu.
+func (p *Pool) evict(match func(*poolConn) bool, reason CloseReason) int {
+	p.mu.Lock()
+	var pcs []*poolConn
+	if !p.closed.Load() {
+		pcs = p.evictIdle(match)
+	}
+	p.mu.Unlock()
+	p.closeConns(pcs, reason)
+	return len(pcs)
+}
+
+// everyConn selects every idle conn, for evictIdle.
+func everyConn(*poolConn) bool { return true }
+
+// beyond selects the idle conns beyond the n most recent, for evictIdle:
+// it counts the stack when evictIdle first calls it, under idleMu.
+func (p *Pool) beyond(n int) func(*poolConn) bool {
+	excess, counted := 0, false
+	return func(*poolConn) bool {
+		if !counted {
+			excess, counted = p.idle.Len()-n, true
+		}
+		excess--
+		return excess >= 0
+	}
+}
+
+// oldest selects the n oldest idle conns, for evictIdle.
+func oldest(n int) func(*poolConn) bool {
+	return func(*poolConn) bool {
+		n--
+		return n >= 0
+	}
+}
+
 // checkInvariants reports every way the ledger is out of balance: the
 // counts against the cap and each other, and each conn's recorded holder
 // against the counts and the idle stack. It takes mu and idleMu; tests

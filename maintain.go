@@ -91,16 +91,15 @@ func (p *Pool) reap(now int64) (next int64) {
 		}
 	}
 	left := p.idle.Len()
-	victims := p.idle.RemoveFunc(func(pc *poolConn) bool {
+	victims := p.evictIdleLocked(func(pc *poolConn) bool {
 		if !pc.retire && (idleTimeout == 0 || now-pc.lastUsed < idleTimeout || left <= p.cfg.minIdle) {
 			return false
 		}
 		left--
 		return true
-	}, nil)
+	})
 	next = p.nextReapIdleLocked(now)
 	p.idleMu.Unlock()
-	p.moveAllLocked(victims, heldClosing)
 	p.mu.Unlock()
 
 	for _, pc := range victims {

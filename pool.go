@@ -379,9 +379,6 @@ func (p *Pool) checkOut(op *getOp) (*Conn, error) {
 			continue
 		}
 		p.queued.Add(-1)
-		if retired != nil {
-			p.moveLocked(retired, heldClosing)
-		}
 		p.nudgeWarmer()
 		p.mu.Unlock()
 		p.freeWaiters.Put(e)

@@ -69,16 +69,8 @@ func (p *Pool) setMaxConnsLocked(n int) []*poolConn {
 		p.cfg.maxIdle = n
 	}
 	p.cfg.maxConnecting = min(p.cfg.connectingWanted, n)
-	var closing []*poolConn
-	for p.numOpen-len(closing) > n {
-		pc, ok := p.idle.PopBottom() // the oldest first
-		if !ok {
-			break
-		}
-		closing = append(closing, pc)
-	}
 	p.idleMu.Unlock()
-	p.moveAllLocked(closing, heldClosing)
+	closing := p.evictIdle(oldest(p.numOpen - n))
 	// The idle conns taken are open until the caller has closed them,
 	// after unlocking: till then the pool is over the cap too, so that a
 	// conn returned meanwhile is not kept above it.
@@ -146,12 +138,8 @@ func (p *Pool) SetMaxIdle(n int) error {
 	default:
 		p.idleMu.Lock()
 		p.cfg.maxIdle, p.cfg.maxIdleWanted, p.cfg.maxIdleSet = n, n, true
-		for p.idle.Len() > n {
-			pc, _ := p.idle.PopBottom()
-			closing = append(closing, pc)
-		}
 		p.idleMu.Unlock()
-		p.moveAllLocked(closing, heldClosing)
+		closing = p.evictIdle(p.beyond(n))
 	}
 	p.mu.Unlock()
 	p.closeConns(closing, CloseMaxIdle)

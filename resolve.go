@@ -488,9 +488,8 @@ func (p *Pool) drainRemoved() []*poolConn {
 			pc.ep.leaving++
 		}
 	}
-	idle := p.idle.RemoveFunc(func(pc *poolConn) bool { return pc.why == CloseAddressRemoved }, nil)
+	idle := p.evictIdleLocked(func(pc *poolConn) bool { return pc.why == CloseAddressRemoved })
 	p.idleMu.Unlock()
-	p.moveAllLocked(idle, heldClosing)
 	return idle
 }
 
