@@ -187,19 +187,18 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 		ep.failStreak = 0
 		p.refreshBackoffLocked()
 	}
-	reason := keep
+	// An unwanted conn (fate.go) is closed; its waiter, if any, stays
+	// queued for another dial (elsewhere, if its address is gone).
+	reason := p.fate(pc, atDialed)
 	switch {
-	case ep.removed.Load():
-		// Its address left the set while it was dialed: its waiter, if
-		// any, stays queued for a dial elsewhere.
-		reason = CloseAddressRemoved
-		p.moveLocked(pc, heldClosing)
-	case d.forWaiterLocked() && pc.gen == p.gen.Load() && !p.closed.Load() && p.dequeueLocked(d.e):
+	case reason != keep:
+	case d.forWaiterLocked() && p.dequeueLocked(d.e):
 		p.deliverLocked(d.e, pc, true)
 	default:
-		if reason = p.offer(pc, fromDial); reason != keep {
-			p.moveLocked(pc, heldClosing)
-		}
+		reason = p.offer(pc, fromDial)
+	}
+	if reason != keep {
+		p.moveLocked(pc, heldClosing)
 	}
 	p.dispatchLocked()
 	p.nudgeWarmer()

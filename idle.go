@@ -58,8 +58,7 @@ func (p *Pool) popIdle() *Conn {
 // putIdle is Put's fast path: it pushes pc, just returned by its borrower,
 // on the idle stack under idleMu alone, and reports whether it did. It
 // declines, leaving pc to giveBack, when a Get is queued, the pool is
-// closed, MaxIdle conns are idle, or pc is past its lifetime or opened
-// before a Reset.
+// closed, or pc's fate (fate.go) is not to be kept.
 func (p *Pool) putIdle(pc *poolConn) bool {
 	if p.queued.Load() != 0 || p.closed.Load() {
 		return false
@@ -74,7 +73,7 @@ func (p *Pool) putIdle(pc *poolConn) bool {
 	// The reaper flags conns past their lifetime under idleMu, and Reset
 	// moves gen under idleMu: a flagged or older conn never reaches the
 	// stack.
-	if pc.retire || pc.gen != p.gen.Load() || p.idle.Len() >= p.cfg.maxIdle || p.overCap.Load() {
+	if p.fate(pc, atPush) != keep {
 		p.idleMu.Unlock()
 		return false
 	}

@@ -396,8 +396,8 @@ func (p *Pool) checkOut(op *getOp) (*Conn, error) {
 
 // accept readies a conn delivered to a waiting Get, or closes it and
 // reports false. A fresh conn is not vetted: it was never idle. A returned
-// one is vetted like any idle conn. Either is closed if a Reset came after
-// its dial (see reset.go).
+// one is vetted like any idle conn. Either is closed if its fate (fate.go)
+// changed since it was handed off.
 func (p *Pool) accept(d delivery, op *getOp) bool {
 	pc := d.c.pc
 	if op.flags&connDestroyOnClose != 0 && pc.used {
@@ -412,11 +412,10 @@ func (p *Pool) accept(d delivery, op *getOp) bool {
 		p.closeConn(pc, reason)
 		return false
 	}
+	if reason := p.fate(pc, atLend); reason != keep { // a Reset or a resolve since it was handed off
+		return refuse(reason)
+	}
 	switch {
-	case pc.gen != p.gen.Load():
-		return refuse(CloseReset)
-	case pc.ep.removed.Load(): // handed over before a resolve drained its address
-		return refuse(CloseAddressRemoved)
 	case d.fresh:
 		p.misses.Add(1)
 		op.served = ServedDial

@@ -177,15 +177,12 @@ func (p *Pool) offer(pc *poolConn, from comeback) CloseReason {
 // closed to free its slot: kept idle, it would hold the slot while they
 // wait at the cap (TestDialContextWaitersBehindUsedConns).
 func (p *Pool) place(pc *poolConn, from comeback) (*waitq.Elem[waiter], CloseReason) {
-	switch {
-	case pc.gen != p.gen.Load():
-		return nil, CloseReset
-	case pc.retire:
-		return nil, pc.retiredReason()
-	case p.closed.Load():
-		return nil, ClosePool
-	case p.overCap.Load() && from != fromDial:
-		return nil, CloseResized // a fresh dial serves a waiter if there is one
+	at := atBack
+	if from == fromDial {
+		at = atDialed
+	}
+	if reason := p.fate(pc, at); reason != keep {
+		return nil, reason
 	}
 	if e := p.waiterForLocked(pc); e != nil {
 		p.handOffLocked(pc, from == fromDial)
@@ -194,13 +191,10 @@ func (p *Pool) place(pc *poolConn, from comeback) (*waitq.Elem[waiter], CloseRea
 	if pc.used && p.waiters.Len() > 0 && p.waitersWithoutDialLocked() > 0 {
 		return nil, CloseIdle
 	}
-	if p.overCap.Load() {
-		return nil, CloseResized
-	}
 	p.idleMu.Lock()
 	defer p.idleMu.Unlock()
-	if p.idle.Len() >= p.cfg.maxIdle {
-		return nil, CloseMaxIdle
+	if reason := p.fate(pc, atIdle); reason != keep {
+		return nil, reason
 	}
 	p.moveLocked(pc, heldIdle)
 	if from == fromBorrower {
