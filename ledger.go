@@ -1,11 +1,6 @@
 package connpool
 
-import (
-	"errors"
-	"fmt"
-
-	"github.com/connpool/connpool/internal/poolcheck"
-)
+import "fmt"
 
 // The custody ledger. Every permit under MaxConns has exactly one holder:
 //
@@ -22,7 +17,8 @@ import (
 // derived, so that they touch no counter under mu.
 //
 // Every poolConn records its holder, written by whoever moves it, under
-// mu or idleMu; checkInvariants compares the records with the counts.
+// mu or idleMu; checkInvariants (ledgercheck.go, in test builds) compares
+// the records with the counts.
 //
 // Each address of the pool (an endpoint, resolve.go) keeps its own
 // counts of the same conns, under mu: a dial's end and a close update
@@ -293,74 +289,5 @@ func oldest(n int) func(*poolConn) bool {
 	return func(*poolConn) bool {
 		n--
 		return n >= 0
-	}
-}
-
-// checkInvariants reports every way the ledger is out of balance: the
-// counts against the cap and each other, and each conn's recorded holder
-// against the counts and the idle stack. It takes mu and idleMu; tests
-// call it after each step of a run, and at its end.
-func (p *Pool) checkInvariants() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.idleMu.Lock()
-	defer p.idleMu.Unlock()
-	var errs []error
-	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	lent := p.inUseIdleLocked()
-	if p.numDialing < 0 || p.numWarming < 0 || p.numWarming > p.numDialing ||
-		p.numChecking < 0 || p.numClosing < 0 || lent < 0 {
-		fail("negative count: dialing %d (warming %d), lent %d, checking %d, closing %d",
-			p.numDialing, p.numWarming, lent, p.numChecking, p.numClosing)
-	}
-	if p.numOpen > p.cfg.maxConns && (!p.overCap.Load() || p.numOpen > p.overCapLimit) {
-		fail("open %d exceeds MaxConns %d (over the cap since it was lowered: %v, at most %d)",
-			p.numOpen, p.cfg.maxConns, p.overCap.Load(), p.overCapLimit)
-	}
-	if n := len(p.all); n != p.numOpen-p.numDialing {
-		fail("%d conns known, but open %d - dialing %d", n, p.numOpen, p.numDialing)
-	}
-	var held [heldClosing + 1]int
-	for pc := range p.all {
-		held[pc.holder]++
-	}
-	onStack := make(map[*poolConn]bool, p.idle.Len())
-	for _, pc := range p.idle.All() {
-		if onStack[pc] {
-			fail("conn %d is on the idle stack twice", pc.id)
-		}
-		onStack[pc] = true
-		if _, ok := p.all[pc]; !ok || pc.holder != heldIdle {
-			fail("idle conn %d is held by %d, known %v", pc.id, pc.holder, ok)
-		}
-	}
-	for _, c := range []struct {
-		name        string
-		held, count int
-	}{
-		{"dialing", held[heldDialing], 0},
-		{"idle", held[heldIdle], p.idle.Len()},
-		{"lent", held[heldLent], lent},
-		{"checking", held[heldChecking], p.numChecking},
-		{"closing", held[heldClosing], p.numClosing},
-	} {
-		if c.held != c.count {
-			fail("%d conns held %s, but the count is %d", c.held, c.name, c.count)
-		}
-	}
-	p.checkEndpointsIdleLocked(fail)
-	if q := int(p.queued.Load()); q < p.waiters.Len() {
-		fail("queued %d is below the %d waiters", q, p.waiters.Len())
-	}
-	return errors.Join(errs...)
-}
-
-func init() {
-	poolcheck.Invariants = func(v any) error {
-		p, ok := v.(*Pool)
-		if !ok {
-			return fmt.Errorf("connpool: poolcheck of a %T", v)
-		}
-		return p.checkInvariants()
 	}
 }
