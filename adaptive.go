@@ -2,7 +2,6 @@ package connpool
 
 import (
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -230,48 +229,4 @@ var adaptiveReasons = [...]MaxConnsReason{
 	adaptive.Latency: MaxConnsLatency,
 	adaptive.Drops:   MaxConnsBroken,
 	adaptive.Probe:   MaxConnsProbe,
-}
-
-// MaxConnsReason says why a pool's cap on open conns changed.
-type MaxConnsReason uint8
-
-const (
-	// MaxConnsSet: [Pool.SetMaxConns] was called.
-	MaxConnsSet MaxConnsReason = iota + 1
-	// MaxConnsDemand: the adaptive cap grew because Gets queued at it
-	// while conns were held no longer than its baseline allows.
-	MaxConnsDemand
-	// MaxConnsLatency: the adaptive cap was cut because conns were held
-	// longer than its baseline allows: the backend is queueing.
-	MaxConnsLatency
-	// MaxConnsBroken: the adaptive cap was cut because too many conns came
-	// back broken (timeouts, failed I/O).
-	MaxConnsBroken
-	// MaxConnsProbe: the adaptive cap was lowered for one window to
-	// re-measure its baseline, or restored after it.
-	MaxConnsProbe
-)
-
-var maxConnsReasonNames = [...]string{"", "set", "demand", "latency", "broken", "probe"}
-
-// String returns the reason in snake case, as metrics labels want it:
-// "set", "demand", "latency", "broken", "probe"; "" for the zero reason.
-func (r MaxConnsReason) String() string {
-	if int(r) < len(maxConnsReasonNames) {
-		return maxConnsReasonNames[r]
-	}
-	return fmt.Sprintf("MaxConnsReason(%d)", r)
-}
-
-// MaxConnsChangedEvent is a change of the pool's cap on open conns.
-type MaxConnsChangedEvent struct {
-	Pool     string
-	Old, New int
-	Reason   MaxConnsReason
-}
-
-func (p *Pool) emitMaxConnsChanged(old, n int, why MaxConnsReason) {
-	if f := p.hooks.MaxConnsChanged; f != nil {
-		emit(p, f, MaxConnsChangedEvent{Pool: p.name, Old: old, New: n, Reason: why})
-	}
 }

@@ -84,8 +84,8 @@ type groupEntry struct {
 	lastUsed time.Time // guarded by Group.mu
 }
 
-// DefaultGroupIdleTimeout is how long a Group keeps a pool nobody uses.
-const DefaultGroupIdleTimeout = 5 * time.Minute
+// defaultGroupIdleTimeout is how long a Group keeps a pool nobody uses.
+const defaultGroupIdleTimeout = 5 * time.Minute
 
 // NewGroup returns an empty group. Its own options ([WithGroupMaxConns],
 // [WithGroupIdleTimeout]) configure the group; every [Option] configures

@@ -1,7 +1,5 @@
 package connpool
 
-import "fmt"
-
 // The custody ledger. Every permit under MaxConns has exactly one holder:
 //
 //	dialing   a dial in flight; no poolConn exists yet
@@ -35,100 +33,6 @@ const (
 	heldChecking
 	heldClosing
 )
-
-// CloseReason says why the pool closed a conn. Each has a counter in
-// [Stats] and is carried by the [ConnClosedEvent] of the conn.
-type CloseReason uint8
-
-const (
-	// CloseIdle: idle for IdleTimeout, evicted to make room under a
-	// Group's cap, or a used conn retired to make room for a
-	// DialContext caller's dial.
-	CloseIdle CloseReason = iota + 1
-	// CloseLifetime: past its max lifetime.
-	CloseLifetime
-	// CloseUnhealthy: failed the checkout peek or a background check.
-	CloseUnhealthy
-	// CloseBroken: returned after a failed Read or Write, MarkUnusable,
-	// a failure to clear its deadlines, or a close through Unwrap.
-	CloseBroken
-	// CloseMaxIdle: returned while MaxIdle conns were idle.
-	CloseMaxIdle
-	// CloseReleased: a conn from DialContext closed by its client.
-	CloseReleased
-	// ClosePool: closed by Close or Shutdown.
-	ClosePool
-	// CloseReset: opened before a [Pool.Reset].
-	CloseReset
-	// CloseDetached: taken out of the pool by [Conn.Detach]; the pool did
-	// not close its socket.
-	CloseDetached
-	// CloseLeaked: its borrower dropped the Conn without returning it;
-	// found by the garbage collector ([WithLeakDetection]).
-	CloseLeaked
-	// CloseResized: returned, or dialed with no waiter for it, while the
-	// pool was over a cap lowered by [Pool.SetMaxConns], or idle when it
-	// was lowered.
-	CloseResized
-	// CloseAddressRemoved: its address left the set the pool's host name
-	// resolves to; idle, it is closed at the resolve that found it gone,
-	// else when it comes back.
-	CloseAddressRemoved
-	// CloseRebalanced: retired, idle or on return, to move its share to
-	// an address with fewer conns ([WithRebalanceRate]); the pool dials
-	// its replacement.
-	CloseRebalanced
-
-	// closeRejected is CloseUnhealthy for an idle conn that a Get had
-	// already popped: counted apart, so that Stats can tell the pops that
-	// became hits. Users see CloseUnhealthy.
-	closeRejected
-	numCloseReasons
-
-	// CloseDialFailed: the dial for it failed, so it never opened. Only
-	// its [ConnClosedEvent] carries it (CMAP closes a conn that fails to
-	// establish); no Stats close counter counts it, Stats.DialErrors does.
-	CloseDialFailed = numCloseReasons
-)
-
-// keep is the zero CloseReason: the conn was not closed.
-const keep CloseReason = 0
-
-var closeReasonNames = [...]string{
-	keep:                "kept",
-	CloseIdle:           "idle",
-	CloseLifetime:       "lifetime",
-	CloseUnhealthy:      "unhealthy",
-	CloseBroken:         "broken",
-	CloseMaxIdle:        "max_idle",
-	CloseReleased:       "released",
-	ClosePool:           "pool_closed",
-	CloseReset:          "reset",
-	CloseDetached:       "detached",
-	CloseLeaked:         "leaked",
-	CloseResized:        "resized",
-	CloseAddressRemoved: "address_removed",
-	CloseRebalanced:     "rebalanced",
-	closeRejected:       "unhealthy",
-	CloseDialFailed:     "dial_failed",
-}
-
-// String returns the reason in snake case, as metrics labels want it:
-// "idle", "lifetime", "unhealthy", ...; the zero reason is "kept".
-func (r CloseReason) String() string {
-	if int(r) < len(closeReasonNames) {
-		return closeReasonNames[r]
-	}
-	return fmt.Sprintf("CloseReason(%d)", r)
-}
-
-// public maps the internal reasons to the ones users see.
-func (r CloseReason) public() CloseReason {
-	if r == closeRejected {
-		return CloseUnhealthy
-	}
-	return r
-}
 
 // reserveLocked takes a permit for a dial: the conn is dialing. warm says
 // the maintainer dials it for MinIdle.

@@ -85,7 +85,7 @@ func WithGroupIdleTimeout(d time.Duration) GroupOption {
 // group's options and, once, its pools' options: every problem is
 // reported, each naming its option.
 func newGroupConfig(opts []GroupOption) (groupConfig, error) {
-	g := groupConfig{idleAfter: DefaultGroupIdleTimeout}
+	g := groupConfig{idleAfter: defaultGroupIdleTimeout}
 	for i, o := range opts {
 		if o == nil {
 			g.invalid = append(g.invalid, fmt.Errorf("%w: option %d is nil", ErrInvalidOption, i))
@@ -153,33 +153,33 @@ type config struct {
 
 // Defaults, each documented on its option.
 const (
-	DefaultIdleTimeout         = 90 * time.Second
-	DefaultMaxLifetime         = 30 * time.Minute
-	DefaultDialTimeout         = 5 * time.Second
-	DefaultHealthCheckInterval = 30 * time.Second
-	DefaultHealthCheckTimeout  = 5 * time.Second
-	DefaultDialBackoffMin      = 100 * time.Millisecond
-	DefaultDialBackoffMax      = 5 * time.Second
-	DefaultResolveInterval     = 30 * time.Second
-	DefaultRebalanceRate       = 4
+	defaultIdleTimeout         = 90 * time.Second
+	defaultMaxLifetime         = 30 * time.Minute
+	defaultDialTimeout         = 5 * time.Second
+	defaultHealthCheckInterval = 30 * time.Second
+	defaultHealthCheckTimeout  = 5 * time.Second
+	defaultDialBackoffMin      = 100 * time.Millisecond
+	defaultDialBackoffMax      = 5 * time.Second
+	defaultResolveInterval     = 30 * time.Second
+	defaultRebalanceRate       = 4
 	defaultKeepAlive           = 15 * time.Second
 )
 
 func defaultConfig() config {
 	return config{
 		maxConns:        max(4, 4*runtime.GOMAXPROCS(0)),
-		idleTimeout:     DefaultIdleTimeout,
-		maxLifetime:     DefaultMaxLifetime,
-		dialTimeout:     DefaultDialTimeout,
-		backoffMin:      DefaultDialBackoffMin,
-		backoffMax:      DefaultDialBackoffMax,
+		idleTimeout:     defaultIdleTimeout,
+		maxLifetime:     defaultMaxLifetime,
+		dialTimeout:     defaultDialTimeout,
+		backoffMin:      defaultDialBackoffMin,
+		backoffMax:      defaultDialBackoffMax,
 		checker:         Liveness(),
-		checkInterval:   DefaultHealthCheckInterval,
+		checkInterval:   defaultHealthCheckInterval,
 		livenessOnGet:   true,
 		dialer:          defaultDialer.DialContext,
 		resolver:        net.DefaultResolver,
-		resolveInterval: DefaultResolveInterval,
-		rebalanceRate:   DefaultRebalanceRate,
+		resolveInterval: defaultResolveInterval,
+		rebalanceRate:   defaultRebalanceRate,
 		logger:          slog.New(slog.DiscardHandler),
 	}
 }
@@ -292,7 +292,7 @@ func WithDialer(dial DialFunc) Option {
 // Gets are served by the others, and fail fast only when every address
 // backs off. [Stats] reports each address (Stats.Addresses), and each
 // conn's RemoteAddr is the address it goes to. The lookup's context ends
-// at the dial timeout, or DefaultDialTimeout if there is none. The
+// at the dial timeout, or defaultDialTimeout if there is none. The
 // default is [net.DefaultResolver] for a pool that dials with its default
 // dialer; a pool given [WithDialer] resolves only if WithResolver is
 // given too (its dialer may be a proxy, or TLS that needs the name). An
@@ -331,7 +331,7 @@ func WithResolveInterval(d time.Duration) Option {
 // conns are fewest (Stats.RebalancedClosed). So the addresses end up
 // within one conn of each other without a reconnect storm. n must not be
 // negative; 0 turns rebalancing off, and a new address then gets only new
-// dials. The default is 4 (DefaultRebalanceRate).
+// dials. The default is 4 (defaultRebalanceRate).
 func WithRebalanceRate(n int) Option {
 	return poolOption(func(c *config) {
 		if n < 0 {
@@ -490,7 +490,7 @@ func newConfig(network, address string, opts []Option) (config, error) {
 		c.lifetimeJitter = c.maxLifetime / 10
 	}
 	if !c.checkTimeSet {
-		c.checkTimeout = min(c.checkInterval, DefaultHealthCheckTimeout)
+		c.checkTimeout = min(c.checkInterval, defaultHealthCheckTimeout)
 	}
 	c.validate()
 	c.connectingWanted = c.maxConnecting

@@ -274,19 +274,3 @@ func (p *Pool) waitFailedFor(ctx context.Context, unusedOnly bool, waited time.D
 	}
 	return withHint(newWaitError(ctx, p.name, state), hint)
 }
-
-// emitGetDone emits the GetDone event of op, which returned c or err:
-// the Get whose GetStarted had id and read start (getStarted).
-func (p *Pool) emitGetDone(op *getOp, c *Conn, err error, id uint64, start int64) {
-	ev := GetDoneEvent{
-		Pool: p.name, GetID: id, Served: op.served, Queued: op.queued, Waited: op.waited,
-		Duration: clock.Since(start), Err: err,
-	}
-	if c != nil {
-		ev.ConnID, ev.Address = c.pc.id, c.pc.address()
-	} else {
-		ev.Served = 0
-		ev.Failure = getFailure(err)
-	}
-	emit(p, p.hooks.GetDone, ev)
-}
