@@ -13,7 +13,7 @@ import (
 // adds the time the conn was held to a few atomic counters; a goroutine of
 // the pool's own samples them every adaptTick, asks the controller
 // (package internal/adaptive, where the algorithm is documented and
-// tested) for a cap, and applies it through setMaxConnsLocked, the path
+// tested) for a cap, and applies it through resizeTo, the path
 // SetMaxConns takes, so every guarantee of a resize holds.
 
 // WithAdaptiveMaxConns lets the pool move its cap on open conns between
@@ -217,7 +217,7 @@ func (p *Pool) adaptOnce(lag time.Duration) {
 		p.mu.Unlock()
 		return
 	}
-	closing := p.setMaxConnsLocked(n)
+	closing := p.resizeTo(n)
 	p.mu.Unlock()
 	a.applied = n
 	p.closeConns(closing, CloseResized)

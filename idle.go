@@ -102,7 +102,7 @@ func (p *Pool) serveIdle() {
 			break
 		}
 		if e := p.waiterForLocked(pc); e != nil {
-			p.deliverLocked(e, pc, false)
+			p.deliverLocked(e, pc, fromIdle)
 			continue
 		}
 		// Only DialContext callers wait, and pc is used: retire it if one
@@ -129,26 +129,33 @@ func (p *Pool) serveIdle() {
 	p.closeConns(doomed, ClosePool)
 }
 
+// idleAsk is what a Get asks of the idle stack (takeIdle); the zero value
+// asks for the top conn.
+type idleAsk struct {
+	unusedOnly bool // a DialContext caller: only a conn never handed out
+	// wary: the Get's vetting has rejected several idle conns, so it takes
+	// one only when it could not dial instead.
+	wary bool
+}
+
 // takeIdle is Get's way to the idle stack under mu. It pops the top idle
-// conn, in a new wrapper, or with unusedOnly the topmost one never handed
-// out. trusting is false once the Get's vetting has rejected several idle
-// conns: it then takes one only when it could not dial instead. A
-// DialContext at the cap that finds only used idle conns gets the oldest
-// as retired, evicted (moved to closing), for the caller to close to make
-// room for a dial. mu must be held; it takes idleMu.
-func (p *Pool) takeIdle(unusedOnly, trusting bool) (c *Conn, retired *poolConn) {
+// conn, in a new wrapper, or the topmost one never handed out, as ask
+// says. A DialContext at the cap that finds only used idle conns gets the
+// oldest as retired, evicted (moved to closing), for the caller to close
+// to make room for a dial. mu must be held; it takes idleMu.
+func (p *Pool) takeIdle(ask idleAsk) (c *Conn, retired *poolConn) {
 	p.idleMu.Lock()
 	if p.idle.Len() == 0 { // a starved Get's way: out without a defer
 		p.idleMu.Unlock()
 		return nil, nil
 	}
 	defer p.idleMu.Unlock()
-	if !trusting && p.canDialLocked() {
+	if ask.wary && p.canDialLocked() {
 		return nil, nil
 	}
 	var pc *poolConn
 	ok := false
-	if unusedOnly {
+	if ask.unusedOnly {
 		pc, ok = p.idle.PopFunc(neverUsed)
 	} else {
 		pc, ok = p.idle.Pop()

@@ -34,23 +34,22 @@ const (
 	heldClosing
 )
 
-// reserveLocked takes a permit for a dial: the conn is dialing. warm says
-// the maintainer dials it for MinIdle.
-func (p *Pool) reserveLocked(warm bool) {
+// reserveLocked takes a permit for a dial of kind: the conn is dialing.
+func (p *Pool) reserveLocked(kind dialKind) {
 	p.addOpenLocked(1)
 	p.numDialing++
-	if warm {
+	if kind == dialWarm {
 		p.numWarming++
 	}
 }
 
 // dialEndedLocked ends a dial's reservation. With pc, the dial succeeded:
 // the conn joins the pool, lent to whoever the dial delivers it to
-// (offerLocked or deliverLocked then moves it on). Without, the permit is
+// (offer or deliverLocked then moves it on). Without, the permit is
 // freed; the caller frees the group slot, after closing any socket.
-func (p *Pool) dialEndedLocked(pc *poolConn, warm bool) {
+func (p *Pool) dialEndedLocked(pc *poolConn, kind dialKind) {
 	p.numDialing--
-	if warm {
+	if kind == dialWarm {
 		p.numWarming--
 	}
 	if pc == nil {

@@ -217,7 +217,7 @@ func (p *Pool) sweepDead() {
 	p.moveAllLocked(batch, heldChecking)
 	p.mu.Unlock()
 	for _, pc := range batch {
-		if p.healthy(pc, false) {
+		if p.healthy(pc, peekInSweep) {
 			p.putBack(pc, fromAside)
 		} else {
 			p.closeAside(pc, CloseUnhealthy)
@@ -246,7 +246,7 @@ func (p *Pool) warm() (retryAt int64) {
 		return p.backoffUntil
 	}
 	for ; need > 0 && p.canDialLocked(); need-- {
-		p.startDialLocked(nil, true)
+		p.startDialLocked(nil, dialWarm)
 	}
 	return 0
 }

@@ -46,7 +46,7 @@ func (p *Pool) SetMaxConns(n int) error {
 	case n < p.cfg.minIdle:
 		err = invalidSet("SetMaxConns(%d) is below MinIdle (%d): lower it first with SetMinIdle", n, p.cfg.minIdle)
 	default:
-		closing = p.setMaxConnsLocked(n)
+		closing = p.resizeTo(n)
 	}
 	p.mu.Unlock()
 	p.closeConns(closing, CloseResized)
@@ -56,11 +56,11 @@ func (p *Pool) SetMaxConns(n int) error {
 	return err
 }
 
-// setMaxConnsLocked sets the cap and what follows it (MaxIdle and
+// resizeTo sets the cap and what follows it (MaxIdle and
 // MaxConnecting, each the value wanted bounded by the cap), serves the
 // queue when it grew, and returns the idle conns to close when it shrank,
-// moved to closing. It takes idleMu.
-func (p *Pool) setMaxConnsLocked(n int) []*poolConn {
+// moved to closing. mu must be held; it takes idleMu.
+func (p *Pool) resizeTo(n int) []*poolConn {
 	p.idleMu.Lock()
 	p.cfg.maxConns = n
 	if p.cfg.maxIdleSet {

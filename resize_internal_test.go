@@ -33,7 +33,7 @@ func TestLoweredCapCountsTheIdleConnsItCloses(t *testing.T) {
 	// SetMaxConns(2), stopped where it has unlocked but not yet closed
 	// the idle conns it took.
 	p.mu.Lock()
-	closing := p.setMaxConnsLocked(2)
+	closing := p.resizeTo(2)
 	p.mu.Unlock()
 	require.Len(t, closing, 2)
 	assert.NoError(t, p.CheckInvariants(), "open 4 with a cap of 2, while 2 of them close")

@@ -240,7 +240,7 @@ func (p *Pool) endpointClosedLocked(pc *poolConn, reason CloseReason) {
 	p.forgetDrainedLocked(ep)
 	if reason == CloseRebalanced && !p.closed.Load() && p.waiters.Len() == 0 && p.canDialLocked() &&
 		!p.backingOffLocked(p.now()) {
-		p.startDialLocked(nil, false)
+		p.startDialLocked(nil, dialOnDemand)
 	}
 }
 
