@@ -259,3 +259,27 @@ func (p *Pool) tryCheckOut() (*Conn, error) {
 		}
 	}
 }
+
+// vet checks a conn a Get just took from the idle stack with the checkout
+// peek. It readies c for its borrower, or closes the conn and reports
+// false.
+func (p *Pool) vet(c *Conn, flags uint32) bool {
+	if !p.healthy(c.pc, peekAtCheckout) {
+		p.closeConn(c.pc, closeRejected)
+		return false
+	}
+	checkout(c, flags)
+	return true
+}
+
+// checkout readies c for its borrower: pc is used from now on, and c
+// carries the Get's initial state bits.
+func checkout(c *Conn, flags uint32) *Conn {
+	if !c.pc.used { // write only on change: the line may be shared with another core
+		c.pc.used = true
+	}
+	if flags != 0 {
+		c.state.Store(flags)
+	}
+	return c
+}

@@ -86,18 +86,6 @@ func (p *pingPong) Check(ctx context.Context, c net.Conn) error {
 
 // The checkout peek.
 
-// vet checks a conn a Get just took from the idle stack with the checkout
-// peek. It readies c for its borrower, or closes the conn and reports
-// false.
-func (p *Pool) vet(c *Conn, flags uint32) bool {
-	if !p.healthy(c.pc, peekAtCheckout) {
-		p.closeConn(c.pc, closeRejected)
-		return false
-	}
-	checkout(c, flags)
-	return true
-}
-
 // peeker says who peeks at a conn's socket (healthy).
 type peeker uint8
 
@@ -131,16 +119,4 @@ func (p *Pool) healthy(pc *poolConn, by peeker) bool {
 	// Bytes waiting on a conn never handed out are the server's greeting,
 	// which belongs to the first borrower.
 	return !(pending && pc.used)
-}
-
-// checkout readies c for its borrower: pc is used from now on, and c
-// carries the Get's initial state bits.
-func checkout(c *Conn, flags uint32) *Conn {
-	if !c.pc.used { // write only on change: the line may be shared with another core
-		c.pc.used = true
-	}
-	if flags != 0 {
-		c.state.Store(flags)
-	}
-	return c
 }

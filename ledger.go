@@ -34,6 +34,18 @@ const (
 	heldClosing
 )
 
+// addOpenLocked adds delta to numOpen; only the ledger calls it.
+func (p *Pool) addOpenLocked(delta int) {
+	p.numOpen += delta
+	p.openHint.Store(int32(p.numOpen))
+}
+
+// inUseIdleLocked returns how many conns are lent: borrowed, or handed to
+// a waiter that has not taken them yet. mu and idleMu must be held.
+func (p *Pool) inUseIdleLocked() int {
+	return p.numOpen - p.numDialing - p.idle.Len() - p.numChecking - p.numClosing
+}
+
 // reserveLocked takes a permit for a dial of kind: the conn is dialing.
 func (p *Pool) reserveLocked(kind dialKind) {
 	p.addOpenLocked(1)

@@ -149,18 +149,6 @@ type Pool struct {
 	resolvedOnce          chan struct{}
 }
 
-// addOpenLocked adds delta to numOpen; only the ledger calls it.
-func (p *Pool) addOpenLocked(delta int) {
-	p.numOpen += delta
-	p.openHint.Store(int32(p.numOpen))
-}
-
-// inUseIdleLocked returns how many conns are lent: borrowed, or handed to
-// a waiter that has not taken them yet. mu and idleMu must be held.
-func (p *Pool) inUseIdleLocked() int {
-	return p.numOpen - p.numDialing - p.idle.Len() - p.numChecking - p.numClosing
-}
-
 // New returns a pool of connections to address on network ("tcp",
 // "tcp4", "unix", or whatever the dialer understands). The address must
 // suit the network: host:port for "tcp", "tcp4", "tcp6", "udp", "udp4"
