@@ -2,7 +2,6 @@ package connpool
 
 import (
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 // adds the time the conn was held to a few atomic counters; a goroutine of
 // the pool's own samples them every adaptTick, asks the controller
 // (package internal/adaptive, where the algorithm is documented and
-// tested) for a cap, and applies it through setMaxConnsLocked, the path
+// tested) for a cap, and applies it through resizeTo, the path
 // SetMaxConns takes, so every guarantee of a resize holds.
 
 // WithAdaptiveMaxConns lets the pool move its cap on open conns between
@@ -218,7 +217,7 @@ func (p *Pool) adaptOnce(lag time.Duration) {
 		p.mu.Unlock()
 		return
 	}
-	closing := p.setMaxConnsLocked(n)
+	closing := p.resizeTo(n)
 	p.mu.Unlock()
 	a.applied = n
 	p.closeConns(closing, CloseResized)
@@ -230,48 +229,4 @@ var adaptiveReasons = [...]MaxConnsReason{
 	adaptive.Latency: MaxConnsLatency,
 	adaptive.Drops:   MaxConnsBroken,
 	adaptive.Probe:   MaxConnsProbe,
-}
-
-// MaxConnsReason says why a pool's cap on open conns changed.
-type MaxConnsReason uint8
-
-const (
-	// MaxConnsSet: [Pool.SetMaxConns] was called.
-	MaxConnsSet MaxConnsReason = iota + 1
-	// MaxConnsDemand: the adaptive cap grew because Gets queued at it
-	// while conns were held no longer than its baseline allows.
-	MaxConnsDemand
-	// MaxConnsLatency: the adaptive cap was cut because conns were held
-	// longer than its baseline allows: the backend is queueing.
-	MaxConnsLatency
-	// MaxConnsBroken: the adaptive cap was cut because too many conns came
-	// back broken (timeouts, failed I/O).
-	MaxConnsBroken
-	// MaxConnsProbe: the adaptive cap was lowered for one window to
-	// re-measure its baseline, or restored after it.
-	MaxConnsProbe
-)
-
-var maxConnsReasonNames = [...]string{"", "set", "demand", "latency", "broken", "probe"}
-
-// String returns the reason in snake case, as metrics labels want it:
-// "set", "demand", "latency", "broken", "probe"; "" for the zero reason.
-func (r MaxConnsReason) String() string {
-	if int(r) < len(maxConnsReasonNames) {
-		return maxConnsReasonNames[r]
-	}
-	return fmt.Sprintf("MaxConnsReason(%d)", r)
-}
-
-// MaxConnsChangedEvent is a change of the pool's cap on open conns.
-type MaxConnsChangedEvent struct {
-	Pool     string
-	Old, New int
-	Reason   MaxConnsReason
-}
-
-func (p *Pool) emitMaxConnsChanged(old, n int, why MaxConnsReason) {
-	if f := p.hooks.MaxConnsChanged; f != nil {
-		emit(p, f, MaxConnsChangedEvent{Pool: p.name, Old: old, New: n, Reason: why})
-	}
 }

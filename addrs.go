@@ -81,7 +81,7 @@ func (p *Pool) endpointClosedLocked(pc *poolConn, reason CloseReason) {
 	}
 	if reason == CloseRebalanced && !p.closed.Load() && p.waiters.Len() == 0 && p.canDialLocked() &&
 		!p.backingOffLocked(p.now()) {
-		p.startDialLocked(nil, false)
+		p.startDialLocked(nil, dialOnDemand)
 	}
 }
 
@@ -104,9 +104,8 @@ func (p *Pool) drainLocked(match func(*endpoint) bool, why CloseReason) []*poolC
 			pc.ep.Leaving++
 		}
 	}
-	idle := p.idle.RemoveFunc(func(pc *poolConn) bool { return pc.why == why && match(pc.ep) }, nil)
+	idle := p.evictIdleLocked(func(pc *poolConn) bool { return pc.why == why && match(pc.ep) })
 	p.idleMu.Unlock()
-	p.moveAllLocked(idle, heldClosing)
 	return idle
 }
 
@@ -175,45 +174,4 @@ func (p *Pool) retireeIdleLocked(ep *endpoint) (pc *poolConn, idle bool) {
 		}
 	}
 	return nil, false
-}
-
-// checkEndpointsIdleLocked reports through fail every way the addresses'
-// counts disagree with the conns, for checkInvariants. mu and idleMu must
-// be held.
-func (p *Pool) checkEndpointsIdleLocked(fail func(format string, args ...any)) {
-	type counts struct{ open, leaving int }
-	seen := make(map[*endpoint]*counts)
-	dialing := 0
-	for _, ep := range p.addrs.All() {
-		if seen[ep] != nil {
-			fail("address %s is listed twice", ep.Addr)
-		}
-		seen[ep] = &counts{}
-		dialing += ep.Dialing
-		if ep.Open < 0 || ep.Dialing < 0 || ep.Leaving < 0 || ep.Leaving > ep.Open {
-			fail("address %s: open %d, dialing %d, leaving %d", ep.Addr, ep.Open, ep.Dialing, ep.Leaving)
-		}
-	}
-	if dialing > p.numDialing {
-		fail("%d dials counted on addresses, but %d dialing", dialing, p.numDialing)
-	}
-	for pc := range p.all {
-		c := seen[pc.ep]
-		if c == nil {
-			fail("conn %d goes to an address the pool does not list", pc.id)
-			continue
-		}
-		c.open++
-		if pc.why != 0 {
-			c.leaving++
-			if !pc.retire {
-				fail("conn %d is leaving but not flagged to retire", pc.id)
-			}
-		}
-	}
-	for ep, c := range seen {
-		if c.open != ep.Open || c.leaving != ep.Leaving {
-			fail("address %s counts open %d, leaving %d; its conns say %d, %d", ep.Addr, ep.Open, ep.Leaving, c.open, c.leaving)
-		}
-	}
 }

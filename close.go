@@ -75,7 +75,7 @@ func (p *Pool) beginClose() (<-chan struct{}, error) {
 	for e := p.popWaiterLocked(); e != nil; e = p.popWaiterLocked() {
 		p.failLocked(e, ErrClosed)
 	}
-	idle := p.takeAllIdle()
+	idle := p.evictIdle(everyConn)
 	drained := make(chan struct{})
 	p.drained = drained
 	p.checkDrained()

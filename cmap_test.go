@@ -781,7 +781,7 @@ func TestCMAPPoolCreateWithOptions(t *testing.T) {
 	assert.Equal(t, 5, set.MinIdle)
 	assert.Equal(t, 100*time.Millisecond, set.IdleTimeout)
 	assert.Equal(t, 50, set.MaxIdle, "defaults are filled in")
-	assert.Equal(t, connpool.DefaultMaxLifetime, set.MaxLifetime)
+	assert.Equal(t, 30*time.Minute, set.MaxLifetime)
 }
 
 func TestCMAPPoolCreate(t *testing.T) {

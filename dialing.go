@@ -67,19 +67,30 @@ func (p *Pool) dispatchLocked() {
 				p.dequeueLocked(e)
 				p.failLocked(e, p.backoffErrorLocked(now))
 			} else {
-				p.startDialLocked(e, false)
+				p.startDialLocked(e, dialOnDemand)
 			}
 		}
 		e = next
 	}
 }
 
+// dialKind says whom a dial is for, which decides what it counts toward.
+type dialKind uint8
+
+const (
+	// dialOnDemand: for a waiting Get, or to replace a conn a rebalance
+	// retired.
+	dialOnDemand dialKind = iota
+	// dialWarm: by the maintainer, for MinIdle; counted in numWarming.
+	dialWarm
+)
+
 // startDialLocked takes a permit and a dial slot and dials in the
 // background, on behalf of waiter e if it is not nil, or for warming.
-func (p *Pool) startDialLocked(e *waitq.Elem[waiter], warm bool) {
-	p.reserveLocked(warm)
+func (p *Pool) startDialLocked(e *waitq.Elem[waiter], kind dialKind) {
+	p.reserveLocked(kind)
 	p.nextID++
-	d := dialOp{id: p.nextID, gen: p.gen.Load(), e: e, warm: warm, ctx: p.ctx, ep: p.pickLocked()}
+	d := dialOp{id: p.nextID, gen: p.gen.Load(), e: e, kind: kind, ctx: p.ctx, ep: p.pickLocked()}
 	if e != nil {
 		e.Value.dialing = true
 		d.ctx, d.use = e.Value.ctx, e.Value.use
@@ -94,7 +105,7 @@ type dialOp struct {
 	gen  uint64              // the pool's Reset generation when it started
 	e    *waitq.Elem[waiter] // the waiter it is for, or nil; see forWaiterLocked
 	use  uint64              // e's use when the dial started
-	warm bool                // started by the maintainer for MinIdle
+	kind dialKind            // whom it is for
 	ctx  context.Context     // whose values the dialer sees
 	ep   *endpoint           // the address it dials; nil until the first resolve answers (awaitEndpoint)
 }
@@ -162,7 +173,7 @@ func (p *Pool) dial(d dialOp) {
 	case limited, err != nil && p.closed.Load():
 		// Failed because the pool closed: no backoff, no waiter to fail.
 		p.dialErrors++
-		p.dialEndedLocked(nil, d.warm)
+		p.dialEndedLocked(nil, d.kind)
 		if !limited {
 			p.releaseGroupSlot()
 		}
@@ -179,23 +190,24 @@ func (p *Pool) dial(d dialOp) {
 // reset meanwhile. mu must be held; dialed releases it.
 func (p *Pool) dialed(pc *poolConn, d dialOp) {
 	p.dials++
-	p.dialEndedLocked(pc, d.warm)
+	p.dialEndedLocked(pc, d.kind)
 	ep := d.ep
 	recovered := p.lastDialErr
 	p.failStreak, p.lastDialErr = 0, nil
 	streak := p.endpointDialedLocked(ep)
-	reason := addressFate(ep)
+	// An unwanted conn (fate.go) is closed; its waiter, if any, stays
+	// queued for another dial (elsewhere, if its address is gone or
+	// ejected).
+	reason := p.fate(pc, atDialed)
 	switch {
 	case reason != keep:
-		// Its address left the set, or was ejected, while it was
-		// dialed: its waiter, if any, stays queued for a dial elsewhere.
-		p.moveLocked(pc, heldClosing)
-	case d.forWaiterLocked() && pc.gen == p.gen.Load() && !p.closed.Load() && p.dequeueLocked(d.e):
-		p.deliverLocked(d.e, pc, true)
+	case d.forWaiterLocked() && p.dequeueLocked(d.e):
+		p.deliverLocked(d.e, pc, fromDial)
 	default:
-		if reason = p.offer(pc, fromDial); reason != keep {
-			p.moveLocked(pc, heldClosing)
-		}
+		reason = p.offer(pc, fromDial)
+	}
+	if reason != keep {
+		p.moveLocked(pc, heldClosing)
 	}
 	p.dispatchLocked()
 	p.nudgeWarmer()
@@ -214,7 +226,7 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 // can be dialed for it: the waiter then stays queued and dispatchLocked
 // dials for it there. mu must be held; dialFailed releases it.
 func (p *Pool) dialFailed(err error, d dialOp) {
-	p.dialEndedLocked(nil, d.warm)
+	p.dialEndedLocked(nil, d.kind)
 	p.releaseGroupSlot()
 	p.dialErrors++
 	p.failStreak++

@@ -184,7 +184,7 @@ func TestGroupHTTPUnderLoad(t *testing.T) {
 // issue's reproduction scaled to the recipe's cap: one host more than the
 // cap, a GET to each in turn, twice, every one served. (That the README's
 // block compiles as pasted is the integration module's
-// TestREADMEGoBlocksCompile.) (The sockets at
+// TestREADMEGoBlocks.) (The sockets at
 // the servers are not counted here: the snippet's dialer cannot tell the
 // watch when a conn is closed, and a server's peek alone can see a FIN
 // late; the tests above pin the peak.)

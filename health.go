@@ -86,29 +86,26 @@ func (p *pingPong) Check(ctx context.Context, c net.Conn) error {
 
 // The checkout peek.
 
-// vet checks a conn a Get just took from the idle stack with the checkout
-// peek. It readies c for its borrower, or closes the conn and reports
-// false.
-func (p *Pool) vet(c *Conn, flags uint32) bool {
-	if !p.healthy(c.pc, true) {
-		p.closeConn(c.pc, closeRejected)
-		return false
-	}
-	checkout(c, flags)
-	return true
-}
+// peeker says who peeks at a conn's socket (healthy).
+type peeker uint8
+
+const (
+	peekAtCheckout peeker = iota // a Get, before it lends the conn
+	peekInSweep                  // the maintainer's sweep of the idle conns
+)
 
 // healthy runs the checkout peek. The time-based checks (idle timeout, max
 // lifetime) are not needed here: the maintainer closes idle conns at their
-// deadlines, and flags borrowed ones to be closed on return. onGet says
-// the peek is the checkout's, which WithLivenessCheck can turn off; the
-// maintainer's sweep peeks regardless.
+// deadlines, and flags borrowed ones to be closed on return. A checkout's
+// peek WithLivenessCheck can turn off; the maintainer's sweep peeks
+// regardless.
 //
 // A conn the peer closed or reset usually means the server restarted or a
 // middlebox dropped its flows, so the other idle conns are likely dead too:
 // a checkout that finds one asks the maintainer to sweep them all now,
 // rather than leave each to a later Get or the next background check.
-func (p *Pool) healthy(pc *poolConn, onGet bool) bool {
+func (p *Pool) healthy(pc *poolConn, by peeker) bool {
+	onGet := by == peekAtCheckout
 	if (onGet && !p.cfg.livenessOnGet) || pc.check == nil {
 		return true
 	}
@@ -122,16 +119,4 @@ func (p *Pool) healthy(pc *poolConn, onGet bool) bool {
 	// Bytes waiting on a conn never handed out are the server's greeting,
 	// which belongs to the first borrower.
 	return !(pending && pc.used)
-}
-
-// checkout readies c for its borrower: pc is used from now on, and c
-// carries the Get's initial state bits.
-func checkout(c *Conn, flags uint32) *Conn {
-	if !c.pc.used { // write only on change: the line may be shared with another core
-		c.pc.used = true
-	}
-	if flags != 0 {
-		c.state.Store(flags)
-	}
-	return c
 }

@@ -3,7 +3,6 @@ package connpool
 import (
 	"fmt"
 	"math/bits"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -95,45 +94,4 @@ func (h *histogram) snapshot() Histogram {
 	}
 	s.Sum = time.Duration(h.sum.Load())
 	return s
-}
-
-// String renders s on one line for a log: the name, the gauges, the
-// counters that are not zero, and the histograms' quantiles.
-func (s Stats) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: open %d/%d (in use %d, idle %d, dialing %d), waiting %d",
-		s.Name, s.OpenConns, s.MaxConns, s.InUse, s.Idle, s.Dialing, s.Waiting)
-	if s.Waiting > 0 {
-		fmt.Fprintf(&b, " (oldest %v)", s.OldestWait.Round(time.Microsecond))
-	}
-	fmt.Fprintf(&b, "; gets: hits %d, misses %d", s.Hits, s.Misses)
-	for _, c := range []struct {
-		name string
-		n    int64
-	}{
-		{"waits", s.WaitCount}, {"timeouts", s.Timeouts}, {"too many waiters", s.TooManyWaiters},
-		{"gets failed dialing", s.GetDialErrors}, {"gets after close", s.ClosedPoolGets},
-		{"no idle conn", s.NoIdleConn}, {"invalid gets", s.InvalidGets},
-		{"dials", s.Dials}, {"dial errors", s.DialErrors},
-		{"closed idle", s.IdleClosed}, {"closed lifetime", s.LifetimeClosed},
-		{"closed unhealthy", s.HealthFailures}, {"closed broken", s.BrokenClosed},
-		{"closed max idle", s.MaxIdleClosed}, {"released", s.ReleasedClosed},
-		{"closed by pool", s.PoolClosed}, {"closed by reset", s.ResetClosed},
-		{"detached", s.DetachedClosed}, {"leaked", s.LeakedClosed},
-		{"closed by resize", s.ResizedClosed}, {"closed address removed", s.AddressRemovedClosed},
-		{"rebalanced", s.RebalancedClosed}, {"resolve errors", s.ResolveErrors}, {"leaks reported", s.Leaks},
-	} {
-		if c.n != 0 {
-			fmt.Fprintf(&b, ", %s %d", c.name, c.n)
-		}
-	}
-	for _, h := range []struct {
-		name string
-		h    Histogram
-	}{{"wait", s.WaitTime}, {"dial", s.DialTime}, {"use", s.UseTime}} {
-		if h.h.Count() > 0 {
-			fmt.Fprintf(&b, "; %s %v", h.name, h.h)
-		}
-	}
-	return b.String()
 }

@@ -58,8 +58,7 @@ func (p *Pool) popIdle() *Conn {
 // putIdle is Put's fast path: it pushes pc, just returned by its borrower,
 // on the idle stack under idleMu alone, and reports whether it did. It
 // declines, leaving pc to giveBack, when a Get is queued, the pool is
-// closed, MaxIdle conns are idle, or pc is past its lifetime or opened
-// before a Reset.
+// closed, or pc's fate (fate.go) is not to be kept.
 func (p *Pool) putIdle(pc *poolConn) bool {
 	if p.queued.Load() != 0 || p.closed.Load() {
 		return false
@@ -74,7 +73,7 @@ func (p *Pool) putIdle(pc *poolConn) bool {
 	// The reaper flags conns past their lifetime under idleMu, and Reset
 	// moves gen under idleMu: a flagged or older conn never reaches the
 	// stack.
-	if pc.retire || pc.gen != p.gen.Load() || p.idle.Len() >= p.cfg.maxIdle || p.overCap.Load() {
+	if p.fate(pc, atPush) != keep {
 		p.idleMu.Unlock()
 		return false
 	}
@@ -103,7 +102,7 @@ func (p *Pool) serveIdle() {
 			break
 		}
 		if e := p.waiterForLocked(pc); e != nil {
-			p.deliverLocked(e, pc, false)
+			p.deliverLocked(e, pc, fromIdle)
 			continue
 		}
 		// Only DialContext callers wait, and pc is used: retire it if one
@@ -123,40 +122,49 @@ func (p *Pool) serveIdle() {
 	}
 	var doomed []*poolConn
 	if p.closed.Load() {
-		doomed = p.takeAllIdle()
+		doomed = p.evictIdle(everyConn)
 	}
 	p.mu.Unlock()
 	p.closeConns(retired, CloseIdle)
 	p.closeConns(doomed, ClosePool)
 }
 
+// idleAsk is what a Get asks of the idle stack (takeIdle); the zero value
+// asks for the top conn.
+type idleAsk struct {
+	unusedOnly bool // a DialContext caller: only a conn never handed out
+	// wary: the Get's vetting has rejected several idle conns, so it takes
+	// one only when it could not dial instead.
+	wary bool
+}
+
 // takeIdle is Get's way to the idle stack under mu. It pops the top idle
-// conn, in a new wrapper, or with unusedOnly the topmost one never handed
-// out. trusting is false once the Get's vetting has rejected several idle
-// conns: it then takes one only when it could not dial instead. A
-// DialContext at the cap that finds only used idle conns gets the oldest
-// as retired, still held idle, for the caller to move to closing and
-// close to make room for a dial. mu must be held; it takes idleMu.
-func (p *Pool) takeIdle(unusedOnly, trusting bool) (c *Conn, retired *poolConn) {
+// conn, in a new wrapper, or the topmost one never handed out, as ask
+// says. A DialContext at the cap that finds only used idle conns gets the
+// oldest as retired, evicted (moved to closing), for the caller to close
+// to make room for a dial. mu must be held; it takes idleMu.
+func (p *Pool) takeIdle(ask idleAsk) (c *Conn, retired *poolConn) {
 	p.idleMu.Lock()
 	if p.idle.Len() == 0 { // a starved Get's way: out without a defer
 		p.idleMu.Unlock()
 		return nil, nil
 	}
 	defer p.idleMu.Unlock()
-	if !trusting && p.canDialLocked() {
+	if ask.wary && p.canDialLocked() {
 		return nil, nil
 	}
 	var pc *poolConn
 	ok := false
-	if unusedOnly {
+	if ask.unusedOnly {
 		pc, ok = p.idle.PopFunc(neverUsed)
 	} else {
 		pc, ok = p.idle.Pop()
 	}
 	if !ok {
 		if !p.canDialLocked() {
-			retired, _ = p.idle.PopBottom()
+			if pcs := p.evictIdleLocked(oldest(1)); len(pcs) > 0 {
+				retired = pcs[0]
+			}
 		}
 		return nil, retired
 	}
@@ -166,14 +174,3 @@ func (p *Pool) takeIdle(unusedOnly, trusting bool) (c *Conn, retired *poolConn) 
 }
 
 func neverUsed(pc *poolConn) bool { return !pc.used }
-
-// takeAllIdle empties the idle stack and moves the conns to closing; the
-// caller closes them with closeConns once mu is released. mu must be
-// held; it takes idleMu.
-func (p *Pool) takeAllIdle() []*poolConn {
-	p.idleMu.Lock()
-	idle := p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
-	p.idleMu.Unlock()
-	p.moveAllLocked(idle, heldClosing)
-	return idle
-}

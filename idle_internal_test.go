@@ -181,7 +181,7 @@ func TestQueuedBalancesUnderCancellation(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	assert.NoError(t, p.checkInvariants())
+	assert.NoError(t, p.CheckInvariants())
 	assert.Zero(t, p.queued.Load())
 	p.mu.Lock()
 	assert.Zero(t, p.waiters.Len())

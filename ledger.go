@@ -1,12 +1,5 @@
 package connpool
 
-import (
-	"errors"
-	"fmt"
-
-	"github.com/connpool/connpool/internal/poolcheck"
-)
-
 // The custody ledger. Every permit under MaxConns has exactly one holder:
 //
 //	dialing   a dial in flight; no poolConn exists yet
@@ -22,7 +15,8 @@ import (
 // derived, so that they touch no counter under mu.
 //
 // Every poolConn records its holder, written by whoever moves it, under
-// mu or idleMu; checkInvariants compares the records with the counts.
+// mu or idleMu; checkInvariants (ledgercheck.go, in test builds) compares
+// the records with the counts.
 //
 // Each address of the pool (an endpoint, resolve.go) keeps its own
 // counts of the same conns, under mu: a dial's end and a close update
@@ -40,117 +34,34 @@ const (
 	heldClosing
 )
 
-// CloseReason says why the pool closed a conn. Each has a counter in
-// [Stats] and is carried by the [ConnClosedEvent] of the conn.
-type CloseReason uint8
-
-const (
-	// CloseIdle: idle for IdleTimeout, evicted to make room under a
-	// Group's cap, or a used conn retired to make room for a
-	// DialContext caller's dial.
-	CloseIdle CloseReason = iota + 1
-	// CloseLifetime: past its max lifetime.
-	CloseLifetime
-	// CloseUnhealthy: failed the checkout peek or a background check.
-	CloseUnhealthy
-	// CloseBroken: returned after a failed Read or Write, MarkUnusable,
-	// a failure to clear its deadlines, or a close through Unwrap.
-	CloseBroken
-	// CloseMaxIdle: returned while MaxIdle conns were idle.
-	CloseMaxIdle
-	// CloseReleased: a conn from DialContext closed by its client.
-	CloseReleased
-	// ClosePool: closed by Close or Shutdown.
-	ClosePool
-	// CloseReset: opened before a [Pool.Reset].
-	CloseReset
-	// CloseDetached: taken out of the pool by [Conn.Detach]; the pool did
-	// not close its socket.
-	CloseDetached
-	// CloseLeaked: its borrower dropped the Conn without returning it;
-	// found by the garbage collector ([WithLeakDetection]).
-	CloseLeaked
-	// CloseResized: returned, or dialed with no waiter for it, while the
-	// pool was over a cap lowered by [Pool.SetMaxConns], or idle when it
-	// was lowered.
-	CloseResized
-	// CloseAddressRemoved: its address left the set the pool's host name
-	// resolves to; idle, it is closed at the resolve that found it gone,
-	// else when it comes back.
-	CloseAddressRemoved
-	// CloseRebalanced: retired, idle or on return, to move its share to
-	// an address with fewer conns ([WithRebalanceRate]); the pool dials
-	// its replacement.
-	CloseRebalanced
-
-	// closeRejected is CloseUnhealthy for an idle conn that a Get had
-	// already popped: counted apart, so that Stats can tell the pops that
-	// became hits. Users see CloseUnhealthy.
-	closeRejected
-	numCloseReasons
-
-	// CloseDialFailed: the dial for it failed, so it never opened. Only
-	// its [ConnClosedEvent] carries it (CMAP closes a conn that fails to
-	// establish); no Stats close counter counts it, Stats.DialErrors does.
-	CloseDialFailed = numCloseReasons
-)
-
-// keep is the zero CloseReason: the conn was not closed.
-const keep CloseReason = 0
-
-var closeReasonNames = [...]string{
-	keep:                "kept",
-	CloseIdle:           "idle",
-	CloseLifetime:       "lifetime",
-	CloseUnhealthy:      "unhealthy",
-	CloseBroken:         "broken",
-	CloseMaxIdle:        "max_idle",
-	CloseReleased:       "released",
-	ClosePool:           "pool_closed",
-	CloseReset:          "reset",
-	CloseDetached:       "detached",
-	CloseLeaked:         "leaked",
-	CloseResized:        "resized",
-	CloseAddressRemoved: "address_removed",
-	CloseRebalanced:     "rebalanced",
-	closeRejected:       "unhealthy",
-	CloseDialFailed:     "dial_failed",
+// addOpenLocked adds delta to numOpen; only the ledger calls it.
+func (p *Pool) addOpenLocked(delta int) {
+	p.numOpen += delta
+	p.openHint.Store(int32(p.numOpen))
 }
 
-// String returns the reason in snake case, as metrics labels want it:
-// "idle", "lifetime", "unhealthy", ...; the zero reason is "kept".
-func (r CloseReason) String() string {
-	if int(r) < len(closeReasonNames) {
-		return closeReasonNames[r]
-	}
-	return fmt.Sprintf("CloseReason(%d)", r)
+// inUseIdleLocked returns how many conns are lent: borrowed, or handed to
+// a waiter that has not taken them yet. mu and idleMu must be held.
+func (p *Pool) inUseIdleLocked() int {
+	return p.numOpen - p.numDialing - p.idle.Len() - p.numChecking - p.numClosing
 }
 
-// public maps the internal reasons to the ones users see.
-func (r CloseReason) public() CloseReason {
-	if r == closeRejected {
-		return CloseUnhealthy
-	}
-	return r
-}
-
-// reserveLocked takes a permit for a dial: the conn is dialing. warm says
-// the maintainer dials it for MinIdle.
-func (p *Pool) reserveLocked(warm bool) {
+// reserveLocked takes a permit for a dial of kind: the conn is dialing.
+func (p *Pool) reserveLocked(kind dialKind) {
 	p.addOpenLocked(1)
 	p.numDialing++
-	if warm {
+	if kind == dialWarm {
 		p.numWarming++
 	}
 }
 
 // dialEndedLocked ends a dial's reservation. With pc, the dial succeeded:
 // the conn joins the pool, lent to whoever the dial delivers it to
-// (offerLocked or deliverLocked then moves it on). Without, the permit is
+// (offer or deliverLocked then moves it on). Without, the permit is
 // freed; the caller frees the group slot, after closing any socket.
-func (p *Pool) dialEndedLocked(pc *poolConn, warm bool) {
+func (p *Pool) dialEndedLocked(pc *poolConn, kind dialKind) {
 	p.numDialing--
-	if warm {
+	if kind == dialWarm {
 		p.numWarming--
 	}
 	if pc == nil {
@@ -233,71 +144,65 @@ func (p *Pool) closeConns(pcs []*poolConn, reason CloseReason) {
 	}
 }
 
-// checkInvariants reports every way the ledger is out of balance: the
-// counts against the cap and each other, and each conn's recorded holder
-// against the counts and the idle stack. It takes mu and idleMu; tests
-// call it after each step of a run, and at its end.
-func (p *Pool) checkInvariants() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.idleMu.Lock()
-	defer p.idleMu.Unlock()
-	var errs []error
-	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	lent := p.inUseIdleLocked()
-	if p.numDialing < 0 || p.numWarming < 0 || p.numWarming > p.numDialing ||
-		p.numChecking < 0 || p.numClosing < 0 || lent < 0 {
-		fail("negative count: dialing %d (warming %d), lent %d, checking %d, closing %d",
-			p.numDialing, p.numWarming, lent, p.numChecking, p.numClosing)
-	}
-	if p.numOpen > p.cfg.maxConns && (!p.overCap.Load() || p.numOpen > p.overCapLimit) {
-		fail("open %d exceeds MaxConns %d (over the cap since it was lowered: %v, at most %d)",
-			p.numOpen, p.cfg.maxConns, p.overCap.Load(), p.overCapLimit)
-	}
-	if n := len(p.all); n != p.numOpen-p.numDialing {
-		fail("%d conns known, but open %d - dialing %d", n, p.numOpen, p.numDialing)
-	}
-	var held [heldClosing + 1]int
-	for pc := range p.all {
-		held[pc.holder]++
-	}
-	onStack := make(map[*poolConn]bool, p.idle.Len())
-	for _, pc := range p.idle.All() {
-		if onStack[pc] {
-			fail("conn %d is on the idle stack twice", pc.id)
-		}
-		onStack[pc] = true
-		if _, ok := p.all[pc]; !ok || pc.holder != heldIdle {
-			fail("idle conn %d is held by %d, known %v", pc.id, pc.holder, ok)
-		}
-	}
-	for _, c := range []struct {
-		name        string
-		held, count int
-	}{
-		{"dialing", held[heldDialing], 0},
-		{"idle", held[heldIdle], p.idle.Len()},
-		{"lent", held[heldLent], lent},
-		{"checking", held[heldChecking], p.numChecking},
-		{"closing", held[heldClosing], p.numClosing},
-	} {
-		if c.held != c.count {
-			fail("%d conns held %s, but the count is %d", c.held, c.name, c.count)
-		}
-	}
-	p.checkEndpointsIdleLocked(fail)
-	if q := int(p.queued.Load()); q < p.waiters.Len() {
-		fail("queued %d is below the %d waiters", q, p.waiters.Len())
-	}
-	return errors.Join(errs...)
+// The eviction primitive: the only code that takes conns off the idle
+// stack to close them. evictIdleLocked is its part under the locks; the
+// caller closes what it returns with closeConns (or closeConn, for a
+// reason of each conn's own) once mu is released. evictIdle takes idleMu
+// for it, and evict is the whole sequence, for a caller that needs
+// nothing else under mu.
+
+// evictIdleLocked takes off the idle stack, oldest first, the idle conns
+// match selects and moves them to closing. match sees the conns in age
+// order, so it may stop once it has enough (oldest). mu and idleMu must be
+// held.
+func (p *Pool) evictIdleLocked(match func(*poolConn) bool) []*poolConn {
+	pcs := p.idle.RemoveFunc(match, nil)
+	p.moveAllLocked(pcs, heldClosing)
+	return pcs
 }
 
-func init() {
-	poolcheck.Invariants = func(v any) error {
-		p, ok := v.(*Pool)
-		if !ok {
-			return fmt.Errorf("connpool: poolcheck of a %T", v)
+// evictIdle is evictIdleLocked for a caller that holds mu only; match runs
+// under idleMu. mu must be held; it takes idleMu.
+func (p *Pool) evictIdle(match func(*poolConn) bool) []*poolConn {
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	return p.evictIdleLocked(match)
+}
+
+// evict closes the idle conns match selects for reason, unless the pool
+// is closed (Close closes them), and returns how many. It takes mu and
+// idleMu.
+func (p *Pool) evict(match func(*poolConn) bool, reason CloseReason) int {
+	p.mu.Lock()
+	var pcs []*poolConn
+	if !p.closed.Load() {
+		pcs = p.evictIdle(match)
+	}
+	p.mu.Unlock()
+	p.closeConns(pcs, reason)
+	return len(pcs)
+}
+
+// everyConn selects every idle conn, for evictIdle.
+func everyConn(*poolConn) bool { return true }
+
+// beyond selects the idle conns beyond the n most recent, for evictIdle:
+// it counts the stack when evictIdle first calls it, under idleMu.
+func (p *Pool) beyond(n int) func(*poolConn) bool {
+	excess, counted := 0, false
+	return func(*poolConn) bool {
+		if !counted {
+			excess, counted = p.idle.Len()-n, true
 		}
-		return p.checkInvariants()
+		excess--
+		return excess >= 0
+	}
+}
+
+// oldest selects the n oldest idle conns, for evictIdle.
+func oldest(n int) func(*poolConn) bool {
+	return func(*poolConn) bool {
+		n--
+		return n >= 0
 	}
 }

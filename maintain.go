@@ -91,16 +91,15 @@ func (p *Pool) reap(now int64) (next int64) {
 		}
 	}
 	left := p.idle.Len()
-	victims := p.idle.RemoveFunc(func(pc *poolConn) bool {
+	victims := p.evictIdleLocked(func(pc *poolConn) bool {
 		if !pc.retire && (idleTimeout == 0 || now-pc.lastUsed < idleTimeout || left <= p.cfg.minIdle) {
 			return false
 		}
 		left--
 		return true
-	}, nil)
+	})
 	next = p.nextReapIdleLocked(now)
 	p.idleMu.Unlock()
-	p.moveAllLocked(victims, heldClosing)
 	p.mu.Unlock()
 
 	for _, pc := range victims {
@@ -218,7 +217,7 @@ func (p *Pool) sweepDead() {
 	p.moveAllLocked(batch, heldChecking)
 	p.mu.Unlock()
 	for _, pc := range batch {
-		if p.healthy(pc, false) {
+		if p.healthy(pc, peekInSweep) {
 			p.putBack(pc, fromAside)
 		} else {
 			p.closeAside(pc, CloseUnhealthy)
@@ -247,7 +246,7 @@ func (p *Pool) warm() (retryAt int64) {
 		return p.backoffUntil
 	}
 	for ; need > 0 && p.canDialLocked(); need-- {
-		p.startDialLocked(nil, true)
+		p.startDialLocked(nil, dialWarm)
 	}
 	return 0
 }

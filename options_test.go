@@ -74,12 +74,16 @@ func TestNewReportsEveryBadOption(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	p := newPool(t, "127.0.0.1:1")
+	var set connpool.PoolSettings
+	p := newPool(t, "127.0.0.1:1", connpool.WithHooks(connpool.Hooks{
+		PoolReady: func(ev connpool.PoolEvent) { set = ev.Settings },
+	}))
 	st := p.Stats()
 	assert.GreaterOrEqual(t, st.MaxConns, 4)
 	assert.Zero(t, st.OpenConns, "New does not dial")
 	assert.Zero(t, st.Dials)
-	assert.Less(t, connpool.DefaultIdleTimeout, 350*time.Second, "well under cloud LB idle drops")
+	assert.Equal(t, 90*time.Second, set.IdleTimeout)
+	assert.Less(t, set.IdleTimeout, 350*time.Second, "well under cloud LB idle drops")
 }
 
 func TestNewDoesNotDial(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/connpool/connpool/internal/addrset"
-	"github.com/connpool/connpool/internal/clock"
 	"github.com/connpool/connpool/internal/idlestack"
 	"github.com/connpool/connpool/internal/waitq"
 	"github.com/connpool/connpool/internal/yieldlock"
@@ -74,7 +73,7 @@ type Pool struct {
 	numChecking int
 	numClosing  int
 	// numGroupWaiting counts the dials of numDialing waiting for a slot
-	// under the group's cap (group.go): not in flight yet.
+	// under the group's cap (grouplimit.go): not in flight yet.
 	numGroupWaiting int
 
 	all map[*poolConn]struct{} // every open conn
@@ -124,7 +123,7 @@ type Pool struct {
 	// Not guarded.
 	sweepWanted  atomic.Bool // a checkout found a dead conn: peek at every idle conn
 	hookPanicked atomic.Bool // a hook panicked: logged once
-	events       eventOrder  // keeps events that span goroutines in order (hooks.go)
+	events       eventOrder  // keeps events that span goroutines in order (emit.go)
 	handoffsLost atomic.Int64
 	misses       atomic.Int64
 	getFailures  [numGetFailures]atomic.Int64 // failed Gets by GetFailure: getFailed, on the failure paths only
@@ -148,22 +147,6 @@ type Pool struct {
 	host, port, lookupNet string
 	resolvedOnce          chan struct{}
 }
-
-// addOpenLocked adds delta to numOpen; only the ledger calls it.
-func (p *Pool) addOpenLocked(delta int) {
-	p.numOpen += delta
-	p.openHint.Store(int32(p.numOpen))
-}
-
-// inUseIdleLocked returns how many conns are lent: borrowed, or handed to
-// a waiter that has not taken them yet. mu and idleMu must be held.
-func (p *Pool) inUseIdleLocked() int {
-	return p.numOpen - p.numDialing - p.idle.Len() - p.numChecking - p.numClosing
-}
-
-// maxRejects is how many idle conns in a row one Get lets the checkout peek
-// reject before it stops trusting the idle set and dials a fresh conn.
-const maxRejects = 3
 
 // New returns a pool of connections to address on network ("tcp",
 // "tcp4", "unix", or whatever the dialer understands). The address must
@@ -237,254 +220,6 @@ func (p *Pool) Address() string { return p.address }
 // now reads the pool clock. time.Since on a monotonic epoch reads only the
 // monotonic clock, half the cost of time.Now.
 func (p *Pool) now() int64 { return int64(time.Since(p.epoch)) }
-
-// Get returns a conn, in this order of preference: the most recently
-// returned idle conn that passes its checks, a conn from a new dial, or the
-// first conn returned or dialed while the Get waits at the cap. Waiters
-// are served first come, first served.
-//
-// When ctx ends first, Get returns an error that wraps ctx's error and
-// says what the pool was doing. A dial started for the Get is not
-// cancelled with it: it runs to its own timeout and its conn joins the
-// pool. A Get that must dial and fails returns the dial error; during the
-// backoff after failed dials it returns the last one at once. With
-// [WithMaxWaiters], a Get that would queue behind that many returns
-// [ErrTooManyWaiters] at once. After Close, Get returns [ErrClosed].
-func (p *Pool) Get(ctx context.Context) (*Conn, error) { return p.get(ctx, 0) }
-
-// getOp is one Get's progress, kept on its stack for its GetDone event.
-type getOp struct {
-	ctx     context.Context
-	flags   uint32 // the Conn's initial state bits
-	rejects int    // idle conns the Get's vetting closed
-	served  Served
-	popped  bool          // get's own try at the idle stack found it empty or queued behind: checkOut goes to mu
-	queued  bool          // counted in WaitCount
-	waited  time.Duration // observed in WaitTime, whose sum is WaitDuration
-}
-
-// get implements Get, and DialContext with flags connDestroyOnClose.
-func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
-	if p.observed {
-		return p.getObserved(ctx, flags)
-	}
-	op := getOp{ctx: ctx, flags: flags}
-	if flags == 0 && ctx.Err() == nil { // the plain path's first try, before any bookkeeping
-		if c := p.popIdle(); c != nil {
-			if p.vet(c, 0) {
-				p.stampUse(c)
-				return c, nil
-			}
-			op.rejects++
-		} else {
-			op.popped = true
-		}
-	}
-	c, err := p.checkOut(&op)
-	p.doneWaiting(&op)
-	if c != nil {
-		p.stampUse(c)
-	} else {
-		p.getFailed(err)
-	}
-	return c, err
-}
-
-// getFailed counts a Get, TryGet or DialContext that failed with err, by
-// its GetFailure: the one count of every failed Get, kept off the
-// successful path.
-func (p *Pool) getFailed(err error) {
-	p.getFailures[getFailure(err)].Add(1)
-}
-
-// stampUse stamps c, checked out on the plain path, for the use-time
-// histogram: the one cost WithUseTimeMetrics adds to it, with the clock
-// read of its Put (release). The observed path stamps in lent.
-func (p *Pool) stampUse(c *Conn) {
-	if p.timeUse {
-		c.pc.lentAt = clock.Ticks()
-	}
-}
-
-// doneWaiting adds a Get that queued to the wait histogram, once, however
-// many times it queued: its count is WaitCount's, its sum WaitDuration's.
-func (p *Pool) doneWaiting(op *getOp) {
-	if op.queued {
-		p.waitTime.observe(op.waited)
-	}
-}
-
-// getObserved is get for a pool whose Gets are observed: it emits the
-// Get's events around checkOut and stamps the loan.
-func (p *Pool) getObserved(ctx context.Context, flags uint32) (*Conn, error) {
-	op := getOp{ctx: ctx, flags: flags}
-	id, start := p.getStarted()
-	c, err := p.checkOut(&op)
-	p.doneWaiting(&op)
-	if c != nil {
-		p.lent(c)
-	} else {
-		p.getFailed(err)
-	}
-	if p.hooks.GetDone != nil {
-		p.emitGetDone(&op, c, err, id, start)
-	}
-	return c, err
-}
-
-// checkOut finds op's conn: from the idle stack without mu when no Get
-// waits, else under mu from the idle stack, a dial, or the queue.
-func (p *Pool) checkOut(op *getOp) (*Conn, error) {
-	unusedOnly := op.flags&connDestroyOnClose != 0
-	// When get has just checked ctx and found no idle conn to take without
-	// mu, the starved Get goes straight to mu.
-	if !op.popped {
-		if op.ctx.Err() != nil {
-			return nil, p.waitFailed(op.ctx)
-		}
-		for ; !unusedOnly && op.rejects < maxRejects; op.rejects++ {
-			c := p.popIdle()
-			if c == nil {
-				break
-			}
-			if p.vet(c, op.flags) {
-				op.served = ServedIdle
-				return c, nil
-			}
-		}
-	}
-	for {
-		// The clock is read and the waiter record taken before mu, so
-		// that a Get that queues holds mu no longer for them; the Get that
-		// a conn pushed meanwhile serves from the stack below has done
-		// both for nothing.
-		start := clock.Ticks()
-		e := p.freeWaiters.Get().(*waitq.Elem[waiter])
-		p.mu.Lock()
-		if p.closed.Load() {
-			p.mu.Unlock()
-			p.freeWaiters.Put(e)
-			return nil, ErrClosed
-		}
-		p.queued.Add(1) // before looking at the idle stack: see idle.go
-		c, retired := p.takeIdle(unusedOnly, op.rejects < maxRejects)
-		if c == nil && retired == nil {
-			d, err := p.queueAndWait(op, e, unusedOnly, start) // releases mu
-			if err != nil {
-				return nil, err
-			}
-			if p.accept(d, op) {
-				return d.c, nil
-			}
-			continue
-		}
-		p.queued.Add(-1)
-		if retired != nil {
-			p.moveLocked(retired, heldClosing)
-		}
-		p.nudgeWarmer()
-		p.mu.Unlock()
-		p.freeWaiters.Put(e)
-		switch {
-		case retired != nil:
-			p.closeConn(retired, CloseIdle)
-		case p.vet(c, op.flags):
-			op.served = ServedIdle
-			return c, nil
-		default:
-			op.rejects++
-		}
-	}
-}
-
-// accept readies a conn delivered to a waiting Get, or closes it and
-// reports false. A fresh conn is not vetted: it was never idle. A returned
-// one is vetted like any idle conn. Either is closed if a Reset came after
-// its dial (see reset.go).
-func (p *Pool) accept(d delivery, op *getOp) bool {
-	pc := d.c.pc
-	if op.flags&connDestroyOnClose != 0 && pc.used {
-		panic("connpool: a used conn was handed to a DialContext caller")
-	}
-	// A conn refused here is closed; a returned one that was handed off
-	// is then a lost hand-off, not a hit.
-	refuse := func(reason CloseReason) bool {
-		if !d.fresh {
-			p.handoffsLost.Add(1)
-		}
-		p.closeConn(pc, reason)
-		return false
-	}
-	switch {
-	case pc.gen != p.gen.Load():
-		return refuse(CloseReset)
-	case pc.ep.Status() != addrset.Usable: // handed over before a resolve or an ejection drained its address
-		return refuse(addressFate(pc.ep))
-	case d.fresh:
-		p.misses.Add(1)
-		op.served = ServedDial
-	case !p.healthy(pc, true):
-		op.rejects++
-		return refuse(CloseUnhealthy)
-	default:
-		op.served = ServedHandoff // counted in handoffs when it was handed off
-	}
-	checkout(d.c, op.flags)
-	return true
-}
-
-// TryGet returns an idle conn that passes its checks, or [ErrNoIdleConn]
-// at once. It never waits and never dials in the caller's path (it does
-// nudge the warmer when MinIdle is set). After Close it returns
-// [ErrClosed].
-func (p *Pool) TryGet() (*Conn, error) {
-	op := getOp{ctx: context.Background()}
-	id, start := p.getStarted()
-	c, err := p.tryCheckOut()
-	if c != nil {
-		op.served = ServedIdle
-		p.lent(c)
-	} else {
-		p.getFailed(err)
-	}
-	if p.hooks.GetDone != nil {
-		p.emitGetDone(&op, c, err, id, start)
-	}
-	return c, err
-}
-
-// lent stamps c, just checked out, for the use-time metrics and Put
-// hooks, and records its loan under leak detection.
-func (p *Pool) lent(c *Conn) {
-	if p.stampLent {
-		c.pc.lentAt = clock.Ticks()
-	}
-	if p.cfg.leakThreshold > 0 {
-		p.lend(c)
-	}
-}
-
-func (p *Pool) tryCheckOut() (*Conn, error) {
-	for {
-		c := p.popIdle()
-		if c == nil {
-			p.mu.Lock()
-			if p.closed.Load() {
-				p.mu.Unlock()
-				return nil, ErrClosed
-			}
-			c, _ = p.takeIdle(false, true)
-			p.nudgeWarmer()
-			p.mu.Unlock()
-			if c == nil {
-				return nil, ErrNoIdleConn
-			}
-		}
-		if p.vet(c, 0) {
-			return c, nil
-		}
-	}
-}
 
 // nudgeWarmer wakes the maintainer when warming is behind MinIdle and a
 // dial is possible; at the cap there is nothing for it to do, and waking it

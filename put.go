@@ -128,6 +128,8 @@ const (
 	// fromAside: back from a background check, or a returned conn handed
 	// to a waiter that left. It takes its place on the idle stack by age.
 	fromAside
+	// fromIdle: off the idle stack, to a waiter (serveIdle).
+	fromIdle
 )
 
 // putBack gives pc to the first waiter that can take it or to the idle
@@ -150,7 +152,7 @@ func (p *Pool) giveBack(pc *poolConn, from comeback) CloseReason {
 	}
 	p.mu.Unlock()
 	if e != nil {
-		send(e, pc, from == fromDial)
+		send(e, pc, from)
 	}
 	return reason
 }
@@ -161,7 +163,7 @@ func (p *Pool) giveBack(pc *poolConn, from comeback) CloseReason {
 func (p *Pool) offer(pc *poolConn, from comeback) CloseReason {
 	e, reason := p.place(pc, from)
 	if e != nil {
-		send(e, pc, from == fromDial)
+		send(e, pc, from)
 	}
 	return reason
 }
@@ -177,30 +179,24 @@ func (p *Pool) offer(pc *poolConn, from comeback) CloseReason {
 // closed to free its slot: kept idle, it would hold the slot while they
 // wait at the cap (TestDialContextWaitersBehindUsedConns).
 func (p *Pool) place(pc *poolConn, from comeback) (*waitq.Elem[waiter], CloseReason) {
-	switch {
-	case pc.gen != p.gen.Load():
-		return nil, CloseReset
-	case pc.retire:
-		return nil, pc.retiredReason()
-	case p.closed.Load():
-		return nil, ClosePool
-	case p.overCap.Load() && from != fromDial:
-		return nil, CloseResized // a fresh dial serves a waiter if there is one
+	at := atBack
+	if from == fromDial {
+		at = atDialed
+	}
+	if reason := p.fate(pc, at); reason != keep {
+		return nil, reason
 	}
 	if e := p.waiterForLocked(pc); e != nil {
-		p.handOffLocked(pc, from == fromDial)
+		p.handOffLocked(pc, from)
 		return e, keep
 	}
 	if pc.used && p.waiters.Len() > 0 && p.waitersWithoutDialLocked() > 0 {
 		return nil, CloseIdle
 	}
-	if p.overCap.Load() {
-		return nil, CloseResized
-	}
 	p.idleMu.Lock()
 	defer p.idleMu.Unlock()
-	if p.idle.Len() >= p.cfg.maxIdle {
-		return nil, CloseMaxIdle
+	if reason := p.fate(pc, atIdle); reason != keep {
+		return nil, reason
 	}
 	p.moveLocked(pc, heldIdle)
 	if from == fromBorrower {

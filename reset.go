@@ -22,9 +22,8 @@ func (p *Pool) Reset() error {
 	}
 	p.idleMu.Lock()
 	gen := p.gen.Add(1)
-	idle := p.idle.RemoveFunc(func(*poolConn) bool { return true }, nil)
+	idle := p.evictIdleLocked(everyConn)
 	p.idleMu.Unlock()
-	p.moveAllLocked(idle, heldClosing)
 	p.mu.Unlock()
 	p.closeConns(idle, CloseReset)
 	p.wakeMaintainer() // to warm MinIdle with new conns

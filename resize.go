@@ -6,7 +6,8 @@ import "fmt"
 // waiters get dials (within MaxConnecting) in their order, before any Get
 // that arrives later. Lowering it closes idle conns beyond the new cap at
 // once, never interrupts a borrowed conn, and while the pool is still over
-// the cap (overCap), every conn that comes back is closed (CloseResized)
+// the cap (overCap), every conn that comes back while the conns not
+// already closing exceed the cap is closed (CloseResized, see fate.go)
 // and no dial starts; a dial that was in flight serves a waiter if one
 // waits, else it is closed. So open never exceeds the larger of the new cap
 // and what was open, less the idle conns closed, when it was lowered
@@ -46,7 +47,7 @@ func (p *Pool) SetMaxConns(n int) error {
 	case n < p.cfg.minIdle:
 		err = invalidSet("SetMaxConns(%d) is below MinIdle (%d): lower it first with SetMinIdle", n, p.cfg.minIdle)
 	default:
-		closing = p.setMaxConnsLocked(n)
+		closing = p.resizeTo(n)
 	}
 	p.mu.Unlock()
 	p.closeConns(closing, CloseResized)
@@ -56,11 +57,11 @@ func (p *Pool) SetMaxConns(n int) error {
 	return err
 }
 
-// setMaxConnsLocked sets the cap and what follows it (MaxIdle and
+// resizeTo sets the cap and what follows it (MaxIdle and
 // MaxConnecting, each the value wanted bounded by the cap), serves the
 // queue when it grew, and returns the idle conns to close when it shrank,
-// moved to closing. It takes idleMu.
-func (p *Pool) setMaxConnsLocked(n int) []*poolConn {
+// moved to closing. mu must be held; it takes idleMu.
+func (p *Pool) resizeTo(n int) []*poolConn {
 	p.idleMu.Lock()
 	p.cfg.maxConns = n
 	if p.cfg.maxIdleSet {
@@ -69,16 +70,8 @@ func (p *Pool) setMaxConnsLocked(n int) []*poolConn {
 		p.cfg.maxIdle = n
 	}
 	p.cfg.maxConnecting = min(p.cfg.connectingWanted, n)
-	var closing []*poolConn
-	for p.numOpen-len(closing) > n {
-		pc, ok := p.idle.PopBottom() // the oldest first
-		if !ok {
-			break
-		}
-		closing = append(closing, pc)
-	}
 	p.idleMu.Unlock()
-	p.moveAllLocked(closing, heldClosing)
+	closing := p.evictIdle(oldest(p.numOpen - n))
 	// The idle conns taken are open until the caller has closed them,
 	// after unlocking: till then the pool is over the cap too, so that a
 	// conn returned meanwhile is not kept above it.
@@ -146,12 +139,8 @@ func (p *Pool) SetMaxIdle(n int) error {
 	default:
 		p.idleMu.Lock()
 		p.cfg.maxIdle, p.cfg.maxIdleWanted, p.cfg.maxIdleSet = n, n, true
-		for p.idle.Len() > n {
-			pc, _ := p.idle.PopBottom()
-			closing = append(closing, pc)
-		}
 		p.idleMu.Unlock()
-		p.moveAllLocked(closing, heldClosing)
+		closing = p.evictIdle(p.beyond(n))
 	}
 	p.mu.Unlock()
 	p.closeConns(closing, CloseMaxIdle)

@@ -33,20 +33,20 @@ func TestLoweredCapCountsTheIdleConnsItCloses(t *testing.T) {
 	// SetMaxConns(2), stopped where it has unlocked but not yet closed
 	// the idle conns it took.
 	p.mu.Lock()
-	closing := p.setMaxConnsLocked(2)
+	closing := p.resizeTo(2)
 	p.mu.Unlock()
 	require.Len(t, closing, 2)
-	assert.NoError(t, p.checkInvariants(), "open 4 with a cap of 2, while 2 of them close")
+	assert.NoError(t, p.CheckInvariants(), "open 4 with a cap of 2, while 2 of them close")
 	assert.True(t, p.overCap.Load(), "over the cap until they have closed")
 
 	p.closeConns(closing, CloseResized)
 	assert.False(t, p.overCap.Load(), "within the cap once they have")
-	require.NoError(t, p.checkInvariants())
+	require.NoError(t, p.CheckInvariants())
 	for _, c := range conns[2:] {
 		require.NoError(t, c.Close())
 	}
 	st := p.Stats()
 	assert.Equal(t, 2, st.OpenConns)
 	assert.Equal(t, 2, st.Idle)
-	require.NoError(t, p.checkInvariants())
+	require.NoError(t, p.CheckInvariants())
 }

@@ -3,6 +3,7 @@ package connpool_test
 import (
 	"context"
 	"math/rand/v2"
+	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -283,4 +284,69 @@ func TestSetGroupMaxConns(t *testing.T) {
 	assert.ErrorContains(t, newGroup(t).SetGroupMaxConns(3), "no cap")
 	require.NoError(t, g.Close())
 	assert.ErrorIs(t, g.SetGroupMaxConns(3), connpool.ErrClosed)
+}
+
+// slowCloseConn is a net.Conn whose Close, for the first conns closed,
+// reports that it began and then waits for release.
+type slowCloseConn struct {
+	net.Conn
+	gate *closeGate
+}
+
+type closeGate struct {
+	mu      sync.Mutex
+	blocks  int           // how many Closes still block
+	entered chan struct{} // one value per blocked Close
+	release chan struct{}
+}
+
+func (c *slowCloseConn) Close() error {
+	c.gate.mu.Lock()
+	block := c.gate.blocks > 0
+	c.gate.blocks--
+	c.gate.mu.Unlock()
+	if block {
+		c.gate.entered <- struct{}{}
+		<-c.gate.release
+	}
+	return c.Conn.Close()
+}
+
+// TestSetMaxConnsShrinkKeepsConnsOnceWithinTheCap pins that the conns
+// coming back to a pool whose cap was lowered count those already being
+// closed as gone: lowered from 5 to 2 with 5 borrowed, the first 3 back
+// close and the last 2 stay idle, even when the first 3 are still closing
+// as the last come back. Before, each saw the pool over its cap while the
+// earlier closes were in flight, so all 5 closed and 2 new dials followed.
+func TestSetMaxConnsShrinkKeepsConnsOnceWithinTheCap(t *testing.T) {
+	srv := startServer(t)
+	gate := &closeGate{blocks: 3, entered: make(chan struct{}, 5), release: make(chan struct{})}
+	var d net.Dialer
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(5),
+		connpool.WithDialer(func(ctx context.Context, network, address string) (net.Conn, error) {
+			nc, err := d.DialContext(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			return &slowCloseConn{Conn: nc, gate: gate}, nil
+		}))
+	conns := holdAll(t, p, 5)
+	require.NoError(t, p.SetMaxConns(2))
+
+	var wg sync.WaitGroup
+	for _, c := range conns[:3] {
+		wg.Go(func() { assert.NoError(t, c.Close()) })
+		<-gate.entered // its socket is closing, its permit not yet free
+	}
+	require.NoError(t, conns[3].Close())
+	require.NoError(t, conns[4].Close())
+	close(gate.release)
+	wg.Wait()
+
+	st := p.Stats()
+	assert.Equal(t, int64(3), st.ResizedClosed, "only the conns beyond the cap close")
+	assert.Equal(t, 2, st.Idle, "the last two back are kept")
+	assert.Equal(t, int64(5), st.Dials, "no new dial replaces a conn that could have been kept")
+	require.NoError(t, p.CheckInvariants())
+	checkBooks(t, st)
 }

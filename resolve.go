@@ -161,12 +161,12 @@ func (p *Pool) steer(now int64) (next int64) {
 
 // resolve looks the pool's host up and applies the answer. It runs on a
 // goroutine of its own, tracked by wg; the lookup ends at the dial
-// timeout (DefaultDialTimeout if there is none) or when the pool closes.
+// timeout (defaultDialTimeout if there is none) or when the pool closes.
 func (p *Pool) resolve() {
 	defer p.wg.Done()
 	timeout := p.cfg.dialTimeout
 	if timeout <= 0 {
-		timeout = DefaultDialTimeout
+		timeout = defaultDialTimeout
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, timeout)
 	ips, err := p.cfg.resolver.LookupNetIP(ctx, p.lookupNet, p.host)

@@ -32,5 +32,5 @@ func TestAcceptClosesAConnOfADrainedAddress(t *testing.T) {
 	st := p.Stats()
 	assert.Equal(t, int64(1), st.AddressRemovedClosed)
 	assert.Zero(t, st.OpenConns)
-	require.NoError(t, p.checkInvariants())
+	require.NoError(t, p.CheckInvariants())
 }

@@ -1,6 +1,8 @@
 package connpool
 
 import (
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -135,17 +137,6 @@ type AddressStats struct {
 	Ejections int64
 }
 
-// CloseReasons returns every reason the pool closes a conn for, in the
-// order of their Stats counters: for exporters that label closes by
-// reason.
-func CloseReasons() []CloseReason {
-	out := make([]CloseReason, 0, closeRejected-CloseIdle)
-	for r := CloseIdle; r < closeRejected; r++ {
-		out = append(out, r)
-	}
-	return out
-}
-
 // Closed returns the Stats counter of conns closed for reason r, 0 for a
 // reason it does not know.
 func (s Stats) Closed(r CloseReason) int64 {
@@ -179,19 +170,6 @@ func (s Stats) Closed(r CloseReason) int64 {
 	}
 	return 0
 }
-
-// GetFailures returns every reason a Get fails for, in the order of their
-// Stats counters: for exporters that label failed Gets by reason.
-func GetFailures() []GetFailure {
-	out := make([]GetFailure, 0, numGetFailures-1)
-	for f := GetTimeout; f < numGetFailures; f++ {
-		out = append(out, f)
-	}
-	return out
-}
-
-// numGetFailures is one more than the last GetFailure.
-const numGetFailures = GetInvalid + 1
 
 // Failed returns the Stats counter of Gets that failed for reason f, 0
 // for a reason it does not know.
@@ -323,4 +301,45 @@ func (p *Pool) addressStatsIdleLocked() []AddressStats {
 		}
 	}
 	return out
+}
+
+// String renders s on one line for a log: the name, the gauges, the
+// counters that are not zero, and the histograms' quantiles.
+func (s Stats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: open %d/%d (in use %d, idle %d, dialing %d), waiting %d",
+		s.Name, s.OpenConns, s.MaxConns, s.InUse, s.Idle, s.Dialing, s.Waiting)
+	if s.Waiting > 0 {
+		fmt.Fprintf(&b, " (oldest %v)", s.OldestWait.Round(time.Microsecond))
+	}
+	fmt.Fprintf(&b, "; gets: hits %d, misses %d", s.Hits, s.Misses)
+	for _, c := range []struct {
+		name string
+		n    int64
+	}{
+		{"waits", s.WaitCount}, {"timeouts", s.Timeouts}, {"too many waiters", s.TooManyWaiters},
+		{"gets failed dialing", s.GetDialErrors}, {"gets after close", s.ClosedPoolGets},
+		{"no idle conn", s.NoIdleConn}, {"invalid gets", s.InvalidGets},
+		{"dials", s.Dials}, {"dial errors", s.DialErrors},
+		{"closed idle", s.IdleClosed}, {"closed lifetime", s.LifetimeClosed},
+		{"closed unhealthy", s.HealthFailures}, {"closed broken", s.BrokenClosed},
+		{"closed max idle", s.MaxIdleClosed}, {"released", s.ReleasedClosed},
+		{"closed by pool", s.PoolClosed}, {"closed by reset", s.ResetClosed},
+		{"detached", s.DetachedClosed}, {"leaked", s.LeakedClosed},
+		{"closed by resize", s.ResizedClosed}, {"closed address removed", s.AddressRemovedClosed},
+		{"rebalanced", s.RebalancedClosed}, {"resolve errors", s.ResolveErrors}, {"leaks reported", s.Leaks},
+	} {
+		if c.n != 0 {
+			fmt.Fprintf(&b, ", %s %d", c.name, c.n)
+		}
+	}
+	for _, h := range []struct {
+		name string
+		h    Histogram
+	}{{"wait", s.WaitTime}, {"dial", s.DialTime}, {"use", s.UseTime}} {
+		if h.h.Count() > 0 {
+			fmt.Fprintf(&b, "; %s %v", h.name, h.h)
+		}
+	}
+	return b.String()
 }

@@ -66,17 +66,17 @@ type delivery struct {
 // deliverLocked serves waiter e, already out of the queue, with pc, which
 // is lent from now on. It sends under mu; a path that can, hands off with
 // handOffLocked and send instead, so that the wake-up is not in mu.
-func (p *Pool) deliverLocked(e *waitq.Elem[waiter], pc *poolConn, fresh bool) {
-	p.handOffLocked(pc, fresh)
-	send(e, pc, fresh)
+func (p *Pool) deliverLocked(e *waitq.Elem[waiter], pc *poolConn, from comeback) {
+	p.handOffLocked(pc, from)
+	send(e, pc, from)
 }
 
 // handOffLocked records pc as lent to a waiter its caller took out of the
-// queue; the caller sends it with send, after unlocking mu if it likes.
-// fresh says pc was just dialed.
-func (p *Pool) handOffLocked(pc *poolConn, fresh bool) {
+// queue, from where it came; the caller sends it with send, after
+// unlocking mu if it likes.
+func (p *Pool) handOffLocked(pc *poolConn, from comeback) {
 	p.moveLocked(pc, heldLent)
-	if !fresh {
+	if from != fromDial {
 		p.handoffs++
 	}
 }
@@ -87,8 +87,8 @@ func (p *Pool) handOffLocked(pc *poolConn, fresh bool) {
 // blocks; and e is not recycled before its owner has received it (see
 // newWaiterElem and leave). Until then pc is lent, held by the sender and
 // then by the waiter, and neither touches the ledger for it.
-func send(e *waitq.Elem[waiter], pc *poolConn, fresh bool) {
-	e.Value.ch <- delivery{c: pc.newWrapper(), fresh: fresh}
+func send(e *waitq.Elem[waiter], pc *poolConn, from comeback) {
+	e.Value.ch <- delivery{c: pc.newWrapper(), fresh: from == fromDial}
 }
 
 // failLocked serves waiter e, already out of the queue, with err.
@@ -176,7 +176,7 @@ func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, s
 			return delivery{}, err
 		}
 		p.waiters.PushBack(e)
-		p.startDialLocked(e, false)
+		p.startDialLocked(e, dialOnDemand)
 	} else {
 		p.waiters.PushBack(e)
 		counted = true
@@ -273,20 +273,4 @@ func (p *Pool) waitFailedFor(ctx context.Context, unusedOnly bool, waited time.D
 		p.warnClientsOverCap(hint)
 	}
 	return withHint(newWaitError(ctx, p.name, state), hint)
-}
-
-// emitGetDone emits the GetDone event of op, which returned c or err:
-// the Get whose GetStarted had id and read start (getStarted).
-func (p *Pool) emitGetDone(op *getOp, c *Conn, err error, id uint64, start int64) {
-	ev := GetDoneEvent{
-		Pool: p.name, GetID: id, Served: op.served, Queued: op.queued, Waited: op.waited,
-		Duration: clock.Since(start), Err: err,
-	}
-	if c != nil {
-		ev.ConnID, ev.Address = c.pc.id, c.pc.address()
-	} else {
-		ev.Served = 0
-		ev.Failure = getFailure(err)
-	}
-	emit(p, p.hooks.GetDone, ev)
 }

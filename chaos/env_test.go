@@ -257,9 +257,9 @@ func (e *env) holdRandomly(ctx context.Context, c *connpool.Conn, who int64, tag
 // finish closes p and checks every invariant, returning the final stats.
 func (e *env) finish(p *connpool.Pool, maxConns int, gets int64) connpool.Stats {
 	e.t.Helper()
-	require.NoError(e.t, poolcheck.Invariants(p), "the custody ledger before Close")
+	require.NoError(e.t, poolcheck.Check(p), "the custody ledger before Close")
 	require.NoError(e.t, p.Close())
-	require.NoError(e.t, poolcheck.Invariants(p), "the custody ledger after Close")
+	require.NoError(e.t, poolcheck.Check(p), "the custody ledger after Close")
 	st := p.Stats()
 	assert.Zero(e.t, e.wrong.Load(), "replies carrying another request's bytes")
 	assert.Zero(e.t, e.doubleBorrow.Load(), "conns held by two borrowers at once")

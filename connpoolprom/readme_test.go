@@ -11,7 +11,7 @@ import (
 )
 
 // readmePrometheus is the README's Prometheus recipe, run here (the integration
-// module's TestREADMEGoBlocksCompile builds the README's block as pasted).
+// module's TestREADMEGoBlocks builds the README's block as pasted).
 func readmePrometheus() error {
 	pool, err := connpool.New("tcp", "127.0.0.1:6379")
 	if err != nil {

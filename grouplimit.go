@@ -1,0 +1,238 @@
+package connpool
+
+// The cap of a Group as its pools see it: a permit per open conn, a queue
+// for dials at the cap across the pools, and the eviction of idle conns to
+// make room.
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/connpool/connpool/internal/slots"
+)
+
+// groupLimit is the group's cap as the pools see it: a permit per open
+// conn, taken before a dial and given back when the conn closes. Dials
+// that find the cap reached queue for a permit in one queue across the
+// pools, first come first served (wait).
+type groupLimit struct {
+	g   *Group
+	sem *slots.Slots // resized by SetGroupMaxConns
+
+	// evicting counts the waiting dials that are evicting an idle conn
+	// now. evictFor lets no more evict at once than dials wait: each
+	// eviction serves the first of them, so more would close conns
+	// nobody needs.
+	evicting atomic.Int32
+	// waits and waited count the dials that queued for a permit and their
+	// total time queued, for GroupStats.
+	waits  atomic.Int64
+	waited atomic.Int64
+}
+
+// size returns the cap.
+func (l *groupLimit) size() int {
+	_, n := l.sem.Used()
+	return n
+}
+
+// evictRetry is how often a dial blocked on the group's cap looks again
+// for an idle conn to evict elsewhere, and the least time between two
+// calls of the closers; conns that go idle meanwhile do not signal it.
+const evictRetry = 20 * time.Millisecond
+
+// warnAfter is how long a dial waits at the group's cap, with no idle conn
+// to evict and no closer to ask, before the group warns.
+const warnAfter = time.Second
+
+// tryAcquire takes a permit for a dial if one is free and no dial waits.
+func (l *groupLimit) tryAcquire() bool {
+	if !l.sem.TryAcquire() {
+		return false
+	}
+	if l.g.warned.Load() {
+		l.g.warned.Store(false) // a slot at once: the streak is over
+	}
+	return true
+}
+
+// wait queues a dial of p for a permit and waits its turn. While it
+// waits, it makes room, in this order: the oldest idle conn of another
+// pool, the closers' idle conns; otherwise a conn closes by itself. The
+// permit any of these frees goes to the first dial queued, which may be
+// another: this one keeps its place, so that the group serves its dials
+// in the order they came, across its pools, whatever frees the permit (a
+// raised cap, a conn closed, an idle conn evicted). A dial whose Get has
+// left keeps its place too, as before: its turn dials a conn for its
+// pool's next Get or idle stack, which the dials behind it may evict. It
+// fails only when ctx ends.
+func (l *groupLimit) wait(ctx context.Context, p *Pool) error {
+	start := time.Now()
+	w := l.sem.Join(int64(start.Sub(l.g.epoch)))
+	defer func() {
+		l.waits.Add(1)
+		l.waited.Add(int64(time.Since(start)))
+	}()
+	var retryAt *time.Timer
+	defer func() {
+		if retryAt != nil {
+			retryAt.Stop()
+		}
+	}()
+	for {
+		if granted(w) {
+			return nil
+		}
+		if l.evictFor(p) {
+			continue
+		}
+		// Only for a Get that waits: a dial nobody waits for any more (its
+		// Get left, or it warms) takes no conn from the clients.
+		retry := evictRetry
+		if p.queued.Load() > 0 && !granted(w) {
+			if asked, again := l.g.askClosers(); asked {
+				retry = again
+			} else {
+				l.warnStuck(p, time.Since(start))
+			}
+		}
+		if retryAt == nil {
+			retryAt = time.NewTimer(retry)
+		} else {
+			retryAt.Reset(retry)
+		}
+		select {
+		case <-w.Granted():
+			return nil
+		case <-retryAt.C:
+		case <-ctx.Done():
+			if !l.sem.Leave(w) {
+				return nil // granted as ctx ended: the dial goes on, and finds its pool closed
+			}
+			return ctx.Err()
+		}
+	}
+}
+
+// granted reports whether w was granted its permit.
+func granted(w *slots.Waiter) bool {
+	select {
+	case <-w.Granted():
+		return true
+	default:
+		return false
+	}
+}
+
+// evictFor closes the oldest idle conn of a pool other than p, for the
+// dials waiting at the cap, unless as many evictions are under way as
+// dials wait. It reports whether it closed one.
+func (l *groupLimit) evictFor(p *Pool) bool {
+	defer l.evicting.Add(-1)
+	if n, _ := l.sem.Waiting(); int(l.evicting.Add(1)) > n {
+		return false
+	}
+	return l.g.evictIdle(p)
+}
+
+func (l *groupLimit) release() { l.sem.Release() }
+
+// warnStuck logs, once per streak, that a dial of p has waited at the cap
+// for warnAfter with no idle conn to evict and no client to ask: the
+// slots are most likely held by conns idle in a client that nobody
+// registered.
+func (l *groupLimit) warnStuck(p *Pool, waited time.Duration) {
+	if waited < warnAfter || l.g.warned.Load() || !l.g.warned.CompareAndSwap(false, true) {
+		return
+	}
+	p.warnLog().Warn("connpool: dial waiting at the group's cap with no idle conn to close",
+		"waited", waited.Round(time.Millisecond),
+		"group_max_conns", l.size(),
+		"remedy", "register the client that holds the group's conns with Group.CloseIdleWith, "+
+			"or bound its idle conns (http.Transport IdleConnTimeout, MaxIdleConns)")
+}
+
+// askClosers asks every client registered with CloseIdleWith to close its
+// idle conns, unless the group asked less than evictRetry ago. It reports
+// whether any client is registered, and how long until the group may ask
+// again: a dial that was turned away waits no longer than that. It holds
+// no lock while it asks: each conn a client closes takes its pool's mu and
+// frees a slot, and a client may hold locks of its own around its dials.
+func (g *Group) askClosers() (registered bool, again time.Duration) {
+	g.mu.RLock()
+	closers := g.closers
+	g.mu.RUnlock()
+	if len(closers) == 0 {
+		return false, 0
+	}
+	now := int64(time.Since(g.epoch))
+	next := g.nextAsk.Load()
+	if now < next || !g.nextAsk.CompareAndSwap(next, now+int64(evictRetry)) {
+		// Asked lately, or another dial asks now.
+		return true, max(time.Duration(g.nextAsk.Load()-now), time.Microsecond)
+	}
+	for _, c := range closers {
+		c.CloseIdleConnections()
+	}
+	return true, evictRetry
+}
+
+// The pool side of a group: its slot under the cap, and its idle conns
+// as the group's eviction sees them.
+
+// acquireGroupSlot takes a slot under the group's cap for a dial to ep,
+// when the pool belongs to a group that has one. It waits for as long as
+// the pool is open: waiting for the cap is not a dial failure. It takes
+// mu, when the dial has to wait, to keep numGroupWaiting and
+// ep.groupWaiting: a dial waiting for its slot is not in flight
+// (Stats.Dialing, AddressStats.Dialing).
+func (p *Pool) acquireGroupSlot(ep *endpoint) error {
+	l := p.cfg.limit
+	if l == nil || l.tryAcquire() {
+		return nil
+	}
+	p.mu.Lock()
+	p.numGroupWaiting++
+	ep.GroupWaiting++
+	p.mu.Unlock()
+	err := l.wait(p.ctx, p)
+	p.mu.Lock()
+	p.numGroupWaiting--
+	ep.GroupWaiting--
+	p.mu.Unlock()
+	return err
+}
+
+// releaseGroupSlot gives back the slot of a conn that closed or a dial
+// that failed.
+func (p *Pool) releaseGroupSlot() {
+	if p.cfg.limit != nil {
+		p.cfg.limit.release()
+	}
+}
+
+// oldestIdle returns when the pool's oldest idle conn was returned, as a
+// time comparable across pools: each pool's clock counts from its own
+// creation. A conn the reaper has not stamped yet was returned since its
+// last run; it counts as returned now.
+func (p *Pool) oldestIdle() (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	if p.closed.Load() || p.idle.Len() == 0 {
+		return time.Time{}, false
+	}
+	at := p.idle.All()[0].lastUsed
+	if at == 0 {
+		at = p.now()
+	}
+	return p.epoch.Add(time.Duration(at)), true
+}
+
+// closeOldestIdle closes the pool's oldest idle conn, to make room under
+// its group's cap, and reports whether there was one.
+func (p *Pool) closeOldestIdle() bool {
+	return p.evict(oldest(1), CloseIdle) > 0
+}
