@@ -1,0 +1,151 @@
+// Package admission is the policy behind connpool's WithQueuePolicy: which
+// Get waiting at the pool's cap is served next, and which are turned away
+// under overload. It reads no clock and starts no goroutine: the caller
+// passes the time with each call, under the lock that guards the queue,
+// so the tests drive it through simulated overloads with a fake clock.
+//
+// Two parts, each on its own switch:
+//
+//   - Deadline admission. The controller keeps an estimate of how fast the
+//     queue drains: an EWMA of the time between two serves while Gets
+//     waited (a gap that begins when the queue goes from empty to not
+//     empty is measured from then, so idle time is not read as a slow
+//     queue). A Get about to queue behind n others expects to wait n+1
+//     gaps (one, while the queue is served newest first); if its deadline
+//     is nearer, Arrive says no and the Get fails at once instead of
+//     taking a place it would abandon. Without evidence (fewer than
+//     MinSamples gaps since the controller began) every Get is admitted.
+//     The gap under way counts too: when the last serve is longer ago than
+//     the estimate, that longer time is the estimate, so a backend that
+//     stopped answering is seen before its next serve.
+//   - Adaptive LIFO with CoDel. The signal is the queue's standing wait:
+//     the age of its oldest waiter at each serve. Serves are grouped into
+//     windows of Interval; when the least standing wait of a whole window
+//     is above Target, the queue never drained in it, and the pool is
+//     overloaded for the next window: it serves the newest waiter first,
+//     whose caller is still there and whose deadline is furthest, and it
+//     sheds the waiters older than ShedAfter, whose callers would only
+//     give up later. The oldest waiter, not the one served, is measured,
+//     so that serving the newest does not read as a cured queue. (CoDel
+//     proper measures the packet it dequeues; Facebook's "Fail at Scale"
+//     pairs CoDel with adaptive LIFO as done here.) When the queue drains
+//     the controller is back to first come, first served at once.
+package admission
+
+import "time"
+
+// MinSamples is how many drain gaps the controller must have measured
+// before deadline admission turns any Get away.
+const MinSamples = 8
+
+// ewmaShift is the weight of a new gap in the drain estimate: 1/8.
+const ewmaShift = 3
+
+// Policy configures a Controller. Durations must be positive when the
+// part that uses them is on.
+type Policy struct {
+	Deadline     bool          // deadline admission
+	AdaptiveLIFO bool          // adaptive LIFO with CoDel
+	Target       time.Duration // the standing wait above which a window is overloaded
+	Interval     time.Duration // the window
+	ShedAfter    time.Duration // while overloaded, waiters older than this are shed
+}
+
+// Controller is the state of one queue's policy. It is not safe for
+// concurrent use: its caller guards it with the queue's lock.
+type Controller struct {
+	p Policy
+
+	// The drain estimate.
+	gap     int64 // EWMA of the nanoseconds between serves while Gets waited
+	samples int   // gaps measured, up to MinSamples
+	last    int64 // the last serve, or when the queue last went from empty to not: the start of the gap under way
+
+	// CoDel.
+	windowEnd  int64 // when the window under way ends; 0: none under way
+	minWait    int64 // the least standing wait seen in the window
+	overloaded bool
+}
+
+// New returns a Controller for p.
+func New(p Policy) *Controller { return &Controller{p: p} }
+
+// Policy returns the policy c was made with.
+func (c *Controller) Policy() Policy { return c.p }
+
+// Arrive is told of a Get about to queue behind ahead waiters at now; left
+// is the time to its deadline, if hasDeadline. It reports whether the Get
+// should queue, and the wait the controller expects for it (0 without
+// evidence). An arrival at an empty queue marks the queue drained.
+func (c *Controller) Arrive(now int64, ahead int, left time.Duration, hasDeadline bool) (est time.Duration, ok bool) {
+	if ahead == 0 {
+		c.drained(now)
+	}
+	if !c.p.Deadline || !hasDeadline || c.samples < MinSamples {
+		return 0, true
+	}
+	gap := max(c.gap, now-c.last)
+	pos := int64(ahead) + 1
+	if c.LIFO() {
+		pos = 1
+	}
+	est = time.Duration(pos * gap)
+	return est, est <= left
+}
+
+// Served is told that the queue served a waiter at now, when its oldest
+// waiter had waited oldest, leaving left waiters queued.
+func (c *Controller) Served(now int64, oldest time.Duration, left int) {
+	g := max(now-c.last, 0)
+	if c.samples == 0 {
+		c.gap = g
+	} else {
+		c.gap += (g - c.gap) >> ewmaShift
+	}
+	c.samples = min(c.samples+1, MinSamples)
+	c.last = now
+
+	if c.p.AdaptiveLIFO {
+		w := int64(oldest)
+		switch {
+		case c.windowEnd == 0:
+			c.windowEnd, c.minWait = now+int64(c.p.Interval), w
+		case now >= c.windowEnd:
+			c.overloaded = c.minWait > int64(c.p.Target)
+			c.windowEnd, c.minWait = now+int64(c.p.Interval), w
+		default:
+			c.minWait = min(c.minWait, w)
+		}
+	}
+	if left == 0 {
+		c.drained(now)
+	}
+}
+
+// drained marks the queue empty at now: first come, first served again,
+// and a new window begins at the next serve.
+func (c *Controller) drained(now int64) {
+	c.overloaded, c.windowEnd = false, 0
+	c.last = now
+}
+
+// LIFO reports whether the newest waiter is to be served first.
+func (c *Controller) LIFO() bool { return c.overloaded }
+
+// Shed reports whether a waiter that has waited waited is to be shed now.
+func (c *Controller) Shed(waited time.Duration) bool {
+	return c.overloaded && waited > c.p.ShedAfter
+}
+
+// Overloaded reports whether the controller is in its overloaded state:
+// serving newest first and shedding.
+func (c *Controller) Overloaded() bool { return c.overloaded }
+
+// Gap returns the current estimate of the time between two serves, 0
+// before there is evidence.
+func (c *Controller) Gap() time.Duration {
+	if c.samples < MinSamples {
+		return 0
+	}
+	return time.Duration(c.gap)
+}
