@@ -302,13 +302,23 @@ const (
 	// address ([ErrWrongAddress]) or on an adaptive pool
 	// ([ErrAdaptiveDialContext]): a mistake in the caller's wiring.
 	GetInvalid
+	// GetShedDeadline: the queue policy turned it away at once, as its
+	// deadline was nearer than the wait ([ErrShed], WithQueuePolicy's
+	// DeadlineAdmission).
+	GetShedDeadline
+	// GetShedOverload: the queue policy shed it after it waited past
+	// ShedAfter while the queue was overloaded ([ErrShed],
+	// WithQueuePolicy's AdaptiveLIFO).
+	GetShedOverload
 )
 
-var getFailureNames = [...]string{"", "timeout", "pool_closed", "dial_error", "too_many_waiters", "no_idle_conn", "invalid"}
+var getFailureNames = [...]string{"", "timeout", "pool_closed", "dial_error", "too_many_waiters", "no_idle_conn", "invalid",
+	"shed_deadline", "shed_overload"}
 
 // String returns the failure in snake case, as metrics labels want it:
 // "timeout", "pool_closed", "dial_error", "too_many_waiters",
-// "no_idle_conn", "invalid"; "" for the zero GetFailure.
+// "no_idle_conn", "invalid", "shed_deadline", "shed_overload"; "" for
+// the zero GetFailure.
 func (f GetFailure) String() string {
 	if int(f) < len(getFailureNames) {
 		return getFailureNames[f]
@@ -525,11 +535,14 @@ func getFailure(err error) GetFailure {
 	}
 	var de *dialError
 	var we *waitError
+	var se *shedError
 	switch {
 	case errors.As(err, &de):
 		return GetDialError
 	case errors.As(err, &we):
 		return GetTimeout
+	case errors.As(err, &se):
+		return se.reason
 	case errors.Is(err, ErrTooManyWaiters):
 		return GetTooManyWaiters
 	case errors.Is(err, ErrWrongAddress), errors.Is(err, ErrAdaptiveDialContext):
