@@ -130,10 +130,11 @@ func (p *Pool) admitLocked(ctx context.Context) error {
 		lifo: p.overload.LIFO()}
 }
 
-// pickWaiterLocked is waiterForLocked under a queue policy: while the
-// queue is overloaded it first sheds, from the front, the waiters that
-// have waited past ShedAfter, then it takes the newest waiter that can
-// take pc, else the oldest; it tells the controller of the hand-off.
+// pickWaiterLocked is waiterForLocked under a queue policy: it takes out
+// of the queue the newest waiter that can take pc while the queue is
+// overloaded, else the oldest, and returns it, or nil; while overloaded
+// it then sheds, from the front, the other waiters that have waited past
+// ShedAfter. It tells the controller of the hand-off.
 //
 // The promises it keeps: a DialContext caller (unusedOnly) is never
 // handed a used conn (the same skip as first come, first served) and is
@@ -143,27 +144,13 @@ func (p *Pool) admitLocked(ctx context.Context) error {
 // forWaiterLocked), never orphaned by the policy.
 func (p *Pool) pickWaiterLocked(pc *poolConn) *waitq.Elem[waiter] {
 	ctl := p.overload
+	f := p.waiters.Front()
+	if f == nil {
+		return nil
+	}
 	now := clock.Nanotime()
-	if ctl.Overloaded() {
-		// Ages grow from the back to the front; stop at the first that
-		// may stay.
-		for e := p.waiters.Front(); e != nil; {
-			next := e.Next()
-			waited := clock.Since(e.Value.since)
-			if !ctl.Shed(waited) {
-				break
-			}
-			if !e.Value.dialing && !e.Value.unusedOnly {
-				p.dequeueLocked(e)
-				p.failLocked(e, &shedError{pool: p.name, reason: GetShedOverload, waited: waited, policy: ctl.Policy()})
-			}
-			e = next
-		}
-	}
-	var oldest time.Duration
-	if f := p.waiters.Front(); f != nil {
-		oldest = clock.Since(f.Value.since)
-	}
+	oldest := clock.Since(f.Value.since)
+	shedding := ctl.Overloaded()
 	var e *waitq.Elem[waiter]
 	if ctl.LIFO() {
 		e = p.waiters.Back()
@@ -171,13 +158,31 @@ func (p *Pool) pickWaiterLocked(pc *poolConn) *waitq.Elem[waiter] {
 			e = e.Prev()
 		}
 	} else {
-		e = p.waiters.Front()
+		e = f
 		for pc.used && e != nil && e.Value.unusedOnly {
 			e = e.Next()
 		}
 	}
 	if e != nil {
 		p.dequeueLocked(e)
+	}
+	if shedding {
+		// Ages grow from the back to the front: stop at the first
+		// waiter that may stay.
+		for s := p.waiters.Front(); s != nil; {
+			next := s.Next()
+			waited := clock.Since(s.Value.since)
+			if !ctl.Shed(waited) {
+				break
+			}
+			if !s.Value.dialing && !s.Value.unusedOnly {
+				p.dequeueLocked(s)
+				p.failLocked(s, &shedError{pool: p.name, reason: GetShedOverload, waited: waited, policy: ctl.Policy()})
+			}
+			s = next
+		}
+	}
+	if e != nil {
 		ctl.Served(now, oldest, p.waiters.Len())
 	}
 	return e
