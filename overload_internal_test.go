@@ -47,10 +47,9 @@ func newPolicyPool(t *testing.T, q *QueuePolicy, opts ...Option) *Pool {
 	return p
 }
 
-// forceOverload puts p's controller in its overloaded state, as a whole
-// window of standing waits over Target would, with a window that lasts
-// as long as the policy's Interval (give an hour: it then ends with the
-// queue draining, not with the window).
+// forceOverload puts p's controller in its overloaded state, as standing
+// waits over Target for a whole Interval would. It lasts until a serve
+// finds the oldest waiter within Target (give 1ns) or the queue drains.
 func forceOverload(p *Pool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -96,8 +95,8 @@ func TestQueueOrderUnderEachPolicy(t *testing.T) {
 		{"default", nil, false, []int{0, 1, 2, 3}},
 		{"deadline admission", &QueuePolicy{DeadlineAdmission: true}, false, []int{0, 1, 2, 3}},
 		{"adaptive LIFO, calm", &QueuePolicy{AdaptiveLIFO: true}, false, []int{0, 1, 2, 3}},
-		{"adaptive LIFO, overloaded", &QueuePolicy{AdaptiveLIFO: true, Interval: time.Hour}, true, []int{3, 2, 1, 0}},
-		{"both, overloaded", &QueuePolicy{AdaptiveLIFO: true, DeadlineAdmission: true, Interval: time.Hour}, true, []int{3, 2, 1, 0}},
+		{"adaptive LIFO, overloaded", &QueuePolicy{AdaptiveLIFO: true, Target: time.Nanosecond, Interval: time.Hour}, true, []int{3, 2, 1, 0}},
+		{"both, overloaded", &QueuePolicy{AdaptiveLIFO: true, DeadlineAdmission: true, Target: time.Nanosecond, Interval: time.Hour}, true, []int{3, 2, 1, 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPolicyPool(t, tc.q, WithMaxConns(1))
@@ -143,7 +142,7 @@ func TestOverloadShedsOldWaitersAndKeepsPromises(t *testing.T) {
 		failures[ev.Failure]++
 		mu.Unlock()
 	}}
-	p := newPolicyPool(t, &QueuePolicy{AdaptiveLIFO: true, Interval: time.Hour, ShedAfter: time.Nanosecond},
+	p := newPolicyPool(t, &QueuePolicy{AdaptiveLIFO: true, Target: time.Nanosecond, Interval: time.Hour, ShedAfter: time.Nanosecond},
 		WithMaxConns(2), WithDialer(gate.dial), WithHooks(hooks))
 	held, err := p.Get(context.Background())
 	require.NoError(t, err)

@@ -21,7 +21,11 @@
 // -scenario sizing runs the full one alone (see sizing.go): fixed pool
 // sizes and the adaptive cap (WithAdaptiveMaxConns) against a server that
 // serves -sizing-c requests at once, under loads from 50% to 200% of its
-// capacity.
+// capacity. -scenario overload runs the overload comparison alone (see
+// overload.go): the sizing scenario's open loop at 90%, 200% and 100% of
+// capacity, against pools capped at the server's concurrency, one for each
+// queue policy (WithQueuePolicy). It is not part of the default run, which
+// it would take past a minute.
 package main
 
 import (
@@ -46,7 +50,7 @@ type config struct {
 	rtt        time.Duration
 	sizes      []int
 	report     string
-	scenario   string        // "" for the default run, or "sizing"
+	scenario   string        // "" for the default run, "sizing" or "overload"
 	sizingC    int           // the sizing server's concurrency
 	sizingLen  time.Duration // each sizing phase; 0: the default for the run
 }
@@ -74,9 +78,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		rtt    = fs.Duration("rtt", 0, "simulated network round trip added by the embedded server")
 		sizes  = fs.String("sizes", "", "comma-separated pool sizes (default: c/16, c/4 and c)")
 		report = fs.String("report", "poolbench-report.html", "where to write the HTML report")
-		scen   = fs.String("scenario", "", `"sizing": run only the full sizing scenario (default: every scenario, and a short sizing run)`)
+		scen   = fs.String("scenario", "", `"sizing": run only the full sizing scenario; "overload": run only the overload comparison of queue policies (default: every scenario, and a short sizing run)`)
 		sizC   = fs.Int("sizing-c", 8, "requests the sizing server serves at once (its C)")
-		sizLen = fs.Duration("sizing-phase", 0, fmt.Sprintf("length of each sizing phase (default %v with -scenario sizing, %v in the default run)", sizingPhaseFull, sizingPhaseShort))
+		sizLen = fs.Duration("sizing-phase", 0, fmt.Sprintf("length of each sizing phase (default %v with -scenario sizing, %v with -scenario overload, %v in the default run)", sizingPhaseFull, overloadPhase, sizingPhaseShort))
 	)
 	fs.Usage = func() {
 		sizes, _ := parseSizes("", 32)
@@ -118,10 +122,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-rtt simulates delay on the embedded server; it cannot be used with -addr")
 	case *report == "":
 		return nil, errors.New("-report: need a path")
-	case *scen != "" && *scen != "sizing":
-		return nil, fmt.Errorf("-scenario %q: the only scenario to run alone is sizing", *scen)
-	case *scen == "sizing" && *addr != "":
-		return nil, errors.New("-scenario sizing needs the embedded server; it cannot be used with -addr")
+	case *scen != "" && *scen != "sizing" && *scen != "overload":
+		return nil, fmt.Errorf("-scenario %q: the scenarios to run alone are sizing and overload", *scen)
+	case *scen != "" && *addr != "":
+		return nil, fmt.Errorf("-scenario %s needs the embedded server; it cannot be used with -addr", *scen)
 	case *sizC < 2:
 		return nil, fmt.Errorf("-sizing-c %d: need at least 2", *sizC)
 	case *sizLen < 0:
@@ -210,8 +214,11 @@ func scenarios(cfg *config, embedded bool) []*scenario {
 }
 
 func run(cfg *config, stdout, stderr io.Writer) error {
-	if cfg.scenario == "sizing" {
+	switch cfg.scenario {
+	case "sizing":
 		return runSizingOnly(cfg, stdout, stderr)
+	case "overload":
+		return runOverloadOnly(cfg, stdout, stderr)
 	}
 	t := &target{addr: cfg.addr, ping: cfg.ping, pong: cfg.pong}
 	where := cfg.addr

@@ -53,12 +53,12 @@ func TestDeadlineAdmission(t *testing.T) {
 	_, ok = c.Arrive(now, 1000, 0, false)
 	assert.True(t, ok, "no deadline: admitted")
 
-	// The queue stalls: 50ms without a serve makes the gap under way the
-	// estimate, before the next serve.
+	// The queue stalls: 50ms without a serve stands for the next gap,
+	// before the next serve; the gaps after it are the estimate's.
 	now += 50 * ms
-	est, ok = c.Arrive(now, 1, 99*time.Millisecond, true)
+	est, ok = c.Arrive(now, 1, 59*time.Millisecond, true)
 	assert.False(t, ok)
-	assert.Equal(t, 100*time.Millisecond, est)
+	assert.Equal(t, 60*time.Millisecond, est)
 }
 
 // TestIdleTimeIsNotDrainTime: time with an empty queue does not count as
@@ -82,39 +82,34 @@ func TestIdleTimeIsNotDrainTime(t *testing.T) {
 }
 
 // TestCoDelEntersAndLeavesOverload drives a standing queue with a fake
-// clock: a window whose least standing wait is above Target turns the
-// next one LIFO and shedding; a window where it dipped below turns it
-// back; a drained queue is FIFO at once.
+// clock: a standing wait above Target at every serve for a whole Interval
+// turns the queue LIFO and shedding; one serve that finds the oldest
+// waiter within Target, or a drained queue, turns it back at once.
 func TestCoDelEntersAndLeavesOverload(t *testing.T) {
 	c := New(lifo())
 	now := int64(0)
 	c.Arrive(now, 0, 0, false)
 	serve := func(oldest time.Duration) { now += ms; c.Served(now, oldest, 10) }
-	// Window 1 (100ms): the standing wait stays at 6ms or more.
-	for range 100 {
+	serve(6 * time.Millisecond) // above Target from now (1ms): overload at 101ms
+	for range 99 {
 		serve(6 * time.Millisecond)
-		require.False(t, c.LIFO(), "not before a whole window")
+		require.False(t, c.LIFO(), "not before a whole Interval, at %dms", now/ms)
 	}
-	serve(20 * time.Millisecond) // closes window 1
+	serve(20 * time.Millisecond) // 101ms
 	assert.True(t, c.LIFO())
 	assert.True(t, c.Shed(101*time.Millisecond))
 	assert.False(t, c.Shed(100*time.Millisecond), "the bound itself is kept")
 
-	// Window 2: one serve at 4ms standing wait, under Target.
-	serve(4 * time.Millisecond)
-	for range 98 {
-		serve(50 * time.Millisecond)
-	}
-	assert.True(t, c.LIFO(), "still overloaded until window 2 closes")
-	serve(50 * time.Millisecond)
-	assert.False(t, c.LIFO(), "window 2 dipped under Target")
+	serve(5 * time.Millisecond) // the oldest within Target: not overloaded
+	assert.False(t, c.LIFO())
 	assert.False(t, c.Shed(time.Hour))
-
-	// Window 3 overloaded again, then the queue drains.
-	for range 101 {
+	for range 100 {
 		serve(50 * time.Millisecond)
+		require.False(t, c.LIFO(), "a whole Interval again, at %dms", now/ms)
 	}
+	serve(50 * time.Millisecond)
 	require.True(t, c.LIFO())
+
 	now += ms
 	c.Served(now, 50*time.Millisecond, 0)
 	assert.False(t, c.LIFO(), "a drained queue is FIFO at once")
@@ -252,4 +247,27 @@ func TestSimulatedOverload(t *testing.T) {
 	assert.GreaterOrEqual(t, len(lf), len(fifo)-1, "as many served")
 	assert.Less(t, p95(lf), 20*time.Millisecond, "LIFO serves fresh Gets")
 	assert.Positive(t, shed+lfTO)
+}
+
+// TestUnknownGapStartIsNotASample: a queue filled by a Get that did not
+// pass Arrive (one the pool dialed for) has no known start: the first
+// serve after it is no sample, so the time since the clock's origin, or
+// since the queue last drained, never enters the estimate. (The first
+// poolbench run turned every Get away with a gap of 23 minutes.)
+func TestUnknownGapStartIsNotASample(t *testing.T) {
+	c := New(Policy{Deadline: true})
+	now := int64(1e15) // far from the clock's origin
+	c.Served(now, 0, 3)
+	for range MinSamples {
+		now += 2 * ms
+		c.Served(now, 0, 3)
+	}
+	assert.Equal(t, 2*time.Millisecond, c.Gap())
+	now += 2 * ms
+	c.Served(now, 0, 0) // drained
+	now += int64(time.Hour)
+	c.Served(now, 0, 2) // filled without Arrive, then served
+	assert.Equal(t, 2*time.Millisecond, c.Gap())
+	_, ok := c.Arrive(now, 2, 10*time.Millisecond, true)
+	assert.True(t, ok)
 }
