@@ -295,7 +295,7 @@ func TestOverloadShortRun(t *testing.T) {
 	assert.Len(t, res.overloadVerdicts(), 2*(len(overloadPolicies)-1), "each policy at 90% and 200%")
 	var out bytes.Buffer
 	printOverload(&out, res)
-	for _, want := range []string{"FIFO", "deadline", "adaptive LIFO", "both", "200%", "shed at once", "goodput vs FIFO", "p99 <= 0.5x"} {
+	for _, want := range []string{"FIFO", "deadline", "adaptive LIFO", "both", "200%", "shed at once", "goodput (by end) vs FIFO", "by arrival", "p99 <= 0.5x"} {
 		assert.Contains(t, out.String(), want)
 	}
 }

@@ -133,6 +133,7 @@ type sizingRun struct {
 type phaseResult struct {
 	offered, ok, getTimeouts, reqTimeouts int64
 	shedDeadline, shedOverload            int64 // Gets the queue policy turned away (overload.go), not in getTimeouts
+	okEnded                               int64 // replies within the deadline that ended in the phase, whenever their request arrived
 	waits                                 int64
 	latencies                             []time.Duration // sorted
 	caps                                  []int           // the cap sampled in the phase's second half
@@ -312,7 +313,7 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 	n := len(cfg.phases)
 	var (
 		ok, getTO, reqTO, offered = make([]atomic.Int64, n), make([]atomic.Int64, n), make([]atomic.Int64, n), make([]atomic.Int64, n)
-		shedD, shedO              = make([]atomic.Int64, n), make([]atomic.Int64, n)
+		shedD, shedO, okEnded     = make([]atomic.Int64, n), make([]atomic.Int64, n), make([]atomic.Int64, n)
 		mu                        sync.Mutex
 		lat                       = make([][]time.Duration, n)
 		reqs                      sync.WaitGroup
@@ -353,6 +354,9 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 		}
 		took := time.Since(t0)
 		c.Close()
+		if end := cfg.phaseAt(t0.Add(took).Sub(measured)); end >= 0 && end < n {
+			okEnded[end].Add(1)
+		}
 		if ph >= 0 {
 			ok[ph].Add(1)
 			mu.Lock()
@@ -443,7 +447,7 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 
 	for p := range n {
 		pr := phaseResult{offered: offered[p].Load(), ok: ok[p].Load(), getTimeouts: getTO[p].Load(), reqTimeouts: reqTO[p].Load(),
-			shedDeadline: shedD[p].Load(), shedOverload: shedO[p].Load(),
+			shedDeadline: shedD[p].Load(), shedOverload: shedO[p].Load(), okEnded: okEnded[p].Load(),
 			waits: waitsAt[p+1] - waitsAt[p], latencies: lat[p]}
 		slices.Sort(pr.latencies)
 		half := cfg.phaseStart(p) + cfg.phaseLen(p)/2
