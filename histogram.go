@@ -114,6 +114,7 @@ func (s Stats) String() string {
 		{"waits", s.WaitCount}, {"timeouts", s.Timeouts}, {"too many waiters", s.TooManyWaiters},
 		{"gets failed dialing", s.GetDialErrors}, {"gets after close", s.ClosedPoolGets},
 		{"no idle conn", s.NoIdleConn}, {"invalid gets", s.InvalidGets},
+		{"shed at once", s.ShedDeadline}, {"shed waiting", s.ShedOverload},
 		{"dials", s.Dials}, {"dial errors", s.DialErrors},
 		{"closed idle", s.IdleClosed}, {"closed lifetime", s.LifetimeClosed},
 		{"closed unhealthy", s.HealthFailures}, {"closed broken", s.BrokenClosed},

@@ -236,12 +236,11 @@ func TestDeadlineAdmissionFailsAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	order, errs := queueInOrder(t, p, 1)
 
-	// The evidence: 9 serves a second apart (from now on: the gap under
-	// way is then never longer than the estimate).
+	// The evidence: 9 serves a second apart, from now on.
 	p.mu.Lock()
 	base := clock.Nanotime()
 	for i := range 9 {
-		p.overload.Served(base+int64(i)*int64(time.Second), 0, 1)
+		p.overload.Served(base+int64(i+1)*int64(time.Second), 0, 1)
 	}
 	p.mu.Unlock()
 

@@ -53,12 +53,15 @@ func TestDeadlineAdmission(t *testing.T) {
 	_, ok = c.Arrive(now, 1000, 0, false)
 	assert.True(t, ok, "no deadline: admitted")
 
-	// The queue stalls: 50ms without a serve stands for the next gap,
-	// before the next serve; the gaps after it are the estimate's.
-	now += 50 * ms
-	est, ok = c.Arrive(now, 1, 59*time.Millisecond, true)
-	assert.False(t, ok)
-	assert.Equal(t, 60*time.Millisecond, est)
+	// The queue stalls: the gap under way is no evidence (the queue may
+	// be served by dials the controller does not see); the next serve
+	// is, capped at maxJump gaps.
+	now += 500 * ms
+	est, ok = c.Arrive(now, 1, 20*time.Millisecond, true)
+	assert.True(t, ok)
+	assert.Equal(t, 20*time.Millisecond, est)
+	c.Served(now, 0, 3)
+	assert.Equal(t, 10*time.Millisecond+(40-10)*time.Millisecond/8, c.Gap(), "a 500ms gap counts as 40ms")
 }
 
 // TestIdleTimeIsNotDrainTime: time with an empty queue does not count as
@@ -270,4 +273,20 @@ func TestUnknownGapStartIsNotASample(t *testing.T) {
 	assert.Equal(t, 2*time.Millisecond, c.Gap())
 	_, ok := c.Arrive(now, 2, 10*time.Millisecond, true)
 	assert.True(t, ok)
+}
+
+// TestFirstSamplesTakeTheLeast: until there is evidence, the estimate is
+// the least gap seen, so a first gap from a stale start (the queue emptied
+// by Gets that gave up, unseen) does not turn Gets away.
+func TestFirstSamplesTakeTheLeast(t *testing.T) {
+	c := New(Policy{Deadline: true})
+	now := int64(0)
+	c.Arrive(now, 0, 0, false)
+	now += int64(time.Hour)
+	c.Served(now, 0, 3) // a stale first gap
+	for range MinSamples - 1 {
+		now += 3 * ms
+		c.Served(now, 0, 3)
+	}
+	assert.Equal(t, 3*time.Millisecond, c.Gap())
 }
