@@ -26,9 +26,11 @@ const (
 // every Get waits about as long as the oldest, and the Gets served are
 // those whose callers are about to give up. The two parts below, each
 // on its own switch, are the known answers (Facebook's "Fail at Scale":
-// CoDel and adaptive LIFO). Both judge only Gets that queue at the cap:
-// a Get the pool can dial for is not judged, and DialContext callers and
-// Gets a dial was started for are never shed while they wait.
+// CoDel and adaptive LIFO). Both judge only Gets that queue at the cap: a
+// Get the pool can dial for is not judged, DialContext callers are never
+// judged (they wait for a conn never handed out, or a slot to dial one,
+// not for the queue to drain), and a Get a dial was started for is never
+// shed while it waits.
 type QueuePolicy struct {
 	// DeadlineAdmission fails at once a Get whose context's deadline is
 	// nearer than the wait the pool expects for it, with an error that

@@ -379,3 +379,44 @@ func TestWithQueuePolicyValidates(t *testing.T) {
 	assert.Nil(t, newPolicyPool(t, nil).overload, "FIFO by default: no controller")
 	assert.Nil(t, newPolicyPool(t, &QueuePolicy{}).overload, "the zero policy is FIFO")
 }
+
+// TestDeadlineAdmissionSparesDialContextCallers: a DialContext caller
+// waits for a conn never handed out, not for the queue to drain, so the
+// queue's estimate does not judge it: with evidence that would turn a Get
+// away, it queues.
+func TestDeadlineAdmissionSparesDialContextCallers(t *testing.T) {
+	p := newPolicyPool(t, &QueuePolicy{DeadlineAdmission: true}, WithMaxConns(1))
+	held, err := p.Get(context.Background())
+	require.NoError(t, err)
+	_, errs := queueInOrder(t, p, 1)
+	p.mu.Lock()
+	base := clock.Nanotime()
+	for i := range 9 {
+		p.overload.Served(base+int64(i+1)*int64(time.Second), 0, 1)
+	}
+	p.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = p.Get(ctx)
+	require.ErrorIs(t, err, ErrShed, "a Get is turned away")
+	done := make(chan error, 1)
+	go func() {
+		c, err := p.DialContext(ctx, "fake", "fake:0")
+		if err == nil {
+			err = c.Close()
+		}
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return p.Stats().Waiting == 2 }, 5*time.Second, time.Millisecond,
+		"the DialContext caller queued")
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	require.NoError(t, held.Close())
+	select {
+	case err := <-errs:
+		require.NoError(t, err)
+	default:
+	}
+	assert.Equal(t, int64(1), p.Stats().ShedDeadline)
+}

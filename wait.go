@@ -182,7 +182,7 @@ func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, s
 		p.waiters.PushBack(e)
 		p.startDialLocked(e, false)
 	} else {
-		if p.overload != nil {
+		if p.overload != nil && !unusedOnly { // a DialContext caller waits for a slot, not the queue: never judged
 			if err := p.admitLocked(op.ctx); err != nil {
 				p.queued.Add(-1)
 				p.mu.Unlock()
