@@ -63,6 +63,8 @@ type config struct {
 	invalidOptions           []error // found while applying options, reported by New
 
 	limit *groupLimit // the cap of the pool's group, or nil
+
+	queuePolicy QueuePolicy // WithQueuePolicy's, defaults filled in (overload.go)
 }
 
 // Defaults, each documented on its option.

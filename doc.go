@@ -69,7 +69,9 @@
 // [Pool.Reset] retires every conn opened before it, for a failover or
 // rotated credentials; [Conn.Detach] takes one socket out of the pool for
 // good; [Pool.WaitReady] waits for MinIdle conns, for a readiness probe;
-// [WithMaxWaiters] bounds the Gets that may queue; [Pool.SetMaxConns],
+// [WithMaxWaiters] bounds the Gets that may queue; [WithQueuePolicy]
+// turns away under overload the Gets that would miss their deadline, and
+// serves the newest first while the queue stands; [Pool.SetMaxConns],
 // [Pool.SetMinIdle], [Pool.SetMaxIdle] and [Group.SetGroupMaxConns]
 // resize at run time.
 //

@@ -143,11 +143,14 @@ func getFailure(err error) GetFailure {
 	}
 	var de *dialError
 	var we *waitError
+	var se *shedError
 	switch {
 	case errors.As(err, &de):
 		return GetDialError
 	case errors.As(err, &we):
 		return GetTimeout
+	case errors.As(err, &se):
+		return se.reason
 	case errors.Is(err, ErrTooManyWaiters):
 		return GetTooManyWaiters
 	case errors.Is(err, ErrWrongAddress), errors.Is(err, ErrAdaptiveDialContext):

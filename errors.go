@@ -43,6 +43,13 @@ var (
 	// message names the client settings to change.
 	ErrClientPoolOverCap = errors.New("connpool: DialContext clients hold every conn")
 
+	// ErrShed is wrapped by the error of a Get that the pool's queue
+	// policy turned away under overload ([WithQueuePolicy]): at once, as
+	// its deadline was nearer than the wait (that error wraps
+	// context.DeadlineExceeded too), or after waiting past ShedAfter while
+	// the queue was overloaded. Retrying at once only adds to the load.
+	ErrShed = errors.New("connpool: Get shed under overload")
+
 	// ErrHealthCheck is wrapped by the errors of the pool's own checkers
 	// when a conn fails its check.
 	ErrHealthCheck = errors.New("connpool: health check failed")

@@ -100,13 +100,23 @@ const (
 	// address ([ErrWrongAddress]) or on an adaptive pool
 	// ([ErrAdaptiveDialContext]): a mistake in the caller's wiring.
 	GetInvalid
+	// GetShedDeadline: the queue policy turned it away at once, as its
+	// deadline was nearer than the wait ([ErrShed], WithQueuePolicy's
+	// DeadlineAdmission).
+	GetShedDeadline
+	// GetShedOverload: the queue policy shed it after it waited past
+	// ShedAfter while the queue was overloaded ([ErrShed],
+	// WithQueuePolicy's AdaptiveLIFO).
+	GetShedOverload
 )
 
-var getFailureNames = [...]string{"", "timeout", "pool_closed", "dial_error", "too_many_waiters", "no_idle_conn", "invalid"}
+var getFailureNames = [...]string{"", "timeout", "pool_closed", "dial_error", "too_many_waiters", "no_idle_conn", "invalid",
+	"shed_deadline", "shed_overload"}
 
 // String returns the failure in snake case, as metrics labels want it:
 // "timeout", "pool_closed", "dial_error", "too_many_waiters",
-// "no_idle_conn", "invalid"; "" for the zero GetFailure.
+// "no_idle_conn", "invalid", "shed_deadline", "shed_overload"; "" for
+// the zero GetFailure.
 func (f GetFailure) String() string {
 	if int(f) < len(getFailureNames) {
 		return getFailureNames[f]
@@ -341,4 +351,4 @@ func GetFailures() []GetFailure {
 }
 
 // numGetFailures is one more than the last GetFailure.
-const numGetFailures = GetInvalid + 1
+const numGetFailures = GetShedOverload + 1

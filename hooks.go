@@ -69,7 +69,8 @@ package connpool
 //	  reason                          Failure: GetPoolClosed is "poolClosed",
 //	                                  GetTimeout is "timeout", GetDialError is
 //	                                  "connectionError"; GetTooManyWaiters,
-//	                                  GetNoIdleConn and GetInvalid have no
+//	                                  GetNoIdleConn, GetInvalid and the two
+//	                                  GetShed reasons have no
 //	                                  CMAP reason
 //	  duration                        Duration
 //	ConnectionCheckedInEvent        Put

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/connpool/connpool/internal/addrset"
+	"github.com/connpool/connpool/internal/admission"
 	"github.com/connpool/connpool/internal/idlestack"
 	"github.com/connpool/connpool/internal/waitq"
 	"github.com/connpool/connpool/internal/yieldlock"
@@ -61,6 +62,10 @@ type Pool struct {
 	mu          sync.Mutex
 	waiters     waitq.Queue[waiter] // FIFO; served by direct hand-off under mu (wait.go)
 	freeWaiters sync.Pool           // of *waitq.Elem[waiter], recycled (wait.go)
+
+	// overload is WithQueuePolicy's controller, which orders and sheds
+	// the waiters; nil: first come, first served (overload.go).
+	overload *admission.Controller
 
 	// The custody ledger's counts (ledger.go), changed only there:
 	//   numOpen = numDialing + lent + idle.Len() + numChecking + numClosing
@@ -173,6 +178,7 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 		name:      cfg.name,
 		cfg:       cfg,
 		hooks:     cfg.hooks,
+		overload:  newOverload(cfg.queuePolicy),
 		stampLent: cfg.hooks.Put != nil || cfg.useTimeMetrics || cfg.adaptiveSet,
 		timeUse:   cfg.useTimeMetrics,
 		observed: cfg.hooks.GetStarted != nil || cfg.hooks.GetDone != nil || cfg.hooks.Put != nil ||

@@ -19,7 +19,8 @@ import (
 // pool) that has returned was a hit, a miss or one failure:
 //
 //	Gets = Hits + Misses + Timeouts + GetDialErrors + ClosedPoolGets +
-//	       TooManyWaiters + NoIdleConn + InvalidGets
+//	       TooManyWaiters + NoIdleConn + InvalidGets + ShedDeadline +
+//	       ShedOverload
 //
 // [Stats.Failed] reads the failure counters by [GetFailure]. A Group's Get
 // that fails before it reaches a pool (the group closed, an empty
@@ -69,6 +70,11 @@ type Stats struct {
 	// another network or address (ErrWrongAddress), or on a pool with
 	// WithAdaptiveMaxConns (ErrAdaptiveDialContext) (GetInvalid).
 	InvalidGets int64
+	// ShedDeadline and ShedOverload count the Gets the queue policy
+	// turned away ([ErrShed], WithQueuePolicy): at once, their deadline
+	// nearer than the wait (GetShedDeadline), and after waiting past
+	// ShedAfter in an overloaded queue (GetShedOverload).
+	ShedDeadline, ShedOverload int64
 
 	IdleClosed     int64 // conns closed after sitting idle for IdleTimeout, evicted for a Group's cap, or used ones retired to make room for a DialContext caller's dial
 	LifetimeClosed int64 // conns closed for reaching their max lifetime
@@ -187,6 +193,10 @@ func (s Stats) Failed(f GetFailure) int64 {
 		return s.NoIdleConn
 	case GetInvalid:
 		return s.InvalidGets
+	case GetShedDeadline:
+		return s.ShedDeadline
+	case GetShedOverload:
+		return s.ShedOverload
 	}
 	return 0
 }
@@ -229,6 +239,8 @@ func (p *Pool) Stats() Stats {
 		ClosedPoolGets: p.getFailures[GetPoolClosed].Load(),
 		NoIdleConn:     p.getFailures[GetNoIdleConn].Load(),
 		InvalidGets:    p.getFailures[GetInvalid].Load(),
+		ShedDeadline:   p.getFailures[GetShedDeadline].Load(),
+		ShedOverload:   p.getFailures[GetShedOverload].Load(),
 
 		IdleClosed:     c[CloseIdle],
 		LifetimeClosed: c[CloseLifetime],
@@ -320,6 +332,7 @@ func (s Stats) String() string {
 		{"waits", s.WaitCount}, {"timeouts", s.Timeouts}, {"too many waiters", s.TooManyWaiters},
 		{"gets failed dialing", s.GetDialErrors}, {"gets after close", s.ClosedPoolGets},
 		{"no idle conn", s.NoIdleConn}, {"invalid gets", s.InvalidGets},
+		{"shed at once", s.ShedDeadline}, {"shed waiting", s.ShedOverload},
 		{"dials", s.Dials}, {"dial errors", s.DialErrors},
 		{"closed idle", s.IdleClosed}, {"closed lifetime", s.LifetimeClosed},
 		{"closed unhealthy", s.HealthFailures}, {"closed broken", s.BrokenClosed},

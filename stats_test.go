@@ -208,9 +208,10 @@ func TestStatsCountEveryFailedGet(t *testing.T) {
 // and a metrics label.
 func TestGetFailuresAreNamed(t *testing.T) {
 	fs := connpool.GetFailures()
-	require.Len(t, fs, 6)
+	require.Len(t, fs, 8)
 	var s connpool.Stats
 	s.Timeouts, s.GetDialErrors, s.ClosedPoolGets, s.TooManyWaiters, s.NoIdleConn, s.InvalidGets = 1, 2, 3, 4, 5, 6
+	s.ShedDeadline, s.ShedOverload = 7, 8
 	seen := make(map[string]bool)
 	var sum int64
 	for _, f := range fs {
@@ -219,9 +220,11 @@ func TestGetFailuresAreNamed(t *testing.T) {
 		seen[f.String()] = true
 		sum += s.Failed(f)
 	}
-	assert.Equal(t, int64(21), sum, "each counter read once")
+	assert.Equal(t, int64(36), sum, "each counter read once")
 	assert.Zero(t, s.Failed(0))
 	assert.Equal(t, "invalid", connpool.GetInvalid.String())
+	assert.Equal(t, "shed_deadline", connpool.GetShedDeadline.String())
+	assert.Equal(t, "shed_overload", connpool.GetShedOverload.String())
 }
 
 // TestEveryGetIsCounted runs Gets, TryGets and DialContexts from many

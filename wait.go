@@ -115,8 +115,12 @@ func (p *Pool) popWaiterLocked() *waitq.Elem[waiter] {
 }
 
 // waiterForLocked takes out of the queue the first waiter that can take
-// pc, and returns it, or nil: a used conn skips DialContext callers.
+// pc, and returns it, or nil: a used conn skips DialContext callers. Under
+// a queue policy (WithQueuePolicy) the policy picks (pickWaiterLocked).
 func (p *Pool) waiterForLocked(pc *poolConn) *waitq.Elem[waiter] {
+	if p.overload != nil {
+		return p.pickWaiterLocked(pc)
+	}
 	e := p.waiters.Front()
 	for pc.used && e != nil && e.Value.unusedOnly {
 		e = e.Next()
@@ -178,6 +182,14 @@ func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, s
 		p.waiters.PushBack(e)
 		p.startDialLocked(e, dialOnDemand)
 	} else {
+		if p.overload != nil && !unusedOnly { // a DialContext caller waits for a slot, not the queue: never judged
+			if err := p.admitLocked(op.ctx); err != nil {
+				p.queued.Add(-1)
+				p.mu.Unlock()
+				p.recycle(e)
+				return delivery{}, err
+			}
+		}
 		p.waiters.PushBack(e)
 		counted = true
 		if !op.queued { // a Get that queues again, after a rejected conn, counts once

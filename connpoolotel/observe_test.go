@@ -46,6 +46,10 @@ func TestObserveMatchesStatsUnderLoad(t *testing.T) {
 		// No background closes or checks: once the workers stop, the
 		// pool is still, and Stats and a collection can be compared.
 		connpool.WithIdleTimeout(0), connpool.WithMaxLifetime(0), connpool.WithHealthCheckInterval(0),
+		// A queue policy that reacts within a millisecond, so that shed
+		// Gets are observed too (shed_deadline, shed_overload).
+		connpool.WithQueuePolicy(connpool.QueuePolicy{DeadlineAdmission: true, AdaptiveLIFO: true,
+			Target: 50 * time.Microsecond, Interval: time.Millisecond, ShedAfter: 2 * time.Millisecond}),
 		connpool.WithHooks(h.m.Hooks()))
 	h.observe(t, pool)
 
@@ -104,6 +108,7 @@ func TestObserveMatchesStatsUnderLoad(t *testing.T) {
 	require.Equal(t, before, s, "the pool moved during the collection")
 	t.Log(s)
 	require.Positive(t, s.Timeouts, "some Gets timed out")
+	require.Positive(t, s.ShedDeadline+s.ShedOverload, "some Gets were shed")
 	require.Positive(t, s.WaitCount, "some Gets queued")
 	require.Positive(t, s.BrokenClosed, "some conns were closed")
 
@@ -150,7 +155,7 @@ func borrowOnce(pool *connpool.Pool, addr string, rng *rand.Rand) (puts int64, e
 		return 0, pool.Reset()
 	case n < 4:
 		c, err := pool.DialContext(ctx, "tcp", addr)
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, connpool.ErrShed) {
 			return 0, nil
 		}
 		if err != nil {
@@ -159,7 +164,7 @@ func borrowOnce(pool *connpool.Pool, addr string, rng *rand.Rand) (puts int64, e
 		return 1, c.Close()
 	}
 	c, err := pool.Get(ctx)
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, connpool.ErrShed) {
 		return 0, nil
 	}
 	if err != nil {

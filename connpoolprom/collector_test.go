@@ -72,6 +72,10 @@ func TestScrapeMatchesStats(t *testing.T) {
 		connpool.WithMaxConnecting(2),
 		connpool.WithMaxWaiters(8),
 		connpool.WithUseTimeMetrics(true),
+		// A queue policy that reacts within a millisecond, so that the
+		// shed Gets are scraped too (shed_deadline, shed_overload).
+		connpool.WithQueuePolicy(connpool.QueuePolicy{DeadlineAdmission: true, AdaptiveLIFO: true,
+			Target: 50 * time.Microsecond, Interval: time.Millisecond, ShedAfter: 2 * time.Millisecond}),
 	)
 	reg := prometheus.NewPedanticRegistry()
 	require.NoError(t, reg.Register(connpoolprom.NewCollector(p)))
@@ -119,7 +123,7 @@ func TestScrapeMatchesStats(t *testing.T) {
 				c, err := p.Get(ctx)
 				cancel()
 				switch {
-				case errors.Is(err, context.DeadlineExceeded), errors.Is(err, connpool.ErrTooManyWaiters):
+				case errors.Is(err, context.DeadlineExceeded), errors.Is(err, connpool.ErrTooManyWaiters), errors.Is(err, connpool.ErrShed):
 					continue
 				case err != nil:
 					return err
@@ -147,6 +151,7 @@ func TestScrapeMatchesStats(t *testing.T) {
 	assert.Positive(t, s.Misses, "misses")
 	assert.Positive(t, s.WaitCount, "waits")
 	assert.Positive(t, s.Timeouts+s.TooManyWaiters, "failed Gets")
+	assert.Positive(t, s.ShedDeadline+s.ShedOverload, "Gets shed by the queue policy")
 	assert.Positive(t, s.BrokenClosed, "conns marked unusable")
 	assert.Positive(t, s.WaitTime.Count(), "wait histogram")
 	assert.Positive(t, s.DialTime.Count(), "dial histogram")

@@ -74,6 +74,8 @@ func ExampleNewCollector() {
 	// connpool_gets_total{pool="cache",result="miss"} 1
 	// connpool_gets_total{pool="cache",result="no_idle_conn"} 1
 	// connpool_gets_total{pool="cache",result="pool_closed"} 0
+	// connpool_gets_total{pool="cache",result="shed_deadline"} 0
+	// connpool_gets_total{pool="cache",result="shed_overload"} 0
 	// connpool_gets_total{pool="cache",result="timeout"} 0
 	// connpool_gets_total{pool="cache",result="too_many_waiters"} 0
 }

@@ -177,6 +177,8 @@ func want(a connpool.Addr, s connpool.Stats) map[string]float64 {
 	add("connpool_gets_total", float64(s.TooManyWaiters), "result", "too_many_waiters")
 	add("connpool_gets_total", float64(s.NoIdleConn), "result", "no_idle_conn")
 	add("connpool_gets_total", float64(s.InvalidGets), "result", "invalid")
+	add("connpool_gets_total", float64(s.ShedDeadline), "result", "shed_deadline")
+	add("connpool_gets_total", float64(s.ShedOverload), "result", "shed_overload")
 	add("connpool_waits_total", float64(s.WaitCount))
 	add("connpool_timeouts_total", float64(s.Timeouts))
 	add("connpool_rejected_total", float64(s.TooManyWaiters))

@@ -21,7 +21,11 @@
 // -scenario sizing runs the full one alone (see sizing.go): fixed pool
 // sizes and the adaptive cap (WithAdaptiveMaxConns) against a server that
 // serves -sizing-c requests at once, under loads from 50% to 200% of its
-// capacity.
+// capacity. -scenario overload runs the overload comparison alone (see
+// overload.go): the sizing scenario's open loop at 90%, 200% and 100% of
+// capacity, against pools capped at the server's concurrency, one for each
+// queue policy (WithQueuePolicy). It is not part of the default run, which
+// it would take past a minute.
 //
 // -scenario fleet runs connpoolfleet's demo alone (see fleet.go): 4
 // processes share a budget of conns through a redis-server of its own.
@@ -49,7 +53,7 @@ type config struct {
 	rtt        time.Duration
 	sizes      []int
 	report     string
-	scenario   string        // "" for the default run, "sizing" or "fleet"
+	scenario   string        // "" for the default run, "sizing", "overload" or "fleet"
 	sizingC    int           // the sizing server's concurrency
 	sizingLen  time.Duration // each sizing phase; 0: the default for the run
 }
@@ -77,9 +81,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		rtt    = fs.Duration("rtt", 0, "simulated network round trip added by the embedded server")
 		sizes  = fs.String("sizes", "", "comma-separated pool sizes (default: c/16, c/4 and c)")
 		report = fs.String("report", "poolbench-report.html", "where to write the HTML report")
-		scen   = fs.String("scenario", "", `"sizing": run only the full sizing scenario; "fleet": run only the fleet budget demo (needs redis-server) (default: every scenario, and a short sizing run)`)
+		scen   = fs.String("scenario", "", `"sizing": run only the full sizing scenario; "overload": run only the overload comparison of queue policies; "fleet": run only the fleet budget demo (needs redis-server) (default: every scenario, and a short sizing run)`)
 		sizC   = fs.Int("sizing-c", 8, "requests the sizing server serves at once (its C)")
-		sizLen = fs.Duration("sizing-phase", 0, fmt.Sprintf("length of each sizing phase (default %v with -scenario sizing, %v in the default run)", sizingPhaseFull, sizingPhaseShort))
+		sizLen = fs.Duration("sizing-phase", 0, fmt.Sprintf("length of each sizing phase (default %v with -scenario sizing, %v with -scenario overload, %v in the default run)", sizingPhaseFull, overloadPhase, sizingPhaseShort))
 	)
 	fs.Usage = func() {
 		sizes, _ := parseSizes("", 32)
@@ -121,8 +125,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-rtt simulates delay on the embedded server; it cannot be used with -addr")
 	case *report == "":
 		return nil, errors.New("-report: need a path")
-	case *scen != "" && *scen != "sizing" && *scen != "fleet":
-		return nil, fmt.Errorf("-scenario %q: the scenarios to run alone are sizing and fleet", *scen)
+	case *scen != "" && *scen != "sizing" && *scen != "overload" && *scen != "fleet":
+		return nil, fmt.Errorf("-scenario %q: the scenarios to run alone are sizing, overload and fleet", *scen)
 	case *scen != "" && *addr != "":
 		return nil, fmt.Errorf("-scenario %s needs the embedded servers; it cannot be used with -addr", *scen)
 	case *sizC < 2:
@@ -216,6 +220,8 @@ func run(cfg *config, stdout, stderr io.Writer) error {
 	switch cfg.scenario {
 	case "sizing":
 		return runSizingOnly(cfg, stdout, stderr)
+	case "overload":
+		return runOverloadOnly(cfg, stdout, stderr)
 	case "fleet":
 		return runFleet(cfg, stdout, stderr)
 	}

@@ -40,6 +40,7 @@ func TestParseFlagsRejectsBadInput(t *testing.T) {
 		{[]string{"extra"}, "unexpected argument"},
 		{[]string{"-scenario", "nope"}, `-scenario "nope"`},
 		{[]string{"-scenario", "sizing", "-addr", "127.0.0.1:6379"}, "needs the embedded server"},
+		{[]string{"-scenario", "overload", "-addr", "127.0.0.1:6379"}, "-scenario overload needs the embedded server"},
 		{[]string{"-sizing-c", "1"}, "-sizing-c 1"},
 		{[]string{"-sizing-phase", "-1s"}, "-sizing-phase -1s"},
 		{[]string{"-nosuchflag"}, "not defined"},
@@ -263,4 +264,38 @@ func TestSizingServerServesTheCarriedTime(t *testing.T) {
 	exchange(0)
 	drawn := 2*srv.meanService() - first
 	assert.Less(t, drawn, 150*time.Millisecond, "served for a time drawn around the 1ms mean")
+}
+
+// TestOverloadShortRun runs the overload comparison in brief (phases of
+// 300ms, C=4) and checks that every policy ran every phase with each
+// request counted once, that the policies shed while FIFO did not, and
+// that the table judges each policy against FIFO at 90% and 200%.
+func TestOverloadShortRun(t *testing.T) {
+	cfg := newSizingConfig(4, 300*time.Millisecond)
+	res, err := runOverload(cfg)
+	require.NoError(t, err)
+	require.Len(t, res.runs, len(overloadPolicies))
+	assert.Equal(t, "FIFO", res.runs[0].name)
+	var shed int64
+	for i, r := range res.runs {
+		assert.Equal(t, 4, r.fixed, "capped at C")
+		require.Len(t, r.phases, 3, r.name)
+		for p, ph := range r.phases {
+			assert.Positive(t, ph.offered, "%s, phase %d: requests", r.name, p)
+			assert.LessOrEqual(t, ph.ok+ph.getTimeouts+ph.reqTimeouts+ph.shedDeadline+ph.shedOverload, ph.offered,
+				"%s, phase %d: each request counted once", r.name, p)
+			if i == 0 {
+				assert.Zero(t, ph.shedDeadline+ph.shedOverload, "FIFO sheds nothing")
+			} else {
+				shed += ph.shedDeadline + ph.shedOverload
+			}
+		}
+	}
+	assert.Positive(t, shed, "the policies shed at 200%")
+	assert.Len(t, res.overloadVerdicts(), 2*(len(overloadPolicies)-1), "each policy at 90% and 200%")
+	var out bytes.Buffer
+	printOverload(&out, res)
+	for _, want := range []string{"FIFO", "deadline", "adaptive LIFO", "both", "200%", "shed at once", "goodput (by end) vs FIFO", "by arrival", "p99 <= 0.5x"} {
+		assert.Contains(t, out.String(), want)
+	}
 }

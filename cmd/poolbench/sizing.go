@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -123,13 +124,16 @@ func (cfg sizingConfig) phaseLen(p int) time.Duration {
 // sizingRun is one configuration's run.
 type sizingRun struct {
 	name     string
-	fixed    int // the fixed cap, 0 for adaptive
+	fixed    int               // the fixed cap, 0 for adaptive
+	opts     []connpool.Option // more options for the pool (the overload comparison's queue policies)
 	phases   []phaseResult
 	timeline []timePoint // sampled every timelineStep
 }
 
 type phaseResult struct {
 	offered, ok, getTimeouts, reqTimeouts int64
+	shedDeadline, shedOverload            int64 // Gets the queue policy turned away (overload.go), not in getTimeouts
+	okEnded                               int64 // replies within the deadline that ended in the phase, whenever their request arrived
 	waits                                 int64
 	latencies                             []time.Duration // sorted
 	caps                                  []int           // the cap sampled in the phase's second half
@@ -298,7 +302,7 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 	if r.fixed > 0 {
 		opt = connpool.WithMaxConns(r.fixed)
 	}
-	pool, err := connpool.New("tcp", srv.addr(), opt, connpool.WithMaxConnecting(16*cfg.c))
+	pool, err := connpool.New("tcp", srv.addr(), append([]connpool.Option{opt, connpool.WithMaxConnecting(16 * cfg.c)}, r.opts...)...)
 	if err != nil {
 		return err
 	}
@@ -309,6 +313,7 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 	n := len(cfg.phases)
 	var (
 		ok, getTO, reqTO, offered = make([]atomic.Int64, n), make([]atomic.Int64, n), make([]atomic.Int64, n), make([]atomic.Int64, n)
+		shedD, shedO, okEnded     = make([]atomic.Int64, n), make([]atomic.Int64, n), make([]atomic.Int64, n)
 		mu                        sync.Mutex
 		lat                       = make([][]time.Duration, n)
 		reqs                      sync.WaitGroup
@@ -319,7 +324,13 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 		c, err := pool.Get(ctx)
 		cancel()
 		if err != nil {
-			if ph >= 0 {
+			switch {
+			case ph < 0:
+			case errors.Is(err, connpool.ErrShed) && errors.Is(err, context.DeadlineExceeded):
+				shedD[ph].Add(1)
+			case errors.Is(err, connpool.ErrShed):
+				shedO[ph].Add(1)
+			default:
 				getTO[ph].Add(1)
 			}
 			return
@@ -343,6 +354,9 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 		}
 		took := time.Since(t0)
 		c.Close()
+		if end := cfg.phaseAt(t0.Add(took).Sub(measured)); end >= 0 && end < n {
+			okEnded[end].Add(1)
+		}
 		if ph >= 0 {
 			ok[ph].Add(1)
 			mu.Lock()
@@ -433,6 +447,7 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 
 	for p := range n {
 		pr := phaseResult{offered: offered[p].Load(), ok: ok[p].Load(), getTimeouts: getTO[p].Load(), reqTimeouts: reqTO[p].Load(),
+			shedDeadline: shedD[p].Load(), shedOverload: shedO[p].Load(), okEnded: okEnded[p].Load(),
 			waits: waitsAt[p+1] - waitsAt[p], latencies: lat[p]}
 		slices.Sort(pr.latencies)
 		half := cfg.phaseStart(p) + cfg.phaseLen(p)/2

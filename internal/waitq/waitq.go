@@ -1,4 +1,6 @@
-// Package waitq is the pool's FIFO queue of waiting callers.
+// Package waitq is the pool's queue of waiting callers, in arrival order:
+// served first come, first served from the front, or newest first from
+// the back.
 //
 // It is an intrusive doubly linked list: the caller owns each [Elem], so a
 // waiter whose context ends can take itself out in O(1) without searching.
@@ -36,6 +38,13 @@ func (q *Queue[T]) Front() *Elem[T] { return q.head }
 
 // Next returns the element behind e in its queue, or nil.
 func (e *Elem[T]) Next() *Elem[T] { return e.next }
+
+// Back returns the element at the back of q, the newest, or nil if q is
+// empty.
+func (q *Queue[T]) Back() *Elem[T] { return q.tail }
+
+// Prev returns the element before e in its queue, or nil.
+func (e *Elem[T]) Prev() *Elem[T] { return e.prev }
 
 // PushBack appends e to the back of q. It panics if e is already queued:
 // that is a broken invariant of the caller, not user input.

@@ -28,7 +28,13 @@ func TestFIFO(t *testing.T) {
 		walked = append(walked, e.Value)
 	}
 	assert.Equal(t, []int{0, 1, 2, 3, 4}, walked)
+	walked = nil
+	for e := q.Back(); e != nil; e = e.Prev() {
+		walked = append(walked, e.Value)
+	}
+	assert.Equal(t, []int{4, 3, 2, 1, 0}, walked, "newest first from the back")
 	assert.Equal(t, []int{0, 1, 2, 3, 4}, drain(&q))
+	assert.Nil(t, q.Back())
 	assert.Equal(t, 0, q.Len())
 }
 
@@ -56,6 +62,11 @@ func TestRemove(t *testing.T) {
 				assert.False(t, q.Remove(elems[i]), "second remove is a no-op")
 			}
 			assert.Equal(t, len(tc.want), q.Len())
+			var back []int
+			for e := q.Back(); e != nil; e = e.Prev() {
+				back = append([]int{e.Value}, back...)
+			}
+			assert.Equal(t, tc.want, back, "the back links agree with the front ones")
 			assert.Equal(t, tc.want, drain(&q))
 		})
 	}
