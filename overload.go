@@ -10,10 +10,10 @@ import (
 	"github.com/connpool/connpool/internal/waitq"
 )
 
-// Defaults of [QueuePolicy], each documented on its field.
+// Defaults of QueuePolicy, each documented on its field.
 const (
-	DefaultQueueTarget   = 5 * time.Millisecond
-	DefaultQueueInterval = 100 * time.Millisecond
+	defaultQueueTarget   = 5 * time.Millisecond
+	defaultQueueInterval = 100 * time.Millisecond
 )
 
 // QueuePolicy is how a pool orders the Gets waiting at its cap, and which
@@ -60,11 +60,11 @@ type QueuePolicy struct {
 	AdaptiveLIFO bool
 
 	// Target is the wait above which a queue that does not drain is
-	// overloaded. 0 means DefaultQueueTarget (5ms).
+	// overloaded. 0 means 5ms.
 	Target time.Duration
 	// Interval is how long the wait must stay above Target before the
 	// queue is overloaded, and how often the test is made again. 0 means
-	// DefaultQueueInterval (100ms).
+	// 100ms.
 	Interval time.Duration
 	// ShedAfter is how long a waiter may wait while the queue is
 	// overloaded before it is shed. 0 means Interval. Give it at least the
@@ -92,10 +92,10 @@ func WithQueuePolicy(q QueuePolicy) Option {
 			return
 		}
 		if q.Target == 0 {
-			q.Target = DefaultQueueTarget
+			q.Target = defaultQueueTarget
 		}
 		if q.Interval == 0 {
-			q.Interval = DefaultQueueInterval
+			q.Interval = defaultQueueInterval
 		}
 		if q.ShedAfter == 0 {
 			q.ShedAfter = q.Interval

@@ -374,8 +374,8 @@ func TestWithQueuePolicyValidates(t *testing.T) {
 		assert.Contains(t, err.Error(), "WithQueuePolicy")
 	}
 	p := newPolicyPool(t, &QueuePolicy{AdaptiveLIFO: true})
-	assert.Equal(t, QueuePolicy{AdaptiveLIFO: true, Target: DefaultQueueTarget, Interval: DefaultQueueInterval,
-		ShedAfter: DefaultQueueInterval}, p.cfg.queuePolicy)
+	assert.Equal(t, QueuePolicy{AdaptiveLIFO: true, Target: defaultQueueTarget, Interval: defaultQueueInterval,
+		ShedAfter: defaultQueueInterval}, p.cfg.queuePolicy)
 	assert.Nil(t, newPolicyPool(t, nil).overload, "FIFO by default: no controller")
 	assert.Nil(t, newPolicyPool(t, &QueuePolicy{}).overload, "the zero policy is FIFO")
 }
