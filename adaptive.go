@@ -195,7 +195,8 @@ func (p *Pool) adaptOnce(lag time.Duration) {
 	p.idleMu.Lock()
 	inUse := p.inUseIdleLocked()
 	p.idleMu.Unlock()
-	s.Saturated = p.waitCount != a.lastWaits || p.waiters.Len() > 0 || inUse >= cur
+	s.Queued = p.waitCount - a.lastWaits
+	s.Saturated = s.Queued != 0 || p.waiters.Len() > 0 || inUse >= cur
 	a.lastWaits = p.waitCount
 	p.mu.Unlock()
 

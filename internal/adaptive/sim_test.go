@@ -49,6 +49,7 @@ type sim struct {
 	heldSq    int64
 	drops     int64
 	saturated bool
+	queued    int64         // Gets that queued at the cap
 	probeFrom time.Duration // when the probe being gathered began, or -1: see Sample
 
 	// Totals and trace.
@@ -156,11 +157,13 @@ func (s *sim) run(end time.Duration) {
 				s.waiters = append(s.waiters, s.now)
 				s.at(s.now+s.getBudget, evGetTimeout, nil)
 				s.serveWaiters()
+				s.countQueued()
 				continue
 			}
 			if s.rate(s.now) > 0 && e.j == nil {
 				s.waiters = append(s.waiters, s.now)
 				s.serveWaiters()
+				s.countQueued()
 			}
 			s.nextArrival()
 		case evGetTimeout:
@@ -192,8 +195,8 @@ func (s *sim) run(end time.Duration) {
 			if s.inUse >= s.ctl.Limit() {
 				s.saturated = true
 			}
-			s.ctl.Observe(s.now, Sample{Returns: s.returns, Held: s.held, HeldSq: s.heldSq, Drops: s.drops, Saturated: s.saturated})
-			s.returns, s.held, s.heldSq, s.drops, s.saturated = 0, 0, 0, 0, false
+			s.ctl.Observe(s.now, Sample{Returns: s.returns, Held: s.held, HeldSq: s.heldSq, Drops: s.drops, Saturated: s.saturated, Queued: s.queued})
+			s.returns, s.held, s.heldSq, s.drops, s.saturated, s.queued = 0, 0, 0, 0, false, 0
 			if !s.ctl.Probing() {
 				s.probeFrom = -1
 			} else if s.probeFrom < 0 {
@@ -205,6 +208,14 @@ func (s *sim) run(end time.Duration) {
 		}
 	}
 	s.now = end
+}
+
+// countQueued counts the Get just arrived as queued if it is still
+// waiting, as the pool counts a Get that joined its wait queue.
+func (s *sim) countQueued() {
+	if len(s.waiters) > 0 && s.waiters[len(s.waiters)-1] == s.now {
+		s.queued++
+	}
 }
 
 // finish ends a served request: the reply is counted and the conn put back.
