@@ -84,7 +84,10 @@
 //     too. Saturated windows held above Tolerance lead to a trial: the
 //     cap is raised by half for one long window, and kept, with the
 //     baseline moved up to the held time, only if the added conns were
-//     served (see the const block of trialFirst).
+//     served (see the const block of trialFirst). A failed trial backs
+//     the next one off; the back-off ends when the Gets that queue come
+//     demandShift times as fast as when it failed (Sample.Queued; see
+//     demandWindow).
 //
 // A Controller is not safe for concurrent use: one goroutine owns it.
 package adaptive
