@@ -87,8 +87,7 @@
 //     served (see the const block of trialFirst). A failed trial backs
 //     the next one off; the back-off ends when the Gets that queue come
 //     demandShift times as fast as when it failed (Sample.Queued; see
-//     demandWindow). Such a rise of the load also makes the next growth
-//     step the cap itself.
+//     demandWindow).
 //
 // A Controller is not safe for concurrent use: one goroutine owns it.
 package adaptive
@@ -210,7 +209,6 @@ type Controller struct {
 	trialSpan  span    // its windows
 	trialFrom  float64 // the cap before it
 	demand     float64 // Gets queued a second, a moving average (see demandWindow)
-	riseFrom   float64 // demand when it last rose or fell by demandShift
 	failDemand float64 // demand when the last trial failed, or lower since; 0 if none
 
 	inEpisode    bool
@@ -561,41 +559,24 @@ func (c *Controller) trialWindow(w span, dropFrac float64) Reason {
 }
 
 // demandWindow adds the rate of Gets queued at the cap, in a window in
-// which at least as many Gets queued as conns came back, to the demand: a
-// moving average that tells when the load changed. Partial load, which
-// queues Gets in bursts, is left out, and under steady overload the
-// average moves by far less than demandShift, so neither reads as a
-// change (TestBaselineDoesNotDriftUnderSustainedLoad,
-// TestSettlesNearBackendConcurrency). A change does two things:
-//   - When the demand rises by demandShift since it last rose or fell by
-//     as much, the next growth step is the cap itself: the load grew, and
-//     growing from a step of 1 took three or four windows to double the
-//     cap, in which a backlog of Gets built that drained at a tenth of the
-//     backend's capacity (TestSizingRunAgainstFixedCaps: after C doubled
-//     with the load, p99 1.56x the best fixed cap's in the full form
-//     before, 1.28x now).
-//   - A trial that failed at overload backs the next one off (up to
-//     trialLast windows), as more conns there only queue at the backend.
-//     On the sizing server, the backend's C then doubled with the load,
-//     the held time rose with the client's doubled work, and the
-//     backed-off trial held the cap at the old C for 1.5 to 2.6s
-//     (TestSizingRunAgainstFixedCaps, "client load"). When the demand
-//     reaches demandShift times what it was when the trial failed, the
-//     back-off ends; a demand that fell by as much since is where a
-//     later rise is measured from (the sizing run's 200% phase, then its
-//     100%).
+// which at least as many Gets queued as conns came back, to the demand,
+// and ends a trial back-off that the load has outgrown. A trial that
+// failed at overload backs the next one off (up to trialLast windows), as
+// more conns there only queue at the backend. On the sizing server, the
+// backend's C then doubled with the load, the held time rose with the
+// client's doubled work, and the backed-off trial held the cap at the old
+// C for 1.5 to 2.6s (TestSizingRunAgainstFixedCaps, "client load"). When
+// the Gets that queue come demandShift times as fast as when the trial
+// failed, the load changed: the back-off ends. A demand that fell by as
+// much is where a later rise is measured from (the sizing run's 200%
+// phase, then its 100%). Partial load, which queues Gets in bursts, is
+// left out, and under steady overload the average moves by far less, so
+// trials stay backed off there (TestBaselineDoesNotDriftUnderSustainedLoad).
 func (c *Controller) demandWindow(rate float64) {
 	if c.demand == 0 {
 		c.demand = rate
 	} else {
 		c.demand += demandWeight * (rate - c.demand)
-	}
-	switch {
-	case c.riseFrom == 0 || c.demand*demandShift <= c.riseFrom:
-		c.riseFrom = c.demand
-	case c.demand >= demandShift*c.riseFrom:
-		c.riseFrom = c.demand
-		c.step = math.Max(c.step, c.limit)
 	}
 	switch {
 	case c.failDemand <= 0 || c.trialAfter == trialFirst:
@@ -607,7 +588,7 @@ func (c *Controller) demandWindow(rate float64) {
 }
 
 // demandWeight is the weight of a window in the demand's moving average;
-// demandShift the change in it that reads as a change of load.
+// demandShift the change in it that ends a trial back-off.
 const (
 	demandWeight = 0.5
 	demandShift  = 1.3
