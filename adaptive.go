@@ -31,8 +31,10 @@ import (
 //   - A held time can also rise because the client itself got slower (its
 //     own CPU load). So while Gets wait and the held time stays high, the
 //     cap is raised by half for a trial, and kept, with the baseline moved
-//     up, if the backend served the extra conns. The time the pool's own
-//     goroutine waited for CPU is taken out of the held time.
+//     up, if the backend served the extra conns; if not, the next trial
+//     waits longer, unless Gets start to queue faster (the load changed).
+//     The time the pool's own goroutine waited for CPU is taken out of
+//     the held time.
 //   - When over 20% of the returns in a window (100ms at least) are
 //     broken, the cap is cut by a fifth.
 //
@@ -194,7 +196,8 @@ func (p *Pool) adaptOnce(lag time.Duration) {
 	p.idleMu.Lock()
 	inUse := p.inUseIdleLocked()
 	p.idleMu.Unlock()
-	s.Saturated = p.waitCount != a.lastWaits || p.waiters.Len() > 0 || inUse >= cur
+	s.Queued = p.waitCount - a.lastWaits
+	s.Saturated = s.Queued != 0 || p.waiters.Len() > 0 || inUse >= cur
 	a.lastWaits = p.waitCount
 	p.mu.Unlock()
 

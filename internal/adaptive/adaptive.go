@@ -84,7 +84,10 @@
 //     too. Saturated windows held above Tolerance lead to a trial: the
 //     cap is raised by half for one long window, and kept, with the
 //     baseline moved up to the held time, only if the added conns were
-//     served (see the const block of trialFirst).
+//     served (see the const block of trialFirst). A failed trial backs
+//     the next one off; the back-off ends when the Gets that queue come
+//     demandShift times as fast as when it failed (Sample.Queued; see
+//     demandWindow).
 //
 // A Controller is not safe for concurrent use: one goroutine owns it.
 package adaptive
@@ -140,6 +143,7 @@ type Sample struct {
 	HeldSq    int64         // the squares of those times, in microseconds squared, added up; 0 if unknown
 	Drops     int64         // of Returns, those returned broken
 	Saturated bool          // a Get queued at the cap, or every conn was borrowed
+	Queued    int64         // Gets that queued at the cap; 0 if unknown
 	// Lag is how much later than asked the sampling goroutine woke,
 	// added up since the previous sample: the client process's own
 	// scheduling delay, starved of CPU by its own work or the machine's.
@@ -178,6 +182,7 @@ type Controller struct {
 	drops     int64
 	saturated bool
 	lag       time.Duration
+	queued    int64
 
 	// The baseline: minimum window means of this epoch and the last.
 	epochStart      time.Duration
@@ -203,6 +208,8 @@ type Controller struct {
 	trialing   bool    // a trial is being gathered
 	trialSpan  span    // its windows
 	trialFrom  float64 // the cap before it
+	demand     float64 // Gets queued a second, a moving average (see demandWindow)
+	failDemand float64 // demand when the last trial failed, or lower since; 0 if none
 
 	inEpisode    bool
 	episodeStart time.Duration
@@ -291,14 +298,18 @@ func (c *Controller) Observe(now time.Duration, s Sample) (int, Reason) {
 	c.drops += s.Drops
 	c.saturated = c.saturated || s.Saturated
 	c.lag += s.Lag
+	c.queued += s.Queued
 	elapsed := now - c.winStart
 	if elapsed < c.cfg.MinWindow || (c.returns < int64(c.cfg.MinSamples) && elapsed < c.cfg.MaxWindow) {
 		return c.Limit(), Unchanged
 	}
-	returns, held, heldSq, drops, saturated, lag := c.returns, c.held, c.heldSq, c.drops, c.saturated, c.lag
-	c.winStart, c.returns, c.held, c.heldSq, c.drops, c.saturated, c.lag = now, 0, 0, 0, 0, false, 0
+	returns, held, heldSq, drops, saturated, lag, queued := c.returns, c.held, c.heldSq, c.drops, c.saturated, c.lag, c.queued
+	c.winStart, c.returns, c.held, c.heldSq, c.drops, c.saturated, c.lag, c.queued = now, 0, 0, 0, 0, false, 0, 0
 	if returns == 0 {
 		return c.Limit(), Unchanged // nothing came back: nothing to learn
+	}
+	if saturated && queued >= returns {
+		c.demandWindow(float64(queued) / elapsed.Seconds())
 	}
 	// The share of the window the client process spent waiting for CPU
 	// (see Sample.Lag): every conn it held was held that much longer, by
@@ -543,8 +554,45 @@ func (c *Controller) trialWindow(w span, dropFrac float64) Reason {
 	}
 	c.limit = c.trialFrom
 	c.trialAfter = min(2*c.trialAfter, trialLast)
+	c.failDemand = c.demand
 	return Latency
 }
+
+// demandWindow adds the rate of Gets queued at the cap, in a window in
+// which at least as many Gets queued as conns came back, to the demand,
+// and ends a trial back-off that the load has outgrown. A trial that
+// failed at overload backs the next one off (up to trialLast windows), as
+// more conns there only queue at the backend. On the sizing server, the
+// backend's C then doubled with the load, the held time rose with the
+// client's doubled work, and the backed-off trial held the cap at the old
+// C for 1.5 to 2.6s (TestSizingRunAgainstFixedCaps, "client load"). When
+// the Gets that queue come demandShift times as fast as when the trial
+// failed, the load changed: the back-off ends. A demand that fell by as
+// much is where a later rise is measured from (the sizing run's 200%
+// phase, then its 100%). Partial load, which queues Gets in bursts, is
+// left out, and under steady overload the average moves by far less, so
+// trials stay backed off there (TestBaselineDoesNotDriftUnderSustainedLoad).
+func (c *Controller) demandWindow(rate float64) {
+	if c.demand == 0 {
+		c.demand = rate
+	} else {
+		c.demand += demandWeight * (rate - c.demand)
+	}
+	switch {
+	case c.failDemand <= 0 || c.trialAfter == trialFirst:
+	case c.demand >= demandShift*c.failDemand:
+		c.trialAfter, c.failDemand = trialFirst, 0
+	case c.demand*demandShift <= c.failDemand:
+		c.failDemand = c.demand
+	}
+}
+
+// demandWeight is the weight of a window in the demand's moving average;
+// demandShift the change in it that ends a trial back-off.
+const (
+	demandWeight = 0.5
+	demandShift  = 1.3
+)
 
 // served returns the most conns a window of this epoch or the last kept
 // busy without queueing: the floor of a latency cut.

