@@ -3,9 +3,11 @@ package integration
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -79,17 +81,31 @@ func (r *run) String() string {
 		r.slowest.Round(time.Millisecond), r.ok.Load(), len(r.errs))
 }
 
-// fastOrClear checks a run with a client's defaults: every failure says
-// the client's pool is over the cap, and a run with failures also warned
-// once, where a user without a logger sees it.
+// fastOrClear checks a run with a client's defaults: every failure of a
+// dial through the pool says the client's pool is over the cap, and a run
+// with such failures, or a slow one, also warned once, where a user
+// without a logger sees it. A request whose dial succeeded may still run
+// out of its deadline afterwards on a loaded machine (the wait at the cap
+// took most of it): that error is the client's, not the pool's, and at
+// most one request in a hundred may end so.
 func fastOrClear(t *testing.T, r *run, warned *recorder) {
 	t.Helper()
+	var fromPool, other []error
 	for _, err := range r.errs {
+		if op, ok := errors.AsType[*net.OpError](err); (ok && op.Op == "dial") || strings.Contains(err.Error(), "connpool:") {
+			fromPool = append(fromPool, err)
+		} else {
+			other = append(other, err)
+		}
+	}
+	for _, err := range fromPool {
 		if !assert.ErrorIs(t, err, connpool.ErrClientPoolOverCap, "a failure that does not say why") {
 			break
 		}
 	}
-	if len(r.errs) > 0 || r.took > slowBound {
+	assert.LessOrEqual(t, 100*len(other), int(r.ok.Load())+len(r.errs),
+		"requests that failed after their dial: %v", other)
+	if len(fromPool) > 0 || r.took > slowBound {
 		assert.NotEmpty(t, warned.all(), "slow or failing, and no warning reached slog.Default")
 		for _, w := range warned.all() {
 			assert.Contains(t, w, "docs/clients.md")
