@@ -291,7 +291,16 @@ func TestOverloadShortRun(t *testing.T) {
 			}
 		}
 	}
-	assert.Positive(t, shed, "the policies shed at 200%")
+	// Shedding needs a standing queue, which a 300ms phase on a machine
+	// whose CPU other work takes may not build (the clients are slowed
+	// as much as the server): the policies must shed where FIFO let
+	// requests miss their deadline at 200%, which only a standing queue
+	// does. The policies' order and shedding are pinned exactly in
+	// internal/admission and the root package's overload tests.
+	if fifo := res.runs[0].phases[1]; fifo.getTimeouts+fifo.reqTimeouts > 0 {
+		assert.Positive(t, shed, "the policies shed at 200%%, where FIFO's requests missed %d deadlines",
+			fifo.getTimeouts+fifo.reqTimeouts)
+	}
 	assert.Len(t, res.overloadVerdicts(), 2*(len(overloadPolicies)-1), "each policy at 90% and 200%")
 	var out bytes.Buffer
 	printOverload(&out, res)
