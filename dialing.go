@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/connpool/connpool/internal/clock"
 	"github.com/connpool/connpool/internal/sockcheck"
 	"github.com/connpool/connpool/internal/waitq"
 )
@@ -139,14 +140,14 @@ func (p *Pool) dial(d dialOp) {
 	var took time.Duration // the dialer's own time, without the wait for a group slot
 	var err error
 	limited := !addressed // the pool closed before the first resolve answered: no slot held
-	if addressed {
+	if addressed && p.cfg.limit != nil {
 		err = p.acquireGroupSlot(d.ep)
 		limited = err != nil // the pool closed while waiting for the group's cap: no slot held
 	}
 	if !limited {
-		start := p.now()
+		start := clock.Ticks()
 		nc, err = p.dialConn(d.ctx, d.ep.Addr)
-		took = time.Duration(p.now() - start)
+		took = clock.Since(start)
 		if err == nil {
 			p.dialTime.observe(took)
 		}
@@ -168,15 +169,11 @@ func (p *Pool) dial(d dialOp) {
 	if d.forWaiterLocked() {
 		d.e.Value.dialing = false
 	}
-	p.endpointDialEndedLocked(d.ep, pc)
 	switch {
 	case limited, err != nil && p.closed.Load():
 		// Failed because the pool closed: no backoff, no waiter to fail.
 		p.dialErrors++
-		p.dialEndedLocked(nil, d.kind)
-		if !limited {
-			p.releaseGroupSlot()
-		}
+		p.dialOverLocked(&d, nil, limited)
 		p.mu.Unlock()
 	case err != nil:
 		p.dialFailed(err, d)
@@ -190,11 +187,10 @@ func (p *Pool) dial(d dialOp) {
 // reset meanwhile. mu must be held; dialed releases it.
 func (p *Pool) dialed(pc *poolConn, d dialOp) {
 	p.dials++
-	p.dialEndedLocked(pc, d.kind)
+	streak := p.dialOverLocked(&d, pc, false)
 	ep := d.ep
 	recovered := p.lastDialErr
 	p.failStreak, p.lastDialErr = 0, nil
-	streak := p.endpointDialedLocked(ep)
 	// An unwanted conn (fate.go) is closed; its waiter, if any, stays
 	// queued for another dial (elsewhere, if its address is gone or
 	// ejected).
@@ -209,8 +205,7 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 	if reason != keep {
 		p.moveLocked(pc, heldClosing)
 	}
-	p.dispatchLocked()
-	p.nudgeWarmer()
+	p.slotFreedLocked()
 	p.mu.Unlock()
 
 	if reason != keep {
@@ -226,8 +221,7 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 // can be dialed for it: the waiter then stays queued and dispatchLocked
 // dials for it there. mu must be held; dialFailed releases it.
 func (p *Pool) dialFailed(err error, d dialOp) {
-	p.dialEndedLocked(nil, d.kind)
-	p.releaseGroupSlot()
+	p.dialOverLocked(&d, nil, false)
 	p.dialErrors++
 	p.failStreak++
 	p.lastDialErr = err

@@ -20,7 +20,7 @@ package connpool
 //
 // Each address of the pool (an endpoint, resolve.go) keeps its own
 // counts of the same conns, under mu: a dial's end and a close update
-// them here (endpointDialEndedLocked, endpointClosedLocked), and
+// them (dialOverLocked, connClosedLocked in ends.go), and
 // checkInvariants holds them to the conns too.
 
 // holder is who holds an open conn, or the permit of one being dialed.
@@ -100,9 +100,9 @@ func (p *Pool) moveAllLocked(pcs []*poolConn, to holder) {
 // closeConn is the only way a conn is closed. pc is lent (its holder
 // closes it) or closing (moved there under mu by whoever took it out of
 // the idle stack or a check). It closes the socket and then frees the
-// permit and the group slot, in that order, so that the server has seen
-// the close before the permit allows a new dial; then it serves the queue
-// and emits the conn's closed event. A detached conn's socket is not
+// permit and the group slot (connClosedLocked), in that order, so that the
+// server has seen the close before the permit allows a new dial; then the
+// parts serve the queue, and closeConn emits the conn's closed event. A detached conn's socket is not
 // closed: it is no longer the pool's.
 func (p *Pool) closeConn(pc *poolConn, reason CloseReason) {
 	if reason != CloseDetached {
@@ -113,15 +113,9 @@ func (p *Pool) closeConn(pc *poolConn, reason CloseReason) {
 		p.numClosing--
 	}
 	p.addOpenLocked(-1)
-	p.releaseGroupSlot()
 	delete(p.all, pc)
-	p.clientClosedLocked(pc)
-	p.endpointClosedLocked(pc, reason) // before dispatch: its dials pick an address by these counts
 	p.closes[reason]++
-	p.checkUnderCapLocked()
-	p.dispatchLocked()
-	p.nudgeWarmer()
-	p.checkDrained()
+	p.connClosedLocked(pc, reason) // the parts a conn's end concerns (ends.go)
 	p.mu.Unlock()
 	if p.hooks.ConnClosed != nil {
 		p.emitConnClosed(pc, reason)
