@@ -104,7 +104,7 @@ func (p *Pool) startDialLocked(e *waitq.Elem[waiter], kind dialKind) {
 type dialOp struct {
 	id   uint64              // the conn's id
 	gen  uint64              // the pool's Reset generation when it started
-	e    *waitq.Elem[waiter] // the waiter it is for, or nil; see forWaiterLocked
+	e    *waitq.Elem[waiter] // the waiter it is for, or nil; see forWaiterLocked (dial sets it nil once the record serves a later Get)
 	use  uint64              // e's use when the dial started
 	kind dialKind            // whom it is for
 	ctx  context.Context     // whose values the dialer sees
@@ -168,6 +168,8 @@ func (p *Pool) dial(d dialOp) {
 	p.mu.Lock()
 	if d.forWaiterLocked() {
 		d.e.Value.dialing = false
+	} else {
+		d.e = nil // from here on, under this hold of mu, d.e is its waiter's record
 	}
 	switch {
 	case limited, err != nil && p.closed.Load():
@@ -197,7 +199,7 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 	reason := p.fate(pc, atDialed)
 	switch {
 	case reason != keep:
-	case d.forWaiterLocked() && p.dequeueLocked(d.e):
+	case d.e != nil && p.dequeueLocked(d.e):
 		p.deliverLocked(d.e, pc, fromDial)
 	default:
 		reason = p.offer(pc, fromDial)
@@ -228,7 +230,7 @@ func (p *Pool) dialFailed(err error, d dialOp) {
 	now := p.now()
 	ep := d.ep
 	streak, pause := p.endpointDialFailedLocked(ep, now)
-	if d.forWaiterLocked() && !p.addrs.OthersDialable(ep, now) && p.dequeueLocked(d.e) {
+	if d.e != nil && !p.addrs.OthersDialable(ep, now) && p.dequeueLocked(d.e) {
 		p.failLocked(d.e, err)
 	}
 	p.dispatchLocked()

@@ -59,12 +59,12 @@ func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
 		}
 	}
 	c, err := p.checkOut(&op)
-	p.doneWaiting(&op)
 	if c != nil {
 		p.stampUse(c)
 	} else {
 		p.getFailed(err)
 	}
+	p.doneWaiting(&op)
 	return c, err
 }
 
