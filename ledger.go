@@ -100,10 +100,11 @@ func (p *Pool) moveAllLocked(pcs []*poolConn, to holder) {
 // closeConn is the only way a conn is closed. pc is lent (its holder
 // closes it) or closing (moved there under mu by whoever took it out of
 // the idle stack or a check). It closes the socket and then frees the
-// permit and the group slot (connClosedLocked), in that order, so that the
-// server has seen the close before the permit allows a new dial; then the
-// parts serve the queue, and closeConn emits the conn's closed event. A detached conn's socket is not
-// closed: it is no longer the pool's.
+// permit and the group slot (connClosedLocked), in that order, so that
+// the server has seen the close before the permit allows a new dial; the
+// parts then serve the queue, and closeConn emits the conn's closed
+// event. A detached conn's socket is not closed: it is no longer the
+// pool's.
 func (p *Pool) closeConn(pc *poolConn, reason CloseReason) {
 	if reason != CloseDetached {
 		_ = pc.nc.Close()
