@@ -41,17 +41,14 @@ func (p *Pool) awaitEndpoint(d *dialOp) bool {
 	return d.ep != nil
 }
 
-// endpointDialEndedLocked ends a dial's count on its address; pc is the
-// conn it made, or nil.
-func (p *Pool) endpointDialEndedLocked(ep *endpoint, pc *poolConn) {
-	if ep != nil {
-		p.addrs.DialEnded(ep, pc != nil)
+// endpointDialEndedLocked ends a dial's count on its address ep; pc is
+// the conn it made, or nil. A dial that made a conn ends ep's streak of
+// failed dials: it returns how long the streak was.
+func (p *Pool) endpointDialEndedLocked(ep *endpoint, pc *poolConn) (streak int) {
+	p.addrs.DialEnded(ep, pc != nil)
+	if pc == nil {
+		return 0
 	}
-}
-
-// endpointDialedLocked ends ep's streak of failed dials after a dial
-// that made a conn, and returns how long it was.
-func (p *Pool) endpointDialedLocked(ep *endpoint) (streak int) {
 	if streak = p.addrs.DialSucceeded(ep); streak > 0 {
 		p.refreshBackoffLocked()
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/connpool/connpool/internal/clock"
 	"github.com/connpool/connpool/internal/sockcheck"
 	"github.com/connpool/connpool/internal/waitq"
 )
@@ -103,7 +104,7 @@ func (p *Pool) startDialLocked(e *waitq.Elem[waiter], kind dialKind) {
 type dialOp struct {
 	id   uint64              // the conn's id
 	gen  uint64              // the pool's Reset generation when it started
-	e    *waitq.Elem[waiter] // the waiter it is for, or nil; see forWaiterLocked
+	e    *waitq.Elem[waiter] // the waiter it is for, or nil; see forWaiterLocked (dial sets it nil once the record serves a later Get)
 	use  uint64              // e's use when the dial started
 	kind dialKind            // whom it is for
 	ctx  context.Context     // whose values the dialer sees
@@ -139,14 +140,14 @@ func (p *Pool) dial(d dialOp) {
 	var took time.Duration // the dialer's own time, without the wait for a group slot
 	var err error
 	limited := !addressed // the pool closed before the first resolve answered: no slot held
-	if addressed {
+	if addressed && p.cfg.limit != nil {
 		err = p.acquireGroupSlot(d.ep)
 		limited = err != nil // the pool closed while waiting for the group's cap: no slot held
 	}
 	if !limited {
-		start := p.now()
+		start := clock.Ticks()
 		nc, err = p.dialConn(d.ctx, d.ep.Addr)
-		took = time.Duration(p.now() - start)
+		took = clock.Since(start)
 		if err == nil {
 			p.dialTime.observe(took)
 		}
@@ -167,16 +168,14 @@ func (p *Pool) dial(d dialOp) {
 	p.mu.Lock()
 	if d.forWaiterLocked() {
 		d.e.Value.dialing = false
+	} else {
+		d.e = nil // from here on, under this hold of mu, d.e is its waiter's record
 	}
-	p.endpointDialEndedLocked(d.ep, pc)
 	switch {
 	case limited, err != nil && p.closed.Load():
 		// Failed because the pool closed: no backoff, no waiter to fail.
 		p.dialErrors++
-		p.dialEndedLocked(nil, d.kind)
-		if !limited {
-			p.releaseGroupSlot()
-		}
+		p.dialOverLocked(&d, nil, limited)
 		p.mu.Unlock()
 	case err != nil:
 		p.dialFailed(err, d)
@@ -190,18 +189,17 @@ func (p *Pool) dial(d dialOp) {
 // reset meanwhile. mu must be held; dialed releases it.
 func (p *Pool) dialed(pc *poolConn, d dialOp) {
 	p.dials++
-	p.dialEndedLocked(pc, d.kind)
+	streak := p.dialOverLocked(&d, pc, false)
 	ep := d.ep
 	recovered := p.lastDialErr
 	p.failStreak, p.lastDialErr = 0, nil
-	streak := p.endpointDialedLocked(ep)
 	// An unwanted conn (fate.go) is closed; its waiter, if any, stays
 	// queued for another dial (elsewhere, if its address is gone or
 	// ejected).
 	reason := p.fate(pc, atDialed)
 	switch {
 	case reason != keep:
-	case d.forWaiterLocked() && p.dequeueLocked(d.e):
+	case d.e != nil && p.dequeueLocked(d.e):
 		p.deliverLocked(d.e, pc, fromDial)
 	default:
 		reason = p.offer(pc, fromDial)
@@ -209,8 +207,7 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 	if reason != keep {
 		p.moveLocked(pc, heldClosing)
 	}
-	p.dispatchLocked()
-	p.nudgeWarmer()
+	p.slotFreedLocked()
 	p.mu.Unlock()
 
 	if reason != keep {
@@ -226,15 +223,14 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 // can be dialed for it: the waiter then stays queued and dispatchLocked
 // dials for it there. mu must be held; dialFailed releases it.
 func (p *Pool) dialFailed(err error, d dialOp) {
-	p.dialEndedLocked(nil, d.kind)
-	p.releaseGroupSlot()
+	p.dialOverLocked(&d, nil, false)
 	p.dialErrors++
 	p.failStreak++
 	p.lastDialErr = err
 	now := p.now()
 	ep := d.ep
 	streak, pause := p.endpointDialFailedLocked(ep, now)
-	if d.forWaiterLocked() && !p.addrs.OthersDialable(ep, now) && p.dequeueLocked(d.e) {
+	if d.e != nil && !p.addrs.OthersDialable(ep, now) && p.dequeueLocked(d.e) {
 		p.failLocked(d.e, err)
 	}
 	p.dispatchLocked()

@@ -138,18 +138,6 @@ type EjectionEvent struct {
 	Ejections int64
 }
 
-// addressFate is why a conn to ep may no longer be used, or keep: its
-// address left the set, or is ejected.
-func addressFate(ep *endpoint) CloseReason {
-	switch ep.Status() {
-	case addrset.Removed:
-		return CloseAddressRemoved
-	case addrset.Ejected:
-		return CloseUnhealthy
-	}
-	return keep
-}
-
 // connEndedLocked tells the set how a conn to ep ended and, when that
 // ejects ep, drains it at once (so no Get is handed an idle conn of it)
 // and, on a goroutine of its own, closes the idle conns it took; the

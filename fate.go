@@ -1,5 +1,7 @@
 package connpool
 
+import "github.com/connpool/connpool/internal/addrset"
+
 // A conn's fate: whether the pool still wants it, and if not, why. The
 // funnels a conn passes through ask fate at each moment it could be kept
 // or lent, rather than each checking its own subset: Put's fast path
@@ -37,11 +39,13 @@ const (
 // drained or rebalanced off its address), its address gone, the pool
 // closed, over a lowered cap, or beyond MaxIdle. It changes nothing.
 func (p *Pool) fate(pc *poolConn, at moment) CloseReason {
-	switch {
-	case pc.gen != p.gen.Load():
+	if pc.gen != p.gen.Load() {
 		return CloseReset
-	case addressFate(pc.ep) != keep: // the one question to the conn's address: removed or ejected
-		return addressFate(pc.ep)
+	}
+	if reason := addressFate(pc.ep); reason != keep { // the one question to the conn's address: removed or ejected
+		return reason
+	}
+	switch {
 	case at == atLend:
 		return keep
 	case pc.retire:
@@ -69,6 +73,18 @@ func (p *Pool) fate(pc *poolConn, at moment) CloseReason {
 		if p.idle.Len() >= p.cfg.maxIdle {
 			return CloseMaxIdle
 		}
+	}
+	return keep
+}
+
+// addressFate is why a conn to ep may no longer be used, or keep: its
+// address left the set, or is ejected.
+func addressFate(ep *endpoint) CloseReason {
+	switch ep.Status() {
+	case addrset.Removed:
+		return CloseAddressRemoved
+	case addrset.Ejected:
+		return CloseUnhealthy
 	}
 	return keep
 }

@@ -31,7 +31,7 @@ func TestGroupEvictsOldestAcrossPoolEpochs(t *testing.T) {
 		return g.pools[Addr{"tcp", addr}].pool
 	}
 	early, late := idleOne("early:1"), idleOne("late:1")
-	gap := late.epoch.Sub(early.epoch)
+	gap := late.epoch.Time(0).Sub(early.epoch.Time(0))
 	require.Greater(t, gap, 2*time.Nanosecond)
 	stamp := func(p *Pool, at time.Duration) {
 		p.idleMu.Lock()

@@ -228,7 +228,7 @@ func (p *Pool) oldestIdle() (time.Time, bool) {
 	if at == 0 {
 		at = p.now()
 	}
-	return p.epoch.Add(time.Duration(at)), true
+	return p.epoch.Time(at), true
 }
 
 // closeOldestIdle closes the pool's oldest idle conn, to make room under

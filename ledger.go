@@ -20,7 +20,7 @@ package connpool
 //
 // Each address of the pool (an endpoint, resolve.go) keeps its own
 // counts of the same conns, under mu: a dial's end and a close update
-// them here (endpointDialEndedLocked, endpointClosedLocked), and
+// them (dialOverLocked, connClosedLocked), and
 // checkInvariants holds them to the conns too.
 
 // holder is who holds an open conn, or the permit of one being dialed.
@@ -100,10 +100,11 @@ func (p *Pool) moveAllLocked(pcs []*poolConn, to holder) {
 // closeConn is the only way a conn is closed. pc is lent (its holder
 // closes it) or closing (moved there under mu by whoever took it out of
 // the idle stack or a check). It closes the socket and then frees the
-// permit and the group slot, in that order, so that the server has seen
-// the close before the permit allows a new dial; then it serves the queue
-// and emits the conn's closed event. A detached conn's socket is not
-// closed: it is no longer the pool's.
+// permit and the group slot (connClosedLocked), in that order, so that
+// the server has seen the close before the permit allows a new dial; the
+// parts then serve the queue, and closeConn emits the conn's closed
+// event. A detached conn's socket is not closed: it is no longer the
+// pool's.
 func (p *Pool) closeConn(pc *poolConn, reason CloseReason) {
 	if reason != CloseDetached {
 		_ = pc.nc.Close()
@@ -113,18 +114,70 @@ func (p *Pool) closeConn(pc *poolConn, reason CloseReason) {
 		p.numClosing--
 	}
 	p.addOpenLocked(-1)
-	p.releaseGroupSlot()
 	delete(p.all, pc)
-	p.clientClosedLocked(pc)
-	p.endpointClosedLocked(pc, reason) // before dispatch: its dials pick an address by these counts
 	p.closes[reason]++
-	p.checkUnderCapLocked()
-	p.dispatchLocked()
-	p.nudgeWarmer()
-	p.checkDrained()
+	p.connClosedLocked(pc, reason) // the parts a conn's end concerns
 	p.mu.Unlock()
 	if p.hooks.ConnClosed != nil {
 		p.emitConnClosed(pc, reason)
+	}
+}
+
+// What a freed permit concerns. closeConn calls connClosedLocked once it
+// has freed a conn's permit; a dial's end (dialing.go) calls
+// dialOverLocked and then slotFreedLocked. Each part is asked only while
+// it is in play (a group cap, a DialContext client, a lowered cap, a
+// waiter, MinIdle, a Close waiting for its conns), so that a close or a
+// dial that concerns none of them visits none of them; each part's
+// answer is its own function, in its own file.
+
+// connClosedLocked tells the parts that closed conn pc, whose permit the
+// ledger has just freed, is gone: its group slot, a DialContext client's
+// count, its address's counts (before any dial is started: dials pick an
+// address by them), the time over a lowered cap, then the queue, the
+// warmer and a Close's drain. mu must be held.
+func (p *Pool) connClosedLocked(pc *poolConn, reason CloseReason) {
+	if p.cfg.limit != nil {
+		p.releaseGroupSlot()
+	}
+	if pc.client || p.clients.streak {
+		p.clientClosedLocked(pc)
+	}
+	p.endpointClosedLocked(pc, reason)
+	if p.overCap.Load() {
+		p.checkUnderCapLocked()
+	}
+	p.slotFreedLocked()
+	if p.drained != nil {
+		p.checkDrained()
+	}
+}
+
+// dialOverLocked ends dial d's reservation in the ledger and its count
+// on its address: with pc, the dial made it, and the address's streak of
+// failed dials ends (dialOverLocked returns how long it was); without,
+// the permit and the dial's group slot, which it held unless limited, are
+// freed. mu must be held.
+func (p *Pool) dialOverLocked(d *dialOp, pc *poolConn, limited bool) (streak int) {
+	p.dialEndedLocked(pc, d.kind)
+	if pc == nil && !limited && p.cfg.limit != nil {
+		p.releaseGroupSlot()
+	}
+	if d.ep != nil {
+		streak = p.endpointDialEndedLocked(d.ep, pc)
+	}
+	return streak
+}
+
+// slotFreedLocked lets the queue and the warmer use a permit just freed,
+// or the end of a dial: dispatchLocked starts dials for waiters without
+// one, nudgeWarmer wakes the maintainer for MinIdle. mu must be held.
+func (p *Pool) slotFreedLocked() {
+	if p.waiters.Len() > 0 {
+		p.dispatchLocked()
+	}
+	if p.cfg.minIdle > 0 {
+		p.nudgeWarmer()
 	}
 }
 

@@ -5,10 +5,10 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/connpool/connpool/internal/addrset"
 	"github.com/connpool/connpool/internal/admission"
+	"github.com/connpool/connpool/internal/clock"
 	"github.com/connpool/connpool/internal/idlestack"
 	"github.com/connpool/connpool/internal/waitq"
 	"github.com/connpool/connpool/internal/yieldlock"
@@ -140,7 +140,8 @@ type Pool struct {
 	hooks            Hooks
 	stampLent        bool // a Put hook or the use-time histogram wants the time a conn was held
 	log              *slog.Logger
-	epoch            time.Time          // the pool clock: monotonic nanoseconds since epoch
+	epoch            clock.Epoch        // the pool clock: monotonic nanoseconds since New
+	now              func() int64       // reads the pool clock: epoch.Now, set once by New
 	ctx              context.Context    // ends when the pool closes; parent of background dials and checks
 	cancel           context.CancelFunc // ends ctx
 	wake             chan struct{}      // capacity 1: asks the maintainer to run now
@@ -184,12 +185,13 @@ func New(network, address string, opts ...Option) (*Pool, error) {
 		observed: cfg.hooks.GetStarted != nil || cfg.hooks.GetDone != nil || cfg.hooks.Put != nil ||
 			cfg.leakThreshold > 0 || cfg.adaptiveSet,
 		log:    cfg.logger.With("pool", cfg.name),
-		epoch:  time.Now(),
+		epoch:  clock.NewEpoch(),
 		ctx:    ctx,
 		cancel: cancel,
 		wake:   make(chan struct{}, 1),
 		all:    make(map[*poolConn]struct{}),
 	}
+	p.now = p.epoch.Now // a method value, so that a clock read is one call into internal/clock
 	if cfg.resolver != nil && (!cfg.dialerSet || cfg.resolverSet) {
 		p.host, p.port, p.lookupNet = resolvable(network, address)
 	} else if host, _, _ := resolvable(network, address); host != "" && !cfg.resolverSet {
@@ -222,10 +224,6 @@ func (p *Pool) Network() string { return p.network }
 
 // Address returns the address the pool dials, as given to New.
 func (p *Pool) Address() string { return p.address }
-
-// now reads the pool clock. time.Since on a monotonic epoch reads only the
-// monotonic clock, half the cost of time.Now.
-func (p *Pool) now() int64 { return int64(time.Since(p.epoch)) }
 
 // nudgeWarmer wakes the maintainer when warming is behind MinIdle and a
 // dial is possible; at the cap there is nothing for it to do, and waking it

@@ -175,9 +175,9 @@ func (p *Pool) offer(pc *poolConn, from comeback) CloseReason {
 // be held; it takes idleMu.
 //
 // A used conn that no waiter can take, while every waiter is a DialContext
-// caller (which takes only unused conns) and one of them needs a dial, is
-// closed to free its slot: kept idle, it would hold the slot while they
-// wait at the cap (TestDialContextWaitersBehindUsedConns).
+// caller and one of them needs a dial, is closed to free its slot
+// (takerLocked): kept idle, it would hold the slot while they wait at the
+// cap (TestDialContextWaitersBehindUsedConns).
 func (p *Pool) place(pc *poolConn, from comeback) (*waitq.Elem[waiter], CloseReason) {
 	at := atBack
 	if from == fromDial {
@@ -186,12 +186,15 @@ func (p *Pool) place(pc *poolConn, from comeback) (*waitq.Elem[waiter], CloseRea
 	if reason := p.fate(pc, at); reason != keep {
 		return nil, reason
 	}
-	if e := p.waiterForLocked(pc); e != nil {
-		p.handOffLocked(pc, from)
-		return e, keep
-	}
-	if pc.used && p.waiters.Len() > 0 && p.waitersWithoutDialLocked() > 0 {
-		return nil, CloseIdle
+	if p.waiters.Len() > 0 {
+		e, closeForDial := p.takerLocked(pc)
+		if e != nil {
+			p.handOffLocked(pc, from)
+			return e, keep
+		}
+		if closeForDial {
+			return nil, CloseIdle
+		}
 	}
 	p.idleMu.Lock()
 	defer p.idleMu.Unlock()

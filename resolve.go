@@ -49,8 +49,10 @@ import (
 // more than the rate are retired per interval, so there is never a storm
 // of reconnects.
 //
-// The tests that pin each of these are in resolve_test.go, and the
-// address swap under faults in chaos/swap_test.go.
+// The tests that pin each of these are in resolve_test.go (spreading,
+// dialing), resolve_drain_test.go (drains, rebalances, a failed resolve)
+// and resolve_backoff_test.go (backoff, removed addresses, stress), and
+// the address swap under faults in chaos/swap_test.go.
 //
 // Backoff is per endpoint: a failed dial backs off its own address; the
 // pool's backoff (backoffUntil, set by refreshBackoffLocked from the

@@ -75,10 +75,11 @@ func (p *Pool) deliverLocked(e *waitq.Elem[waiter], pc *poolConn, from comeback)
 // queue, from where it came; the caller sends it with send, after
 // unlocking mu if it likes.
 func (p *Pool) handOffLocked(pc *poolConn, from comeback) {
-	p.moveLocked(pc, heldLent)
-	if from != fromDial {
-		p.handoffs++
+	if from == fromDial {
+		return // lent already: dialOverLocked made it so
 	}
+	p.moveLocked(pc, heldLent)
+	p.handoffs++
 }
 
 // send delivers pc, handed off to waiter e, in a new wrapper. It may run
@@ -129,6 +130,19 @@ func (p *Pool) waiterForLocked(pc *poolConn) *waitq.Elem[waiter] {
 		p.dequeueLocked(e)
 	}
 	return e
+}
+
+// takerLocked finds who in the queue takes pc, a conn coming back: it
+// returns the first waiter that can take it (waiterForLocked), out of the
+// queue, or none, and reports whether pc must rather be closed to free
+// its slot: a used conn no waiter can take, while every waiter is a
+// DialContext caller (which takes only unused conns) and one of them
+// needs a dial. mu must be held.
+func (p *Pool) takerLocked(pc *poolConn) (e *waitq.Elem[waiter], closeForDial bool) {
+	if e = p.waiterForLocked(pc); e != nil {
+		return e, false
+	}
+	return nil, pc.used && p.waiters.Len() > 0 && p.waitersWithoutDialLocked() > 0
 }
 
 // waitersWithoutDialLocked counts the queued waiters that have no dial in
