@@ -143,7 +143,8 @@ func (p *Pool) putBack(pc *poolConn, from comeback) {
 // giveBack is putBack without the close: it returns keep, or why pc must
 // be closed, having moved it to closing for the caller's closeConn. A
 // waiter it finds is sent pc after mu is released: the one lock round
-// trip of a Put that hands off, with the wake-up outside it.
+// trip of a Put that hands off, with the wake-up outside it; the Put then
+// yields to the waiter (sendAndYield).
 func (p *Pool) giveBack(pc *poolConn, from comeback) CloseReason {
 	p.mu.Lock()
 	e, reason := p.place(pc, from)
@@ -152,7 +153,7 @@ func (p *Pool) giveBack(pc *poolConn, from comeback) CloseReason {
 	}
 	p.mu.Unlock()
 	if e != nil {
-		send(e, pc, from)
+		sendAndYield(e, pc, from)
 	}
 	return reason
 }

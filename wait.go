@@ -3,6 +3,7 @@ package connpool
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/connpool/connpool/internal/clock"
@@ -90,6 +91,26 @@ func (p *Pool) handOffLocked(pc *poolConn, from comeback) {
 // then by the waiter, and neither touches the ledger for it.
 func send(e *waitq.Elem[waiter], pc *poolConn, from comeback) {
 	e.Value.ch <- delivery{c: pc.newWrapper(), fresh: from == fromDial}
+}
+
+// sendAndYield is send for a caller that holds no lock, followed by a
+// yield of its P, so that the Get it served runs now, with the conn.
+//
+// A goroutine woken by a channel send waits in the sender's P's runnext
+// slot, which other Ps steal from last, and only after a pause: it runs
+// when the sender parks or is preempted (jackc/puddle#46). Meanwhile the
+// conn it was handed is held by nobody who runs. How long that lasts
+// depends on what the sender does next and on whether its thread keeps a
+// core, so the starved throughput swung by 2.5x from one run to the next
+// with the machine's load; a sender that keeps working after Put left
+// the conn unused for all of it. The yield (as vitess's smartconnpool
+// does) puts the sender at the back of the run queue and runs the waiter
+// in its place. It costs a Put that hands off one trip through the
+// scheduler; a Put that finds no waiter, the common case, never yields.
+// TestPutRunsTheServedWaiterFirst pins it.
+func sendAndYield(e *waitq.Elem[waiter], pc *poolConn, from comeback) {
+	send(e, pc, from)
+	runtime.Gosched()
 }
 
 // failLocked serves waiter e, already out of the queue, with err.

@@ -236,3 +236,44 @@ func TestMaxWaitersHoldsUnderCancellation(t *testing.T) {
 	require.NoError(t, held.Close())
 	checkBooks(t, p.Stats())
 }
+
+// TestPutRunsTheServedWaiterFirst pins that a Put that hands its conn to a
+// waiting Get yields to that Get (jackc/puddle#46): with one P, the Get
+// has returned by the time the Put does. Without the yield, the woken Get
+// waited in the P's runnext slot until the Put's caller parked, and the
+// conn it had been handed sat unused meanwhile. The scheduler looks at its
+// global queue first on one pass in 61, so a round may still run the
+// Put's caller first: hence rounds and a share.
+func TestPutRunsTheServedWaiterFirst(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	srv := startServer(t)
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1))
+	held := getConn(t, p)
+	const rounds = 100
+	first := 0
+	for range rounds {
+		var served atomic.Bool
+		type got struct {
+			c   *connpool.Conn
+			err error
+		}
+		back := make(chan got)
+		go func() {
+			c, err := p.Get(context.Background())
+			served.Store(true)
+			back <- got{c, err}
+		}()
+		for p.Stats().Waiting == 0 {
+			runtime.Gosched()
+		}
+		require.NoError(t, held.Close())
+		if served.Load() {
+			first++
+		}
+		g := <-back
+		require.NoError(t, g.err)
+		held = g.c
+	}
+	require.NoError(t, held.Close())
+	assert.GreaterOrEqual(t, first, rounds*9/10, "of %d Puts that handed off, %d returned after the served Get", rounds, first)
+}

@@ -83,8 +83,11 @@ func fifoFloor(name string, timed bool) contender {
 
 // BenchmarkOverhead measures one Get and one Put of an idle in-memory conn
 // in each pool: from one goroutine (sequential), from GOMAXPROCS
-// goroutines with a conn each (parallel), and from 8×GOMAXPROCS goroutines
-// sharing GOMAXPROCS/2+1 conns (starved: most Gets wait).
+// goroutines with a conn each (parallel), from 8×GOMAXPROCS goroutines
+// sharing GOMAXPROCS/2+1 conns (starved: most Gets wait), and from
+// 8×GOMAXPROCS goroutines with a conn each that yield while they hold it
+// (hold: the starved mode's crowd, switching as a busy service's do, and
+// nobody waits).
 func BenchmarkOverhead(b *testing.B) {
 	ctx := context.Background()
 	for _, c := range contenders {
@@ -114,7 +117,29 @@ func BenchmarkOverhead(b *testing.B) {
 			runParallel(b, ctx, get, put)
 			b.ReportMetric(float64(waits()-before)/float64(b.N), "waits/op")
 		})
+		b.Run("pool="+c.name+"/mode=hold", func(b *testing.B) {
+			b.SetParallelism(8)
+			get, put := c.setup(b, 8*runtime.GOMAXPROCS(0))
+			runHolding(b, ctx, get, put)
+		})
 	}
+}
+
+// runHolding is runParallel with a yield while each conn is held, so that
+// the other goroutines run while it is out.
+func runHolding(b *testing.B, ctx context.Context, get func(context.Context) (any, error), put func(any)) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			x, err := get(ctx)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			runtime.Gosched()
+			put(x)
+		}
+	})
 }
 
 // setupConnpool returns get and put for a connpool of size in-memory conns,
