@@ -278,9 +278,12 @@ func (p *Pool) Stats() Stats {
 // resolve. mu and idleMu must be held. A pool of one address is counted
 // from the pool's own counts; otherwise it walks the open conns.
 func (p *Pool) addressStatsIdleLocked() []AddressStats {
+	if p.host == "" { // before All, which allocates: Stats of a plain pool allocates nothing for it
+		return nil
+	}
 	all := p.addrs.All()
 	n := len(all)
-	if n == 0 || p.host == "" {
+	if n == 0 {
 		return nil
 	}
 	now := p.now()
