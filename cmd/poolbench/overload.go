@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"io"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -77,17 +76,8 @@ func runOverload(cfg sizingConfig) (*sizingResult, error) {
 		}
 		res.runs = append(res.runs, &sizingRun{name: pol.name, fixed: cfg.c, opts: opts})
 	}
-	start := time.Now().Add(50 * time.Millisecond) // one start for all
-	var wg sync.WaitGroup
-	errs := make([]error, len(res.runs))
-	for i, r := range res.runs {
-		wg.Go(func() { errs[i] = r.run(cfg, start) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", res.runs[i].name, err)
-		}
+	if err := runAll(cfg, res.runs); err != nil {
+		return nil, err
 	}
 	return res, nil
 }

@@ -256,17 +256,8 @@ func runWorkload(cfg sizingConfig) (*sizingResult, error) {
 		res.runs = append(res.runs, &sizingRun{name: fmt.Sprintf("fixed %d", n), fixed: n})
 	}
 	res.runs = append(res.runs, &sizingRun{name: fmt.Sprintf("adaptive 1-%d", 16*cfg.c)})
-	start := time.Now().Add(50 * time.Millisecond) // one start for all
-	var wg sync.WaitGroup
-	errs := make([]error, len(res.runs))
-	for i, r := range res.runs {
-		wg.Go(func() { errs[i] = r.run(cfg, start) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", res.runs[i].name, err)
-		}
+	if err := runAll(cfg, res.runs); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
@@ -457,6 +448,24 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 			}
 		}
 		r.phases = append(r.phases, pr)
+	}
+	return nil
+}
+
+// runAll runs every configuration of a comparison at once, from one start,
+// each against a server of its own, and returns the first error by name.
+func runAll(cfg sizingConfig, runs []*sizingRun) error {
+	start := time.Now().Add(50 * time.Millisecond) // one start for all
+	var wg sync.WaitGroup
+	errs := make([]error, len(runs))
+	for i, r := range runs {
+		wg.Go(func() { errs[i] = r.run(cfg, start) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("%s: %w", runs[i].name, err)
+		}
 	}
 	return nil
 }
