@@ -2,6 +2,7 @@ package connpool
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -166,7 +167,42 @@ func (g *Group) Get(ctx context.Context, network, address string) (*Conn, error)
 	if err != nil {
 		return nil, err
 	}
-	return p.Get(ctx)
+	return g.getFrom(ctx, p, network, address)
+}
+
+// getFrom gets a conn from p, the pool a lookup of network and address
+// returned. If the sweeper closed p after that lookup (the caller stalled
+// longer than the idle timeout in between), the pool is gone, not the
+// group: the Get goes to the address's new pool.
+func (g *Group) getFrom(ctx context.Context, p *Pool, network, address string) (*Conn, error) {
+	for retries := 0; ; retries++ {
+		c, err := p.Get(ctx)
+		if retries == sweptRetries || !g.swept(err, network, address, p) {
+			return c, err
+		}
+		if p, err = g.pool(network, address); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// sweptRetries bounds the retries of getFrom and dialFrom. Each starts
+// from a fresh pool that the sweeper leaves alone for a whole idle
+// timeout, and while it queues a Get or dials, so a second retry already
+// means a caller stalled that long twice.
+const sweptRetries = 3
+
+// swept reports whether err is the ErrClosed of a pool the sweeper closed
+// and forgot after the lookup that returned p: the group is open and no
+// longer maps the address to p.
+func (g *Group) swept(err error, network, address string, p *Pool) bool {
+	if !errors.Is(err, ErrClosed) {
+		return false
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	e, ok := g.pools[Addr{network, address}]
+	return !g.closed && (!ok || e.pool != p)
 }
 
 // DialContext returns a conn to address on network from its pool, as
@@ -183,7 +219,20 @@ func (g *Group) DialContext(ctx context.Context, network, address string) (net.C
 	if err != nil {
 		return nil, err
 	}
-	return p.DialContext(ctx, network, address)
+	return g.dialFrom(ctx, p, network, address)
+}
+
+// dialFrom is getFrom for DialContext.
+func (g *Group) dialFrom(ctx context.Context, p *Pool, network, address string) (net.Conn, error) {
+	for retries := 0; ; retries++ {
+		nc, err := p.DialContext(ctx, network, address)
+		if retries == sweptRetries || !g.swept(err, network, address, p) {
+			return nc, err
+		}
+		if p, err = g.pool(network, address); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // CloseIdleWith registers c, a client whose dialer is [Group.DialContext]
@@ -326,7 +375,8 @@ func (g *Group) Close() error {
 	return nil
 }
 
-// sweep closes pools nobody used for idleAfter and that lend no conn. It
+// sweep closes pools nobody used for idleAfter and that lend no conn,
+// queue no Get and dial nothing. It
 // runs every idleAfter/4 and stamps the pools used since its last run
 // with the time of this one, so a pool is closed between idleAfter and
 // 5/4 idleAfter after its last use, never before.
@@ -346,7 +396,7 @@ func (g *Group) sweep() {
 					e.lastUsed = now
 					continue
 				}
-				if now.Sub(e.lastUsed) >= g.idleAfter && e.pool.Stats().InUse == 0 {
+				if now.Sub(e.lastUsed) >= g.idleAfter && !e.pool.busy() {
 					unused = append(unused, e.pool)
 					delete(g.pools, k)
 				}

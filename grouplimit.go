@@ -236,3 +236,14 @@ func (p *Pool) oldestIdle() (time.Time, bool) {
 func (p *Pool) closeOldestIdle() bool {
 	return p.evict(oldest(1), CloseIdle) > 0
 }
+
+// busy reports whether the pool lends a conn, queues a Get or dials (for
+// a slot under the group's cap too): whether its group's sweeper must
+// keep it however long ago it was last looked up.
+func (p *Pool) busy() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	return p.inUseIdleLocked() > 0 || p.numDialing > 0 || p.waiters.Len() > 0
+}
