@@ -85,9 +85,12 @@ func (r *run) String() string {
 // dial through the pool says the client's pool is over the cap, and a run
 // with such failures, or a slow one, also warned once, where a user
 // without a logger sees it. A request whose dial succeeded may still run
-// out of its deadline afterwards on a loaded machine (the wait at the cap
-// took most of it): that error is the client's, not the pool's, and at
-// most one request in a hundred may end so.
+// out of its deadline afterwards (the wait at the cap took most of it):
+// that error is the client's own deadline, not the pool's, and how many
+// end so depends on the machine's load (none on an idle machine, up to
+// half with a full test run and two CPU hogs beside it with lib/pq, whose
+// every timed-out query dials a cancel request through the same cap); any
+// other error fails the test.
 func fastOrClear(t *testing.T, r *run, warned *recorder) {
 	t.Helper()
 	var fromPool, other []error
@@ -103,8 +106,14 @@ func fastOrClear(t *testing.T, r *run, warned *recorder) {
 			break
 		}
 	}
-	assert.LessOrEqual(t, 100*len(other), int(r.ok.Load())+len(r.errs),
-		"requests that failed after their dial: %v", other)
+	for _, err := range other {
+		if !assert.ErrorIs(t, err, context.DeadlineExceeded, "a request failed after its dial, not by running out of its own deadline") {
+			break
+		}
+	}
+	if len(other) > 0 {
+		t.Logf("%d requests ran out of their deadline after their dial", len(other))
+	}
 	if len(fromPool) > 0 || r.took > slowBound {
 		assert.NotEmpty(t, warned.all(), "slow or failing, and no warning reached slog.Default")
 		for _, w := range warned.all() {
@@ -197,12 +206,12 @@ func TestGoRedisDocumented(t *testing.T) {
 	assert.Zero(t, st.Timeouts)
 }
 
-// sqlWorkload is 640 queries of 5ms from 32 goroutines, each with a 2s
-// deadline, as a service with a query timeout runs them; query returns its
-// one argument after 5ms.
-func sqlWorkload(db *sql.DB, query string) *run {
+// sqlWorkload is 640 queries of 5ms from 32 goroutines, each with the
+// deadline given, as a service with a query timeout runs them; query
+// returns its one argument after 5ms.
+func sqlWorkload(db *sql.DB, query string, deadline time.Duration) *run {
 	return runWorkload(32, 20, func(g, i int) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
 		defer cancel()
 		var got int64
 		want := int64(g*1000 + i)
@@ -263,7 +272,7 @@ func TestSQLDefaultsOverCap(t *testing.T) {
 			db := c.open(t, pool)
 			t.Cleanup(func() { _ = db.Close() })
 
-			r := sqlWorkload(db, c.query)
+			r := sqlWorkload(db, c.query, 2*time.Second)
 			t.Logf("database/sql defaults: %v; pool %v; db %+v", r, pool.Stats(), db.Stats())
 			fastOrClear(t, r, warned)
 		})
@@ -272,7 +281,12 @@ func TestSQLDefaultsOverCap(t *testing.T) {
 
 // TestSQLDocumented runs database/sql with the settings of
 // docs/clients.md: at most MaxConns open, as many kept idle, idle ones
-// closed after a minute. Nothing fails, and no conn is dialed twice.
+// closed after a minute. Nothing fails, and no conn is dialed twice. The
+// queries' deadline is long enough that none runs out on a loaded
+// machine: a query that ran out would make pgx and lib/pq dial a cancel
+// request through the pool, a dial more than MaxConns (docs/clients.md
+// says to leave room for those), and the run would measure the machine,
+// not the settings.
 func TestSQLDocumented(t *testing.T) {
 	for _, c := range sqlClients {
 		t.Run("client="+c.name, func(t *testing.T) {
@@ -285,7 +299,7 @@ func TestSQLDocumented(t *testing.T) {
 			db.SetConnMaxIdleTime(time.Minute)
 			watch := watchCap(pool)
 
-			r := sqlWorkload(db, c.query)
+			r := sqlWorkload(db, c.query, slowBound)
 			st := pool.Stats()
 			t.Logf("database/sql documented: %v; pool %v; db %+v", r, st, db.Stats())
 			assert.Empty(t, r.errs)
