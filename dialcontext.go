@@ -66,7 +66,7 @@ func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Co
 		return nil, p.refuse(ErrAdaptiveDialContext)
 	}
 	if err := p.groupFailFast(); err != nil {
-		return nil, asDialOpError(network, address, err)
+		return nil, asDialOpError(network, address, p.refuse(err))
 	}
 	c, err := p.get(ctx, connDestroyOnClose)
 	if err != nil {

@@ -107,7 +107,10 @@ func TestDialContextOverCapSaysSo(t *testing.T) {
 		assert.Contains(t, err.Error(), "failing fast")
 	}
 	assert.Len(t, logged.all(), 1, "still one warning: the same streak")
-	assert.Zero(t, p.Stats().Waiting)
+	st := p.Stats()
+	assert.Zero(t, st.Waiting)
+	assert.Equal(t, int64(3), st.ClientsOverCap, "the calls that failed fast, by their reason")
+	assert.Equal(t, int64(1), st.Timeouts, "only the wait that ran out is a timeout")
 
 	// A client that closes a conn ends the streak: the next dial gets its
 	// slot.
@@ -235,6 +238,11 @@ func TestGroupDialContextOverCapSaysSo(t *testing.T) {
 		assert.ErrorIs(t, err, connpool.ErrClientPoolOverCap)
 		assert.Contains(t, err.Error(), "failing fast")
 	}
+	var overCap int64
+	for _, st := range g.Stats() {
+		overCap += st.ClientsOverCap
+	}
+	assert.Equal(t, int64(2), overCap, "the dials that failed fast are counted, by their reason")
 
 	// A client that closes a conn frees a slot: dials are served again.
 	require.NoError(t, held[0].Close())

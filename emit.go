@@ -148,6 +148,9 @@ func getFailure(err error) GetFailure {
 	case errors.As(err, &de):
 		return GetDialError
 	case errors.As(err, &we):
+		if we.err == ErrClientPoolOverCap { // failed fast, its ctx still live
+			return GetClientsOverCap
+		}
 		return GetTimeout
 	case errors.As(err, &se):
 		return se.reason

@@ -108,15 +108,22 @@ const (
 	// ShedAfter while the queue was overloaded ([ErrShed],
 	// WithQueuePolicy's AdaptiveLIFO).
 	GetShedOverload
+	// GetClientsOverCap: a DialContext failed at once, without waiting
+	// out its context, because clients with pools of their own hold every
+	// conn of the pool, or of its group's cap, and no wait could succeed
+	// before one closes a conn ([ErrClientPoolOverCap]; see
+	// [Pool.DialContext]). A DialContext whose context ended while they
+	// did is a GetTimeout, its error wrapping ErrClientPoolOverCap too.
+	GetClientsOverCap
 )
 
 var getFailureNames = [...]string{"", "timeout", "pool_closed", "dial_error", "too_many_waiters", "no_idle_conn", "invalid",
-	"shed_deadline", "shed_overload"}
+	"shed_deadline", "shed_overload", "clients_over_cap"}
 
 // String returns the failure in snake case, as metrics labels want it:
 // "timeout", "pool_closed", "dial_error", "too_many_waiters",
-// "no_idle_conn", "invalid", "shed_deadline", "shed_overload"; "" for
-// the zero GetFailure.
+// "no_idle_conn", "invalid", "shed_deadline", "shed_overload",
+// "clients_over_cap"; "" for the zero GetFailure.
 func (f GetFailure) String() string {
 	if int(f) < len(getFailureNames) {
 		return getFailureNames[f]
@@ -351,4 +358,4 @@ func GetFailures() []GetFailure {
 }
 
 // numGetFailures is one more than the last GetFailure.
-const numGetFailures = GetShedOverload + 1
+const numGetFailures = GetClientsOverCap + 1

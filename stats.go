@@ -20,7 +20,7 @@ import (
 //
 //	Gets = Hits + Misses + Timeouts + GetDialErrors + ClosedPoolGets +
 //	       TooManyWaiters + NoIdleConn + InvalidGets + ShedDeadline +
-//	       ShedOverload
+//	       ShedOverload + ClientsOverCap
 //
 // [Stats.Failed] reads the failure counters by [GetFailure]. A Group's Get
 // that fails before it reaches a pool (the group closed, an empty
@@ -75,6 +75,11 @@ type Stats struct {
 	// nearer than the wait (GetShedDeadline), and after waiting past
 	// ShedAfter in an overloaded queue (GetShedOverload).
 	ShedDeadline, ShedOverload int64
+	// ClientsOverCap counts the DialContext calls that failed at once
+	// with ErrClientPoolOverCap: clients with pools of their own held
+	// every conn, and no wait could succeed before one closed a conn
+	// (GetClientsOverCap). Size those clients' pools within the cap.
+	ClientsOverCap int64
 
 	IdleClosed     int64 // conns closed after sitting idle for IdleTimeout, evicted for a Group's cap, or used ones retired to make room for a DialContext caller's dial
 	LifetimeClosed int64 // conns closed for reaching their max lifetime
@@ -197,6 +202,8 @@ func (s Stats) Failed(f GetFailure) int64 {
 		return s.ShedDeadline
 	case GetShedOverload:
 		return s.ShedOverload
+	case GetClientsOverCap:
+		return s.ClientsOverCap
 	}
 	return 0
 }
@@ -241,6 +248,7 @@ func (p *Pool) Stats() Stats {
 		InvalidGets:    p.getFailures[GetInvalid].Load(),
 		ShedDeadline:   p.getFailures[GetShedDeadline].Load(),
 		ShedOverload:   p.getFailures[GetShedOverload].Load(),
+		ClientsOverCap: p.getFailures[GetClientsOverCap].Load(),
 
 		IdleClosed:     c[CloseIdle],
 		LifetimeClosed: c[CloseLifetime],
@@ -336,6 +344,7 @@ func (s Stats) String() string {
 		{"gets failed dialing", s.GetDialErrors}, {"gets after close", s.ClosedPoolGets},
 		{"no idle conn", s.NoIdleConn}, {"invalid gets", s.InvalidGets},
 		{"shed at once", s.ShedDeadline}, {"shed waiting", s.ShedOverload},
+		{"clients over cap", s.ClientsOverCap},
 		{"dials", s.Dials}, {"dial errors", s.DialErrors},
 		{"closed idle", s.IdleClosed}, {"closed lifetime", s.LifetimeClosed},
 		{"closed unhealthy", s.HealthFailures}, {"closed broken", s.BrokenClosed},

@@ -208,10 +208,10 @@ func TestStatsCountEveryFailedGet(t *testing.T) {
 // and a metrics label.
 func TestGetFailuresAreNamed(t *testing.T) {
 	fs := connpool.GetFailures()
-	require.Len(t, fs, 8)
+	require.Len(t, fs, 9)
 	var s connpool.Stats
 	s.Timeouts, s.GetDialErrors, s.ClosedPoolGets, s.TooManyWaiters, s.NoIdleConn, s.InvalidGets = 1, 2, 3, 4, 5, 6
-	s.ShedDeadline, s.ShedOverload = 7, 8
+	s.ShedDeadline, s.ShedOverload, s.ClientsOverCap = 7, 8, 9
 	seen := make(map[string]bool)
 	var sum int64
 	for _, f := range fs {
@@ -220,11 +220,12 @@ func TestGetFailuresAreNamed(t *testing.T) {
 		seen[f.String()] = true
 		sum += s.Failed(f)
 	}
-	assert.Equal(t, int64(36), sum, "each counter read once")
+	assert.Equal(t, int64(45), sum, "each counter read once")
 	assert.Zero(t, s.Failed(0))
 	assert.Equal(t, "invalid", connpool.GetInvalid.String())
 	assert.Equal(t, "shed_deadline", connpool.GetShedDeadline.String())
 	assert.Equal(t, "shed_overload", connpool.GetShedOverload.String())
+	assert.Equal(t, "clients_over_cap", connpool.GetClientsOverCap.String())
 }
 
 // TestEveryGetIsCounted runs Gets, TryGets and DialContexts from many

@@ -60,8 +60,9 @@
 // TryGet and DialContext that returned, with connpool.get.result hit (an
 // existing conn), miss (a fresh dial), or, for a failed one, the
 // [connpool.GetFailure]'s String ("timeout", "dial_error",
-// "pool_closed", "too_many_waiters", "no_idle_conn", "invalid", and,
-// under WithQueuePolicy, "shed_deadline" and "shed_overload"), which
+// "pool_closed", "too_many_waiters", "no_idle_conn", "invalid",
+// "clients_over_cap", and, under WithQueuePolicy, "shed_deadline" and
+// "shed_overload"), which
 // the point also carries as error.type, the conventions' attribute of an
 // operation that failed. Its rate over every result is the Get rate; over
 // the points with an error.type, the Get error rate.

@@ -69,9 +69,10 @@
 //
 // connpool_gets_total counts every Get, TryGet and DialContext that
 // returned, by result: hit, miss, or why it failed (timeout, dial_error,
-// pool_closed, too_many_waiters, no_idle_conn, invalid, and, under
-// WithQueuePolicy, shed_deadline and shed_overload: the Gets the queue
-// policy turned away; see [connpool.GetFailure]). A rate summed over the results is the Get rate,
+// pool_closed, too_many_waiters, no_idle_conn, invalid, clients_over_cap
+// and, under WithQueuePolicy, shed_deadline and shed_overload: the Gets
+// the queue policy turned away; see [connpool.GetFailure]). A rate summed
+// over the results is the Get rate,
 // and the failures' share of it the Get error rate:
 //
 //	sum by (pool) (rate(connpool_gets_total{result!~"hit|miss"}[5m]))

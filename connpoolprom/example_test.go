@@ -68,6 +68,7 @@ func ExampleNewCollector() {
 	// connpool_connections{pool="cache",state="idle"} 1
 	// connpool_connections{pool="cache",state="in_use"} 0
 	// connpool_dials_total{pool="cache"} 1
+	// connpool_gets_total{pool="cache",result="clients_over_cap"} 0
 	// connpool_gets_total{pool="cache",result="dial_error"} 0
 	// connpool_gets_total{pool="cache",result="hit"} 0
 	// connpool_gets_total{pool="cache",result="invalid"} 0

@@ -179,6 +179,7 @@ func want(a connpool.Addr, s connpool.Stats) map[string]float64 {
 	add("connpool_gets_total", float64(s.InvalidGets), "result", "invalid")
 	add("connpool_gets_total", float64(s.ShedDeadline), "result", "shed_deadline")
 	add("connpool_gets_total", float64(s.ShedOverload), "result", "shed_overload")
+	add("connpool_gets_total", float64(s.ClientsOverCap), "result", "clients_over_cap")
 	add("connpool_waits_total", float64(s.WaitCount))
 	add("connpool_timeouts_total", float64(s.Timeouts))
 	add("connpool_rejected_total", float64(s.TooManyWaiters))

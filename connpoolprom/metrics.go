@@ -73,7 +73,7 @@ var families = [numFamilies]family{
 		"How long the Get that has waited longest has been queued; 0 when none waits.", nil},
 
 	fGets: {"connpool_gets_total",
-		"Gets (Get, TryGet, DialContext) that returned, by result: hit (served an existing conn, idle or handed off), miss (served a freshly dialed conn), or why it failed: timeout, dial_error, pool_closed, too_many_waiters, no_idle_conn, invalid, shed_deadline, shed_overload (GetFailure).",
+		"Gets (Get, TryGet, DialContext) that returned, by result: hit (served an existing conn, idle or handed off), miss (served a freshly dialed conn), or why it failed: timeout, dial_error, pool_closed, too_many_waiters, no_idle_conn, invalid, shed_deadline, shed_overload, clients_over_cap (GetFailure).",
 		[]string{"result"}},
 	fWaits: {"connpool_waits_total",
 		"Gets that queued because the pool was at its max conns or its dial limit.", nil},
