@@ -145,16 +145,26 @@ func (p *Pool) clientsFailFastLocked() error {
 // by a tight deadline says little about whether clients let conns go.
 const clientStreakAfter = 100 * time.Millisecond
 
+// clientsHoldAllButDialsLocked reports whether DialContext clients hold
+// every conn the cap allows that is not being dialed. A dial in flight is
+// taken for a client's: in a pool whose clients share it with Get callers
+// it may be a Get's, and then the advice it leads to comes one conn early.
+func (p *Pool) clientsHoldAllButDialsLocked() bool {
+	return p.numOpen >= p.cfg.maxConns && int(p.clients.held.Load()) >= p.numOpen-p.numDialing
+}
+
 // clientWaitEndedLocked is called when the ctx of a DialContext caller
-// that waited for waited ended in the queue. If clients hold every conn,
-// it returns the advice to wrap in the caller's error; after a wait of at
-// least clientStreakAfter it starts a streak, and reports whether this
-// wait is the first of it, which the caller logs once mu is released.
+// that waited for waited ended in the queue. If clients hold every conn
+// but those being dialed, it returns the advice to wrap in the caller's
+// error. If they hold every conn, with no dial in flight that could still
+// serve the next caller, after a wait of at least clientStreakAfter it
+// starts a streak, and reports whether this wait is the first of it,
+// which the caller logs once mu is released.
 func (p *Pool) clientWaitEndedLocked(waited time.Duration) (hint error, first bool) {
-	if !p.clientsHoldAllLocked() {
+	if !p.clientsHoldAllButDialsLocked() {
 		return nil, false
 	}
-	if waited >= clientStreakAfter {
+	if waited >= clientStreakAfter && p.clientsHoldAllLocked() {
 		first = !p.clients.streak
 		p.clients.streak = true
 	}

@@ -254,6 +254,61 @@ func TestGroupDialContextOverCapSaysSo(t *testing.T) {
 	require.NoError(t, nc.Close())
 }
 
+// TestDialContextOverCapWithADialInFlight: clients hold every conn but
+// one, which is being dialed for another client's DialContext, when a
+// third client's wait runs out. Its error must say that clients hold the
+// pool, as it does when no dial is in flight: that dial goes to a client
+// too. Regression (pgx through database/sql with its defaults, under
+// load): the error said only "context deadline exceeded (in use 7, idle
+// 0, dialing 1, waiting 21, max 8)". A dial in flight may still serve the
+// next caller, so it starts no streak: nobody fails fast.
+func TestDialContextOverCapWithADialInFlight(t *testing.T) {
+	srv := startServer(t)
+	release := make(chan struct{})
+	var dials sync.Mutex
+	n := 0
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		dials.Lock()
+		n++
+		second := n == 2
+		dials.Unlock()
+		if second {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}
+	logged := &warnings{}
+	p := newPool(t, srv.Addr(), connpool.WithMaxConns(2), connpool.WithDialer(dial), connpool.WithLogger(slog.New(logged.handler())))
+	held := dialClients(t, p, 1)
+	slow := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		nc, err := p.DialContext(ctx, "tcp", srv.Addr())
+		if err == nil {
+			err = nc.Close()
+		}
+		slow <- err
+	}()
+	require.Eventually(t, func() bool { return p.Stats().Dialing == 1 }, waitFor, tick)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	_, err := p.DialContext(ctx, "tcp", srv.Addr())
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, connpool.ErrClientPoolOverCap, "clients hold every conn but the one dialed for a client")
+	assert.Empty(t, logged.all(), "no streak while a dial is in flight")
+
+	close(release)
+	require.NoError(t, <-slow)
+	require.NoError(t, held[0].Close())
+}
+
 // TestDialContextShortWaitNoStreak: a wait cut short by a tight deadline
 // still says why, but starts no streak: the next caller waits, and a
 // client that closes a conn meanwhile serves it.
