@@ -39,11 +39,12 @@ import (
 // it dials while clients hold every conn of the pool, its dial waits at
 // the cap as a Get does; if its ctx ends first, DialContext returns an
 // error that wraps both ctx's error and [ErrClientPoolOverCap] and names
-// the settings to change. If it had waited 100ms or more, the pool also
-// warns, once per streak, through [WithLogger] or, when the pool's logger
-// discards (the default), through [slog.Default]; and from then until a
-// client closes a conn, a DialContext at the cap while clients hold every
-// conn returns an error wrapping ErrClientPoolOverCap at once: no wait
+// the settings to change (a conn being dialed counts as a client's). If
+// it had waited 100ms or more, the pool also warns, once per streak,
+// through [WithLogger] or, when the pool's logger discards (the default),
+// through [slog.Default]; and from then until a client closes a conn, a
+// DialContext at the cap while clients hold every conn, none being
+// dialed, returns an error wrapping ErrClientPoolOverCap at once: no wait
 // can succeed before a client closes a conn, and a client whose dials
 // each wait out their timeout stalls its own callers. In a [Group], the
 // same holds for the group's cap once a dial has waited at it for a second
@@ -106,11 +107,23 @@ type clientHold struct {
 	// off under Pool.mu. Read under Pool.mu, it may lag behind a conn just
 	// handed out, never ahead: a conn counted is one a client holds.
 	held atomic.Int32
-	// streak is set, under Pool.mu, when a DialContext wait ran out while
-	// clients held every conn, and cleared by the next close: while it is
-	// set, DialContext callers in the same state fail fast.
-	streak bool
+	// streak is set, under Pool.mu, when a DialContext wait of at least
+	// clientStreakAfter ran out while clients held every conn: to
+	// streakFailFast when no dial was in flight, else to streakWarned. The
+	// next close clears it. The pool warns once per streak; while it is
+	// streakFailFast, DialContext callers in the same state fail fast.
+	streak clientStreak
 }
+
+// clientStreak is the state of a streak of DialContext waits that ran out
+// while clients held the pool.
+type clientStreak uint8
+
+const (
+	noStreak       clientStreak = iota
+	streakWarned                // warned; a dial in flight may still serve the next caller
+	streakFailFast              // warned; no wait can succeed before a client closes a conn
+)
 
 // clientsHoldAllLocked reports whether DialContext clients hold every
 // conn the cap allows, with no dial in flight: a waiting DialContext
@@ -126,14 +139,14 @@ func (p *Pool) clientClosedLocked(pc *poolConn) {
 	if pc.client {
 		p.clients.held.Add(-1)
 	}
-	p.clients.streak = false
+	p.clients.streak = noStreak
 }
 
 // clientsFailFastLocked returns, for a DialContext caller about to queue,
 // the error it fails fast with while a streak is on and clients still
 // hold every conn, or nil.
 func (p *Pool) clientsFailFastLocked() error {
-	if !p.clients.streak || !p.clientsHoldAllLocked() {
+	if p.clients.streak != streakFailFast || !p.clientsHoldAllLocked() {
 		return nil
 	}
 	return &waitError{pool: p.name, err: ErrClientPoolOverCap, hint: p.clientOverCapError(),
@@ -156,19 +169,30 @@ func (p *Pool) clientsHoldAllButDialsLocked() bool {
 // clientWaitEndedLocked is called when the ctx of a DialContext caller
 // that waited for waited ended in the queue. If clients hold every conn
 // but those being dialed, it returns the advice to wrap in the caller's
-// error. If they hold every conn, with no dial in flight that could still
-// serve the next caller, after a wait of at least clientStreakAfter it
-// starts a streak, and reports whether this wait is the first of it,
-// which the caller logs once mu is released.
-func (p *Pool) clientWaitEndedLocked(waited time.Duration) (hint error, first bool) {
+// error. After a wait of at least clientStreakAfter it starts a streak,
+// or makes it fail fast once no dial is in flight that could still serve
+// the next caller, and returns the warning to log, once per streak, which
+// the caller logs once mu is released; "" for none.
+func (p *Pool) clientWaitEndedLocked(waited time.Duration) (hint error, warning string) {
 	if !p.clientsHoldAllButDialsLocked() {
-		return nil, false
+		return nil, ""
 	}
-	if waited >= clientStreakAfter && p.clientsHoldAllLocked() {
-		first = !p.clients.streak
-		p.clients.streak = true
+	if waited >= clientStreakAfter {
+		was := p.clients.streak
+		if p.clientsHoldAllLocked() {
+			p.clients.streak = streakFailFast
+		} else if was == noStreak {
+			p.clients.streak = streakWarned
+		}
+		if was == noStreak {
+			warning = "connpool: a DialContext wait ran out while DialContext clients held every conn but those being dialed for them"
+			if p.clients.streak == streakFailFast {
+				warning = "connpool: a DialContext wait ran out while DialContext clients held every conn; " +
+					"until a client closes one, DialContext at the cap fails fast"
+			}
+		}
 	}
-	return p.clientOverCapError(), first
+	return p.clientOverCapError(), warning
 }
 
 // clientOverCapError says what the caller of a DialContext met and what to
@@ -197,12 +221,10 @@ func (e *adviceError) Unwrap() error { return ErrClientPoolOverCap }
 // clientsDocs is the page that gives each client's settings.
 const clientsDocs = "https://github.com/connpool/connpool/blob/main/docs/clients.md"
 
-// warnClientsOverCap logs, once per streak, that DialContext clients hold
-// every conn while one of them waits to dial. It must be called without mu.
-func (p *Pool) warnClientsOverCap(hint error) {
-	p.warnLog().Warn("connpool: a DialContext wait ran out while DialContext clients held every conn; "+
-		"until a client closes one, DialContext at the cap fails fast",
-		"error", hint)
+// warnClientsOverCap logs warning, from clientWaitEndedLocked, with the
+// advice hint. It must be called without mu.
+func (p *Pool) warnClientsOverCap(warning string, hint error) {
+	p.warnLog().Warn(warning, "error", hint)
 }
 
 // warnLog is where the pool reports a misconfiguration that stalls its

@@ -302,10 +302,25 @@ func TestDialContextOverCapWithADialInFlight(t *testing.T) {
 	_, err := p.DialContext(ctx, "tcp", srv.Addr())
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.ErrorIs(t, err, connpool.ErrClientPoolOverCap, "clients hold every conn but the one dialed for a client")
-	assert.Empty(t, logged.all(), "no streak while a dial is in flight")
+	require.Len(t, logged.all(), 1, "warned, where a user without a logger looks too")
+	assert.NotContains(t, logged.all()[0], "fails fast", "a dial in flight may still serve the next caller")
 
+	// The next caller waits, and the dial in flight serves the first.
+	next := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		nc, err := p.DialContext(ctx, "tcp", srv.Addr())
+		if err == nil {
+			err = nc.Close()
+		}
+		next <- err
+	}()
+	require.Eventually(t, waitersAre(p, 2), waitFor, tick)
 	close(release)
 	require.NoError(t, <-slow)
+	require.NoError(t, <-next, "served once the first client closed its conn")
+	assert.Len(t, logged.all(), 1, "one warning for the streak")
 	require.NoError(t, held[0].Close())
 }
 

@@ -140,7 +140,7 @@ func (p *Pool) connClosedLocked(pc *poolConn, reason CloseReason) {
 	if p.cfg.limit != nil {
 		p.releaseGroupSlot()
 	}
-	if pc.client || p.clients.streak {
+	if pc.client || p.clients.streak != noStreak {
 		p.clientClosedLocked(pc)
 	}
 	p.endpointClosedLocked(pc, reason)

@@ -298,9 +298,9 @@ func (p *Pool) waitFailed(ctx context.Context) error { return p.waitFailedFor(ct
 func (p *Pool) waitFailedFor(ctx context.Context, unusedOnly bool, waited time.Duration) error {
 	p.mu.Lock()
 	var hint error
-	first := false
+	var warning string
 	if unusedOnly {
-		hint, first = p.clientWaitEndedLocked(waited)
+		hint, warning = p.clientWaitEndedLocked(waited)
 	}
 	p.idleMu.Lock()
 	state := fmt.Sprintf("in use %d, idle %d, dialing %d, waiting %d, max %d",
@@ -316,8 +316,8 @@ func (p *Pool) waitFailedFor(ctx context.Context, unusedOnly bool, waited time.D
 	if unusedOnly && hint == nil {
 		hint = p.groupHint()
 	}
-	if first {
-		p.warnClientsOverCap(hint)
+	if warning != "" {
+		p.warnClientsOverCap(warning, hint)
 	}
 	return withHint(newWaitError(ctx, p.name, state), hint)
 }
