@@ -12,7 +12,7 @@ import (
 // ended (endpointClosedLocked, addrs.go); a conn the pool itself flagged
 // or took to close (pc.why set) is not a signal. When the set ejects an
 // address, the pool drains it as a resolve drains a removed one
-// (drainLocked, reason CloseUnhealthy), so no Get is handed an idle conn
+// (drainLocked, reason CloseEjected), so no Get is handed an idle conn
 // of it; a conn of it handed off or dialed meanwhile is refused by
 // Endpoint.Status; the set's pick sends no dial to it. The maintainer
 // readmits it when its time is over (steer calls readmit).
@@ -71,7 +71,7 @@ func (c ejectionConfig) on() bool { return c.set }
 // pool's host name ([WithResolver]) whose conns keep failing after they
 // were dialed, as Envoy's outlier detection does: while it is ejected, no
 // dial goes to it and no Get is handed a conn to it (its idle conns are
-// closed as CloseUnhealthy), and the pool's other addresses serve. It is
+// closed as CloseEjected), and the pool's other addresses serve. It is
 // off unless given: the pool cannot tell a server's fault from a
 // caller's (a deadline too short, MarkUnusable on an application error),
 // and moving load off a server is a choice the user makes. Given with a
@@ -147,12 +147,12 @@ func (p *Pool) connEndedLocked(ep *endpoint, reason CloseReason) {
 	if p.closed.Load() || !p.addrs.ConnEnded(ep, failed, p.now()) {
 		return
 	}
-	idle := p.drainLocked(func(e *endpoint) bool { return e == ep }, CloseUnhealthy)
+	idle := p.drainLocked(func(e *endpoint) bool { return e == ep }, CloseEjected)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		p.wakeMaintainer() // to report it, and readmit it in time
-		p.closeConns(idle, CloseUnhealthy)
+		p.closeConns(idle, CloseEjected)
 	}()
 }
 

@@ -227,6 +227,36 @@ func TestOutlierEjectionEjectsAndReadmits(t *testing.T) {
 	}, waitFor, tick)
 }
 
+// TestEjectedConnsAreNotHealthFailures: the conns of an address closed
+// because it was ejected, idle at the ejection or on their return, are
+// counted as EjectedClosed, not as health failures: no check failed on
+// them. Regression: they were closed as CloseUnhealthy, and a dashboard
+// showed health-check failures that never happened. A first round leaves
+// an idle conn at each address; in the second, that conn of the flaky
+// address fails its second request, which ejects the address (one
+// failure suffices here), while a fresh conn to it, whose first request
+// succeeds, is borrowed or idle: it closes for the ejection.
+func TestEjectedConnsAreNotHealthFailures(t *testing.T) {
+	b := startBackends(t, 3)
+	replaceWithFlaky(t, b, b.ips[1])
+	var ejectedEvents atomic.Int64
+	hooks := connpool.Hooks{ConnClosed: func(e connpool.ConnClosedEvent) {
+		if e.Reason == connpool.CloseEjected {
+			ejectedEvents.Add(1)
+		}
+	}}
+	pool := ejectingPool(t, b, connpool.OutlierEjection{Consecutive: 1, FailureRate: -1, BaseEjectionTime: time.Minute}, hooks)
+	round(t, pool, 3)
+	require.Empty(t, ejectedAddrs(pool))
+	round(t, pool, 6)
+	require.Equal(t, []string{b.addr(b.ips[1])}, ejectedAddrs(pool))
+	require.Eventually(t, func() bool { return pool.Stats().EjectedClosed > 0 }, waitFor, tick, "no conn closed for the ejection")
+	s := pool.Stats()
+	assert.Zero(t, s.HealthFailures, "no health check failed")
+	assert.Equal(t, s.EjectedClosed, s.Closed(connpool.CloseEjected))
+	assert.Equal(t, s.EjectedClosed, ejectedEvents.Load(), "the ConnClosed events say why")
+}
+
 // TestOutlierEjectionMaxPercent pins the cap on ejections: with two of
 // three addresses failing and MaxEjectionPercent 50, one is ejected and
 // the other, though its conns fail as often, stays in.

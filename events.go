@@ -246,6 +246,10 @@ const (
 	// an address with fewer conns ([WithRebalanceRate]); the pool dials
 	// its replacement.
 	CloseRebalanced
+	// CloseEjected: its address was ejected as an outlier
+	// ([WithOutlierEjection]); idle, it is closed at the ejection, else
+	// when it comes back.
+	CloseEjected
 
 	// closeRejected is CloseUnhealthy for an idle conn that a Get had
 	// already popped: counted apart, so that Stats can tell the pops that
@@ -277,6 +281,7 @@ var closeReasonNames = [...]string{
 	CloseResized:        "resized",
 	CloseAddressRemoved: "address_removed",
 	CloseRebalanced:     "rebalanced",
+	CloseEjected:        "ejected",
 	closeRejected:       "unhealthy",
 	CloseDialFailed:     "dial_failed",
 }

@@ -84,7 +84,7 @@ func addressFate(ep *endpoint) CloseReason {
 	case addrset.Removed:
 		return CloseAddressRemoved
 	case addrset.Ejected:
-		return CloseUnhealthy
+		return CloseEjected
 	}
 	return keep
 }

@@ -45,7 +45,7 @@ func localPort(c net.Conn) int { return c.LocalAddr().(*net.TCPAddr).Port }
 func closedTotal(s connpool.Stats) int64 {
 	return s.IdleClosed + s.LifetimeClosed + s.HealthFailures + s.BrokenClosed +
 		s.MaxIdleClosed + s.ReleasedClosed + s.PoolClosed + s.ResetClosed + s.DetachedClosed + s.LeakedClosed + s.ResizedClosed +
-		s.AddressRemovedClosed + s.RebalancedClosed
+		s.AddressRemovedClosed + s.RebalancedClosed + s.EjectedClosed
 }
 
 // checkBooks asserts the invariants that must hold whenever the pool is

@@ -80,7 +80,7 @@ package connpool
 //	                                pools do not check idle conns, track
 //	                                loans, resolve names, resize or eject
 //
-// CMAP's four close reasons cover connpool's fourteen:
+// CMAP's four close reasons cover connpool's fifteen:
 //
 //	connpool reason      CMAP reason  why
 //	CloseReset           stale        opened before a Reset (CMAP's clear)
@@ -90,6 +90,7 @@ package connpool
 //	CloseResized         stale        over a cap lowered by SetMaxConns
 //	CloseAddressRemoved  stale        its address left the resolved set
 //	CloseRebalanced      stale        moved to a less loaded address
+//	CloseEjected         stale        its address ejected as an outlier
 //	CloseUnhealthy       error        failed the checkout peek or a check
 //	CloseBroken          error        its I/O failed, or MarkUnusable
 //	CloseDialFailed      error        the dial failed (CMAP: failed to establish)

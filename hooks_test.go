@@ -165,6 +165,8 @@ func closeCounter(s *connpool.Stats, r connpool.CloseReason) *int64 {
 		return &s.AddressRemovedClosed
 	case connpool.CloseRebalanced:
 		return &s.RebalancedClosed
+	case connpool.CloseEjected:
+		return &s.EjectedClosed
 	}
 	panic(fmt.Sprintf("no counter for %v", r))
 }

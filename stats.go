@@ -13,7 +13,7 @@ import (
 //	Dials = OpenConns + IdleClosed + LifetimeClosed + HealthFailures +
 //	        BrokenClosed + MaxIdleClosed + ReleasedClosed + PoolClosed +
 //	        ResetClosed + DetachedClosed + LeakedClosed + ResizedClosed +
-//	        AddressRemovedClosed + RebalancedClosed
+//	        AddressRemovedClosed + RebalancedClosed + EjectedClosed
 //
 // And every Get (Get, TryGet, DialContext, and a Group's through the
 // pool) that has returned was a hit, a miss or one failure:
@@ -98,6 +98,10 @@ type Stats struct {
 	// RebalancedClosed counts conns retired to move their share to an
 	// address with fewer conns (WithRebalanceRate).
 	RebalancedClosed int64
+	// EjectedClosed counts conns closed because their address was
+	// ejected as an outlier (WithOutlierEjection): idle at the ejection,
+	// or on return.
+	EjectedClosed int64
 
 	// Resolves and ResolveErrors count the lookups of the pool's host
 	// name that succeeded and failed (WithResolver); both stay 0 for an
@@ -178,6 +182,8 @@ func (s Stats) Closed(r CloseReason) int64 {
 		return s.AddressRemovedClosed
 	case CloseRebalanced:
 		return s.RebalancedClosed
+	case CloseEjected:
+		return s.EjectedClosed
 	}
 	return 0
 }
@@ -265,6 +271,7 @@ func (p *Pool) Stats() Stats {
 
 		AddressRemovedClosed: c[CloseAddressRemoved],
 		RebalancedClosed:     c[CloseRebalanced],
+		EjectedClosed:        c[CloseEjected],
 		Resolves:             p.resolves,
 		ResolveErrors:        p.resolveErrors,
 		Addresses:            p.addressStatsIdleLocked(),
@@ -352,7 +359,7 @@ func (s Stats) String() string {
 		{"closed by pool", s.PoolClosed}, {"closed by reset", s.ResetClosed},
 		{"detached", s.DetachedClosed}, {"leaked", s.LeakedClosed},
 		{"closed by resize", s.ResizedClosed}, {"closed address removed", s.AddressRemovedClosed},
-		{"rebalanced", s.RebalancedClosed}, {"resolve errors", s.ResolveErrors}, {"leaks reported", s.Leaks},
+		{"rebalanced", s.RebalancedClosed}, {"closed ejected", s.EjectedClosed}, {"resolve errors", s.ResolveErrors}, {"leaks reported", s.Leaks},
 	} {
 		if c.n != 0 {
 			fmt.Fprintf(&b, ", %s %d", c.name, c.n)

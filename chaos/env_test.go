@@ -269,7 +269,7 @@ func (e *env) finish(p *connpool.Pool, maxConns int, gets int64) connpool.Stats 
 	assert.Zero(e.t, e.open.Load(), "sockets left open")
 	closed := st.IdleClosed + st.LifetimeClosed + st.HealthFailures + st.BrokenClosed +
 		st.MaxIdleClosed + st.ReleasedClosed + st.PoolClosed + st.ResetClosed + st.DetachedClosed + st.LeakedClosed + st.ResizedClosed +
-		st.AddressRemovedClosed + st.RebalancedClosed
+		st.AddressRemovedClosed + st.RebalancedClosed + st.EjectedClosed
 	assert.Equal(e.t, st.Dials, closed, "closes by reason = dials - open")
 	if gets >= 0 {
 		assert.Equal(e.t, gets, st.Hits+st.Misses, "hits + misses = successful gets")

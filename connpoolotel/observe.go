@@ -188,4 +188,5 @@ var closeCounters = [...]struct {
 	{connpool.CloseResized, func(s connpool.Stats) int64 { return s.ResizedClosed }},
 	{connpool.CloseAddressRemoved, func(s connpool.Stats) int64 { return s.AddressRemovedClosed }},
 	{connpool.CloseRebalanced, func(s connpool.Stats) int64 { return s.RebalancedClosed }},
+	{connpool.CloseEjected, func(s connpool.Stats) int64 { return s.EjectedClosed }},
 }

@@ -204,6 +204,7 @@ func want(a connpool.Addr, s connpool.Stats) map[string]float64 {
 		"resized":         s.ResizedClosed,
 		"address_removed": s.AddressRemovedClosed,
 		"rebalanced":      s.RebalancedClosed,
+		"ejected":         s.EjectedClosed,
 	} {
 		add("connpool_closed_total", float64(n), "reason", reason)
 	}

@@ -94,7 +94,7 @@ var families = [numFamilies]family{
 		"How long conns were held from Get to Put; empty unless WithUseTimeMetrics is on.", nil},
 
 	fClosed: {"connpool_closed_total",
-		"Conns the pool closed or gave up, by reason: idle, lifetime, unhealthy, broken, max_idle, released, pool_closed, reset, detached, leaked, resized, address_removed, rebalanced (CloseReason).",
+		"Conns the pool closed or gave up, by reason: idle, lifetime, unhealthy, broken, max_idle, released, pool_closed, reset, detached, leaked, resized, address_removed, rebalanced, ejected (CloseReason).",
 		[]string{"reason"}},
 	fLeaks: {"connpool_leaks_total",
 		"Conns reported as held past the leak threshold (WithLeakDetection).", nil},
