@@ -171,22 +171,34 @@ func (g *Group) Get(ctx context.Context, network, address string) (*Conn, error)
 }
 
 // getFrom gets a conn from p, the pool a lookup of network and address
+// returned, through retrySwept.
+func (g *Group) getFrom(ctx context.Context, p *Pool, network, address string) (*Conn, error) {
+	return retrySwept(g, p, network, address, func(p *Pool) (*Conn, error) { return p.Get(ctx) })
+}
+
+// dialFrom is getFrom for DialContext.
+func (g *Group) dialFrom(ctx context.Context, p *Pool, network, address string) (net.Conn, error) {
+	return retrySwept(g, p, network, address, func(p *Pool) (net.Conn, error) { return p.DialContext(ctx, network, address) })
+}
+
+// retrySwept calls get on p, the pool a lookup of network and address
 // returned. If the sweeper closed p after that lookup (the caller stalled
 // longer than the idle timeout in between), the pool is gone, not the
-// group: the Get goes to the address's new pool.
-func (g *Group) getFrom(ctx context.Context, p *Pool, network, address string) (*Conn, error) {
+// group: it calls get again on the address's new pool.
+func retrySwept[T any](g *Group, p *Pool, network, address string, get func(*Pool) (T, error)) (T, error) {
 	for retries := 0; ; retries++ {
-		c, err := p.Get(ctx)
+		c, err := get(p)
 		if retries == sweptRetries || !g.swept(err, network, address, p) {
 			return c, err
 		}
 		if p, err = g.pool(network, address); err != nil {
-			return nil, err
+			var zero T
+			return zero, err
 		}
 	}
 }
 
-// sweptRetries bounds the retries of getFrom and dialFrom. Each starts
+// sweptRetries bounds the retries of retrySwept. Each starts
 // from a fresh pool that the sweeper leaves alone for a whole idle
 // timeout, and while it queues a Get or dials, so a second retry already
 // means a caller stalled that long twice.
@@ -220,19 +232,6 @@ func (g *Group) DialContext(ctx context.Context, network, address string) (net.C
 		return nil, err
 	}
 	return g.dialFrom(ctx, p, network, address)
-}
-
-// dialFrom is getFrom for DialContext.
-func (g *Group) dialFrom(ctx context.Context, p *Pool, network, address string) (net.Conn, error) {
-	for retries := 0; ; retries++ {
-		nc, err := p.DialContext(ctx, network, address)
-		if retries == sweptRetries || !g.swept(err, network, address, p) {
-			return nc, err
-		}
-		if p, err = g.pool(network, address); err != nil {
-			return nil, err
-		}
-	}
 }
 
 // CloseIdleWith registers c, a client whose dialer is [Group.DialContext]
@@ -376,10 +375,10 @@ func (g *Group) Close() error {
 }
 
 // sweep closes pools nobody used for idleAfter and that lend no conn,
-// queue no Get and dial nothing. It
-// runs every idleAfter/4 and stamps the pools used since its last run
-// with the time of this one, so a pool is closed between idleAfter and
-// 5/4 idleAfter after its last use, never before.
+// queue no Get and dial nothing. It runs every idleAfter/4 and stamps the
+// pools used since its last run with the time of this one, so a pool is
+// closed between idleAfter and 5/4 idleAfter after its last use, never
+// before.
 func (g *Group) sweep() {
 	defer g.wg.Done()
 	t := time.NewTicker(max(g.idleAfter/4, time.Millisecond))
