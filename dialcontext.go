@@ -73,10 +73,30 @@ func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Co
 	if err != nil {
 		return nil, asDialOpError(network, address, err)
 	}
-	// Its holder marks it: from here until its close, a client holds it.
-	c.pc.client = true
-	p.clients.held.Add(1)
+	// From here until its close, a client holds it; one handed off from
+	// the queue was marked so then (handOffLocked), under mu.
+	if !c.pc.client {
+		p.clientTook(c.pc)
+	}
 	return c, nil
+}
+
+// clientTook marks pc as held by the DialContext caller it goes to:
+// under mu when it is handed off from the queue, or without mu by a
+// caller that took it itself, which nobody else reads until it closes.
+func (p *Pool) clientTook(pc *poolConn) {
+	pc.client = true
+	p.clients.held.Add(1)
+}
+
+// clientGaveBack undoes clientTook for pc, handed off to a
+// DialContext caller that had left the queue (leave), before pc goes
+// back to the pool.
+func (p *Pool) clientGaveBack(pc *poolConn) {
+	if pc.client {
+		pc.client = false
+		p.clients.held.Add(-1)
+	}
 }
 
 // refuse counts, and reports to the Get hooks, a DialContext that fails
@@ -102,10 +122,12 @@ func (p *Pool) DialAddr(ctx context.Context, address string) (net.Conn, error) {
 // DialContext caller waiting while clients hold every conn waits for a
 // client to let one go, not for a Put.
 type clientHold struct {
-	// held counts the conns handed out by DialContext and not closed yet.
-	// The holder adds its conn after DialContext's Get; closeConn takes it
-	// off under Pool.mu. Read under Pool.mu, it may lag behind a conn just
-	// handed out, never ahead: a conn counted is one a client holds.
+	// held counts the conns handed out by DialContext and not closed yet:
+	// added when a conn is handed off to a DialContext caller from the
+	// queue (under Pool.mu), or by a caller that took one itself after
+	// its Get; taken off by closeConn under Pool.mu, or when a caller
+	// that had left gives a conn handed to it back. A conn counted is one
+	// a client holds or is about to.
 	held atomic.Int32
 	// streak is set, under Pool.mu, when a DialContext wait of at least
 	// clientStreakAfter ran out while clients held every conn: to

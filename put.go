@@ -190,7 +190,7 @@ func (p *Pool) place(pc *poolConn, from comeback) (*waitq.Elem[waiter], CloseRea
 	if p.waiters.Len() > 0 {
 		e, closeForDial := p.takerLocked(pc)
 		if e != nil {
-			p.handOffLocked(pc, from)
+			p.handOffLocked(e, pc, from)
 			return e, keep
 		}
 		if closeForDial {

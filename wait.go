@@ -68,14 +68,19 @@ type delivery struct {
 // is lent from now on. It sends under mu; a path that can, hands off with
 // handOffLocked and send instead, so that the wake-up is not in mu.
 func (p *Pool) deliverLocked(e *waitq.Elem[waiter], pc *poolConn, from comeback) {
-	p.handOffLocked(pc, from)
+	p.handOffLocked(e, pc, from)
 	send(e, pc, from)
 }
 
-// handOffLocked records pc as lent to a waiter its caller took out of the
-// queue, from where it came; the caller sends it with send, after
-// unlocking mu if it likes.
-func (p *Pool) handOffLocked(pc *poolConn, from comeback) {
+// handOffLocked records pc as lent to waiter e, which its caller took out
+// of the queue, from where it came; the caller sends it with send, after
+// unlocking mu if it likes. A DialContext caller's conn counts as its
+// client's from here, not from when the caller runs, which on a loaded
+// machine can be long after.
+func (p *Pool) handOffLocked(e *waitq.Elem[waiter], pc *poolConn, from comeback) {
+	if e.Value.unusedOnly {
+		p.clientTook(pc)
+	}
 	if from == fromDial {
 		return // lent already: dialOverLocked made it so
 	}
@@ -267,6 +272,7 @@ func (p *Pool) leave(e *waitq.Elem[waiter]) {
 	p.mu.Unlock()
 	if !removed {
 		if d := <-e.Value.ch; d.c != nil {
+			p.clientGaveBack(d.c.pc)
 			from := fromAside
 			if d.fresh {
 				from = fromDial
