@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -33,7 +34,7 @@ func BenchmarkLedgerRenew(b *testing.B) {
 			seq := time.Now().UnixMicro()
 			for i := range n {
 				seq++
-				_, err := connpoolfleet.RenewOnce(ctx, rdb, "bench", fmt.Sprint("m", i), 2*n, ttl, demand[i], 0, 0, seq)
+				_, err := connpoolfleet.RenewOnce(ctx, rdb, "bench", fmt.Sprint("m", i), 2*n, ttl, demand[i], 0, 0, seq, fmt.Sprint("c", i))
 				require.NoError(b, err)
 			}
 			before := commandStats(b, rdb)["evalsha"]
@@ -41,7 +42,7 @@ func BenchmarkLedgerRenew(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				seq++
-				if _, err := connpoolfleet.RenewOnce(ctx, rdb, "bench", fmt.Sprint("m", i%n), 2*n, ttl, demand[i%n], 1, 1, seq); err != nil {
+				if _, err := connpoolfleet.RenewOnce(ctx, rdb, "bench", fmt.Sprint("m", i%n), 2*n, ttl, demand[i%n], 1, 1, seq, fmt.Sprint("c", i%n)); err != nil {
 					b.Fatal(err)
 				}
 				i++
@@ -62,8 +63,12 @@ func TestThousandMembersOneRoundTrip(t *testing.T) {
 		t.Skip("1,000 members: skipped in -short")
 	}
 	r := startRedis(t)
-	rdb := r.client(t)
 	const n, ttl = 1000, 1500 * time.Millisecond
+	// Each member renews over a connection of its own, taken from the
+	// client's pool: one process of a real fleet has one or a few members,
+	// this one has 1,000.
+	rdb := redis.NewClient(&redis.Options{Addr: r.addr, PoolSize: n + 10})
+	t.Cleanup(func() { _ = rdb.Close() })
 	ctx := context.Background()
 	members := make([]*connpoolfleet.Member, 0, n)
 	t.Cleanup(func() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,6 +106,20 @@ type Member struct {
 	stop    chan struct{}
 	done    chan struct{}
 
+	// newConn gives the member a connection of its own to Redis, which it
+	// names connName and renews over: while that connection is open, the
+	// ledger holds the member's grant past its lease's end (its process may
+	// be stopped, not dead). Nil when rdb cannot give one: the grant is
+	// then released at the lease's end. conn is the connection now, nil
+	// until the next renew dials one; it is used by one goroutine at a
+	// time: Join, then the loop, then Leave.
+	newConn  func() *redis.Conn
+	connName string
+	conn     *redis.Conn
+	// warned is set once the member has logged that Redis refused CLIENT
+	// LIST (touched by the renew goroutine only).
+	warned bool
+
 	// capMu serializes the changes of caps, gate and lease: a renew's
 	// answer and the fence timer. It guards the fields below, and is taken
 	// before mu.
@@ -152,6 +167,7 @@ func Join(ctx context.Context, rdb redis.Scripter, name string, budget int, targ
 	}
 	m := &Member{
 		rdb: rdb, name: name, keys: []string{"{" + name + "}"}, cfg: cfg,
+		newConn: connOf(rdb), connName: connName(name, cfg.id),
 		targets: targets, stop: make(chan struct{}), done: make(chan struct{}),
 		caps: make([]int, len(targets)), budget: budget,
 		// The renews are numbered from the time of Join, so that a process
@@ -168,8 +184,12 @@ func Join(ctx context.Context, rdb redis.Scripter, name string, budget int, targ
 		}
 		m.caps[i] = 1
 	}
+	if m.newConn == nil {
+		m.connName = ""
+	}
 	m.sample()
 	if err := m.renew(ctx); err != nil {
+		m.closeConn()
 		return nil, fmt.Errorf("connpoolfleet: Join %q: first renew: %w", name, err)
 	}
 	go m.run()
@@ -215,12 +235,36 @@ func (m *Member) sample() {
 	m.peak = max(m.peak, float64(d))
 }
 
-// renew makes one round trip to the ledger and applies its answer.
+// renew makes one round trip to the ledger and applies its answer. When the
+// answer names members whose leases ended while a connection of theirs may
+// still be open, it asks Redis which of them are gone (CLIENT LIST) and
+// renews again to release those: two more round trips, only then.
 func (m *Member) renew(ctx context.Context) error {
 	a := m.cfg.smoothing
 	m.smoothed = a*m.peak + (1-a)*m.smoothed
 	m.peak = 0
 	m.sample() // the next interval starts from now
+	r, err := m.renewOnce(ctx, nil)
+	if err != nil || len(r.check) == 0 {
+		return err
+	}
+	gone, err := m.gone(ctx, r.check)
+	if err != nil {
+		m.cfg.logger.Debug("connpoolfleet: could not check the connections of expired members; the next check is due in an interval",
+			"budget", m.name, "member", m.cfg.id, "err", err)
+		return nil
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	_, err = m.renewOnce(ctx, gone)
+	return err
+}
+
+// renewOnce runs the renew script once, releasing the members in gone (id
+// and seq pairs) whose connections were found closed, and applies its
+// answer.
+func (m *Member) renewOnce(ctx context.Context, gone []any) (reply, error) {
 	var used int
 	for _, t := range m.targets {
 		used += t.load().open
@@ -235,24 +279,168 @@ func (m *Member) renew(ctx context.Context) error {
 	m.capMu.Unlock()
 
 	send := time.Now()
-	res, err := ledger.Run(ctx, m.rdb, m.keys, "renew", m.cfg.id, budget, m.cfg.ttl.Milliseconds(),
+	args := append([]any{"renew", m.cfg.id, budget, m.cfg.ttl.Milliseconds(),
 		m.cfg.floor, m.cfg.safe, m.cfg.reserveHold.Milliseconds(), m.smoothed, used, held,
-		m.interval().Milliseconds(), m.cfg.damping, seq).Slice()
+		m.interval().Milliseconds(), m.cfg.damping, seq, m.connName}, gone...)
+	res, err := m.script(ctx, args)
 	if err != nil {
 		m.mu.Lock()
 		m.st.RenewErrors++
 		m.mu.Unlock()
-		return err
+		return reply{}, err
 	}
 	r, err := parseReply(res)
 	if err != nil {
-		return err
+		return reply{}, err
 	}
 	if r.stale {
-		return errStale
+		return r, errStale
 	}
 	m.apply(send, r)
+	return r, nil
+}
+
+// script runs the ledger script with args. A member with a connection of
+// its own runs it there, with CLIENT SETNAME in the same round trip, so
+// that the name is on whatever connection renewed last; if that connection
+// fails (Redis restarted, or closed it), it dials a new one and tries once
+// more. Otherwise it runs the script through rdb.
+func (m *Member) script(ctx context.Context, args []any) ([]any, error) {
+	if m.newConn == nil {
+		return ledger.Run(ctx, m.rdb, m.keys, args...).Slice()
+	}
+	for retried := false; ; retried = true {
+		fresh := m.conn == nil
+		if fresh {
+			m.conn = m.newConn()
+		}
+		res, err := m.scriptOn(ctx, m.conn, args)
+		var rerr redis.Error
+		if err == nil || errors.As(err, &rerr) {
+			// Redis answered: the connection is sound.
+			return res, err
+		}
+		m.closeConn()
+		if fresh || retried || ctx.Err() != nil {
+			return nil, err
+		}
+	}
+}
+
+// scriptOn runs CLIENT SETNAME and the script in one pipeline on c, and
+// again with EVAL if Redis does not have the script (a restart, a SCRIPT
+// FLUSH).
+func (m *Member) scriptOn(ctx context.Context, c *redis.Conn, args []any) ([]any, error) {
+	var setName *redis.BoolCmd
+	var res *redis.Cmd
+	run := func(eval bool) error {
+		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			setName = p.ClientSetName(ctx, m.connName)
+			if eval {
+				res = ledger.Eval(ctx, p, m.keys, args...)
+			} else {
+				res = ledger.EvalSha(ctx, p, m.keys, args...)
+			}
+			return nil
+		})
+		return err
+	}
+	err := run(false)
+	if err != nil && redis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
+		err = run(true)
+	}
+	if err != nil && res.Err() == nil {
+		// Only the name was refused (an ACL without CLIENT SETNAME): the
+		// member cannot be told from a dead one; its grant is released at
+		// its lease's end from the next renew on.
+		m.cfg.logger.Warn("connpoolfleet: Redis refused CLIENT SETNAME; the member's grant will be released when its lease ends, even if its process is only stopped",
+			"budget", m.name, "member", m.cfg.id, "err", setName.Err())
+		m.connName = ""
+	}
+	if res.Err() != nil {
+		return nil, res.Err()
+	}
+	return res.Slice()
+}
+
+// closeConn closes the member's own connection (it is discarded, not
+// pooled, since it carries the member's name); the next renew dials one.
+func (m *Member) closeConn() {
+	if m.conn != nil {
+		_ = m.conn.Close()
+		m.conn = nil
+	}
+}
+
+// gone returns, as id and seq pairs for the script, the members of check
+// (id, connection name, seq triples from the ledger) that no connection to
+// Redis is named after: their processes are gone, or cut off from Redis.
+// If Redis refuses CLIENT LIST (an ACL), it returns them all: their grants
+// are released as if their processes were gone, and the member logs it
+// once.
+func (m *Member) gone(ctx context.Context, check []string) ([]any, error) {
+	if m.conn == nil {
+		m.conn = m.newConn()
+	}
+	list, err := m.conn.Do(ctx, "CLIENT", "LIST", "TYPE", "normal").Text()
+	var rerr redis.Error
+	if err != nil && !errors.As(err, &rerr) {
+		m.closeConn()
+		return nil, err
+	}
+	names := map[string]bool{}
+	if err != nil {
+		if !m.warned {
+			m.warned = true
+			m.cfg.logger.Warn("connpoolfleet: Redis refused CLIENT LIST; grants are released when leases end, even those of members that are only stopped (allow client|list to the fleet's Redis user)",
+				"budget", m.name, "member", m.cfg.id, "err", err)
+		}
+	} else {
+		for line := range strings.SplitSeq(list, "\n") {
+			for f := range strings.FieldsSeq(line) {
+				if n, ok := strings.CutPrefix(f, "name="); ok {
+					names[n] = true
+				}
+			}
+		}
+	}
+	var gone []any
+	for i := 0; i+2 < len(check); i += 3 {
+		if !names[check[i+1]] {
+			gone = append(gone, check[i], check[i+2])
+		}
+	}
+	return gone, nil
+}
+
+// connOf returns how a member gets a connection of its own from rdb: a
+// redis.Client's EphemeralConn (discarded when closed, so that no pooled
+// caller inherits the name). Other clients (a ClusterClient, a Ring) give
+// none: nil.
+func connOf(rdb redis.Scripter) func() *redis.Conn {
+	if c, ok := rdb.(interface{ EphemeralConn() *redis.Conn }); ok {
+		return c.EphemeralConn
+	}
 	return nil
+}
+
+// connName is the name a member gives its connection: the budget and the
+// ID, with every byte Redis does not take in a name (a space, a control
+// byte, anything outside ASCII) and ':' and '%' escaped as %XX, so that two
+// members never share a name.
+func connName(budget, id string) string {
+	esc := func(s string) string {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c > ' ' && c < 0x7f && c != ':' && c != '%' {
+				b.WriteByte(c)
+			} else {
+				fmt.Fprintf(&b, "%%%02X", c)
+			}
+		}
+		return b.String()
+	}
+	return "connpoolfleet:" + esc(budget) + ":" + esc(id)
 }
 
 type reply struct {
@@ -260,6 +448,9 @@ type reply struct {
 	epoch                 string
 	learning, seated      bool
 	stale                 bool
+	// check lists the members whose leases ended while a connection named
+	// after them may be open: id, connection name and seq for each.
+	check []string
 }
 
 // errStale is a renew the ledger found older than one it applied: a
@@ -273,7 +464,15 @@ func parseReply(res []any) (reply, error) {
 	}
 	n := func(i int) int { v, _ := res[i].(int64); return int(v) }
 	ep, _ := res[2].(string)
-	return reply{grant: n(0), target: n(1), epoch: ep, budget: n(3), learning: n(4) == 1, seated: n(5) == 1, stale: n(7) == 1}, nil
+	r := reply{grant: n(0), target: n(1), epoch: ep, budget: n(3), learning: n(4) == 1, seated: n(5) == 1, stale: n(7) == 1}
+	if len(res) > 8 {
+		xs, _ := res[8].([]any)
+		for _, x := range xs {
+			s, _ := x.(string)
+			r.check = append(r.check, s)
+		}
+	}
+	return r, nil
 }
 
 // apply sets the caps an answer allows, opens the gate until the fence
@@ -469,7 +668,7 @@ func (m *Member) SetBudget(ctx context.Context, n int) error {
 	}
 	err := ledger.Run(ctx, m.rdb, m.keys, "budget", m.cfg.id, n, m.cfg.ttl.Milliseconds(),
 		m.cfg.floor, m.cfg.safe, m.cfg.reserveHold.Milliseconds(), 0, 0, 0,
-		m.interval().Milliseconds(), m.cfg.damping, 0).Err()
+		m.interval().Milliseconds(), m.cfg.damping, 0, "").Err()
 	if err != nil {
 		return fmt.Errorf("connpoolfleet: SetBudget(%d): %w", n, err)
 	}
@@ -512,9 +711,10 @@ func (m *Member) Leave(ctx context.Context) error {
 	for _, t := range m.targets {
 		used += t.load().open
 	}
-	err := ledger.Run(ctx, m.rdb, m.keys, "leave", m.cfg.id, 0, m.cfg.ttl.Milliseconds(),
+	_, err := m.script(ctx, []any{"leave", m.cfg.id, 0, m.cfg.ttl.Milliseconds(),
 		m.cfg.floor, m.cfg.safe, m.cfg.reserveHold.Milliseconds(), 0, used, 0,
-		m.interval().Milliseconds(), m.cfg.damping, 0).Err()
+		m.interval().Milliseconds(), m.cfg.damping, 0, m.connName})
+	m.closeConn()
 	m.mu.Lock()
 	old := m.st.State
 	m.st.State = StateLeft
