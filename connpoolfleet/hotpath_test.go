@@ -46,7 +46,7 @@ func TestNoRedisCallOnGetPut(t *testing.T) {
 	for cmd, n := range after {
 		switch cmd {
 		case "info":
-		case "evalsha", "eval":
+		case "evalsha", "eval", "client|setname": // a renew, and the name in its pipeline
 			assert.LessOrEqual(t, n-before[cmd], renewsDue, "%s calls beyond the renews due", cmd)
 		default:
 			others += n - before[cmd]

@@ -304,7 +304,8 @@ func (m *Member) renewOnce(ctx context.Context, gone []any) (reply, error) {
 // its own runs it there, with CLIENT SETNAME in the same round trip, so
 // that the name is on whatever connection renewed last; if that connection
 // fails (Redis restarted, or closed it), it dials a new one and tries once
-// more. Otherwise it runs the script through rdb.
+// more, within ctx (go-redis's own retries on the broken connection, with
+// their backoff, come first). Otherwise it runs the script through rdb.
 func (m *Member) script(ctx context.Context, args []any) ([]any, error) {
 	if m.newConn == nil {
 		return ledger.Run(ctx, m.rdb, m.keys, args...).Slice()
@@ -321,7 +322,7 @@ func (m *Member) script(ctx context.Context, args []any) ([]any, error) {
 			return res, err
 		}
 		m.closeConn()
-		if fresh || retried || ctx.Err() != nil {
+		if fresh || retried {
 			return nil, err
 		}
 	}
