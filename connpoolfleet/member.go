@@ -146,7 +146,10 @@ type Member struct {
 // each target's cap to 1, makes its first renew within ctx, sets the caps it
 // is granted, and returns; the member then renews every TTL/3 until Leave.
 // Use the targets after Join returns. A member that finds the budget all
-// granted is StateJoining until the others give back room.
+// granted is StateJoining until the others give back room. Given a
+// *redis.Client, the member renews over a connection of its own, taken from
+// the client's pool until Leave, by which the ledger tells a stopped
+// process from a dead one (see Redis in the package doc).
 func Join(ctx context.Context, rdb redis.Scripter, name string, budget int, targets []Target, opts ...Option) (*Member, error) {
 	cfg := defaults()
 	for _, o := range opts {
