@@ -166,8 +166,8 @@
 //	or a failover lost writes    | caps; nobody grows and nobody joins for one
 //	                             | TTL (learning); then shares resume.
 //	Redis partitioned from some  | Those members fence to their safe share. Redis
-//	members                      | may keep its side of their connections until
-//	                             | TCP keepalive finds them dead (about twice
+//	members, or their hosts die  | may keep its side of their connections until
+//	(power, a VM killed)         | TCP keepalive finds them dead (about twice
 //	                             | tcp-keepalive: 10 min by default) or its
 //	                             | timeout closes them: their grants are held
 //	                             | until then (safe, but slower), then released
@@ -218,7 +218,10 @@
 // a lease has ended does a member make two more: CLIENT LIST TYPE normal
 // (O(clients) in Redis) and a second renew that releases the members whose
 // connections are gone; while a member is held, one such check is made
-// about once per interval for the whole fleet.
+// about once per interval for the whole fleet. The set of held members is
+// counted in the state hash, so a renew touches it only when it has some:
+// the normal renew runs as many commands as before the hold, and CLIENT
+// SETNAME adds about 2 µs of Redis time to its 30.
 //
 // # Redis
 //

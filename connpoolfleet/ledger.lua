@@ -15,7 +15,8 @@
 --
 -- Keys: p:s hash (epoch, budget, granted = sum of grants and reserves,
 -- floors = sum of seated members' floors, learn = end of the learning
--- period, level, next = when the level is due); p:l zset of live leases by
+-- period, level, next = when the level is due, held = members in p:h, so
+-- that a renew touches p:h only when it has some); p:l zset of live leases by
 -- expiry; p:h zset of held members (lease ended, but a connection named
 -- after them may be open: the process may be stopped, not dead) by when to
 -- check them next; p:g zset of reserves (expired or left members) by
@@ -40,11 +41,12 @@ local keep = 4 * (ttl + hold) + 4 * interval
 if redis.call('EXISTS', S) == 0 then
 	redis.call('DEL', L, H, G, D)
 	redis.call('HSET', S, 'epoch', t[1] .. '.' .. t[2], 'budget', cfgBudget, 'granted', 0,
-		'floors', 0, 'learn', now + ttl, 'level', -1, 'next', 0)
+		'floors', 0, 'learn', now + ttl, 'level', -1, 'next', 0, 'held', 0)
 end
-local st = redis.call('HMGET', S, 'epoch', 'budget', 'granted', 'floors', 'learn', 'level', 'next')
+local st = redis.call('HMGET', S, 'epoch', 'budget', 'granted', 'floors', 'learn', 'level', 'next', 'held')
 local epoch, budget, granted, floors = st[1], tonumber(st[2]), tonumber(st[3]), tonumber(st[4])
 local learn, level, nextLevel = tonumber(st[5]), tonumber(st[6]), tonumber(st[7])
+local nheld = tonumber(st[8]) or 0
 local learning = now < learn
 
 -- release ends member x's lease: its grant above its safe share returns at
@@ -57,7 +59,7 @@ local function release(x)
 	granted = granted - (g - r)
 	if m[4] == '1' then floors = floors - (tonumber(m[3]) or 0) end
 	redis.call('ZREM', L, x)
-	redis.call('ZREM', H, x)
+	if nheld > 0 and redis.call('ZREM', H, x) == 1 then nheld = nheld - 1 end
 	redis.call('ZREM', D, x)
 	redis.call('HSET', mk, 'grant', 0, 'debt', 0, 'reserve', r, 'seated', 0, 'target', 0)
 	redis.call('PEXPIRE', mk, keep)
@@ -73,7 +75,7 @@ for _, x in ipairs(redis.call('ZRANGEBYSCORE', L, '-inf', now, 'LIMIT', 0, 8)) d
 	local c = redis.call('HGET', p .. ':m:' .. x, 'conn')
 	if c and c ~= '' then
 		redis.call('ZREM', L, x)
-		redis.call('ZADD', H, now, x)
+		if redis.call('ZADD', H, now, x) == 1 then nheld = nheld + 1 end
 	else
 		release(x)
 	end
@@ -87,7 +89,7 @@ end
 
 -- Release the held members the caller found gone, if they have not
 -- renewed since it was told of them (their seq is unchanged).
-if op == 'renew' then
+if op == 'renew' and nheld > 0 then
 	for i = 15, #ARGV - 1, 2 do
 		local x = ARGV[i]
 		if redis.call('ZSCORE', H, x) and redis.call('HGET', p .. ':m:' .. x, 'seq') == ARGV[i + 1] then
@@ -101,7 +103,7 @@ end
 -- interval later (so that the next renew of the same caller finds it due),
 -- and a check that was lost (the caller stopped, say) is made by another.
 local check = {}
-if op == 'renew' and conn ~= '' then
+if op == 'renew' and conn ~= '' and nheld > 0 then
 	for _, x in ipairs(redis.call('ZRANGEBYSCORE', H, '-inf', now, 'LIMIT', 0, 8)) do
 		if x ~= id then
 			local mk = p .. ':m:' .. x
@@ -124,13 +126,14 @@ local function detach(m)
 	end
 	if m[4] == '1' then floors = floors - (tonumber(m[6]) or 0) end
 	redis.call('ZREM', L, id)
-	redis.call('ZREM', H, id)
+	if nheld > 0 and redis.call('ZREM', H, id) == 1 then nheld = nheld - 1 end
 	redis.call('ZREM', D, id)
 end
 
 local function save()
-	redis.call('HSET', S, 'budget', budget, 'granted', granted, 'floors', floors, 'level', level, 'next', nextLevel)
-	for _, k in ipairs({ S, L, H, G, D }) do redis.call('PEXPIRE', k, keep) end
+	redis.call('HSET', S, 'budget', budget, 'granted', granted, 'floors', floors, 'level', level, 'next', nextLevel, 'held', nheld)
+	for _, k in ipairs({ S, L, G, D }) do redis.call('PEXPIRE', k, keep) end
+	if nheld > 0 then redis.call('PEXPIRE', H, keep) end
 end
 
 local m = redis.call('HMGET', M, 'epoch', 'grant', 'target', 'seated', 'reserve', 'floor', 'seq', 'debt')
@@ -171,7 +174,8 @@ local grant, target, seated, debt
 if known and redis.call('ZSCORE', L, id) then
 	grant, target, seated = tonumber(m[2]), tonumber(m[3]), m[4] == '1'
 	floor, debt = tonumber(m[6]), tonumber(m[8]) or 0
-elseif known and redis.call('ZREM', H, id) == 1 then
+elseif known and nheld > 0 and redis.call('ZREM', H, id) == 1 then
+	nheld = nheld - 1
 	-- Held past its lease (stopped, or its renews failed while its
 	-- connection stayed open): its grant was counted all along, so it
 	-- renews onto it as if its lease had not ended.
