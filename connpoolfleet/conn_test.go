@@ -1,8 +1,11 @@
 package connpoolfleet_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,4 +154,77 @@ func TestLedgerHoldsOpenConnections(t *testing.T) {
 	require.NoError(t, alive.Close())
 	require.Eventually(t, func() bool { return grant("alive") == 0 && !held("alive") }, settle, tick,
 		"the held grant was not released once its connection closed")
+}
+
+// TestACLWithoutClientCommands: a Redis user without client|setname makes
+// the member fall back on renewing through the client, naming nothing (its
+// grant released at its lease's end); one without client|list releases
+// the held members it is told of as if their connections were gone. Both
+// log a warning, and neither fails a renew.
+func TestACLWithoutClientCommands(t *testing.T) {
+	r := startRedis(t)
+	rdb := r.client(t)
+	ctx := context.Background()
+	const name, ttl = "acl", 300 * time.Millisecond
+	for _, u := range []string{"noname", "nolist"} {
+		cmd := map[string]string{"noname": "-client|setname", "nolist": "-client|list"}[u]
+		require.NoError(t, rdb.Do(ctx, "ACL", "SETUSER", u, "on", ">pw", "~*", "&*", "+@all", cmd).Err())
+	}
+	as := func(user string) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: r.addr, Username: user, Password: "pw"})
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	var logMu sync.Mutex
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+	logged := func() string {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.String()
+	}
+	field := func(id, f string) string {
+		v, _ := rdb.HGet(ctx, "{"+name+"}:m:"+id, f).Result()
+		return v
+	}
+
+	// A held member with an open connection, of the default user.
+	alive := rdb.EphemeralConn()
+	t.Cleanup(func() { _ = alive.Close() })
+	require.NoError(t, alive.ClientSetName(ctx, "alive-conn").Err())
+	_, err := connpoolfleet.RenewOnce(ctx, rdb, name, "alive", 20, ttl, 5, 3, 0, time.Now().UnixMicro(), "alive-conn")
+	require.NoError(t, err)
+
+	noname, err := connpoolfleet.Join(ctx, as("noname"), name, 20, []connpoolfleet.Target{idleTarget()},
+		connpoolfleet.WithTTL(ttl), connpoolfleet.WithID("noname"), connpoolfleet.WithLogger(logger))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = noname.Leave(ctx) })
+	require.Eventually(t, func() bool { return noname.Stats().Renews >= 2 && field("noname", "conn") == "" }, settle, tick,
+		"the member refused a name still names a connection")
+	assert.Empty(t, clientIDs(t, rdb, connpoolfleet.ConnName(name, "noname")))
+
+	waitUntil(t, time.Now().Add(ttl)) // alive's lease ends
+	nolist, err := connpoolfleet.Join(ctx, as("nolist"), name, 20, []connpoolfleet.Target{idleTarget()},
+		connpoolfleet.WithTTL(ttl), connpoolfleet.WithID("nolist"), connpoolfleet.WithLogger(logger))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nolist.Leave(ctx) })
+	require.Eventually(t, func() bool { return field("alive", "grant") == "0" }, settle, tick,
+		"a member that may not list connections did not release the held grant")
+	renews := nolist.Stats().Renews
+	require.Eventually(t, func() bool { return nolist.Stats().Renews >= renews+2 }, settle, tick)
+	assert.Zero(t, noname.Stats().RenewErrors)
+	assert.Zero(t, nolist.Stats().RenewErrors)
+	assert.Contains(t, logged(), "refused CLIENT SETNAME")
+	assert.Contains(t, logged(), "refused CLIENT LIST")
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

@@ -217,8 +217,9 @@
 // interval: CLIENT SETNAME and EVALSHA of the script, pipelined. Only when
 // a lease has ended does a member make two more: CLIENT LIST TYPE normal
 // (O(clients) in Redis) and a second renew that releases the members whose
-// connections are gone; while a member is held, one such check is made
-// about once per interval for the whole fleet. The set of held members is
+// connections are gone. The script hands out such a check at most every
+// half interval for the whole fleet, of up to 64 held members, however many
+// are held. The set of held members is
 // counted in the state hash, so a renew touches it only when it has some:
 // the normal renew runs as many commands as before the hold, and CLIENT
 // SETNAME adds about 2 µs of Redis time to its 30.
@@ -240,5 +241,7 @@
 // how long the grant of a member cut off from Redis is held (about twice
 // that). Any other Scripter (a ClusterClient, a Ring) gives no connection of
 // its own: the member then renews through it, and its grant is released at
-// its lease's end, stopped or dead.
+// its lease's end, stopped or dead. A fleet may mix both kinds of member (or
+// versions of this module, in a rolling upgrade): only members with a
+// connection of their own have their grants held and check others'.
 package connpoolfleet

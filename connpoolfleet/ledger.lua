@@ -16,7 +16,8 @@
 -- Keys: p:s hash (epoch, budget, granted = sum of grants and reserves,
 -- floors = sum of seated members' floors, learn = end of the learning
 -- period, level, next = when the level is due, held = members in p:h, so
--- that a renew touches p:h only when it has some); p:l zset of live leases by
+-- that a renew touches p:h only when it has some, chk = when the next check
+-- of held members is due); p:l zset of live leases by
 -- expiry; p:h zset of held members (lease ended, but a connection named
 -- after them may be open: the process may be stopped, not dead) by when to
 -- check them next; p:g zset of reserves (expired or left members) by
@@ -43,10 +44,10 @@ if redis.call('EXISTS', S) == 0 then
 	redis.call('HSET', S, 'epoch', t[1] .. '.' .. t[2], 'budget', cfgBudget, 'granted', 0,
 		'floors', 0, 'learn', now + ttl, 'level', -1, 'next', 0, 'held', 0)
 end
-local st = redis.call('HMGET', S, 'epoch', 'budget', 'granted', 'floors', 'learn', 'level', 'next', 'held')
+local st = redis.call('HMGET', S, 'epoch', 'budget', 'granted', 'floors', 'learn', 'level', 'next', 'held', 'chk')
 local epoch, budget, granted, floors = st[1], tonumber(st[2]), tonumber(st[3]), tonumber(st[4])
 local learn, level, nextLevel = tonumber(st[5]), tonumber(st[6]), tonumber(st[7])
-local nheld = tonumber(st[8]) or 0
+local nheld, nextCheck = tonumber(st[8]) or 0, tonumber(st[9]) or 0
 local learning = now < learn
 
 -- release ends member x's lease: its grant above its safe share returns at
@@ -98,22 +99,26 @@ if op == 'renew' and nheld > 0 then
 	end
 end
 
--- Tell a caller that can check connections (it has one of its own) of a few
--- held members due for a check; each is due again three quarters of an
--- interval later (so that the next renew of the same caller finds it due),
--- and a check that was lost (the caller stopped, say) is made by another.
+-- Every half interval, tell a caller that can check connections (it has
+-- one of its own) of the held members due for a check (up to 64): at most
+-- two CLIENT LIST per interval for the whole fleet, however many members
+-- are held. Each is due again half an interval later, so a check that was
+-- lost (the caller stopped, say) is made by another. A caller that cannot
+-- check leaves the check to another, and only keeps their hashes from
+-- expiring, so that a held grant stays known until one comes.
 local check = {}
-if op == 'renew' and conn ~= '' and nheld > 0 then
-	for _, x in ipairs(redis.call('ZRANGEBYSCORE', H, '-inf', now, 'LIMIT', 0, 8)) do
-		if x ~= id then
-			local mk = p .. ':m:' .. x
+if op == 'renew' and nheld > 0 and now >= nextCheck then
+	if conn ~= '' then nextCheck = now + math.floor(interval / 2) end
+	for _, x in ipairs(redis.call('ZRANGEBYSCORE', H, '-inf', now, 'LIMIT', 0, 64)) do
+		local mk = p .. ':m:' .. x
+		if conn ~= '' and x ~= id then
 			local c = redis.call('HMGET', mk, 'conn', 'seq')
 			check[#check + 1] = x
 			check[#check + 1] = c[1] or ''
 			check[#check + 1] = c[2] or ''
-			redis.call('ZADD', H, now + math.floor(interval * 3 / 4), x)
-			redis.call('PEXPIRE', mk, keep)
+			redis.call('ZADD', H, nextCheck, x)
 		end
+		redis.call('PEXPIRE', mk, keep)
 	end
 end
 
@@ -131,7 +136,7 @@ local function detach(m)
 end
 
 local function save()
-	redis.call('HSET', S, 'budget', budget, 'granted', granted, 'floors', floors, 'level', level, 'next', nextLevel, 'held', nheld)
+	redis.call('HSET', S, 'budget', budget, 'granted', granted, 'floors', floors, 'level', level, 'next', nextLevel, 'held', nheld, 'chk', nextCheck)
 	for _, k in ipairs({ S, L, G, D }) do redis.call('PEXPIRE', k, keep) end
 	if nheld > 0 then redis.call('PEXPIRE', H, keep) end
 end

@@ -109,8 +109,9 @@ type Member struct {
 	// newConn gives the member a connection of its own to Redis, which it
 	// names connName and renews over: while that connection is open, the
 	// ledger holds the member's grant past its lease's end (its process may
-	// be stopped, not dead). Nil when rdb cannot give one: the grant is
-	// then released at the lease's end. conn is the connection now, nil
+	// be stopped, not dead). Nil when rdb cannot give one, or Redis refused
+	// the name: the grant is then released at the lease's end. conn is the
+	// connection now, nil
 	// until the next renew dials one; it is used by one goroutine at a
 	// time: Join, then the loop, then Leave.
 	newConn  func() *redis.Conn
@@ -322,6 +323,11 @@ func (m *Member) script(ctx context.Context, args []any) ([]any, error) {
 		var rerr redis.Error
 		if err == nil || errors.As(err, &rerr) {
 			// Redis answered: the connection is sound.
+			if m.connName == "" {
+				// It refused the name: renew through rdb from now on.
+				m.closeConn()
+				m.newConn = nil
+			}
 			return res, err
 		}
 		m.closeConn()
@@ -354,10 +360,10 @@ func (m *Member) scriptOn(ctx context.Context, c *redis.Conn, args []any) ([]any
 		err = run(true)
 	}
 	if err != nil && res.Err() == nil {
-		// Only the name was refused (an ACL without CLIENT SETNAME): the
+		// Only the name was refused (an ACL without client|setname): the
 		// member cannot be told from a dead one; its grant is released at
-		// its lease's end from the next renew on.
-		m.cfg.logger.Warn("connpoolfleet: Redis refused CLIENT SETNAME; the member's grant will be released when its lease ends, even if its process is only stopped",
+		// its lease's end, and it renews through rdb from now on.
+		m.cfg.logger.Warn("connpoolfleet: Redis refused CLIENT SETNAME (allow client|setname to the fleet's Redis user); the member's grant will be released when its lease ends, even if its process is only stopped",
 			"budget", m.name, "member", m.cfg.id, "err", setName.Err())
 		m.connName = ""
 	}
@@ -392,7 +398,11 @@ func (m *Member) gone(ctx context.Context, check []string) ([]any, error) {
 		m.closeConn()
 		return nil, err
 	}
-	names := map[string]bool{}
+	// found has the names to look for; set true once seen.
+	found := map[string]bool{}
+	for i := 1; i < len(check); i += 3 {
+		found[check[i]] = false
+	}
 	if err != nil {
 		if !m.warned {
 			m.warned = true
@@ -400,17 +410,24 @@ func (m *Member) gone(ctx context.Context, check []string) ([]any, error) {
 				"budget", m.name, "member", m.cfg.id, "err", err)
 		}
 	} else {
+		// One line per connection, fields separated by spaces; a name has
+		// no space in it.
 		for line := range strings.SplitSeq(list, "\n") {
-			for f := range strings.FieldsSeq(line) {
-				if n, ok := strings.CutPrefix(f, "name="); ok {
-					names[n] = true
+			if i := strings.Index(line, " name="); i >= 0 {
+				n := line[i+len(" name="):]
+				if j := strings.IndexByte(n, ' '); j >= 0 {
+					n = n[:j]
+				}
+				n = strings.TrimSpace(n)
+				if _, ok := found[n]; ok && n != "" {
+					found[n] = true
 				}
 			}
 		}
 	}
 	var gone []any
 	for i := 0; i+2 < len(check); i += 3 {
-		if !names[check[i+1]] {
+		if !found[check[i+1]] {
 			gone = append(gone, check[i], check[i+2])
 		}
 	}
