@@ -85,9 +85,9 @@
 //     ended, it does not release the grant: it holds it (still counted) and
 //     tells the member that renews, which runs CLIENT LIST (only then) and
 //     renews again to release those whose connection is gone. A held grant
-//     is checked again every interval, by whichever member renews, until
-//     its connection closes or it renews onto it again: a woken member
-//     finds its grant as it left it. So a crashed member's grant returns
+//     is checked again about every half interval, by whichever member
+//     renews, until its connection closes or it renews onto it again: a
+//     woken member finds its grant as it left it. So a crashed member's grant returns
 //     at its lease's end, as soon as a member checks; a stopped member's
 //     stays counted as long as it is stopped, and nobody grows into it.
 //   - A member whose lease is released (it crashed, or its connection is
@@ -141,8 +141,8 @@
 // setting, shorter than the pause; a Redis restart or failover during the
 // pause), or it stopped between a renew that failed on a broken connection
 // and the next (up to an interval with no named connection), or Redis
-// refuses CLIENT LIST to it (an ACL: the member logs it, and releases at
-// the lease's end). Then, once its lease ends, the server can see up to B
+// refuses CLIENT SETNAME to it or CLIENT LIST to the members that check (an
+// ACL: they log it, and release at the lease's end). Then, once its lease ends, the server can see up to B
 // plus its open conns above its safe share, until it wakes and they come
 // back. Keep a hard limit at the server as the backstop: max_connections
 // in PostgreSQL or MySQL, a role's CONNECTION LIMIT (ALTER ROLE app
@@ -219,10 +219,10 @@
 // (O(clients) in Redis) and a second renew that releases the members whose
 // connections are gone. The script hands out such a check at most every
 // half interval for the whole fleet, of up to 64 held members, however many
-// are held. The set of held members is
-// counted in the state hash, so a renew touches it only when it has some:
-// the normal renew runs as many commands as before the hold, and CLIENT
-// SETNAME adds about 2 µs of Redis time to its 30.
+// are held. The set of held members is counted in the state hash, so a
+// renew touches it only when it has some: the normal renew runs as many
+// commands as before the hold, and CLIENT SETNAME adds about 2 µs of Redis
+// time to its 30.
 //
 // # Redis
 //
