@@ -9,7 +9,8 @@
 // returned [Member] renews a lease on its grant in the background and moves
 // its pools' caps as its grant changes. Nothing touches Redis on Get or Put:
 // each member makes one round trip per renew interval (a third of the lease
-// TTL), and every change of state is one atomic Lua script.
+// TTL), over a connection of its own, and every change of state is one
+// atomic Lua script.
 //
 //	gate := connpoolfleet.NewGate()
 //	pool, err := connpool.New("tcp", "db.internal:5432",
@@ -72,12 +73,32 @@
 //     monotonic clock with the lease on every dial, and refuses (with
 //     [ErrFenced]) once the lease is past its fence time until the fence has
 //     been applied; so pass your pools a gate's dialer.
-//   - A member whose lease expires (a crash, a pause, a partition) loses its
-//     grant above its safe share at once; the script keeps its safe share
-//     reserved for the reserve hold ([WithReserveHold], default one TTL)
-//     after the lease, since a fenced member may still use it, and a member
-//     with a gate dials nothing after its reserve hold ends. A member that
-//     returns re-registers and gets its reserve back.
+//   - A lease that ends does not tell a dead process from a stopped one (a
+//     SIGSTOP, a frozen VM): both stop renewing, but a stopped process keeps
+//     its sockets open, its conns to the server among them, and uses them
+//     again when it wakes; it cannot fence itself while stopped. Redis can
+//     tell them apart: the kernel closes a dead process's connection to
+//     Redis, not a stopped one's. So each member renews over a connection
+//     of its own (the client's EphemeralConn), named after the budget and
+//     the member with CLIENT SETNAME in the same pipeline as the script.
+//     When the script finds the lease of a member with a named connection
+//     ended, it does not release the grant: it holds it (still counted) and
+//     tells the member that renews, which runs CLIENT LIST (only then) and
+//     renews again to release those whose connection is gone. A held grant
+//     is checked again about every half interval, by whichever member
+//     renews, until its connection closes or it renews onto it again: a
+//     woken member finds its grant as it left it. So a crashed member's grant returns
+//     at its lease's end, as soon as a member checks; a stopped member's
+//     stays counted as long as it is stopped, and nobody grows into it.
+//   - A member whose lease is released (it crashed, or its connection is
+//     gone: a partition, or a client that gives no connection of its own)
+//     loses its grant above its safe share at once; the script keeps its
+//     safe share reserved for the reserve hold ([WithReserveHold], default
+//     one TTL) after that, since a fenced member may still use it, and a
+//     member with a gate dials nothing after its reserve hold ends. A
+//     member that returns re-registers and gets its reserve back. A member
+//     that is running fences itself before its lease ends, so releasing its
+//     grant after that end is safe whether its connection is open or not.
 //   - When Redis loses its data (a restart with nothing on disk, a failover
 //     that lost the last writes), the script sees that its state key is gone
 //     and starts a new epoch. Every member renews within a third of a TTL,
@@ -113,15 +134,21 @@
 // expired and that was partitioned for longer than its reserve hold, or
 // whose pools were used without a gate's dialer while paused, or clocks
 // whose rates differ by more than the fence margin allows. And a process
-// that is stopped (SIGSTOP, a frozen VM) keeps its sockets open: once its
-// lease expires, the server sees up to B plus its open conns above its safe
-// share, until it wakes and they come back; the conns it had borrowed
-// finish their requests first (a borrowed conn is never interrupted). Keep a hard limit
-// at the server as the backstop: max_connections in PostgreSQL or MySQL, a
-// role's CONNECTION LIMIT (ALTER ROLE app CONNECTION LIMIT 100), maxclients
-// in Redis. The fleet keeps the fleet under it in normal operation and every
-// failure below; the server's limit turns a bug into refused dials instead
-// of an overloaded backend.
+// that is stopped while Redis does not see its connection: it was given a
+// client with no connection of its own (a ClusterClient, a Ring: its grant
+// is released at its lease's end, as if it were dead), or Redis closed its
+// connection while it was stopped (Redis's idle timeout, the timeout
+// setting, shorter than the pause; a Redis restart or failover during the
+// pause), or it stopped between a renew that failed on a broken connection
+// and the next (up to an interval with no named connection), or Redis
+// refuses CLIENT SETNAME to it or CLIENT LIST to the members that check (an
+// ACL: they log it, and release at the lease's end). Then, once its lease ends, the server can see up to B
+// plus its open conns above its safe share, until it wakes and they come
+// back. Keep a hard limit at the server as the backstop: max_connections
+// in PostgreSQL or MySQL, a role's CONNECTION LIMIT (ALTER ROLE app
+// CONNECTION LIMIT 100), maxclients in Redis. The fleet keeps the fleet
+// under it in normal operation and every failure below; the server's limit
+// turns a bug into refused dials instead of an overloaded backend.
 //
 // # Failures
 //
@@ -138,17 +165,28 @@
 //	Redis restarted empty,       | New epoch: members re-register claiming their
 //	or a failover lost writes    | caps; nobody grows and nobody joins for one
 //	                             | TTL (learning); then shares resume.
-//	Redis partitioned from some  | Those members fence to their safe share; the
-//	members                      | script expires their leases, keeps their safe
-//	                             | shares reserved for the reserve hold, and gives
-//	                             | the rest to the members it can reach.
-//	Member crashes (kill -9)     | Its grant above its safe share returns when
-//	                             | its lease expires (never before); its reserve
-//	                             | a reserve hold later.
-//	Member paused past its TTL   | On waking its fence fires at once; with a Gate
-//	                             | no dial happens on the old grant; it renews,
-//	                             | gets its reserve back and grows again as shares
-//	                             | allow.
+//	Redis partitioned from some  | Those members fence to their safe share. Redis
+//	members, or their hosts die  | may keep its side of their connections until
+//	(power, a VM killed)         | TCP keepalive finds them dead (about twice
+//	                             | tcp-keepalive: 10 min by default) or its
+//	                             | timeout closes them: their grants are held
+//	                             | until then (safe, but slower), then released
+//	                             | but their safe shares, which stay reserved for
+//	                             | the reserve hold; the rest goes to the members
+//	                             | Redis can reach.
+//	Member crashes (kill -9)     | The kernel closes its connection. Its grant
+//	                             | above its safe share returns when its lease
+//	                             | expires (never before) and a member has seen
+//	                             | its connection gone (CLIENT LIST, within an
+//	                             | interval); its reserve a reserve hold later.
+//	Member paused past its TTL   | Its connection to Redis stays open: its grant
+//	(SIGSTOP, a frozen VM)       | is held, still counted, and nobody grows into
+//	                             | it. On waking its fence fires at once; with a
+//	                             | Gate no dial happens before it renews onto its
+//	                             | held grant. Killed while stopped: released as
+//	                             | a crash.
+//	Member's connection closed   | The next renew dials a new one and names it in
+//	(Redis timeout, restart)     | the same round trip.
 //	Member leaves (Member.Leave) | Its grant returns at once, less the conns it
 //	                             | still has open, which are held for one TTL.
 //	B changed (Member.SetBudget) | Nobody grows while the sum of grants is above
@@ -176,7 +214,15 @@
 // renew interval for the whole fleet, by whichever renew comes first after it
 // is due (O(N), so O(1) amortized per renew), and each renew reads its own
 // target from the level. Each member makes one round trip per renew
-// interval: EVALSHA of the script.
+// interval: CLIENT SETNAME and EVALSHA of the script, pipelined. Only when
+// a lease has ended does a member make two more: CLIENT LIST TYPE normal
+// (O(clients) in Redis) and a second renew that releases the members whose
+// connections are gone. The script hands out such a check at most every
+// half interval for the whole fleet, of up to 64 held members, however many
+// are held. The set of held members is counted in the state hash, so a
+// renew touches it only when it has some: the normal renew runs as many
+// commands as before the hold, and CLIENT SETNAME adds about 2 µs of Redis
+// time to its 30.
 //
 // # Redis
 //
@@ -184,4 +230,18 @@
 // replication, the default from Redis 7). All keys of a budget share one hash
 // tag ({name}), so a budget lives on one Redis Cluster slot. A budget's keys
 // expire by themselves some leases after its last member is gone.
+//
+// Give [Join] a *redis.Client (or a client with its EphemeralConn method):
+// the member takes one connection of that client's pool for its renews and
+// holds it until Leave (count it in PoolSize), and discards it then, so
+// that no other caller inherits its name. The Redis user needs client|setname
+// and client|list besides the script's commands. Keep Redis's timeout at 0
+// (its default: idle connections are never closed) or above the longest
+// pause of a member you want covered; tcp-keepalive (default 300 s) bounds
+// how long the grant of a member cut off from Redis is held (about twice
+// that). Any other Scripter (a ClusterClient, a Ring) gives no connection of
+// its own: the member then renews through it, and its grant is released at
+// its lease's end, stopped or dead. A fleet may mix both kinds of member (or
+// versions of this module, in a rolling upgrade): only members with a
+// connection of their own have their grants held and check others'.
 package connpoolfleet

@@ -27,8 +27,13 @@ func (t *fakeTarget) load() load {
 }
 
 // RenewOnce runs one renew of the ledger script for member id, as a member
-// with the default options and ttl would, and returns its answer.
-func RenewOnce(ctx context.Context, rdb redis.Scripter, name, id string, budget int, ttl time.Duration, demand float64, used, held int, seq int64) ([]any, error) {
+// with the default options and ttl would, naming its connection conn ("" for
+// none), and returns its answer.
+func RenewOnce(ctx context.Context, rdb redis.Scripter, name, id string, budget int, ttl time.Duration, demand float64, used, held int, seq int64, conn string) ([]any, error) {
 	return ledger.Run(ctx, rdb, []string{"{" + name + "}"}, "renew", id, budget, ttl.Milliseconds(),
-		1, 1, ttl.Milliseconds(), demand, used, held, (ttl / 3).Milliseconds(), DefaultDamping, seq).Slice()
+		1, 1, ttl.Milliseconds(), demand, used, held, (ttl / 3).Milliseconds(), DefaultDamping, seq, conn).Slice()
 }
+
+// ConnName is the name a member of budget with ID id gives its own
+// connection to Redis.
+func ConnName(budget, id string) string { return connName(budget, id) }

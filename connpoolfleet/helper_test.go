@@ -170,6 +170,8 @@ type proc struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	read  chan struct{} // closed when stdout is drained
+	// stoppedAt is when the test sent it SIGSTOP, if it did.
+	stoppedAt time.Time
 
 	mu    sync.Mutex // guards lines
 	lines []line

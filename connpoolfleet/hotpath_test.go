@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/connpool/connpool"
@@ -13,8 +12,12 @@ import (
 )
 
 // TestNoRedisCallOnGetPut counts the commands Redis runs (INFO
-// commandstats) during 10,000 Gets and Puts of a member's pool: none, but
-// for the renews due in that time (one per interval).
+// commandstats) during 10,000 Gets and Puts of a member's pool: none. The
+// Gets and Puts run in batches of 1,000, and a batch during which a renew
+// ran (one is due every interval) is run again: INFO commandstats also
+// counts the commands a renew's script runs, which cannot be told from
+// others. Regression: on a loaded machine the renews due during one long
+// run of 10,000 brought their script's commands into the count.
 func TestNoRedisCallOnGetPut(t *testing.T) {
 	r := startRedis(t)
 	srv := startCountServer(t)
@@ -31,28 +34,34 @@ func TestNoRedisCallOnGetPut(t *testing.T) {
 	// A new ledger starts with a learning period of one TTL.
 	require.Eventually(t, func() bool { return m.Stats().State == connpoolfleet.StateGranted }, settle, tick)
 
-	before := commandCalls(t, rdb)
-	start := time.Now()
 	ctx := context.Background()
-	for range 10_000 {
-		c, err := pool.Get(ctx)
-		require.NoError(t, err)
-		require.NoError(t, c.Close())
-	}
-	elapsed := time.Since(start)
-	after := commandCalls(t, rdb)
-	renewsDue := int64(elapsed/(ttl/3)) + 1 // and one that may straddle the start
-	var others int64
-	for cmd, n := range after {
-		switch cmd {
-		case "info":
-		case "evalsha", "eval":
-			assert.LessOrEqual(t, n-before[cmd], renewsDue, "%s calls beyond the renews due", cmd)
-		default:
-			others += n - before[cmd]
+	clean, renewed := 0, 0
+	var elapsed time.Duration
+	for clean < 10 {
+		require.Less(t, renewed, 20, "a renew ran during %d batches of 1,000 Gets and Puts", renewed)
+		before := commandCalls(t, rdb)
+		start := time.Now()
+		for range 1000 {
+			c, err := pool.Get(ctx)
+			require.NoError(t, err)
+			require.NoError(t, c.Close())
 		}
+		took := time.Since(start)
+		after := commandCalls(t, rdb)
+		if after["evalsha"]+after["eval"] != before["evalsha"]+before["eval"] {
+			renewed++
+			continue
+		}
+		delta := map[string]int64{}
+		for cmd, n := range after {
+			if d := n - before[cmd]; d > 0 && cmd != "info" {
+				delta[cmd] = d
+			}
+		}
+		require.Empty(t, delta, "Redis commands during 1,000 Gets and Puts")
+		clean++
+		elapsed += took
 	}
-	assert.Zero(t, others, "Redis commands during Gets and Puts: %v then %v", before, after)
-	t.Logf("FIGURES %s: 10000 Get+Put in %v; Redis commands in that time: evalsha %d (renews due %d), other %d",
-		t.Name(), elapsed.Round(time.Millisecond), after["evalsha"]-before["evalsha"], renewsDue, others)
+	t.Logf("FIGURES %s: 10000 Get+Put in %v with no Redis command; %d batches of 1,000 run again for a renew during them",
+		t.Name(), elapsed.Round(time.Millisecond), renewed)
 }

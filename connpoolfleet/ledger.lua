@@ -8,20 +8,29 @@
 --          hold (the caps the member may use now, 0 if it never had a
 --          grant), level interval ms, damping, seq (grows with every
 --          renew of the member: a renew that arrives after a later one is
---          stale and changes nothing)
+--          stale and changes nothing), conn (the name of the member's own
+--          connection to Redis, "" if it has none), then for a renew, id
+--          and seq pairs of held members whose connections the caller
+--          found gone (CLIENT LIST), to release
 --
 -- Keys: p:s hash (epoch, budget, granted = sum of grants and reserves,
 -- floors = sum of seated members' floors, learn = end of the learning
--- period, level, next = when the level is due); p:l zset of live leases by
--- expiry; p:g zset of reserves (expired or left members) by expiry; p:d zset
--- of seated members by excess demand; p:m:<id> hash per member.
+-- period, level, next = when the level is due, held = members in p:h, so
+-- that a renew touches p:h only when it has some, chk = when the next check
+-- of held members is due); p:l zset of live leases by
+-- expiry; p:h zset of held members (lease ended, but a connection named
+-- after them may be open: the process may be stopped, not dead) by when to
+-- check them next; p:g zset of reserves (expired or left members) by
+-- expiry; p:d zset of seated members by excess demand; p:m:<id> hash per
+-- member.
 local p = KEYS[1]
-local S, L, G, D = p .. ':s', p .. ':l', p .. ':g', p .. ':d'
+local S, L, H, G, D = p .. ':s', p .. ':l', p .. ':h', p .. ':g', p .. ':d'
 local op, id = ARGV[1], ARGV[2]
 local cfgBudget, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local floor, safe, hold = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local demand, used, held = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local interval, damping, seq = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local conn = ARGV[14] or ''
 local M = p .. ':m:' .. id
 
 local t = redis.call('TIME')
@@ -31,17 +40,19 @@ local keep = 4 * (ttl + hold) + 4 * interval
 -- A missing state hash is a new ledger or a lost one: a new epoch, which
 -- starts with a learning period of one TTL.
 if redis.call('EXISTS', S) == 0 then
-	redis.call('DEL', L, G, D)
+	redis.call('DEL', L, H, G, D)
 	redis.call('HSET', S, 'epoch', t[1] .. '.' .. t[2], 'budget', cfgBudget, 'granted', 0,
-		'floors', 0, 'learn', now + ttl, 'level', -1, 'next', 0)
+		'floors', 0, 'learn', now + ttl, 'level', -1, 'next', 0, 'held', 0)
 end
-local st = redis.call('HMGET', S, 'epoch', 'budget', 'granted', 'floors', 'learn', 'level', 'next')
+local st = redis.call('HMGET', S, 'epoch', 'budget', 'granted', 'floors', 'learn', 'level', 'next', 'held', 'chk')
 local epoch, budget, granted, floors = st[1], tonumber(st[2]), tonumber(st[3]), tonumber(st[4])
 local learn, level, nextLevel = tonumber(st[5]), tonumber(st[6]), tonumber(st[7])
+local nheld, nextCheck = tonumber(st[8]) or 0, tonumber(st[9]) or 0
 local learning = now < learn
 
--- Expire a few leases and reserves per call: amortized over the calls.
-for _, x in ipairs(redis.call('ZRANGEBYSCORE', L, '-inf', now, 'LIMIT', 0, 8)) do
+-- release ends member x's lease: its grant above its safe share returns at
+-- once, its safe share is reserved for the reserve hold.
+local function release(x)
 	local mk = p .. ':m:' .. x
 	local m = redis.call('HMGET', mk, 'grant', 'safe', 'floor', 'seated', 'debt')
 	local g = (tonumber(m[1]) or 0) + (tonumber(m[5]) or 0)
@@ -49,16 +60,66 @@ for _, x in ipairs(redis.call('ZRANGEBYSCORE', L, '-inf', now, 'LIMIT', 0, 8)) d
 	granted = granted - (g - r)
 	if m[4] == '1' then floors = floors - (tonumber(m[3]) or 0) end
 	redis.call('ZREM', L, x)
+	if nheld > 0 and redis.call('ZREM', H, x) == 1 then nheld = nheld - 1 end
 	redis.call('ZREM', D, x)
 	redis.call('HSET', mk, 'grant', 0, 'debt', 0, 'reserve', r, 'seated', 0, 'target', 0)
 	redis.call('PEXPIRE', mk, keep)
 	redis.call('ZADD', G, now + hold, x)
+end
+
+-- Expire a few leases and reserves per call: amortized over the calls. A
+-- member with a named connection is not released but held: a stopped
+-- process keeps its sockets open, its conns at the server and its
+-- connection to Redis alike, so its grant stays counted until a member
+-- checks that its connection is gone.
+for _, x in ipairs(redis.call('ZRANGEBYSCORE', L, '-inf', now, 'LIMIT', 0, 8)) do
+	local c = redis.call('HGET', p .. ':m:' .. x, 'conn')
+	if c and c ~= '' then
+		redis.call('ZREM', L, x)
+		if redis.call('ZADD', H, now, x) == 1 then nheld = nheld + 1 end
+	else
+		release(x)
+	end
 end
 for _, x in ipairs(redis.call('ZRANGEBYSCORE', G, '-inf', now, 'LIMIT', 0, 8)) do
 	local mk = p .. ':m:' .. x
 	granted = granted - (tonumber(redis.call('HGET', mk, 'reserve')) or 0)
 	redis.call('ZREM', G, x)
 	redis.call('DEL', mk)
+end
+
+-- Release the held members the caller found gone, if they have not
+-- renewed since it was told of them (their seq is unchanged).
+if op == 'renew' and nheld > 0 then
+	for i = 15, #ARGV - 1, 2 do
+		local x = ARGV[i]
+		if redis.call('ZSCORE', H, x) and redis.call('HGET', p .. ':m:' .. x, 'seq') == ARGV[i + 1] then
+			release(x)
+		end
+	end
+end
+
+-- Every half interval, tell a caller that can check connections (it has
+-- one of its own) of the held members due for a check (up to 64): at most
+-- two CLIENT LIST per interval for the whole fleet, however many members
+-- are held. Each is due again half an interval later, so a check that was
+-- lost (the caller stopped, say) is made by another. A caller that cannot
+-- check leaves the check to another, and only keeps their hashes from
+-- expiring, so that a held grant stays known until one comes.
+local check = {}
+if op == 'renew' and nheld > 0 and now >= nextCheck then
+	if conn ~= '' then nextCheck = now + math.floor(interval / 2) end
+	for _, x in ipairs(redis.call('ZRANGEBYSCORE', H, '-inf', now, 'LIMIT', 0, 64)) do
+		local mk = p .. ':m:' .. x
+		if conn ~= '' and x ~= id then
+			local c = redis.call('HMGET', mk, 'conn', 'seq')
+			check[#check + 1] = x
+			check[#check + 1] = c[1] or ''
+			check[#check + 1] = c[2] or ''
+			redis.call('ZADD', H, nextCheck, x)
+		end
+		redis.call('PEXPIRE', mk, keep)
+	end
 end
 
 -- detach takes a member of this epoch out of every sum.
@@ -70,12 +131,14 @@ local function detach(m)
 	end
 	if m[4] == '1' then floors = floors - (tonumber(m[6]) or 0) end
 	redis.call('ZREM', L, id)
+	if nheld > 0 and redis.call('ZREM', H, id) == 1 then nheld = nheld - 1 end
 	redis.call('ZREM', D, id)
 end
 
 local function save()
-	redis.call('HSET', S, 'budget', budget, 'granted', granted, 'floors', floors, 'level', level, 'next', nextLevel)
+	redis.call('HSET', S, 'budget', budget, 'granted', granted, 'floors', floors, 'level', level, 'next', nextLevel, 'held', nheld, 'chk', nextCheck)
 	for _, k in ipairs({ S, L, G, D }) do redis.call('PEXPIRE', k, keep) end
+	if nheld > 0 then redis.call('PEXPIRE', H, keep) end
 end
 
 local m = redis.call('HMGET', M, 'epoch', 'grant', 'target', 'seated', 'reserve', 'floor', 'seq', 'debt')
@@ -110,10 +173,17 @@ if known and (tonumber(m[7]) or 0) > seq then
 	-- Sent before a renew already applied (it waited in a socket while
 	-- Redis was paused, say): its report is stale, so it changes nothing.
 	save()
-	return { tonumber(m[2]) or 0, tonumber(m[3]) or 0, epoch, budget, learning and 1 or 0, m[4] == '1' and 1 or 0, now, 1 }
+	return { tonumber(m[2]) or 0, tonumber(m[3]) or 0, epoch, budget, learning and 1 or 0, m[4] == '1' and 1 or 0, now, 1, check }
 end
 local grant, target, seated, debt
 if known and redis.call('ZSCORE', L, id) then
+	grant, target, seated = tonumber(m[2]), tonumber(m[3]), m[4] == '1'
+	floor, debt = tonumber(m[6]), tonumber(m[8]) or 0
+elseif known and nheld > 0 and redis.call('ZREM', H, id) == 1 then
+	nheld = nheld - 1
+	-- Held past its lease (stopped, or its renews failed while its
+	-- connection stayed open): its grant was counted all along, so it
+	-- renews onto it as if its lease had not ended.
 	grant, target, seated = tonumber(m[2]), tonumber(m[3]), m[4] == '1'
 	floor, debt = tonumber(m[6]), tonumber(m[8]) or 0
 else
@@ -199,7 +269,7 @@ end
 
 redis.call('ZADD', L, now + ttl, id)
 redis.call('HSET', M, 'epoch', epoch, 'grant', grant, 'target', target, 'seated', seated and 1 or 0,
-	'floor', floor, 'safe', safe, 'reserve', 0, 'debt', debt, 'seq', ARGV[13])
+	'floor', floor, 'safe', safe, 'reserve', 0, 'debt', debt, 'seq', ARGV[13], 'conn', conn)
 redis.call('PEXPIRE', M, keep)
 save()
-return { grant, target, epoch, budget, learning and 1 or 0, seated and 1 or 0, now, 0 }
+return { grant, target, epoch, budget, learning and 1 or 0, seated and 1 or 0, now, 0, check }

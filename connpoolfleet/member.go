@@ -105,6 +105,21 @@ type Member struct {
 	stop    chan struct{}
 	done    chan struct{}
 
+	// newConn gives the member a connection of its own to Redis, which it
+	// names connName and renews over: while that connection is open, the
+	// ledger holds the member's grant past its lease's end (its process may
+	// be stopped, not dead). Nil when rdb cannot give one, or Redis refused
+	// the name: the grant is then released at the lease's end. conn is the
+	// connection now, nil
+	// until the next renew dials one; it is used by one goroutine at a
+	// time: Join, then the loop, then Leave.
+	newConn  func() *redis.Conn
+	connName string
+	conn     *redis.Conn
+	// warned is set once the member has logged that Redis refused CLIENT
+	// LIST (touched by the renew goroutine only).
+	warned bool
+
 	// capMu serializes the changes of caps, gate and lease: a renew's
 	// answer and the fence timer. It guards the fields below, and is taken
 	// before mu.
@@ -131,7 +146,10 @@ type Member struct {
 // each target's cap to 1, makes its first renew within ctx, sets the caps it
 // is granted, and returns; the member then renews every TTL/3 until Leave.
 // Use the targets after Join returns. A member that finds the budget all
-// granted is StateJoining until the others give back room.
+// granted is StateJoining until the others give back room. Given a
+// *redis.Client, the member renews over a connection of its own, taken from
+// the client's pool until Leave, by which the ledger tells a stopped
+// process from a dead one (see Redis in the package doc).
 func Join(ctx context.Context, rdb redis.Scripter, name string, budget int, targets []Target, opts ...Option) (*Member, error) {
 	cfg := defaults()
 	for _, o := range opts {
@@ -152,6 +170,7 @@ func Join(ctx context.Context, rdb redis.Scripter, name string, budget int, targ
 	}
 	m := &Member{
 		rdb: rdb, name: name, keys: []string{"{" + name + "}"}, cfg: cfg,
+		newConn: connOf(rdb), connName: connName(name, cfg.id),
 		targets: targets, stop: make(chan struct{}), done: make(chan struct{}),
 		caps: make([]int, len(targets)), budget: budget,
 		// The renews are numbered from the time of Join, so that a process
@@ -168,8 +187,12 @@ func Join(ctx context.Context, rdb redis.Scripter, name string, budget int, targ
 		}
 		m.caps[i] = 1
 	}
+	if m.newConn == nil {
+		m.connName = ""
+	}
 	m.sample()
 	if err := m.renew(ctx); err != nil {
+		m.closeConn()
 		return nil, fmt.Errorf("connpoolfleet: Join %q: first renew: %w", name, err)
 	}
 	go m.run()
@@ -215,12 +238,36 @@ func (m *Member) sample() {
 	m.peak = max(m.peak, float64(d))
 }
 
-// renew makes one round trip to the ledger and applies its answer.
+// renew makes one round trip to the ledger and applies its answer. When the
+// answer names members whose leases ended while a connection of theirs may
+// still be open, it asks Redis which of them are gone (CLIENT LIST) and
+// renews again to release those: two more round trips, only then.
 func (m *Member) renew(ctx context.Context) error {
 	a := m.cfg.smoothing
 	m.smoothed = a*m.peak + (1-a)*m.smoothed
 	m.peak = 0
 	m.sample() // the next interval starts from now
+	r, err := m.renewOnce(ctx, nil)
+	if err != nil || len(r.check) == 0 {
+		return err
+	}
+	gone, err := m.gone(ctx, r.check)
+	if err != nil {
+		m.cfg.logger.Debug("connpoolfleet: could not check the connections of expired members; the next check is due in an interval",
+			"budget", m.name, "member", m.cfg.id, "err", err)
+		return nil
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	_, err = m.renewOnce(ctx, gone)
+	return err
+}
+
+// renewOnce runs the renew script once, releasing the members in gone (id
+// and seq pairs) whose connections were found closed, and applies its
+// answer.
+func (m *Member) renewOnce(ctx context.Context, gone []any) (reply, error) {
 	var used int
 	for _, t := range m.targets {
 		used += t.load().open
@@ -235,24 +282,25 @@ func (m *Member) renew(ctx context.Context) error {
 	m.capMu.Unlock()
 
 	send := time.Now()
-	res, err := ledger.Run(ctx, m.rdb, m.keys, "renew", m.cfg.id, budget, m.cfg.ttl.Milliseconds(),
+	args := append([]any{"renew", m.cfg.id, budget, m.cfg.ttl.Milliseconds(),
 		m.cfg.floor, m.cfg.safe, m.cfg.reserveHold.Milliseconds(), m.smoothed, used, held,
-		m.interval().Milliseconds(), m.cfg.damping, seq).Slice()
+		m.interval().Milliseconds(), m.cfg.damping, seq, m.connName}, gone...)
+	res, err := m.script(ctx, args)
 	if err != nil {
 		m.mu.Lock()
 		m.st.RenewErrors++
 		m.mu.Unlock()
-		return err
+		return reply{}, err
 	}
 	r, err := parseReply(res)
 	if err != nil {
-		return err
+		return reply{}, err
 	}
 	if r.stale {
-		return errStale
+		return r, errStale
 	}
 	m.apply(send, r)
-	return nil
+	return r, nil
 }
 
 type reply struct {
@@ -260,6 +308,9 @@ type reply struct {
 	epoch                 string
 	learning, seated      bool
 	stale                 bool
+	// check lists the members whose leases ended while a connection named
+	// after them may be open: id, connection name and seq for each.
+	check []string
 }
 
 // errStale is a renew the ledger found older than one it applied: a
@@ -273,7 +324,15 @@ func parseReply(res []any) (reply, error) {
 	}
 	n := func(i int) int { v, _ := res[i].(int64); return int(v) }
 	ep, _ := res[2].(string)
-	return reply{grant: n(0), target: n(1), epoch: ep, budget: n(3), learning: n(4) == 1, seated: n(5) == 1, stale: n(7) == 1}, nil
+	r := reply{grant: n(0), target: n(1), epoch: ep, budget: n(3), learning: n(4) == 1, seated: n(5) == 1, stale: n(7) == 1}
+	if len(res) > 8 {
+		xs, _ := res[8].([]any)
+		for _, x := range xs {
+			s, _ := x.(string)
+			r.check = append(r.check, s)
+		}
+	}
+	return r, nil
 }
 
 // apply sets the caps an answer allows, opens the gate until the fence
@@ -469,7 +528,7 @@ func (m *Member) SetBudget(ctx context.Context, n int) error {
 	}
 	err := ledger.Run(ctx, m.rdb, m.keys, "budget", m.cfg.id, n, m.cfg.ttl.Milliseconds(),
 		m.cfg.floor, m.cfg.safe, m.cfg.reserveHold.Milliseconds(), 0, 0, 0,
-		m.interval().Milliseconds(), m.cfg.damping, 0).Err()
+		m.interval().Milliseconds(), m.cfg.damping, 0, "").Err()
 	if err != nil {
 		return fmt.Errorf("connpoolfleet: SetBudget(%d): %w", n, err)
 	}
@@ -512,9 +571,10 @@ func (m *Member) Leave(ctx context.Context) error {
 	for _, t := range m.targets {
 		used += t.load().open
 	}
-	err := ledger.Run(ctx, m.rdb, m.keys, "leave", m.cfg.id, 0, m.cfg.ttl.Milliseconds(),
+	_, err := m.script(ctx, []any{"leave", m.cfg.id, 0, m.cfg.ttl.Milliseconds(),
 		m.cfg.floor, m.cfg.safe, m.cfg.reserveHold.Milliseconds(), 0, used, 0,
-		m.interval().Milliseconds(), m.cfg.damping, 0).Err()
+		m.interval().Milliseconds(), m.cfg.damping, 0, m.connName})
+	m.closeConn()
 	m.mu.Lock()
 	old := m.st.State
 	m.st.State = StateLeft
