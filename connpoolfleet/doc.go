@@ -87,9 +87,10 @@
 //     renews again to release those whose connection is gone. A held grant
 //     is checked again about every half interval, by whichever member
 //     renews, until its connection closes or it renews onto it again: a
-//     woken member finds its grant as it left it. So a crashed member's grant returns
-//     at its lease's end, as soon as a member checks; a stopped member's
-//     stays counted as long as it is stopped, and nobody grows into it.
+//     woken member finds its grant as it left it. So a crashed member's
+//     grant returns at its lease's end, as soon as a member checks; a
+//     stopped member's stays counted as long as it is stopped, and nobody
+//     grows into it.
 //   - A member whose lease is released (it crashed, or its connection is
 //     gone: a partition, or a client that gives no connection of its own)
 //     loses its grant above its safe share at once; the script keeps its
@@ -142,9 +143,9 @@
 // pause), or it stopped between a renew that failed on a broken connection
 // and the next (up to an interval with no named connection), or Redis
 // refuses CLIENT SETNAME to it or CLIENT LIST to the members that check (an
-// ACL: they log it, and release at the lease's end). Then, once its lease ends, the server can see up to B
-// plus its open conns above its safe share, until it wakes and they come
-// back. Keep a hard limit at the server as the backstop: max_connections
+// ACL: they log it, and release at the lease's end). Then, once its lease
+// ends, the server can see up to B plus its open conns above its safe
+// share, until it wakes and they come back. Keep a hard limit at the server as the backstop: max_connections
 // in PostgreSQL or MySQL, a role's CONNECTION LIMIT (ALTER ROLE app
 // CONNECTION LIMIT 100), maxclients in Redis. The fleet keeps the fleet
 // under it in normal operation and every failure below; the server's limit
