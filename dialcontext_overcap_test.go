@@ -69,6 +69,23 @@ func dialClients(t *testing.T, p *connpool.Pool, n int) []net.Conn {
 	return conns
 }
 
+// dialInBackground calls DialContext on p for its own address, with a
+// deadline of waitFor, on a goroutine of its own, closes the conn it
+// gets, and sends the error of either.
+func dialInBackground(p *connpool.Pool) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		nc, err := p.DialContext(ctx, p.Network(), p.Address())
+		if err == nil {
+			err = nc.Close()
+		}
+		done <- err
+	}()
+	return done
+}
+
 // TestDialContextOverCapSaysSo pins issue 21's go-redis stall from the
 // pool's side: a client whose own pool is larger than MaxConns keeps every
 // conn, idle or not, and its further dials waited out their whole timeout
@@ -139,16 +156,7 @@ func TestDialContextOverCapWaitsForARelease(t *testing.T) {
 	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1))
 	held := dialClients(t, p, 1)
 
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	got := make(chan error, 1)
-	go func() {
-		nc, err := p.DialContext(ctx, "tcp", srv.Addr())
-		if err == nil {
-			err = nc.Close()
-		}
-		got <- err
-	}()
+	got := dialInBackground(p)
 	require.Eventually(t, waitersAre(p, 1), waitFor, tick)
 	require.NoError(t, held[0].Close())
 	require.NoError(t, <-got)
@@ -285,16 +293,7 @@ func TestDialContextOverCapWithADialInFlight(t *testing.T) {
 	logged := &warnings{}
 	p := newPool(t, srv.Addr(), connpool.WithMaxConns(2), connpool.WithDialer(dial), connpool.WithLogger(slog.New(logged.handler())))
 	held := dialClients(t, p, 1)
-	slow := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		nc, err := p.DialContext(ctx, "tcp", srv.Addr())
-		if err == nil {
-			err = nc.Close()
-		}
-		slow <- err
-	}()
+	slow := dialInBackground(p)
 	require.Eventually(t, func() bool { return p.Stats().Dialing == 1 }, waitFor, tick)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
@@ -306,16 +305,7 @@ func TestDialContextOverCapWithADialInFlight(t *testing.T) {
 	assert.NotContains(t, logged.all()[0], "fails fast", "a dial in flight may still serve the next caller")
 
 	// The next caller waits, and the dial in flight serves the first.
-	next := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		nc, err := p.DialContext(ctx, "tcp", srv.Addr())
-		if err == nil {
-			err = nc.Close()
-		}
-		next <- err
-	}()
+	next := dialInBackground(p)
 	require.Eventually(t, waitersAre(p, 2), waitFor, tick)
 	close(release)
 	require.NoError(t, <-slow)
@@ -339,16 +329,7 @@ func TestDialContextShortWaitNoStreak(t *testing.T) {
 	assert.ErrorIs(t, err, connpool.ErrClientPoolOverCap)
 	assert.Empty(t, logged.all())
 
-	long, cancelLong := context.WithTimeout(context.Background(), waitFor)
-	defer cancelLong()
-	got := make(chan error, 1)
-	go func() {
-		nc, err := p.DialContext(long, "tcp", srv.Addr())
-		if err == nil {
-			err = nc.Close()
-		}
-		got <- err
-	}()
+	got := dialInBackground(p)
 	require.Eventually(t, waitersAre(p, 1), waitFor, tick)
 	require.NoError(t, held[0].Close())
 	require.NoError(t, <-got)
