@@ -189,15 +189,15 @@ func (p *Pool) clientsHoldAllButDialsLocked() bool {
 }
 
 // clientWaitEndedLocked is called when the ctx of a DialContext caller
-// that waited for waited ended in the queue. If clients hold every conn
-// but those being dialed, it returns the advice to wrap in the caller's
-// error. After a wait of at least clientStreakAfter it starts a streak,
-// or makes it fail fast once no dial is in flight that could still serve
-// the next caller, and returns the warning to log, once per streak, which
-// the caller logs once mu is released; "" for none.
-func (p *Pool) clientWaitEndedLocked(waited time.Duration) (hint error, warning string) {
+// that waited for waited ended in the queue. After a wait of at least
+// clientStreakAfter it starts a streak, or makes it fail fast once no
+// dial is in flight that could still serve the next caller, and returns
+// the warning to log, once per streak, which the caller logs once mu is
+// released; "" for none. If clients hold every conn but those being
+// dialed, it returns the advice to wrap in the caller's error as hint.
+func (p *Pool) clientWaitEndedLocked(waited time.Duration) (warning string, hint error) {
 	if !p.clientsHoldAllButDialsLocked() {
-		return nil, ""
+		return "", nil
 	}
 	if waited >= clientStreakAfter {
 		was := p.clients.streak
@@ -214,7 +214,7 @@ func (p *Pool) clientWaitEndedLocked(waited time.Duration) (hint error, warning 
 			}
 		}
 	}
-	return p.clientOverCapError(), warning
+	return warning, p.clientOverCapError()
 }
 
 // clientOverCapError says what the caller of a DialContext met and what to

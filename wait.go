@@ -306,7 +306,7 @@ func (p *Pool) waitFailedFor(ctx context.Context, unusedOnly bool, waited time.D
 	var hint error
 	var warning string
 	if unusedOnly {
-		hint, warning = p.clientWaitEndedLocked(waited)
+		warning, hint = p.clientWaitEndedLocked(waited)
 	}
 	p.idleMu.Lock()
 	state := fmt.Sprintf("in use %d, idle %d, dialing %d, waiting %d, max %d",
