@@ -1,6 +1,8 @@
 package connpool
 
-import "github.com/connpool/connpool/internal/addrset"
+import (
+	"github.com/connpool/connpool/internal/addrset"
+)
 
 // The pool's side of its address set (internal/addrset, held in p.addrs
 // and guarded by mu): the set decides, these feed it the pool's events
@@ -64,7 +66,8 @@ func (p *Pool) endpointDialFailedLocked(ep *endpoint, now int64) (streak int, pa
 }
 
 // endpointClosedLocked takes closed conn pc off its address's counts,
-// tells the set whether it failed (which may eject the address), and
+// tells the set whether it failed (which may eject the address: then it
+// drains it, ejectLocked), and
 // replaces a conn retired by a rebalance with a dial, which the picker
 // sends where conns are fewest. closeConn calls it, under mu.
 func (p *Pool) endpointClosedLocked(pc *poolConn, reason CloseReason) {
@@ -72,9 +75,15 @@ func (p *Pool) endpointClosedLocked(pc *poolConn, reason CloseReason) {
 	if ep == nil {
 		return
 	}
-	p.addrs.Closed(ep, pc.why != 0)
-	if p.cfg.ejection.on() && pc.why == 0 {
-		p.connEndedLocked(ep, reason)
+	// A conn retired by the pool (pc.why) did not fail on its own, and
+	// nothing is ejected once the pool is closed.
+	var now int64
+	if p.cfg.ejection.on() {
+		now = p.now()
+	}
+	closed := p.closed.Load()
+	if p.addrs.Closed(ep, pc.why != 0, failedEnd(reason) && !closed, now) && !closed {
+		p.ejectLocked()
 	}
 	if reason == CloseRebalanced && !p.closed.Load() && p.waiters.Len() == 0 && p.canDialLocked() &&
 		!p.backingOffLocked(p.now()) {
@@ -171,4 +180,26 @@ func (p *Pool) retireeIdleLocked(ep *endpoint) (pc *poolConn, idle bool) {
 		}
 	}
 	return nil, false
+}
+
+// failedEnd reports whether a conn closed for reason failed after its
+// dial, as outlier ejection counts failures: returned broken or marked
+// unusable, or failed a background check or a checkout peek.
+func failedEnd(reason CloseReason) bool {
+	return reason == CloseBroken || reason == CloseUnhealthy || reason == closeRejected
+}
+
+// ejectLocked drains the addresses the set has just ejected at once, so
+// that no Get is handed an idle conn of them, and closes the idle conns
+// it took on a goroutine of its own; the maintainer, woken, emits the
+// event (readmit). Conns of an address ejected before were drained then,
+// so drainLocked passes over them. mu must be held.
+func (p *Pool) ejectLocked() {
+	idle := p.drainLocked((*endpoint).Ejected, CloseEjected)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.wakeMaintainer() // to report it, and readmit it in time
+		p.closeConns(idle, CloseEjected)
+	}()
 }

@@ -138,24 +138,6 @@ type EjectionEvent struct {
 	Ejections int64
 }
 
-// connEndedLocked tells the set how a conn to ep ended and, when that
-// ejects ep, drains it at once (so no Get is handed an idle conn of it)
-// and, on a goroutine of its own, closes the idle conns it took; the
-// maintainer, woken, emits the event (readmit). mu must be held.
-func (p *Pool) connEndedLocked(ep *endpoint, reason CloseReason) {
-	failed := reason == CloseBroken || reason == CloseUnhealthy || reason == closeRejected
-	if p.closed.Load() || !p.addrs.ConnEnded(ep, failed, p.now()) {
-		return
-	}
-	idle := p.drainLocked(func(e *endpoint) bool { return e == ep }, CloseEjected)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		p.wakeMaintainer() // to report it, and readmit it in time
-		p.closeConns(idle, CloseEjected)
-	}()
-}
-
 // readmit emits the events of the addresses ejected since its last run,
 // readmits those whose time is over, schedules a rebalance round to give
 // them their share, emits their events, and returns when the next

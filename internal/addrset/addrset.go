@@ -283,14 +283,18 @@ func (s *Set) OthersDialable(ep *Endpoint, now int64) bool {
 	return false
 }
 
-// Closed takes a closed conn to ep off its counts; leaving says it was
-// counted in ep.Leaving.
-func (s *Set) Closed(ep *Endpoint, leaving bool) {
+// Closed takes a closed conn to ep off its counts and reports whether its
+// end ejected ep (ConnEnded). leaving says the conn was counted in
+// ep.Leaving: the caller retired it, so its end says nothing of the
+// address and is not counted toward ejection; otherwise failed says
+// whether it failed after its dial, at now.
+func (s *Set) Closed(ep *Endpoint, leaving, failed bool, now int64) (ejected bool) {
 	ep.Open--
 	if leaving {
 		ep.Leaving--
 	}
 	s.forgetDrained(ep)
+	return !leaving && s.ConnEnded(ep, failed, now)
 }
 
 // forgetDrained drops a removed address from the draining list once

@@ -55,7 +55,7 @@ func TestResolvedIsTheDiff(t *testing.T) {
 
 	_, removed = s.Resolved(a[1:])
 	require.Len(t, removed, 1)
-	s.Closed(first, false)
+	s.Closed(first, false, false, 0)
 	assert.Len(t, s.All(), 2, "forgotten once its last conn closed")
 	assert.Equal(t, "10.0.0.2:5432", s.Current()[0].RemoteAddr().String())
 }
@@ -90,7 +90,7 @@ func TestPickSpreadsBySimulation(t *testing.T) {
 			}
 		default:
 			i := r.IntN(len(open))
-			s.Closed(open[i], false)
+			s.Closed(open[i], false, false, 0)
 			open = append(open[:i], open[i+1:]...)
 		}
 	}

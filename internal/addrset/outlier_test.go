@@ -40,6 +40,26 @@ func TestEjectAfterConsecutiveFailures(t *testing.T) {
 	assert.Equal(t, int64(1), s.TotalEjections())
 }
 
+// TestClosedCountsOnlyConnsNotRetired: the end of a conn the caller
+// retired (leaving) says nothing of its address, so Closed counts only the
+// others toward ejection, and reports the end that ejects.
+func TestClosedCountsOnlyConnsNotRetired(t *testing.T) {
+	s := ejecting(3, streakOnly)
+	ep := s.Current()[0]
+	ep.Open, ep.Leaving = 10, 5
+	for range 5 {
+		assert.False(t, s.Closed(ep, true, true, 0), "a retired conn's end")
+	}
+	assert.Equal(t, Usable, ep.Status())
+	for range 4 {
+		assert.False(t, s.Closed(ep, false, true, 0))
+	}
+	assert.True(t, s.Closed(ep, false, true, 0), "the fifth failure of a conn not retired")
+	assert.Equal(t, Ejected, ep.Status())
+	assert.Zero(t, ep.Open)
+	assert.Zero(t, ep.Leaving)
+}
+
 // TestEjectionTimeDoublesToTheCapAndResets: each ejection that follows
 // the last within Max of its readmission doubles the time, up to Max;
 // an address that stays in for Max starts over at Base.
