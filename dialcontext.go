@@ -81,24 +81,6 @@ func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Co
 	return c, nil
 }
 
-// clientTook marks pc as held by the DialContext caller it goes to:
-// under mu when it is handed off from the queue, or without mu by a
-// caller that took it itself, which nobody else reads until it closes.
-func (p *Pool) clientTook(pc *poolConn) {
-	pc.client = true
-	p.clients.held.Add(1)
-}
-
-// clientGaveBack undoes clientTook for pc, handed off to a
-// DialContext caller that had left the queue (leave), before pc goes
-// back to the pool.
-func (p *Pool) clientGaveBack(pc *poolConn) {
-	if pc.client {
-		pc.client = false
-		p.clients.held.Add(-1)
-	}
-}
-
 // refuse counts, and reports to the Get hooks, a DialContext that fails
 // with err before it is a Get, and returns err.
 func (p *Pool) refuse(err error) error {
@@ -152,16 +134,6 @@ const (
 // caller can then be served only once a client closes a conn.
 func (p *Pool) clientsHoldAllLocked() bool {
 	return p.numOpen >= p.cfg.maxConns && p.numDialing == 0 && int(p.clients.held.Load()) >= p.numOpen
-}
-
-// clientClosedLocked notes, in closeConn, that pc closed: if a client
-// held it, one fewer does; either way a slot is free, and DialContext
-// callers wait again rather than fail fast.
-func (p *Pool) clientClosedLocked(pc *poolConn) {
-	if pc.client {
-		p.clients.held.Add(-1)
-	}
-	p.clients.streak = noStreak
 }
 
 // clientsFailFastLocked returns, for a DialContext caller about to queue,
@@ -257,14 +229,6 @@ func (p *Pool) warnLog() *slog.Logger {
 		return slog.Default().With("pool", p.name)
 	}
 	return p.log
-}
-
-// withHint adds hint, if any, to err, a wait error.
-func withHint(err error, hint error) error {
-	if we, ok := err.(*waitError); ok && hint != nil {
-		we.hint = hint
-	}
-	return err
 }
 
 // groupHint returns, for a DialContext caller of a pool in a group whose

@@ -193,7 +193,7 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 	ep := d.ep
 	recovered := p.lastDialErr
 	p.failStreak, p.lastDialErr = 0, nil
-	// An unwanted conn (fate.go) is closed; its waiter, if any, stays
+	// An unwanted conn (ledger.go) is closed; its waiter, if any, stays
 	// queued for another dial (elsewhere, if its address is gone or
 	// ejected).
 	reason := p.fate(pc, atDialed)

@@ -84,6 +84,8 @@ func (p *Pool) emitReset(gen uint64) {
 	}
 }
 
+// emitConnClosed emits closed conn pc's event, or holds it while the
+// Reset that retired pc has not emitted its own (emitReset).
 func (p *Pool) emitConnClosed(pc *poolConn, reason CloseReason) {
 	ev := ConnClosedEvent{
 		Pool: p.name, ConnID: pc.id, Address: pc.address(), Age: time.Duration(p.now() - pc.born), Reason: reason.public(),

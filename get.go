@@ -1,11 +1,13 @@
 package connpool
 
-// The way out: Get, TryGet and DialContext's checkout, from the idle
-// stack without mu (idle.go), under mu, from a dial, or from the queue
-// (wait.go).
+// The way out: Get's and DialContext's checkout, from the idle stack
+// without mu (idle.go) or under mu, from a dial, or from the queue, where
+// it waits at the cap (queueAndWait; the waiter records and the hand-off
+// are in wait.go). TryGet is in tryget.go, the checkout peek in health.go.
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/connpool/connpool/internal/clock"
@@ -43,29 +45,29 @@ type getOp struct {
 
 // get implements Get, and DialContext with flags connDestroyOnClose.
 func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
-	if p.observed {
-		return p.getObserved(ctx, flags)
-	}
-	op := getOp{ctx: ctx, flags: flags}
-	if flags == 0 && ctx.Err() == nil { // the plain path's first try, before any bookkeeping
-		if c := p.popIdle(); c != nil {
-			if p.vet(c, 0) {
-				p.stampUse(c)
-				return c, nil
+	if !p.observed {
+		op := getOp{ctx: ctx, flags: flags}
+		if flags == 0 && ctx.Err() == nil { // the plain path's first try, before any bookkeeping
+			if c := p.popIdle(); c != nil {
+				if p.vet(c, 0) {
+					p.stampUse(c)
+					return c, nil
+				}
+				op.rejects++
+			} else {
+				op.popped = true
 			}
-			op.rejects++
-		} else {
-			op.popped = true
 		}
+		c, err := p.checkOut(&op)
+		if c != nil {
+			p.stampUse(c)
+		} else {
+			p.getFailed(err)
+		}
+		p.doneWaiting(&op)
+		return c, err
 	}
-	c, err := p.checkOut(&op)
-	if c != nil {
-		p.stampUse(c)
-	} else {
-		p.getFailed(err)
-	}
-	p.doneWaiting(&op)
-	return c, err
+	return p.getObserved(ctx, flags)
 }
 
 // getFailed counts a Get, TryGet or DialContext that failed with err, by
@@ -174,57 +176,36 @@ func (p *Pool) checkOut(op *getOp) (*Conn, error) {
 
 // accept readies a conn delivered to a waiting Get, or closes it and
 // reports false. A fresh conn is not vetted: it was never idle. A returned
-// one is vetted like any idle conn. Either is closed if its fate (fate.go)
+// one is vetted like any idle conn. Either is closed if its fate (ledger.go)
 // changed since it was handed off.
 func (p *Pool) accept(d delivery, op *getOp) bool {
 	pc := d.c.pc
 	if op.flags&connDestroyOnClose != 0 && pc.used {
 		panic("connpool: a used conn was handed to a DialContext caller")
 	}
-	// A conn refused here is closed; a returned one that was handed off
-	// is then a lost hand-off, not a hit.
-	refuse := func(reason CloseReason) bool {
+	reason := p.fate(pc, atLend) // a Reset or a resolve since it was handed off
+	switch {
+	case reason != keep: // closed below
+	case d.fresh:
+		p.misses.Add(1)
+		op.served = ServedDial
+	case !p.healthy(pc, peekAtCheckout):
+		op.rejects++
+		reason = CloseUnhealthy
+	default:
+		op.served = ServedHandoff // counted in handoffs when it was handed off
+	}
+	if reason != keep {
+		// A returned conn that was handed off and is refused here is a
+		// lost hand-off, not a hit.
 		if !d.fresh {
 			p.handoffsLost.Add(1)
 		}
 		p.closeConn(pc, reason)
 		return false
 	}
-	if reason := p.fate(pc, atLend); reason != keep { // a Reset or a resolve since it was handed off
-		return refuse(reason)
-	}
-	switch {
-	case d.fresh:
-		p.misses.Add(1)
-		op.served = ServedDial
-	case !p.healthy(pc, peekAtCheckout):
-		op.rejects++
-		return refuse(CloseUnhealthy)
-	default:
-		op.served = ServedHandoff // counted in handoffs when it was handed off
-	}
 	checkout(d.c, op.flags)
 	return true
-}
-
-// TryGet returns an idle conn that passes its checks, or [ErrNoIdleConn]
-// at once. It never waits and never dials in the caller's path (it does
-// nudge the warmer when MinIdle is set). After Close it returns
-// [ErrClosed].
-func (p *Pool) TryGet() (*Conn, error) {
-	op := getOp{ctx: context.Background()}
-	id, start := p.getStarted()
-	c, err := p.tryCheckOut()
-	if c != nil {
-		op.served = ServedIdle
-		p.lent(c)
-	} else {
-		p.getFailed(err)
-	}
-	if p.hooks.GetDone != nil {
-		p.emitGetDone(&op, c, err, id, start)
-	}
-	return c, err
 }
 
 // lent stamps c, just checked out, for the use-time metrics and Put
@@ -235,28 +216,6 @@ func (p *Pool) lent(c *Conn) {
 	}
 	if p.cfg.leakThreshold > 0 {
 		p.lend(c)
-	}
-}
-
-func (p *Pool) tryCheckOut() (*Conn, error) {
-	for {
-		c := p.popIdle()
-		if c == nil {
-			p.mu.Lock()
-			if p.closed.Load() {
-				p.mu.Unlock()
-				return nil, ErrClosed
-			}
-			c, _ = p.takeIdle(idleAsk{})
-			p.nudgeWarmer()
-			p.mu.Unlock()
-			if c == nil {
-				return nil, ErrNoIdleConn
-			}
-		}
-		if p.vet(c, 0) {
-			return c, nil
-		}
 	}
 }
 
@@ -272,44 +231,6 @@ func (p *Pool) vet(c *Conn, flags uint32) bool {
 	return true
 }
 
-// The checkout peek, which vet and accept run on a conn they lend, and
-// the maintainer's sweep on every idle conn (maintain.go).
-
-// peeker says who peeks at a conn's socket (healthy).
-type peeker uint8
-
-const (
-	peekAtCheckout peeker = iota // a Get, before it lends the conn
-	peekInSweep                  // the maintainer's sweep of the idle conns
-)
-
-// healthy runs the checkout peek. The time-based checks (idle timeout, max
-// lifetime) are not needed here: the maintainer closes idle conns at their
-// deadlines, and flags borrowed ones to be closed on return. A checkout's
-// peek WithLivenessCheck can turn off; the maintainer's sweep peeks
-// regardless.
-//
-// A conn the peer closed or reset usually means the server restarted or a
-// middlebox dropped its flows, so the other idle conns are likely dead too:
-// a checkout that finds one asks the maintainer to sweep them all now,
-// rather than leave each to a later Get or the next background check.
-func (p *Pool) healthy(pc *poolConn, by peeker) bool {
-	onGet := by == peekAtCheckout
-	if (onGet && !p.cfg.livenessOnGet) || pc.check == nil {
-		return true
-	}
-	pending, err := pc.check.Check()
-	if err != nil {
-		if onGet && p.sweepWanted.CompareAndSwap(false, true) {
-			p.wakeMaintainer()
-		}
-		return false
-	}
-	// Bytes waiting on a conn never handed out are the server's greeting,
-	// which belongs to the first borrower.
-	return !(pending && pc.used)
-}
-
 // checkout readies c for its borrower: pc is used from now on, and c
 // carries the Get's initial state bits.
 func checkout(c *Conn, flags uint32) *Conn {
@@ -321,3 +242,174 @@ func checkout(c *Conn, flags uint32) *Conn {
 	}
 	return c
 }
+
+// withHint adds hint, if any, to err, a wait error.
+func withHint(err error, hint error) error {
+	if we, ok := err.(*waitError); ok && hint != nil {
+		we.hint = hint
+	}
+	return err
+}
+
+// turnAwayLocked ends, with err, a Get that may not queue: it takes the
+// Get off queued, releases mu and gives its waiter record e back.
+func (p *Pool) turnAwayLocked(e *waitq.Elem[waiter], err error) (delivery, error) {
+	p.queued.Add(-1)
+	p.mu.Unlock()
+	p.recycle(e)
+	return delivery{}, err
+}
+
+// newWaiterLocked readies record e, taken from freeWaiters before mu, for
+// a Get with ctx, and stamps its use.
+func (p *Pool) newWaiterLocked(ctx context.Context, e *waitq.Elem[waiter], unusedOnly bool, since int64) {
+	w := &e.Value
+	w.use++
+	w.ctx, w.dialing, w.unusedOnly, w.since = ctx, false, unusedOnly, since
+}
+
+// queueAndWait queues op's Get, starting a dial for it when the cap and
+// the dial limit allow, and waits for a delivery or the end of its ctx;
+// with unusedOnly it is served only conns never handed out. It is called
+// with mu held and the Get counted in queued, and releases mu.
+//
+// A waiter whose ctx ends takes itself out of the queue (leave).
+//
+// start is clock.Ticks read just before mu was taken: the wait's only
+// clock read until it ends, kept out of mu, and the cheapest clock there
+// is (a TSC read where it is safe), for the stamps every wait takes. A
+// waiter that starts a dial reads the pool clock too, for the backoff.
+func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, start int64) (delivery, error) {
+	if n := p.cfg.maxWaiters; n > 0 && p.waiters.Len() >= n {
+		return p.turnAwayLocked(e, fmt.Errorf("%w: %d already queued for %s (WithMaxWaiters(%d))", ErrTooManyWaiters, n, p.name, n))
+	}
+	if unusedOnly && !p.canDialLocked() {
+		if err := p.clientsFailFastLocked(); err != nil {
+			return p.turnAwayLocked(e, err)
+		}
+	}
+	p.newWaiterLocked(op.ctx, e, unusedOnly, start)
+	counted := false // this wait is at the cap or the dial limit: timed for WaitDuration
+	if p.canDialLocked() {
+		if now := p.now(); p.backingOffLocked(now) {
+			return p.turnAwayLocked(e, p.backoffErrorLocked(now))
+		}
+		p.waiters.PushBack(e)
+		p.startDialLocked(e, dialOnDemand)
+	} else {
+		if p.overload != nil && !unusedOnly { // a DialContext caller waits for a slot, not the queue: never judged
+			if err := p.admitLocked(op.ctx); err != nil {
+				return p.turnAwayLocked(e, err)
+			}
+		}
+		p.waiters.PushBack(e)
+		counted = true
+		if !op.queued { // a Get that queues again, after a rejected conn, counts once
+			p.waitCount++
+			op.queued = true
+		}
+	}
+	p.mu.Unlock()
+
+	var d delivery
+	served := true
+	if done := op.ctx.Done(); done == nil { // a context that never ends: a plain receive is cheaper than a select
+		d = <-e.Value.ch
+	} else {
+		select {
+		case d = <-e.Value.ch:
+		case <-done:
+			served = false
+		}
+	}
+	if counted { // the wait's second clock read, its end
+		op.waited += clock.Since(start)
+	}
+	if !served {
+		p.leave(e)
+		return delivery{}, p.waitFailedFor(op.ctx, unusedOnly, clock.Since(start))
+	}
+	p.recycle(e)
+	return d, d.err
+}
+
+// waitFailed builds the error of a Get whose context ended. It takes mu
+// and idleMu.
+func (p *Pool) waitFailed(ctx context.Context) error { return p.waitFailedFor(ctx, false, 0) }
+
+// waitFailedFor is waitFailed for a Get that waited for waited, a
+// DialContext caller when unusedOnly: its error then also says when
+// DialContext clients hold every conn (clientWaitEndedLocked), logged once
+// per streak.
+func (p *Pool) waitFailedFor(ctx context.Context, unusedOnly bool, waited time.Duration) error {
+	p.mu.Lock()
+	var hint error
+	var warning string
+	if unusedOnly {
+		warning, hint = p.clientWaitEndedLocked(waited)
+	}
+	p.idleMu.Lock()
+	state := fmt.Sprintf("in use %d, idle %d, dialing %d, waiting %d, max %d",
+		p.inUseIdleLocked(), p.idle.Len()+p.numChecking, p.numDialing-p.numGroupWaiting, p.waiters.Len(), p.cfg.maxConns)
+	p.idleMu.Unlock()
+	if n := p.numGroupWaiting; n > 0 {
+		state += fmt.Sprintf(", %d dials waiting at the group's cap of %d (WithGroupMaxConns)", n, p.cfg.limit.size())
+	}
+	if p.failStreak > 0 {
+		state += fmt.Sprintf(", last dial error: %v", p.lastDialErr)
+	}
+	p.mu.Unlock()
+	if unusedOnly && hint == nil {
+		hint = p.groupHint()
+	}
+	if warning != "" {
+		p.warnClientsOverCap(warning, hint)
+	}
+	return withHint(newWaitError(ctx, p.name, state), hint)
+}
+
+// idleAsk is what a Get asks of the idle stack (takeIdle); the zero value
+// asks for the top conn.
+type idleAsk struct {
+	unusedOnly bool // a DialContext caller: only a conn never handed out
+	// wary: the Get's vetting has rejected several idle conns, so it takes
+	// one only when it could not dial instead.
+	wary bool
+}
+
+// takeIdle is Get's way to the idle stack under mu. It pops the top idle
+// conn, in a new wrapper, or the topmost one never handed out, as ask
+// says. A DialContext at the cap that finds only used idle conns gets the
+// oldest as retired, evicted (moved to closing), for the caller to close
+// to make room for a dial. mu must be held; it takes idleMu.
+func (p *Pool) takeIdle(ask idleAsk) (c *Conn, retired *poolConn) {
+	p.idleMu.Lock()
+	if p.idle.Len() == 0 { // a starved Get's way: out without a defer
+		p.idleMu.Unlock()
+		return nil, nil
+	}
+	defer p.idleMu.Unlock()
+	if ask.wary && p.canDialLocked() {
+		return nil, nil
+	}
+	var pc *poolConn
+	ok := false
+	if ask.unusedOnly {
+		pc, ok = p.idle.PopFunc(neverUsed)
+	} else {
+		pc, ok = p.idle.Pop()
+	}
+	if !ok {
+		if !p.canDialLocked() {
+			if pcs := p.evictIdleLocked(oldest(1)); len(pcs) > 0 {
+				retired = pcs[0]
+			}
+		}
+		return nil, retired
+	}
+	pc.holder = heldLent
+	p.idlePops++
+	return pc.newWrapper(), nil
+}
+
+func neverUsed(pc *poolConn) bool { return !pc.used }

@@ -83,3 +83,41 @@ func (p *pingPong) Check(ctx context.Context, c net.Conn) error {
 	}
 	return nil
 }
+
+// The checkout peek, which vet and accept (get.go) run on a conn they
+// lend, and the maintainer's sweep on every idle conn (maintain.go).
+
+// peeker says who peeks at a conn's socket (healthy).
+type peeker uint8
+
+const (
+	peekAtCheckout peeker = iota // a Get, before it lends the conn
+	peekInSweep                  // the maintainer's sweep of the idle conns
+)
+
+// healthy runs the checkout peek. The time-based checks (idle timeout, max
+// lifetime) are not needed here: the maintainer closes idle conns at their
+// deadlines, and flags borrowed ones to be closed on return. A checkout's
+// peek WithLivenessCheck can turn off; the maintainer's sweep peeks
+// regardless.
+//
+// A conn the peer closed or reset usually means the server restarted or a
+// middlebox dropped its flows, so the other idle conns are likely dead too:
+// a checkout that finds one asks the maintainer to sweep them all now,
+// rather than leave each to a later Get or the next background check.
+func (p *Pool) healthy(pc *poolConn, by peeker) bool {
+	onGet := by == peekAtCheckout
+	if (onGet && !p.cfg.livenessOnGet) || pc.check == nil {
+		return true
+	}
+	pending, err := pc.check.Check()
+	if err != nil {
+		if onGet && p.sweepWanted.CompareAndSwap(false, true) {
+			p.wakeMaintainer()
+		}
+		return false
+	}
+	// Bytes waiting on a conn never handed out are the server's greeting,
+	// which belongs to the first borrower.
+	return !(pending && pc.used)
+}

@@ -58,7 +58,7 @@ func (p *Pool) popIdle() *Conn {
 // putIdle is Put's fast path: it pushes pc, just returned by its borrower,
 // on the idle stack under idleMu alone, and reports whether it did. It
 // declines, leaving pc to giveBack, when a Get is queued, the pool is
-// closed, or pc's fate (fate.go) is not to be kept.
+// closed, or pc's fate (ledger.go) is not to be kept.
 func (p *Pool) putIdle(pc *poolConn) bool {
 	if p.queued.Load() != 0 || p.closed.Load() {
 		return false
@@ -128,49 +128,3 @@ func (p *Pool) serveIdle() {
 	p.closeConns(retired, CloseIdle)
 	p.closeConns(doomed, ClosePool)
 }
-
-// idleAsk is what a Get asks of the idle stack (takeIdle); the zero value
-// asks for the top conn.
-type idleAsk struct {
-	unusedOnly bool // a DialContext caller: only a conn never handed out
-	// wary: the Get's vetting has rejected several idle conns, so it takes
-	// one only when it could not dial instead.
-	wary bool
-}
-
-// takeIdle is Get's way to the idle stack under mu. It pops the top idle
-// conn, in a new wrapper, or the topmost one never handed out, as ask
-// says. A DialContext at the cap that finds only used idle conns gets the
-// oldest as retired, evicted (moved to closing), for the caller to close
-// to make room for a dial. mu must be held; it takes idleMu.
-func (p *Pool) takeIdle(ask idleAsk) (c *Conn, retired *poolConn) {
-	p.idleMu.Lock()
-	if p.idle.Len() == 0 { // a starved Get's way: out without a defer
-		p.idleMu.Unlock()
-		return nil, nil
-	}
-	defer p.idleMu.Unlock()
-	if ask.wary && p.canDialLocked() {
-		return nil, nil
-	}
-	var pc *poolConn
-	ok := false
-	if ask.unusedOnly {
-		pc, ok = p.idle.PopFunc(neverUsed)
-	} else {
-		pc, ok = p.idle.Pop()
-	}
-	if !ok {
-		if !p.canDialLocked() {
-			if pcs := p.evictIdleLocked(oldest(1)); len(pcs) > 0 {
-				retired = pcs[0]
-			}
-		}
-		return nil, retired
-	}
-	pc.holder = heldLent
-	p.idlePops++
-	return pc.newWrapper(), nil
-}
-
-func neverUsed(pc *poolConn) bool { return !pc.used }

@@ -62,6 +62,7 @@ func (p *Pool) releaseTimed(pc *poolConn) {
 // closes the conn.
 func (p *Pool) releaseObserved(c *Conn, state uint32) {
 	pc := c.pc
+	reason := p.brokenReason(pc, state)
 	if p.cfg.leakThreshold > 0 {
 		if reported, held := c.endLoan(); reported {
 			p.log.Info("connpool: a conn reported as held past the leak threshold was returned",
@@ -73,7 +74,6 @@ func (p *Pool) releaseObserved(c *Conn, state uint32) {
 	if p.stampLent {
 		held = clock.Since(lentAt)
 	}
-	reason := p.brokenReason(pc, state)
 	if p.hooks.Put != nil {
 		// Checked in before it is kept: once on the idle stack or sent to
 		// a waiter, another Get may take it and emit its GetDone, which

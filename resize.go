@@ -7,7 +7,7 @@ import "fmt"
 // that arrives later. Lowering it closes idle conns beyond the new cap at
 // once, never interrupts a borrowed conn, and while the pool is still over
 // the cap (overCap), every conn that comes back while the conns not
-// already closing exceed the cap is closed (CloseResized, see fate.go)
+// already closing exceed the cap is closed (CloseResized, see ledger.go)
 // and no dial starts; a dial that was in flight serves a waiter if one
 // waits, else it is closed. So open never exceeds the larger of the new cap
 // and what was open, less the idle conns closed, when it was lowered

@@ -2,7 +2,6 @@ package connpool
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"time"
 
@@ -41,14 +40,6 @@ type waiter struct {
 // for (dialOp.forWaiterLocked). TestHammerHandOffAtCancel and
 // TestRecycledWaiterMissesTheDialOfItsEarlierUse pin both.
 func newWaiterElem() any { return &waitq.Elem[waiter]{Value: waiter{ch: make(chan delivery, 1)}} }
-
-// newWaiterLocked readies record e, taken from freeWaiters before mu, for
-// a Get with ctx, and stamps its use.
-func (p *Pool) newWaiterLocked(ctx context.Context, e *waitq.Elem[waiter], unusedOnly bool, since int64) {
-	w := &e.Value
-	w.use++
-	w.ctx, w.dialing, w.unusedOnly, w.since = ctx, false, unusedOnly, since
-}
 
 // recycle gives back a record whose wait is over, its channel empty.
 func (p *Pool) recycle(e *waitq.Elem[waiter]) {
@@ -183,84 +174,6 @@ func (p *Pool) waitersWithoutDialLocked() int {
 	return n
 }
 
-// queueAndWait queues op's Get, starting a dial for it when the cap and
-// the dial limit allow, and waits for a delivery or the end of its ctx;
-// with unusedOnly it is served only conns never handed out. It is called
-// with mu held and the Get counted in queued, and releases mu.
-//
-// A waiter whose ctx ends takes itself out of the queue (leave).
-//
-// start is clock.Ticks read just before mu was taken: the wait's only
-// clock read until it ends, kept out of mu, and the cheapest clock there
-// is (a TSC read where it is safe), for the stamps every wait takes. A
-// waiter that starts a dial reads the pool clock too, for the backoff.
-func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, start int64) (delivery, error) {
-	if n := p.cfg.maxWaiters; n > 0 && p.waiters.Len() >= n {
-		p.queued.Add(-1)
-		p.mu.Unlock()
-		p.freeWaiters.Put(e)
-		return delivery{}, fmt.Errorf("%w: %d already queued for %s (WithMaxWaiters(%d))", ErrTooManyWaiters, n, p.name, n)
-	}
-	if unusedOnly && !p.canDialLocked() {
-		if err := p.clientsFailFastLocked(); err != nil {
-			p.queued.Add(-1)
-			p.mu.Unlock()
-			p.freeWaiters.Put(e)
-			return delivery{}, err
-		}
-	}
-	p.newWaiterLocked(op.ctx, e, unusedOnly, start)
-	counted := false // this wait is at the cap or the dial limit: timed for WaitDuration
-	if p.canDialLocked() {
-		if now := p.now(); p.backingOffLocked(now) {
-			err := p.backoffErrorLocked(now)
-			p.queued.Add(-1)
-			p.mu.Unlock()
-			p.recycle(e)
-			return delivery{}, err
-		}
-		p.waiters.PushBack(e)
-		p.startDialLocked(e, dialOnDemand)
-	} else {
-		if p.overload != nil && !unusedOnly { // a DialContext caller waits for a slot, not the queue: never judged
-			if err := p.admitLocked(op.ctx); err != nil {
-				p.queued.Add(-1)
-				p.mu.Unlock()
-				p.recycle(e)
-				return delivery{}, err
-			}
-		}
-		p.waiters.PushBack(e)
-		counted = true
-		if !op.queued { // a Get that queues again, after a rejected conn, counts once
-			p.waitCount++
-			op.queued = true
-		}
-	}
-	p.mu.Unlock()
-
-	var d delivery
-	served := true
-	if done := op.ctx.Done(); done == nil { // a context that never ends: a plain receive is cheaper than a select
-		d = <-e.Value.ch
-	} else {
-		select {
-		case d = <-e.Value.ch:
-		case <-done:
-			served = false
-		}
-	}
-	if counted { // the wait's second clock read, its end
-		op.waited += clock.Since(start)
-	}
-	if !served {
-		p.leave(e)
-		return delivery{}, p.waitFailedFor(op.ctx, unusedOnly, clock.Since(start))
-	}
-	p.recycle(e)
-	return d, d.err
-}
-
 // leave takes waiter e, whose ctx ended, out of the queue. If it was
 // served at that instant, the delivery is in its channel or on its way
 // (send runs after its sender releases mu): leave waits for it, and the
@@ -291,39 +204,4 @@ func (p *Pool) oldestWaitLocked() time.Duration {
 		return clock.Since(e.Value.since)
 	}
 	return 0
-}
-
-// waitFailed builds the error of a Get whose context ended. It takes mu
-// and idleMu.
-func (p *Pool) waitFailed(ctx context.Context) error { return p.waitFailedFor(ctx, false, 0) }
-
-// waitFailedFor is waitFailed for a Get that waited for waited, a
-// DialContext caller when unusedOnly: its error then also says when
-// DialContext clients hold every conn (clientWaitEndedLocked), logged once
-// per streak.
-func (p *Pool) waitFailedFor(ctx context.Context, unusedOnly bool, waited time.Duration) error {
-	p.mu.Lock()
-	var hint error
-	var warning string
-	if unusedOnly {
-		warning, hint = p.clientWaitEndedLocked(waited)
-	}
-	p.idleMu.Lock()
-	state := fmt.Sprintf("in use %d, idle %d, dialing %d, waiting %d, max %d",
-		p.inUseIdleLocked(), p.idle.Len()+p.numChecking, p.numDialing-p.numGroupWaiting, p.waiters.Len(), p.cfg.maxConns)
-	p.idleMu.Unlock()
-	if n := p.numGroupWaiting; n > 0 {
-		state += fmt.Sprintf(", %d dials waiting at the group's cap of %d (WithGroupMaxConns)", n, p.cfg.limit.size())
-	}
-	if p.failStreak > 0 {
-		state += fmt.Sprintf(", last dial error: %v", p.lastDialErr)
-	}
-	p.mu.Unlock()
-	if unusedOnly && hint == nil {
-		hint = p.groupHint()
-	}
-	if warning != "" {
-		p.warnClientsOverCap(warning, hint)
-	}
-	return withHint(newWaitError(ctx, p.name, state), hint)
 }
