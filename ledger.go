@@ -1,8 +1,6 @@
 package connpool
 
-import (
-	"github.com/connpool/connpool/internal/addrset"
-)
+import "github.com/connpool/connpool/internal/addrset"
 
 // The custody ledger. Every permit under MaxConns has exactly one holder:
 //
