@@ -185,7 +185,7 @@ func (g *Group) askClosers() (registered bool, again time.Duration) {
 // when the pool belongs to a group that has one. It waits for as long as
 // the pool is open: waiting for the cap is not a dial failure. It takes
 // mu, when the dial has to wait, to keep numGroupWaiting and
-// ep.groupWaiting: a dial waiting for its slot is not in flight
+// ep.GroupWaiting: a dial waiting for its slot is not in flight
 // (Stats.Dialing, AddressStats.Dialing).
 func (p *Pool) acquireGroupSlot(ep *endpoint) error {
 	l := p.cfg.limit
