@@ -85,10 +85,7 @@ func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Co
 // with err before it is a Get, and returns err.
 func (p *Pool) refuse(err error) error {
 	id, start := p.getStarted()
-	p.getFailed(err)
-	if p.hooks.GetDone != nil {
-		p.emitGetDone(&getOp{}, nil, err, id, start)
-	}
+	p.observedDone(&getOp{}, nil, err, id, start)
 	return err
 }
 

@@ -101,15 +101,22 @@ func (p *Pool) getObserved(ctx context.Context, flags uint32) (*Conn, error) {
 	id, start := p.getStarted()
 	c, err := p.checkOut(&op)
 	p.doneWaiting(&op)
+	p.observedDone(&op, c, err, id, start)
+	return c, err
+}
+
+// observedDone ends an observed Get, TryGet or DialContext, started at
+// id and start (getStarted), that returns c or err: it stamps c's loan
+// (lent) or counts the failure, then emits the GetDone event.
+func (p *Pool) observedDone(op *getOp, c *Conn, err error, id uint64, start int64) {
 	if c != nil {
 		p.lent(c)
 	} else {
 		p.getFailed(err)
 	}
 	if p.hooks.GetDone != nil {
-		p.emitGetDone(&op, c, err, id, start)
+		p.emitGetDone(op, c, err, id, start)
 	}
-	return c, err
 }
 
 // checkOut finds op's conn: from the idle stack without mu when no Get
@@ -249,15 +256,6 @@ func withHint(err error, hint error) error {
 		we.hint = hint
 	}
 	return err
-}
-
-// turnAwayLocked ends, with err, a Get that may not queue: it takes the
-// Get off queued, releases mu and gives its waiter record e back.
-func (p *Pool) turnAwayLocked(e *waitq.Elem[waiter], err error) (delivery, error) {
-	p.queued.Add(-1)
-	p.mu.Unlock()
-	p.recycle(e)
-	return delivery{}, err
 }
 
 // newWaiterLocked readies record e, taken from freeWaiters before mu, for

@@ -12,13 +12,8 @@ func (p *Pool) TryGet() (*Conn, error) {
 	c, err := p.tryCheckOut()
 	if c != nil {
 		op.served = ServedIdle
-		p.lent(c)
-	} else {
-		p.getFailed(err)
 	}
-	if p.hooks.GetDone != nil {
-		p.emitGetDone(&op, c, err, id, start)
-	}
+	p.observedDone(&op, c, err, id, start)
 	return c, err
 }
 

@@ -205,3 +205,12 @@ func (p *Pool) oldestWaitLocked() time.Duration {
 	}
 	return 0
 }
+
+// turnAwayLocked ends, with err, a Get that may not queue: it takes the
+// Get off queued, releases mu and gives its waiter record e back.
+func (p *Pool) turnAwayLocked(e *waitq.Elem[waiter], err error) (delivery, error) {
+	p.queued.Add(-1)
+	p.mu.Unlock()
+	p.recycle(e)
+	return delivery{}, err
+}
