@@ -1,15 +1,16 @@
 // Package connpool pools TCP connections (or any [net.Conn]) to one
 // address.
 //
-// A [Pool] hands out [*Conn]s, wrapped net.Conns that go back to the pool
-// on Close. It keeps at most MaxConns open, counting those being dialed,
-// idle and borrowed; a Get at the cap waits its turn, first come, first
-// served. In the background one goroutine per pool keeps MinIdle spare
-// conns dialed, closes conns idle too long or past their max lifetime,
-// and runs a health check on idle conns. On checkout, a non-blocking peek
-// at the socket drops conns the peer closed or reset, and conns with
-// bytes nobody asked for (a *tls.Conn: the socket under it, for a close
-// or reset).
+// [New] returns a [Pool], which hands out conns: [Pool.Get] returns a
+// [*Conn], a wrapped net.Conn that goes back to the pool on Close. It
+// keeps at most MaxConns open, counting those being dialed, idle and
+// borrowed; a Get at the cap waits its turn, first come, first served. In
+// the background one goroutine per pool keeps MinIdle spare conns dialed,
+// closes conns idle too long or past their max lifetime, and runs a
+// health check on idle conns. On checkout, a non-blocking peek at the
+// socket drops conns the peer closed or reset, and conns with bytes
+// nobody asked for (a *tls.Conn: the socket under it, for a close or
+// reset).
 //
 //	pool, err := connpool.New("tcp", "10.0.0.7:6379",
 //		connpool.WithMaxConns(32),
@@ -26,6 +27,12 @@
 //		return err
 //	}
 //	defer conn.Close() // back to the pool
+//
+// Start with [New], the options it takes ([Option]: WithMaxConns,
+// WithMinIdle and the others) and [Pool]; [Group] keeps a pool per
+// address for clients that talk to many. The types named ...Event, and
+// [CloseReason], [GetFailure], [MaxConnsReason] and [Served], are what
+// [Hooks] and [Stats] report: a newcomer can leave them for later.
 //
 // # Concurrency
 //
