@@ -1,8 +1,6 @@
 package connpool
 
-import (
-	"github.com/connpool/connpool/internal/addrset"
-)
+import "github.com/connpool/connpool/internal/addrset"
 
 // The pool's side of its address set (internal/addrset, held in p.addrs
 // and guarded by mu): the set decides, these feed it the pool's events
