@@ -282,6 +282,8 @@ func TestOverloadShortRun(t *testing.T) {
 		require.Len(t, r.phases, 3, r.name)
 		for p, ph := range r.phases {
 			assert.Positive(t, ph.offered, "%s, phase %d: requests", r.name, p)
+			assert.Positive(t, ph.srv.served, "%s, phase %d: its server served", r.name, p)
+			assert.InDelta(t, 0.5, ph.srv.utilisation, 0.5, "%s, phase %d: its server's utilisation", r.name, p)
 			assert.LessOrEqual(t, ph.ok+ph.getTimeouts+ph.reqTimeouts+ph.shedDeadline+ph.shedOverload, ph.offered,
 				"%s, phase %d: each request counted once", r.name, p)
 			if i == 0 {
@@ -304,7 +306,7 @@ func TestOverloadShortRun(t *testing.T) {
 	assert.Len(t, res.overloadVerdicts(), 2*(len(overloadPolicies)-1), "each policy at 90% and 200%")
 	var out bytes.Buffer
 	printOverload(&out, res)
-	for _, want := range []string{"FIFO", "deadline", "adaptive LIFO", "both", "200%", "shed at once", "goodput (by end) vs FIFO", "by arrival", "p99 <= 0.5x"} {
+	for _, want := range []string{"FIFO", "deadline", "adaptive LIFO", "both", "200%", "shed at once", "goodput (by end) vs FIFO", "by arrival", "p99 <= 0.5x", "turnaround", "dials"} {
 		assert.Contains(t, out.String(), want)
 	}
 }

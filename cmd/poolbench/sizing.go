@@ -61,6 +61,11 @@ type sizingConfig struct {
 
 	phases  []sizingPhase // the workload's phases
 	clients int           // the closed loop's clients; 0: the open loop
+
+	// serverDraws: the requests carry no service time; each server draws
+	// them in the order it serves, from one sequence per phase, the same
+	// for every configuration (the overload comparison; see overload.go).
+	serverDraws bool
 }
 
 func newSizingConfig(c int, phase time.Duration) sizingConfig {
@@ -128,6 +133,7 @@ type sizingRun struct {
 	opts     []connpool.Option // more options for the pool (the overload comparison's queue policies)
 	phases   []phaseResult
 	timeline []timePoint // sampled every timelineStep
+	stats    connpool.Stats
 }
 
 type phaseResult struct {
@@ -135,6 +141,7 @@ type phaseResult struct {
 	shedDeadline, shedOverload            int64 // Gets the queue policy turned away (overload.go), not in getTimeouts
 	okEnded                               int64 // replies within the deadline that ended in the phase, whenever their request arrived
 	waits                                 int64
+	srv                                   serverPhase     // what the server did in the phase
 	latencies                             []time.Duration // sorted
 	caps                                  []int           // the cap sampled in the phase's second half
 }
@@ -289,6 +296,7 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 		return err
 	}
 	defer srv.close()
+	srv.recordSpans()
 	opt := connpool.WithAdaptiveMaxConns(1, 16*cfg.c)
 	if r.fixed > 0 {
 		opt = connpool.WithMaxConns(r.fixed)
@@ -327,7 +335,9 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 			return
 		}
 		buf := make([]byte, reqSize)
-		binary.LittleEndian.PutUint64(buf, uint64(service))
+		if !cfg.serverDraws {
+			binary.LittleEndian.PutUint64(buf, uint64(service))
+		}
 		err = c.SetDeadline(t0.Add(cfg.deadline))
 		if err == nil {
 			_, err = c.Write(buf)
@@ -379,6 +389,9 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 				if ph < n {
 					_, c := cfg.rate(ph)
 					srv.setLimit(c)
+					if cfg.serverDraws {
+						srv.reseed(uint64(ph))
+					}
 				}
 			}
 			if ph >= n {
@@ -435,11 +448,14 @@ func (r *sizingRun) run(cfg sizingConfig, start time.Time) error {
 	}
 	reqs.Wait()
 	<-samplerDone
+	spans := srv.servedSpans()
+	r.stats = pool.Stats()
 
 	for p := range n {
 		pr := phaseResult{offered: offered[p].Load(), ok: ok[p].Load(), getTimeouts: getTO[p].Load(), reqTimeouts: reqTO[p].Load(),
 			shedDeadline: shedD[p].Load(), shedOverload: shedO[p].Load(), okEnded: okEnded[p].Load(),
-			waits: waitsAt[p+1] - waitsAt[p], latencies: lat[p]}
+			waits: waitsAt[p+1] - waitsAt[p], latencies: lat[p],
+			srv: serverInPhase(spans, measured.Add(cfg.phaseStart(p)), measured.Add(cfg.phaseStart(p+1)), cfg.c)}
 		slices.Sort(pr.latencies)
 		half := cfg.phaseStart(p) + cfg.phaseLen(p)/2
 		for _, tp := range r.timeline {
@@ -468,4 +484,55 @@ func runAll(cfg sizingConfig, runs []*sizingRun) error {
 		}
 	}
 	return nil
+}
+
+// serverPhase is what a sizing server did in a phase: the work its pool
+// gave it, whatever the pool's order.
+type serverPhase struct {
+	served      int64         // requests whose slot ended in the phase
+	serviceSum  time.Duration // the service times of those requests
+	utilisation float64       // of its C slots, over the phase
+	// turnaround: the time a conn spent at the server between a reply
+	// and its next request (the client reading the reply, Put, the
+	// hand-off to the next Get and its write), summed over the requests
+	// served whose conn had served one before.
+	turnaround  time.Duration
+	turnarounds int64
+	queued      int64 // requests served that waited more than 200µs for a slot at the server
+	newConns    int64 // requests served that were their conn's first
+}
+
+// serverInPhase sums spans over the phase from from to to, for a server
+// of c slots.
+func serverInPhase(spans []servedSpan, from, to time.Time, c int) serverPhase {
+	var sp serverPhase
+	var busy time.Duration
+	for _, s := range spans {
+		start, end := s.start, s.end
+		if start.Before(from) {
+			start = from
+		}
+		if end.After(to) {
+			end = to
+		}
+		if b := end.Sub(start); b > 0 {
+			busy += b
+		}
+		if s.end.Before(from) || !s.end.Before(to) {
+			continue
+		}
+		sp.served++
+		sp.serviceSum += s.service
+		if s.first {
+			sp.newConns++
+		} else {
+			sp.turnaround += s.idle
+			sp.turnarounds++
+		}
+		if s.start.Sub(s.read) > 200*time.Microsecond {
+			sp.queued++
+		}
+	}
+	sp.utilisation = float64(busy) / float64(time.Duration(c)*to.Sub(from))
+	return sp
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -18,10 +19,13 @@ import (
 // sizing scenario's clients send the one drawn for each arrival, so that
 // every configuration serves the same work for the same request, whatever
 // order its requests reach the server in and whichever it lost to
-// timeouts; the calibration's clients send 0. A request whose
-// client has given up is still served when its turn comes: the server
-// cannot tell, as most cannot, and that wasted work is what too large a
-// pool costs under overload.
+// timeouts; the calibration's clients send 0, and so do the overload
+// comparison's, whose servers draw from one sequence per phase, the same
+// for every server (reseed), so that each serves the same work in a
+// phase, whichever requests its pool's order serves (see overload.go). A
+// request whose client has given up is still served when its turn comes:
+// the server cannot tell, as most cannot, and that wasted work is what
+// too large a pool costs under overload.
 type sizingServer struct {
 	conns
 	service time.Duration // the mean service time
@@ -34,6 +38,18 @@ type sizingServer struct {
 	rng      *rand.Rand
 	slotTime time.Duration // spent in slots, sleep overshoot included
 	served   int64
+	record   bool         // keep spans
+	spans    []servedSpan // every request served since record was set
+}
+
+// servedSpan is one request the server served: when it was read, when it
+// got a slot and left it, its service time, and how long its conn had
+// been idle at the server since the reply before it (first: none before).
+type servedSpan struct {
+	read, start, end time.Time
+	service          time.Duration
+	idle             time.Duration
+	first            bool
 }
 
 const reqSize = 8
@@ -50,17 +66,25 @@ func startSizingServer(limit int, service time.Duration, sigma float64, seed uin
 
 func (s *sizingServer) serve(c net.Conn) {
 	buf := make([]byte, reqSize)
+	var replied time.Time
 	for {
 		if _, err := io.ReadFull(c, buf); err != nil {
 			return
 		}
+		read := time.Now()
 		d := s.acquire(time.Duration(binary.LittleEndian.Uint64(buf)))
 		t0 := time.Now()
 		time.Sleep(d)
-		s.release(time.Since(t0))
+		t1 := time.Now()
+		sp := servedSpan{read: read, start: t0, end: t1, service: d, first: replied.IsZero()}
+		if !sp.first {
+			sp.idle = read.Sub(replied)
+		}
+		s.release(t1.Sub(t0), sp)
 		if _, err := c.Write(buf); err != nil {
 			return
 		}
+		replied = time.Now()
 	}
 }
 
@@ -83,17 +107,35 @@ func (s *sizingServer) acquire(d time.Duration) time.Duration {
 	return d
 }
 
-func (s *sizingServer) release(took time.Duration) {
+func (s *sizingServer) release(took time.Duration, sp servedSpan) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.slotTime += took
 	s.served++
+	if s.record {
+		s.spans = append(s.spans, sp)
+	}
 	if len(s.queue) > 0 && s.busy <= s.limit {
 		close(s.queue[0])
 		s.queue = s.queue[1:]
 		return
 	}
 	s.busy--
+}
+
+// recordSpans makes the server keep a servedSpan of every request it
+// serves from now on.
+func (s *sizingServer) recordSpans() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.record = true
+}
+
+// servedSpans returns the spans recorded.
+func (s *sizingServer) servedSpans() []servedSpan {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.spans)
 }
 
 // meanService returns the mean time a request held its slot.
@@ -111,6 +153,14 @@ func (s *sizingServer) meanService() time.Duration {
 func lognormal(rng *rand.Rand, mean time.Duration, sigma float64) time.Duration {
 	mu := math.Log(float64(mean)) - sigma*sigma/2 // so that the mean is mean
 	return time.Duration(math.Exp(mu + sigma*rng.NormFloat64()))
+}
+
+// reseed restarts the sequence the server draws service times from: the
+// one of phase, the same for every server.
+func (s *sizingServer) reseed(phase uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rng = rand.New(rand.NewPCG(100+phase, 2))
 }
 
 // setLimit changes how many requests are served at once.
