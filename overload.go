@@ -56,7 +56,7 @@ type QueuePolicy struct {
 	// all the same. Near capacity it trades a little throughput for
 	// latency: the Gets buried by newer ones may give up where first
 	// come, first served would have served them just in time
-	// (benchmarks/README.md measures 2-4% at 90-100% load).
+	// (benchmarks/README.md measures 2-3% at 90% load, about 5% at 100%).
 	AdaptiveLIFO bool
 
 	// Target is the wait above which a queue that does not drain is
