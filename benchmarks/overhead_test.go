@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"runtime/metrics"
 	"testing"
 
 	"github.com/jackc/puddle/v2"
@@ -113,16 +114,32 @@ func BenchmarkOverhead(b *testing.B) {
 			get, put, waits := c.setupWaits(b, size)
 			// The wait count is read once either side of the timed loop,
 			// not per op, so that reading it costs the loop nothing.
-			before := waits()
+			before, blocked := waits(), mutexWait()
 			runParallel(b, ctx, get, put)
 			b.ReportMetric(float64(waits()-before)/float64(b.N), "waits/op")
+			b.ReportMetric(float64(mutexWait()-blocked)/float64(b.N), "mutexwait-ns/op")
 		})
 		b.Run("pool="+c.name+"/mode=hold", func(b *testing.B) {
 			b.SetParallelism(8)
 			get, put := c.setup(b, 8*runtime.GOMAXPROCS(0))
+			before := mutexWait()
 			runHolding(b, ctx, get, put)
+			b.ReportMetric(float64(mutexWait()-before)/float64(b.N), "mutexwait-ns/op")
 		})
 	}
+}
+
+// mutexWait returns how long goroutines have been blocked on mutexes
+// (sync's and the runtime's own), in nanoseconds, so far. Read either
+// side of a timed loop and divided by its ops, it is summed over the
+// goroutines, so it exceeds the op's own time when several wait at once.
+func mutexWait() float64 {
+	s := []metrics.Sample{{Name: "/sync/mutex/wait/total:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return s[0].Value.Float64() * 1e9
 }
 
 // runHolding is runParallel with a yield while each conn is held, so that
