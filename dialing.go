@@ -171,25 +171,25 @@ func (p *Pool) dial(d dialOp) {
 	} else {
 		d.e = nil // from here on, under this hold of mu, d.e is its waiter's record
 	}
+	streak := p.dialOverLocked(&d, pc, limited)
 	switch {
 	case limited, err != nil && p.closed.Load():
 		// Failed because the pool closed: no backoff, no waiter to fail.
 		p.dialErrors++
-		p.dialOverLocked(&d, nil, limited)
 		p.mu.Unlock()
 	case err != nil:
 		p.dialFailed(err, d)
 	default:
-		p.dialed(pc, d)
+		p.dialed(pc, d, streak)
 	}
 }
 
 // dialed takes a fresh conn into the pool: to the waiter it was dialed
 // for, or to whoever offer finds, or closed if the pool closed or was
-// reset meanwhile. mu must be held; dialed releases it.
-func (p *Pool) dialed(pc *poolConn, d dialOp) {
+// reset meanwhile. streak is the run of failed dials to its address that
+// it ended (dialOverLocked). mu must be held; dialed releases it.
+func (p *Pool) dialed(pc *poolConn, d dialOp, streak int) {
 	p.dials++
-	streak := p.dialOverLocked(&d, pc, false)
 	ep := d.ep
 	recovered := p.lastDialErr
 	p.failStreak, p.lastDialErr = 0, nil
@@ -223,7 +223,6 @@ func (p *Pool) dialed(pc *poolConn, d dialOp) {
 // can be dialed for it: the waiter then stays queued and dispatchLocked
 // dials for it there. mu must be held; dialFailed releases it.
 func (p *Pool) dialFailed(err error, d dialOp) {
-	p.dialOverLocked(&d, nil, false)
 	p.dialErrors++
 	p.failStreak++
 	p.lastDialErr = err
