@@ -130,7 +130,7 @@ const (
 // conn the cap allows, with no dial in flight: a waiting DialContext
 // caller can then be served only once a client closes a conn.
 func (p *Pool) clientsHoldAllLocked() bool {
-	return p.numOpen >= p.cfg.maxConns && p.numDialing == 0 && int(p.clients.held.Load()) >= p.numOpen
+	return p.numDialing == 0 && p.clientsHoldAllButDialsLocked()
 }
 
 // clientsFailFastLocked returns, for a DialContext caller about to queue,
@@ -170,7 +170,7 @@ func (p *Pool) clientWaitEndedLocked(waited time.Duration) (warning string, hint
 	}
 	if waited >= clientStreakAfter {
 		was := p.clients.streak
-		if p.clientsHoldAllLocked() {
+		if p.numDialing == 0 { // clients hold all: no dial can serve the next caller
 			p.clients.streak = streakFailFast
 		} else if was == noStreak {
 			p.clients.streak = streakWarned
