@@ -299,6 +299,102 @@ func TestOutlierEjectionMaxPercent(t *testing.T) {
 	assert.Equal(t, int64(1), pool.Stats().Ejections)
 }
 
+// TestTwoAddressesEjectedOneAfterTheOther: with two of three addresses
+// failing and room to eject both, each ejection drains its own address:
+// its idle conns close as ejected, each once, none of the good
+// address's, and the conns of the address ejected first are not counted
+// again when the second goes. Afterwards every Get goes to the good one.
+func TestTwoAddressesEjectedOneAfterTheOther(t *testing.T) {
+	b := startBackends(t, 3)
+	replaceWithFlaky(t, b, b.ips[0])
+	replaceWithFlaky(t, b, b.ips[1])
+	bad := map[string]bool{b.addr(b.ips[0]): true, b.addr(b.ips[1]): true}
+	good := b.addr(b.ips[2])
+	var mu sync.Mutex
+	ejectedConns := map[uint64]string{} // conn ID -> its address, for each conn closed as ejected
+	var twice []uint64
+	hooks := connpool.Hooks{ConnClosed: func(e connpool.ConnClosedEvent) {
+		if e.Reason != connpool.CloseEjected {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := ejectedConns[e.ConnID]; ok {
+			twice = append(twice, e.ConnID)
+		}
+		ejectedConns[e.ConnID] = e.Address
+	}}
+	// 3 x 67% rounds down to 2: both bad addresses may be out at once.
+	pool := ejectingPool(t, b, connpool.OutlierEjection{Consecutive: 1, FailureRate: -1, BaseEjectionTime: time.Hour,
+		MaxEjectionPercent: 67}, hooks)
+
+	// Two conns to each address, idle, each past its first request.
+	round(t, pool, 6)
+	for _, a := range pool.Stats().Addresses {
+		require.Equal(t, 2, a.Idle, "the six conns did not spread evenly: %+v", pool.Stats().Addresses)
+	}
+	// Borrow them all, give back one of each address unused (it stays
+	// idle), and send the second request over the other: each bad one
+	// fails, ejects its address, and the drain must close its idle
+	// sibling, the second time without touching the first's.
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	var use []*connpool.Conn
+	seen := map[string]bool{}
+	for range 6 {
+		c, err := pool.Get(ctx)
+		require.NoError(t, err)
+		if a := c.RemoteAddr().String(); !seen[a] {
+			seen[a] = true
+			use = append(use, c)
+			continue
+		}
+		require.NoError(t, c.Close())
+	}
+	for _, c := range use {
+		const msg = "ping"
+		_ = c.SetDeadline(time.Now().Add(waitFor))
+		if _, err := c.Write([]byte(msg)); err == nil {
+			buf := make([]byte, len(msg))
+			if _, err := io.ReadFull(c, buf); err == nil && string(buf) != msg {
+				c.MarkUnusable()
+			}
+		}
+		require.NoError(t, c.Close())
+		require.NoError(t, pool.CheckInvariants())
+	}
+	require.Len(t, ejectedAddrs(pool), 2)
+	for _, a := range ejectedAddrs(pool) {
+		assert.True(t, bad[a], "%s ejected, a good address", a)
+	}
+	assert.Equal(t, int64(2), pool.Stats().Ejections)
+	require.Eventually(t, func() bool { // Open counts the conns being closed too
+		for _, a := range pool.Stats().Addresses {
+			if bad[a.Address] && a.Open > 0 {
+				return false
+			}
+		}
+		return true
+	}, waitFor, tick, "an ejected address kept conns open")
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return int64(len(ejectedConns)) == pool.Stats().EjectedClosed
+	}, waitFor, tick, "the ConnClosed events of the ejected conns and Stats disagree")
+	mu.Lock()
+	assert.Len(t, ejectedConns, 2, "each ejection closes its address's idle conn")
+	assert.Empty(t, twice, "conns closed as ejected twice")
+	for id, a := range ejectedConns {
+		assert.True(t, bad[a], "conn %d of %s closed as ejected", id, a)
+	}
+	mu.Unlock()
+
+	for _, a := range round(t, pool, 4) {
+		assert.Equal(t, good, a, "a Get reached an ejected address")
+	}
+	require.NoError(t, pool.CheckInvariants())
+}
+
 // TestOutlierEjectionOption pins the option's checks and that it is off
 // unless given.
 func TestOutlierEjectionOption(t *testing.T) {
