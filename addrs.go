@@ -194,6 +194,7 @@ func failedEnd(reason CloseReason) bool {
 // so drainLocked passes over them. mu must be held.
 func (p *Pool) ejectLocked() {
 	idle := p.drainLocked((*endpoint).Ejected, CloseEjected)
+	p.refreshBackoffLocked() // the addresses left may all be failing
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()

@@ -76,7 +76,10 @@ func (c ejectionConfig) on() bool { return c.set }
 // caller's (a deadline too short, MarkUnusable on an application error),
 // and moving load off a server is a choice the user makes. Given with a
 // zero OutlierEjection, it takes every default. A pool of one address
-// never ejects it. Stats.Addresses shows each address's Ejected and
+// never ejects it, and a resolve that leaves more addresses ejected than
+// MaxEjectionPercent allows (only ejected ones, say) readmits at once
+// those whose ejection ends first. While every address not ejected fails
+// its dials, the pool backs off as [WithDialBackoff] says. Stats.Addresses shows each address's Ejected and
 // Ejections, Stats.Ejections the total, and [Hooks].AddressEjected each
 // ejection and readmission.
 func WithOutlierEjection(o OutlierEjection) Option {
@@ -149,6 +152,9 @@ func (p *Pool) readmit(now int64) (next int64) {
 	}
 	p.mu.Lock()
 	ejected, back, next := p.addrs.Readmit(now)
+	if len(back) > 0 {
+		p.refreshBackoffLocked() // an address back in use may be one not failing
+	}
 	if len(back) > 0 && p.cfg.rebalanceRate > 0 && p.nextRebalance == 0 && !p.closed.Load() {
 		p.nextRebalance = max(now, p.lastRebalance+int64(p.cfg.resolveInterval))
 	}

@@ -451,3 +451,81 @@ func TestEjectionEventsInOrder(t *testing.T) {
 		require.LessOrEqual(t, n, 1, "event %d: two of three ejected", i)
 	}
 }
+
+// TestResolveToOnlyEjectedAddressesReadmits: a resolve that leaves the
+// pool only an ejected address readmits it at once, since never all of a
+// pool's addresses are ejected, and a Get is served by one dial.
+// Regression: the address stayed ejected, every dial to it opened a conn
+// that the pool closed at once as CloseEjected, thousands a second, and
+// the Get timed out.
+func TestResolveToOnlyEjectedAddressesReadmits(t *testing.T) {
+	b := startBackends(t, 2)
+	bad := replaceWithFlaky(t, b, b.ips[1])
+	badAddr := b.addr(b.ips[1])
+	r := newFakeResolver(b.ips...)
+	hooks, events := ejectionEvents()
+	pool, err := connpool.New("tcp", b.name(), connpool.WithResolver(r), connpool.WithResolveInterval(10*time.Millisecond),
+		connpool.WithOutlierEjection(connpool.OutlierEjection{Consecutive: 1, FailureRate: -1, BaseEjectionTime: time.Hour}),
+		connpool.WithHooks(hooks))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pool.Close() })
+	for i := 0; len(ejectedAddrs(pool)) == 0; i++ {
+		require.Less(t, i, 100, "never ejected")
+		round(t, pool, 4)
+	}
+	require.Equal(t, connpool.EjectionEvent{Address: badAddr, Ejected: true, Duration: time.Hour, Ejections: 1}, nextEjection(t, events))
+
+	r.set(b.ips[1])
+	require.Equal(t, connpool.EjectionEvent{Address: badAddr, Ejected: false, Ejections: 1}, nextEjection(t, events),
+		"the only address left is readmitted")
+	require.Eventually(t, func() bool { return len(pool.Stats().Addresses) == 1 }, waitFor, tick)
+	assert.Empty(t, ejectedAddrs(pool))
+
+	accepted, closedEjected := bad.accepted.Load(), pool.Stats().EjectedClosed
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	c, err := pool.Get(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, badAddr, c.RemoteAddr().String())
+	require.NoError(t, c.Close())
+	assert.LessOrEqual(t, bad.accepted.Load()-accepted, int64(1), "one dial at most")
+	assert.Equal(t, closedEjected, pool.Stats().EjectedClosed, "no conn closed for an ejection")
+}
+
+// TestEjectedAddressDoesNotEndTheBackoff: with one address ejected and
+// the other down, the pool backs off its dials as a pool whose every
+// address is down does: Gets that need a dial fail at once, without one.
+// Regression: the ejected address, whose own dials had not failed, kept
+// the backoff off, and every Get dialed the address that was down.
+func TestEjectedAddressDoesNotEndTheBackoff(t *testing.T) {
+	b := startBackends(t, 2)
+	replaceWithFlaky(t, b, b.ips[1])
+	pool := ejectingPool(t, b, connpool.OutlierEjection{Consecutive: 1, FailureRate: -1, BaseEjectionTime: time.Hour}, connpool.Hooks{})
+	for i := 0; len(ejectedAddrs(pool)) == 0; i++ {
+		require.Less(t, i, 100, "never ejected")
+		round(t, pool, 4)
+	}
+	require.NoError(t, b.srvs[b.ips[0]].Close()) // the other address goes down
+	pool.Reset()                                 // its idle conns would serve the Gets
+	before := pool.Stats().DialErrors
+	for range 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		_, err := pool.Get(ctx)
+		cancel()
+		require.Error(t, err)
+	}
+	assert.LessOrEqual(t, pool.Stats().DialErrors-before, int64(5), "Gets during the backoff must not dial")
+}
+
+// nextEjection returns the next event of events, without its pool's name.
+func nextEjection(t *testing.T, events <-chan connpool.EjectionEvent) connpool.EjectionEvent {
+	t.Helper()
+	select {
+	case ev := <-events:
+		ev.Pool = ""
+		return ev
+	case <-time.After(waitFor):
+		t.Fatal("no ejection event")
+		return connpool.EjectionEvent{}
+	}
+}

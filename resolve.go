@@ -231,7 +231,7 @@ func (p *Pool) applyResolved(addrs []netip.Addr, err error) {
 		p.resolves++
 		recovered, p.resolveStreak = p.resolveStreak, 0
 		var removed []*endpoint
-		ev.Added, removed = p.addrs.Resolved(addrs)
+		ev.Added, removed = p.addrs.Resolved(addrs, now)
 		for _, ep := range removed {
 			ev.Removed = append(ev.Removed, ep.Addr)
 		}

@@ -114,6 +114,7 @@ type Set struct {
 	ej       Ejection    // zero: ejection off
 	ejected  int64       // ejections, all addresses
 	news     []*Endpoint // ejected since the last Readmit, in order
+	early    []*Endpoint // readmitted before their time since the last Readmit (readmitExcess)
 }
 
 // New returns an empty set for a pool of address given, whose resolved
@@ -145,12 +146,14 @@ func (s *Set) newEndpoint(ip netip.Addr) *Endpoint {
 	return ep
 }
 
-// Resolved makes addrs the set: the diff of two resolutions. The
+// Resolved makes addrs the set, at now: the diff of two resolutions. The
 // addresses kept stay in their order, the new ones follow in theirs (an
 // address still draining comes back with its counts), and the ones gone
 // are marked removed and kept as draining while conns to them are open or
-// dialing. It returns the addresses added and the endpoints removed.
-func (s *Set) Resolved(addrs []netip.Addr) (added []string, removed []*Endpoint) {
+// dialing. A smaller set may allow fewer ejected addresses than it keeps:
+// those whose ejection ends first are readmitted at once (readmitExcess).
+// It returns the addresses added and the endpoints removed.
+func (s *Set) Resolved(addrs []netip.Addr, now int64) (added []string, removed []*Endpoint) {
 	next := make([]*Endpoint, 0, len(addrs))
 	for _, ep := range s.eps {
 		if ep.IP.IsValid() && slices.Contains(addrs, ep.IP) {
@@ -181,6 +184,7 @@ func (s *Set) Resolved(addrs []netip.Addr) (added []string, removed []*Endpoint)
 		}
 	}
 	s.eps = next
+	s.readmitExcess(now)
 	return added, removed
 }
 
@@ -188,7 +192,8 @@ func (s *Set) Resolved(addrs []netip.Addr) (added []string, removed []*Endpoint)
 // the addresses neither backing off nor ejected, the one with the fewest
 // conns open or dialing (the first in the set on a tie); when every one
 // backs off, the one not ejected whose backoff ends first, as the probe;
-// when every one is ejected, the one whose ejection ends first. It
+// when every one is ejected (which readmitExcess keeps from lasting), the
+// one whose ejection ends first. It
 // returns nil, counting nothing, before the set has any address.
 func (s *Set) Pick(now int64) *Endpoint {
 	var best *Endpoint
@@ -256,16 +261,18 @@ func (s *Set) DialFailed(ep *Endpoint, now int64, pause func(streak int) int64) 
 	return ep.failStreak, d
 }
 
-// BackoffUntil is when the first of the addresses may be dialed again, or
-// 0 when one of them is not failing: the pool's own backoff, during which
-// a Get that needs a dial fails fast.
+// BackoffUntil is when the first of the addresses not ejected may be
+// dialed again, or 0 when one of them is not failing: the pool's own
+// backoff, during which a Get that needs a dial fails fast. An ejected
+// address is not dialed, so its clean streak does not end the backoff.
 func (s *Set) BackoffUntil() int64 {
 	until := int64(0)
-	for i, ep := range s.eps {
-		if ep.failStreak == 0 {
+	for _, ep := range s.eps {
+		switch {
+		case ep.ejected.Load():
+		case ep.failStreak == 0:
 			return 0
-		}
-		if i == 0 || ep.backoffUntil < until {
+		case until == 0 || ep.backoffUntil < until:
 			until = ep.backoffUntil
 		}
 	}

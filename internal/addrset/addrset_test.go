@@ -33,27 +33,27 @@ func TestResolvedIsTheDiff(t *testing.T) {
 	s := New("db.example:5432", "5432")
 	require.Nil(t, s.Pick(0), "no address before the first answer")
 	a := ips(3)
-	added, removed := s.Resolved(a[:2])
+	added, removed := s.Resolved(a[:2], 0)
 	assert.Equal(t, []string{"10.0.0.1:5432", "10.0.0.2:5432"}, added)
 	assert.Empty(t, removed)
 	first := s.Current()[0]
 	s.Pick(0)
 	s.DialEnded(first, true)
 
-	added, removed = s.Resolved([]netip.Addr{a[2], a[1]})
+	added, removed = s.Resolved([]netip.Addr{a[2], a[1]}, 0)
 	assert.Equal(t, []string{"10.0.0.3:5432"}, added)
 	require.Equal(t, []*Endpoint{first}, removed)
 	assert.Equal(t, Removed, first.Status())
 	assert.Equal(t, []string{"10.0.0.2:5432", "10.0.0.3:5432"}, addrsOf(s.Current()), "kept first, new after")
 	assert.Equal(t, []string{"10.0.0.2:5432", "10.0.0.3:5432", "10.0.0.1:5432"}, addrsOf(s.All()), "draining last")
 
-	added, _ = s.Resolved(a)
+	added, _ = s.Resolved(a, 0)
 	assert.Equal(t, []string{"10.0.0.1:5432"}, added)
 	assert.Same(t, first, s.Current()[2], "a draining address comes back with its counts")
 	assert.Equal(t, 1, first.Open)
 	assert.Equal(t, Usable, first.Status())
 
-	_, removed = s.Resolved(a[1:])
+	_, removed = s.Resolved(a[1:], 0)
 	require.Len(t, removed, 1)
 	s.Closed(first, false, false, 0)
 	assert.Len(t, s.All(), 2, "forgotten once its last conn closed")
@@ -67,7 +67,7 @@ func TestResolvedIsTheDiff(t *testing.T) {
 func TestPickSpreadsBySimulation(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	s := New("h:1", "1")
-	s.Resolved(ips(5))
+	s.Resolved(ips(5), 0)
 	now := int64(0)
 	var open []*Endpoint
 	for step := range 20000 {
@@ -96,7 +96,7 @@ func TestPickSpreadsBySimulation(t *testing.T) {
 	}
 	// Without failures, dials alone keep every address within one.
 	s2 := New("h:1", "1")
-	s2.Resolved(ips(4))
+	s2.Resolved(ips(4), 0)
 	for range 103 {
 		s2.DialEnded(s2.Pick(0), true)
 	}
@@ -109,7 +109,7 @@ func TestPickSpreadsBySimulation(t *testing.T) {
 // fails, until the first may be retried, which the pick then probes.
 func TestBackoffProbe(t *testing.T) {
 	s := New("h:1", "1")
-	s.Resolved(ips(2))
+	s.Resolved(ips(2), 0)
 	a, b := s.Current()[0], s.Current()[1]
 	pause := func(int) int64 { return 100 }
 	s.DialFailed(s.Pick(0), 0, pause)
@@ -136,7 +136,7 @@ func TestRebalancePlanBySimulation(t *testing.T) {
 	for trial := range 200 {
 		s := New("h:1", "1")
 		n := 2 + r.IntN(5)
-		s.Resolved(ips(n))
+		s.Resolved(ips(n), 0)
 		total := 0
 		for _, ep := range s.Current() {
 			ep.Open = r.IntN(30)
@@ -182,7 +182,7 @@ func TestRebalancePlanBySimulation(t *testing.T) {
 // have not closed yet count as already moved.
 func TestRebalanceCountsConnsMoving(t *testing.T) {
 	s := New("h:1", "1")
-	s.Resolved(ips(2))
+	s.Resolved(ips(2), 0)
 	s.Current()[0].Open = 4
 	assert.NotNil(t, s.Rebalance(0).Next())
 	s.Current()[0].Leaving = 2 // retired by a round, not closed yet
@@ -191,7 +191,7 @@ func TestRebalanceCountsConnsMoving(t *testing.T) {
 
 func Example() {
 	s := New("db.example:5432", "5432")
-	s.Resolved(ips(2))
+	s.Resolved(ips(2), 0)
 	for range 3 {
 		ep := s.Pick(0)
 		s.DialEnded(ep, true)

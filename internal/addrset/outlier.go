@@ -109,21 +109,21 @@ func (s *Set) ConnEnded(ep *Endpoint, failed bool, now int64) (ejected bool) {
 
 // Readmit returns the addresses ejected since its last call, in order,
 // then readmits the ejected addresses whose time is over at now and
-// returns them, with when the next one's is (0: none ejected). One
-// caller reporting both keeps each address's ejection before its
-// readmission. Removed addresses are readmitted too, so that one that
-// comes back is not ejected for a past it no longer has.
+// returns them, after those readmitted early since its last call
+// (readmitExcess), with when the next one's time is over (0: none
+// ejected). One caller reporting both keeps each address's ejection
+// before its readmission. Removed addresses are readmitted too, so that
+// one that comes back is not ejected for a past it no longer has.
 func (s *Set) Readmit(now int64) (ejected, back []*Endpoint, next int64) {
 	ejected, s.news = s.news, nil
+	back, s.early = s.early, nil
 	for _, list := range [][]*Endpoint{s.eps, s.draining} {
 		for _, ep := range list {
 			if !ep.ejected.Load() {
 				continue
 			}
 			if now >= ep.out.until {
-				ep.ejected.Store(false)
-				ep.out.readmitted = now
-				ep.out.winStart, ep.out.winEnds, ep.out.winBad, ep.out.streak = now, 0, 0, 0
+				ep.readmit(now)
 				back = append(back, ep)
 			} else if next == 0 || ep.out.until < next {
 				next = ep.out.until
@@ -131,6 +131,31 @@ func (s *Set) Readmit(now int64) (ejected, back []*Endpoint, next int64) {
 		}
 	}
 	return ejected, back, next
+}
+
+// readmit takes ep back into use at now, its failures forgotten.
+func (ep *Endpoint) readmit(now int64) {
+	ep.ejected.Store(false)
+	ep.out.readmitted = now
+	ep.out.winStart, ep.out.winEnds, ep.out.winBad, ep.out.streak = now, 0, 0, 0
+}
+
+// readmitExcess readmits at now, before their time, as many ejected
+// addresses as the set holds beyond maxEjected, those whose ejection ends
+// first: a resolve that shrank the set may have left it with more, or
+// with only ejected addresses, each of whose fresh conns the pool would
+// close (TestResolveToEjectedOnlyReadmits). The next Readmit reports them.
+func (s *Set) readmitExcess(now int64) {
+	for s.numEjected() > max(s.maxEjected(), 0) {
+		var first *Endpoint
+		for _, ep := range s.eps {
+			if ep.ejected.Load() && (first == nil || ep.out.until < first.out.until) {
+				first = ep
+			}
+		}
+		first.readmit(now)
+		s.early = append(s.early, first)
+	}
 }
 
 // EjectedUntil is when ep's ejection ends; meaningful while it is ejected.

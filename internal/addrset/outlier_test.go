@@ -12,7 +12,7 @@ const sec = int64(1e9)
 
 func ejecting(n int, e Ejection) *Set {
 	s := New("h:1", "1")
-	s.Resolved(ips(n))
+	s.Resolved(ips(n), 0)
 	s.Eject(e)
 	return s
 }
@@ -169,7 +169,7 @@ func TestEjectedNotPicked(t *testing.T) {
 	assert.Nil(t, pl.Next(), "balanced without the ejected address")
 	assert.False(t, s.OthersDialable(s.Current()[1], sec) && !s.OthersDialable(a, sec))
 
-	s.Resolved(ips(3)[1:])
+	s.Resolved(ips(3)[1:], 0)
 	assert.Equal(t, Removed, a.Status(), "removed wins over ejected")
 	_, back, _ := s.Readmit(30 * sec)
 	assert.Empty(t, back, "a removed address with no conns is forgotten")
@@ -207,4 +207,55 @@ func TestEjectionSimulation(t *testing.T) {
 			assert.Less(t, ejectedFor[ep], int64(60*sec), "%s: a good address is hardly ever out", ep.Addr)
 		}
 	}
+}
+
+// TestResolveToEjectedOnlyReadmits: a resolve that leaves the set with
+// more ejected addresses than MaxPercent allows (here only ejected ones)
+// readmits at once those whose ejection ends first, and the next Readmit
+// reports them; Pick then never returns an ejected address.
+func TestResolveToEjectedOnlyReadmits(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		n, keep   int // addresses, and how many the resolve keeps
+		readmits  int
+		ejectedIn int // ejected after the resolve
+	}{
+		{"one of two left, ejected", 2, 1, 1, 0},
+		{"two of four left, both ejected", 4, 2, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := ejecting(tc.n, Ejection{Consecutive: 1, Rate: -1, Window: sec, Base: 30 * sec, Max: 300 * sec, MaxPercent: 100})
+			all := s.Current()
+			for i := range tc.keep { // eject the ones the resolve keeps, the first one first
+				for !s.ConnEnded(all[i], true, int64(i)) {
+				}
+			}
+			s.Readmit(0)
+			s.Resolved(ips(tc.n)[:tc.keep], 5*sec)
+			assert.Equal(t, tc.ejectedIn, s.numEjected())
+			ejected, back, _ := s.Readmit(5 * sec)
+			assert.Empty(t, ejected)
+			require.Len(t, back, tc.readmits)
+			assert.Same(t, all[0], back[0], "the one whose ejection ends first")
+			for range 10 {
+				ep := s.Pick(5 * sec)
+				assert.Equal(t, Usable, ep.Status())
+				s.DialEnded(ep, true)
+			}
+		})
+	}
+}
+
+// TestBackoffIgnoresEjected: an ejected address is not dialed, so the
+// set backs off when every address not ejected is failing, and stops
+// when one comes back.
+func TestBackoffIgnoresEjected(t *testing.T) {
+	s := ejecting(2, Ejection{Consecutive: 1, Rate: -1, Window: sec, Base: 30 * sec, Max: 300 * sec, MaxPercent: 50})
+	bad, down := s.Current()[0], s.Current()[1]
+	require.True(t, s.ConnEnded(bad, true, 0))
+	pause := func(int) int64 { return sec }
+	s.DialFailed(down, 0, pause)
+	assert.Equal(t, sec, s.BackoffUntil(), "the only address that may be dialed is failing")
+	s.Readmit(30 * sec)
+	assert.Zero(t, s.BackoffUntil(), "the readmitted address is not failing")
 }
