@@ -134,6 +134,7 @@ func (p *Pool) dial(d dialOp) {
 	defer p.wg.Done()
 	addressed := d.ep != nil || p.awaitEndpoint(&d)
 	if p.hooks.DialStarted != nil {
+		d.gen = p.createdGen(d.gen)
 		emit(p, p.hooks.DialStarted, DialStartedEvent{Pool: p.name, ConnID: d.id, Address: d.addr(p)})
 	}
 	var nc net.Conn

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -267,6 +268,7 @@ func checkCausalOrder(t *testing.T, events []event) {
 	)
 	state := map[uint64]int{}
 	resets := 0
+	resetsAtDial := map[uint64]int{} // the PoolResets seen before each conn's DialStarted
 	for i, e := range events {
 		at := func(format string, args ...any) {
 			t.Helper()
@@ -281,6 +283,7 @@ func checkCausalOrder(t *testing.T, events []event) {
 				at("dialed twice")
 			}
 			state[e.conn] = dialing
+			resetsAtDial[e.conn] = resets
 		case evDialDone:
 			if st != dialing {
 				at("done but not dialing")
@@ -306,8 +309,8 @@ func checkCausalOrder(t *testing.T, events []event) {
 			switch {
 			case (e.reason == connpool.CloseDialFailed) != (st == failed):
 				at("closed for %v in state %d", e.reason, st)
-			case e.reason == connpool.CloseReset && resets == 0:
-				at("closed by a Reset before any PoolReset")
+			case e.reason == connpool.CloseReset && resets == resetsAtDial[e.conn]:
+				at("closed by a Reset whose PoolReset came before its DialStarted, or none")
 			case st != failed && st != ready && st != out:
 				at("closed in state %d", st)
 			}
@@ -336,4 +339,48 @@ func TestResetEventComesBeforeTheClosesOfOthers(t *testing.T) {
 	requireEvents(t, s.only(evPoolReset, evPut, evConnClosed), true,
 		event{kind: evPut, conn: 1}, event{kind: evPoolReset},
 		event{kind: evConnClosed, conn: 1, reason: connpool.CloseReset})
+}
+
+// TestConnDialedAfterResetEventIsNotRetiredByIt: a dial that a Get
+// started before a Reset, but whose DialStarted (CMAP's
+// ConnectionCreated) comes after the Reset's PoolReset, makes a conn of
+// the new generation: the Get is served with it, and the Reset closes
+// nothing. Regression: the conn was closed as CloseReset, so a consumer
+// saw a conn created after the clear retired by it. The dial waits for
+// the first resolve, which the test holds until the Reset is done.
+func TestConnDialedAfterResetEventIsNotRetiredByIt(t *testing.T) {
+	srv := startServer(t)
+	_, port, err := net.SplitHostPort(srv.Addr())
+	require.NoError(t, err)
+	release := make(chan struct{})
+	resolver := connpool.ResolverFunc(func(ctx context.Context, _, _ string) ([]netip.Addr, error) {
+		select {
+		case <-release:
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	var s eventStream
+	p := newPool(t, net.JoinHostPort("svc.test", port), connpool.WithResolver(resolver), connpool.WithHooks(s.hooks()))
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		c, err := p.Get(ctx)
+		if err == nil {
+			err = c.Close()
+		}
+		got <- err
+	}()
+	require.Eventually(t, func() bool { return p.Stats().Dialing == 1 }, waitFor, tick, "the Get's dial has started")
+	require.NoError(t, p.Reset())
+	close(release)
+	require.NoError(t, <-got)
+	require.NoError(t, p.Close())
+	assert.Zero(t, p.Stats().ResetClosed, "the Reset retired no conn")
+	requireEvents(t, s.only(evPoolReset, evDialStarted, evConnClosed), true,
+		event{kind: evPoolReset}, event{kind: evDialStarted, conn: 1},
+		event{kind: evConnClosed, conn: 1, reason: connpool.ClosePool})
+	checkCausalOrder(t, s.all())
 }

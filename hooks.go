@@ -21,7 +21,8 @@ package connpool
 // before the Get it was for returns. A Reset's PoolReset event comes
 // before every ConnClosed of reason [CloseReset]: one that another
 // goroutine would emit first is held, and emitted by the Reset's
-// goroutine right after its PoolReset. A Get's GetStarted and
+// goroutine right after its PoolReset; a conn whose DialStarted comes
+// after a PoolReset is not retired by that Reset. A Get's GetStarted and
 // GetDone carry the same GetID, so that they pair up however many Gets
 // run at once. Events of different conns, and of different Gets,
 // interleave as the goroutines that emit them run; in particular a conn's
