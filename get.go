@@ -316,6 +316,9 @@ func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, s
 	} else {
 		select {
 		case d = <-e.Value.ch:
+			// Served as ctx ended, the select may pick either: a Get
+			// whose ctx has ended takes no conn, whichever it picked.
+			served = d.c == nil || op.ctx.Err() == nil
 		case <-done:
 			served = false
 		}
@@ -324,7 +327,12 @@ func (p *Pool) queueAndWait(op *getOp, e *waitq.Elem[waiter], unusedOnly bool, s
 		op.waited += clock.Since(start)
 	}
 	if !served {
-		p.leave(e)
+		if d.c != nil {
+			p.refuseDelivery(d)
+			p.recycle(e)
+		} else {
+			p.leave(e)
+		}
 		return delivery{}, p.waitFailedFor(op.ctx, unusedOnly, clock.Since(start))
 	}
 	p.recycle(e)

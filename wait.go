@@ -185,17 +185,23 @@ func (p *Pool) leave(e *waitq.Elem[waiter]) {
 	p.mu.Unlock()
 	if !removed {
 		if d := <-e.Value.ch; d.c != nil {
-			p.clientGaveBack(d.c.pc)
-			from := fromAside
-			if d.fresh {
-				from = fromDial
-			} else {
-				p.handoffsLost.Add(1)
-			}
-			p.putBack(d.c.pc, from)
+			p.refuseDelivery(d)
 		}
 	}
 	p.recycle(e)
+}
+
+// refuseDelivery puts back the conn of delivery d, served to a waiter
+// that left as it was served.
+func (p *Pool) refuseDelivery(d delivery) {
+	p.clientGaveBack(d.c.pc)
+	from := fromAside
+	if d.fresh {
+		from = fromDial
+	} else {
+		p.handoffsLost.Add(1)
+	}
+	p.putBack(d.c.pc, from)
 }
 
 // oldestWaitLocked returns how long the first waiter has been queued.
