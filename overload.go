@@ -181,7 +181,10 @@ func (p *Pool) pickWaiterLocked(pc *poolConn) *waitq.Elem[waiter] {
 			if !ctl.Shed(waited) {
 				break
 			}
-			if !s.Value.dialing && !s.Value.unusedOnly {
+			// A waiter whose ctx has ended leaves with its ctx's error, as
+			// a Get past its deadline does (errors.Is DeadlineExceeded),
+			// not as shed.
+			if !s.Value.dialing && !s.Value.unusedOnly && s.Value.ctx.Err() == nil {
 				p.dequeueLocked(s)
 				p.failLocked(s, &shedError{pool: p.name, reason: GetShedOverload, waited: waited, policy: ctl.Policy()})
 			}

@@ -213,3 +213,62 @@ func TestOverloadShedsOldWaitersAndKeepsPromises(t *testing.T) {
 	assert.Equal(t, 1, failures[GetShedOverload], "the GetDone event says why")
 	mu.Unlock()
 }
+
+// endedCtx is a context whose Err says its deadline passed once end is
+// called, while its Done channel closes only at wake: the instant, which
+// a real context's waiter also lives through, between a deadline passing
+// and the waiter running to leave the queue.
+type endedCtx struct {
+	context.Context
+	ended atomic.Bool
+	done  chan struct{}
+}
+
+func (c *endedCtx) end()                  { c.ended.Store(true) }
+func (c *endedCtx) wake()                 { close(c.done) }
+func (c *endedCtx) Done() <-chan struct{} { return c.done }
+func (c *endedCtx) Err() error {
+	if c.ended.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// TestShedSparesAWaiterPastItsDeadline: while the queue sheds, a waiter
+// whose deadline has passed is not shed: it leaves with its deadline's
+// error, as any Get that times out, and counts as a timeout. Regression:
+// under AdaptiveLIFO with a deadline at or below ShedAfter (the default
+// ShedAfter is Interval, 100ms), every Get shed had already timed out, and
+// its error, ErrShed alone, failed errors.Is(err, DeadlineExceeded).
+func TestShedSparesAWaiterPastItsDeadline(t *testing.T) {
+	p := newPolicyPool(t, &QueuePolicy{AdaptiveLIFO: true, Target: time.Nanosecond, Interval: time.Hour, ShedAfter: time.Nanosecond},
+		WithMaxConns(1))
+	held, err := p.Get(context.Background())
+	require.NoError(t, err)
+	ctx := &endedCtx{Context: context.Background(), done: make(chan struct{})}
+	late := make(chan error, 1)
+	go func() {
+		_, err := p.Get(ctx)
+		late <- err
+	}()
+	require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, 5*time.Second, time.Millisecond)
+	newer := make(chan *Conn, 1)
+	go func() {
+		c, err := p.Get(context.Background())
+		assert.NoError(t, err)
+		newer <- c
+	}()
+	require.Eventually(t, func() bool { return p.Stats().Waiting == 2 }, 5*time.Second, time.Millisecond)
+	forceOverload(p)
+
+	ctx.end()
+	require.NoError(t, held.Close()) // to the newest; the older would be shed
+	require.NoError(t, (<-newer).Close())
+	ctx.wake()
+	err = <-late
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.NotErrorIs(t, err, ErrShed)
+	s := p.Stats()
+	assert.Zero(t, s.ShedOverload)
+	assert.Equal(t, int64(1), s.Timeouts)
+}
