@@ -83,6 +83,9 @@ func (p *Pool) endpointClosedLocked(pc *poolConn, reason CloseReason) {
 	if p.addrs.Closed(ep, pc.why != 0, failedEnd(reason) && !closed, now) && !closed {
 		p.ejectLocked()
 	}
+	if reason == CloseEjected {
+		pc.ejection = ep.Ejections()
+	}
 	if reason == CloseRebalanced && !p.closed.Load() && p.waiters.Len() == 0 && p.canDialLocked() &&
 		!p.backingOffLocked(p.now()) {
 		p.startDialLocked(nil, dialOnDemand)

@@ -14,8 +14,7 @@ func (p *Pool) Close() error {
 	if _, err := p.beginClose(); err != nil {
 		return err
 	}
-	p.wg.Wait()
-	p.emitPool(p.hooks.PoolClosed)
+	p.awaitClosed()
 	return nil
 }
 
@@ -35,9 +34,17 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = p.forceClose(ctx)
 	}
-	p.wg.Wait()
-	p.emitPool(p.hooks.PoolClosed)
+	p.awaitClosed()
 	return err
+}
+
+// awaitClosed waits for the pool's goroutines to end, reports the
+// ejections the maintainer had not (readmit), which lets the ConnClosed
+// events held for them go, and emits the PoolClosed event.
+func (p *Pool) awaitClosed() {
+	p.wg.Wait()
+	p.readmit(p.now())
+	p.emitPool(p.hooks.PoolClosed)
 }
 
 // forceClose ends a Shutdown whose ctx ended: it closes the sockets still

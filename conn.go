@@ -50,6 +50,12 @@ type poolConn struct {
 	// for (CloseAddressRemoved, CloseRebalanced), counted in its
 	// endpoint's leaving; 0 for one past its lifetime.
 	why CloseReason
+
+	// ejection is, for a conn closed as CloseEjected, its address's
+	// ejections at the close: its ConnClosed event follows the event of
+	// that ejection (emitConnClosed). Written under Pool.mu by closeConn's
+	// goroutine, which alone reads it after.
+	ejection int64
 }
 
 // address is the address pc was dialed to.

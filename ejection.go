@@ -2,6 +2,7 @@ package connpool
 
 import (
 	"math"
+	"slices"
 	"time"
 
 	"github.com/connpool/connpool/internal/addrset"
@@ -144,8 +145,9 @@ type EjectionEvent struct {
 // readmit emits the events of the addresses ejected since its last run,
 // readmits those whose time is over, schedules a rebalance round to give
 // them their share, emits their events, and returns when the next
-// ejection ends. Only the maintainer calls it, so an address's ejection
-// is reported before its readmission. It takes mu.
+// ejection ends. Only the maintainer calls it, then Close once the
+// maintainer has ended, so an address's ejection is reported before its
+// readmission. It takes mu.
 func (p *Pool) readmit(now int64) (next int64) {
 	if !p.cfg.ejection.on() {
 		return math.MaxInt64
@@ -159,6 +161,7 @@ func (p *Pool) readmit(now int64) (next int64) {
 		p.nextRebalance = max(now, p.lastRebalance+int64(p.cfg.resolveInterval))
 	}
 	evs := make([]EjectionEvent, 0, len(ejected)+len(back))
+	eps := slices.Concat(ejected, back) // evs[i] is of eps[i]
 	for _, ep := range ejected {
 		evs = append(evs, EjectionEvent{Pool: p.name, Address: ep.Addr, Ejected: true,
 			Duration: time.Duration(ep.EjectionTime()), Ejections: ep.Ejections()})
@@ -167,7 +170,7 @@ func (p *Pool) readmit(now int64) (next int64) {
 		evs = append(evs, EjectionEvent{Pool: p.name, Address: ep.Addr, Ejections: ep.Ejections()})
 	}
 	p.mu.Unlock()
-	for _, ev := range evs {
+	for i, ev := range evs {
 		if ev.Ejected {
 			p.log.Warn("connpool: address ejected: its conns keep failing after the dial",
 				"address", ev.Address, "for", ev.Duration, "ejections", ev.Ejections)
@@ -176,6 +179,9 @@ func (p *Pool) readmit(now int64) (next int64) {
 		}
 		if p.hooks.AddressEjected != nil {
 			emit(p, p.hooks.AddressEjected, ev)
+			if ev.Ejected {
+				p.ejectionReported(eps[i], ev.Ejections)
+			}
 		}
 	}
 	if next == 0 {

@@ -3,6 +3,7 @@ package connpool_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -528,4 +529,58 @@ func nextEjection(t *testing.T, events <-chan connpool.EjectionEvent) connpool.E
 		t.Fatal("no ejection event")
 		return connpool.EjectionEvent{}
 	}
+}
+
+// TestEjectionEventComesBeforeTheClosesItCauses: an address's
+// AddressEjected event comes before the ConnClosed events of reason
+// CloseEjected of its conns, as a Reset's PoolReset comes before the
+// closes it causes. A hook chained ahead of the recorder holds the
+// ejection's event until a close could overtake it. Regression: the
+// ejection closed the address's idle conns at once on a goroutine of its
+// own, while the maintainer emitted the event later.
+func TestEjectionEventComesBeforeTheClosesItCauses(t *testing.T) {
+	b := startBackends(t, 3)
+	replaceWithFlaky(t, b, b.ips[1])
+	var mu sync.Mutex
+	var order []string
+	closing := make(chan struct{}, 1)
+	ahead := connpool.Hooks{AddressEjected: func(e connpool.EjectionEvent) {
+		if e.Ejected {
+			select { // a close of the ejection overtakes the event here, if it can
+			case <-closing:
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}}
+	recorder := connpool.Hooks{
+		AddressEjected: func(e connpool.EjectionEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			order = append(order, fmt.Sprint("ejected ", e.Ejected))
+		},
+		ConnClosed: func(e connpool.ConnClosedEvent) {
+			if e.Reason != connpool.CloseEjected {
+				return
+			}
+			mu.Lock()
+			order = append(order, "closed")
+			mu.Unlock()
+			select {
+			case closing <- struct{}{}:
+			default:
+			}
+		},
+	}
+	pool := ejectingPool(t, b, connpool.OutlierEjection{Consecutive: 1, FailureRate: -1, BaseEjectionTime: time.Minute}, ahead.Chain(recorder))
+	round(t, pool, 3) // an idle conn at each address
+	require.Empty(t, ejectedAddrs(pool))
+	round(t, pool, 6)
+	require.Equal(t, []string{b.addr(b.ips[1])}, ejectedAddrs(pool))
+	require.Eventually(t, func() bool { return pool.Stats().EjectedClosed > 0 }, waitFor, tick, "no conn closed for the ejection")
+	require.NoError(t, pool.Close())
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, order)
+	assert.Equal(t, "ejected true", order[0], "the ejection's event comes first: %v", order)
+	assert.Equal(t, int(pool.Stats().EjectedClosed), len(order)-1, "a ConnClosed for each close: %v", order)
 }

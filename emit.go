@@ -7,6 +7,7 @@ package connpool
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,8 +49,9 @@ func (p *Pool) emitReady() {
 }
 
 // eventOrder keeps the events whose order spans goroutines in step:
-// the GetIDs, and the PoolReset event before the ConnClosed events of
-// the conns its Reset retires. A Reset moves the generation under mu and
+// the GetIDs, the PoolReset event before the ConnClosed events of the
+// conns its Reset retires, and an AddressEjected event before those of
+// the conns its ejection closes (held the same way). A Reset moves the generation under mu and
 // emits its event after; meanwhile another goroutine may already close a
 // conn the Reset retired (a Put, a dial's end, a waiter's accept). Such a
 // ConnClosed event is held here, not emitted, until the Reset has emitted
@@ -58,9 +60,20 @@ func (p *Pool) emitReady() {
 type eventOrder struct {
 	getIDs atomic.Uint64 // the GetID of the last Get started, when a Get hook is set
 
-	mu        sync.Mutex        // guards the fields below; held for a few steps, never across a hook
+	mu        sync.Mutex        // guards the fields below and endpoint.EjectionsReported; held for a few steps, never across a hook
 	resetGen  uint64            // the highest generation whose Reset has emitted its PoolReset event
 	heldClose []ConnClosedEvent // ConnClosed events of CloseReset waiting for their PoolReset
+	// heldEjected are ConnClosed events of CloseEjected waiting for the
+	// AddressEjected event of their address's ejection.
+	heldEjected []heldEjectedClose
+}
+
+// heldEjectedClose is a ConnClosed event of CloseEjected held until its
+// address's ejection number ejection is reported.
+type heldEjectedClose struct {
+	ep        *endpoint
+	ejection  int64
+	connClose ConnClosedEvent
 }
 
 // emitReset emits the PoolReset event of the Reset that moved the
@@ -115,7 +128,39 @@ func (p *Pool) emitConnClosed(pc *poolConn, reason CloseReason) {
 		}
 		o.mu.Unlock()
 	}
+	if reason == CloseEjected && p.hooks.AddressEjected != nil {
+		// pc was closed for its address's ejection: hold the event until
+		// the maintainer has emitted the ejection's (ejectionReported).
+		o := &p.events
+		o.mu.Lock()
+		if pc.ep.EjectionsReported < pc.ejection {
+			o.heldEjected = append(o.heldEjected, heldEjectedClose{pc.ep, pc.ejection, ev})
+			o.mu.Unlock()
+			return
+		}
+		o.mu.Unlock()
+	}
 	emit(p, p.hooks.ConnClosed, ev)
+}
+
+// ejectionReported notes that the AddressEjected event of ep's ejection
+// number n was emitted, then emits the ConnClosed events held for it.
+func (p *Pool) ejectionReported(ep *endpoint, n int64) {
+	o := &p.events
+	o.mu.Lock()
+	ep.EjectionsReported = max(ep.EjectionsReported, n)
+	var due []ConnClosedEvent
+	o.heldEjected = slices.DeleteFunc(o.heldEjected, func(h heldEjectedClose) bool {
+		if h.ep == ep && h.ejection <= n {
+			due = append(due, h.connClose)
+			return true
+		}
+		return false
+	})
+	o.mu.Unlock()
+	for _, ev := range due {
+		emit(p, p.hooks.ConnClosed, ev)
+	}
 }
 
 // emitDialFailed emits the ConnClosed event of a dial that failed.

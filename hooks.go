@@ -22,7 +22,9 @@ package connpool
 // before every ConnClosed of reason [CloseReset]: one that another
 // goroutine would emit first is held, and emitted by the Reset's
 // goroutine right after its PoolReset; a conn whose DialStarted comes
-// after a PoolReset is not retired by that Reset. A Get's GetStarted and
+// after a PoolReset is not retired by that Reset. In the same way an
+// address's AddressEjected event comes before the ConnClosed events of
+// reason [CloseEjected] of its conns. A Get's GetStarted and
 // GetDone carry the same GetID, so that they pair up however many Gets
 // run at once. Events of different conns, and of different Gets,
 // interleave as the goroutines that emit them run; in particular a conn's

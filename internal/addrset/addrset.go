@@ -58,6 +58,12 @@ type Endpoint struct {
 	backoffUntil      int64 // meaningful while failStreak > 0
 
 	out outlier // ejection state (outlier.go)
+
+	// EjectionsReported is how many of its ejections the caller has
+	// reported (Ejections counts them as they happen), for the caller to
+	// keep what follows an ejection behind its report. Guarded by the
+	// caller's lock for its reports, not by its lock for the set.
+	EjectionsReported int64
 }
 
 // Status answers the one question a conn's fate asks of its address: may
