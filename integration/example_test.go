@@ -35,8 +35,8 @@ func Example_pgx() {
 	}
 	cfg.DialFunc = pool.DialContext
 	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(8) // at most the pool's MaxConns
-	db.SetMaxIdleConns(8) // keep them between bursts
+	db.SetMaxOpenConns(6) // the pool's MaxConns less two: a cancelled query's CancelRequest dials too
+	db.SetMaxIdleConns(6) // keep them between bursts
 	db.SetConnMaxIdleTime(time.Minute)
 
 	var n int
@@ -65,8 +65,8 @@ func Example_libpq() {
 	}
 	connector.Dialer(pqDialer{pool}) // Dial, DialTimeout and DialContext on pool.DialContext
 	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(8) // within the pool's cap
-	db.SetMaxIdleConns(8)
+	db.SetMaxOpenConns(6) // the pool's cap less two, for cancel requests
+	db.SetMaxIdleConns(6)
 	db.SetConnMaxIdleTime(time.Minute)
 
 	var s string
