@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -166,13 +167,16 @@ func (c *config) validate() {
 		c.invalid("WithMaxIdle(%d) exceeds %s", c.maxIdle, c.maxConnsOrigin(c.maxIdle))
 	case c.minIdle > c.maxConns:
 		c.invalid("WithMinIdle(%d) exceeds %s", c.minIdle, c.maxConnsOrigin(c.minIdle))
-	case c.minIdle > c.maxIdle:
+	case c.minIdle > c.maxIdle && c.maxIdle >= 0:
 		c.invalid("WithMinIdle(%d) exceeds WithMaxIdle(%d)", c.minIdle, c.maxIdle)
 	}
+	// A value derived from another option (MaxIdle from MaxConns, the
+	// jitter from the lifetime) is checked only where the user set it:
+	// the error names the option the user gave.
 	if c.minIdle < 0 {
 		c.invalid("WithMinIdle(%d): must not be negative", c.minIdle)
 	}
-	if c.maxIdle < 0 {
+	if c.maxIdle < 0 && c.maxIdleSet {
 		c.invalid("WithMaxIdle(%d): must not be negative", c.maxIdle)
 	}
 	if c.maxConnecting < 1 {
@@ -188,11 +192,11 @@ func (c *config) validate() {
 		{"WithDialTimeout", c.dialTimeout},
 		{"WithHealthCheckInterval", c.checkInterval},
 	} {
-		if d.v < 0 {
+		if d.v < 0 && (d.name != "WithMaxLifetimeJitter" || c.jitterSet) {
 			c.invalid("%s(%v): must not be negative", d.name, d.v)
 		}
 	}
-	if c.lifetimeJitter > c.maxLifetime {
+	if c.lifetimeJitter > c.maxLifetime && c.jitterSet {
 		c.invalid("WithMaxLifetimeJitter(%v) exceeds WithMaxLifetime(%v)", c.lifetimeJitter, c.maxLifetime)
 	}
 	if c.backoffMin <= 0 || c.backoffMax < c.backoffMin {
@@ -239,6 +243,8 @@ func (c *config) checkAddress(network, address string) {
 		if err != nil || port == "" {
 			c.invalid("New(%q, %q): %s: a %s address is host:port, such as \"localhost:6379\", \"10.0.0.7:5432\" or \"[::1]:6379\"",
 				network, address, why, network)
+		} else if n, err := strconv.Atoi(port); err == nil && (n < 0 || n > 65535) {
+			c.invalid("New(%q, %q): port %d is out of range: a port is 0 to 65535", network, address, n)
 		}
 	case "unix", "unixgram", "unixpacket", "ip", "ip4", "ip6":
 		// A unix address is a path or an abstract name, an ip one a host.

@@ -45,6 +45,9 @@ type getOp struct {
 
 // get implements Get, and DialContext with flags connDestroyOnClose.
 func (p *Pool) get(ctx context.Context, flags uint32) (*Conn, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("connpool: get %s with a nil context: pass context.Background() for a Get without a deadline", p.name)
+	}
 	if !p.observed {
 		op := getOp{ctx: ctx, flags: flags}
 		if flags == 0 && ctx.Err() == nil { // the plain path's first try, before any bookkeeping

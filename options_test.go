@@ -66,6 +66,33 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 	}
 }
 
+// TestBadOptionErrorNamesOnlyIt: one bad option gives one error, naming
+// that option, not also those whose defaults derive from it. Regression:
+// WithMaxConns(-1) also reported WithMaxIdle(-1), WithMaxIdle(-1)
+// reported WithMinIdle(0) first, and WithMaxLifetime(-1s) reported
+// WithMaxLifetimeJitter twice: options the user never set.
+func TestBadOptionErrorNamesOnlyIt(t *testing.T) {
+	for _, tc := range []struct {
+		opt  connpool.Option
+		want string
+	}{
+		{connpool.WithMaxConns(-1), "WithMaxConns(-1)"},
+		{connpool.WithMaxConns(0), "WithMaxConns(0)"},
+		{connpool.WithMaxIdle(-1), "WithMaxIdle(-1)"},
+		{connpool.WithMinIdle(-1), "WithMinIdle(-1)"},
+		{connpool.WithMaxLifetime(-time.Second), "WithMaxLifetime(-1s)"},
+		{connpool.WithHealthCheckInterval(-time.Second), "WithHealthCheckInterval(-1s)"},
+		{connpool.WithIdleTimeout(-time.Second), "WithIdleTimeout(-1s)"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			_, err := connpool.New("tcp", "x:1", tc.opt)
+			require.ErrorIs(t, err, connpool.ErrInvalidOption)
+			assert.Equal(t, 1, strings.Count(err.Error(), "connpool: invalid option"), "one error: %v", err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
 func TestNewReportsEveryBadOption(t *testing.T) {
 	_, err := connpool.New("tcp", "x:1", connpool.WithMaxConns(0), connpool.WithDialer(nil))
 	require.Error(t, err)
@@ -141,6 +168,8 @@ func TestNewValidatesTheAddress(t *testing.T) {
 		{"tcp", "[::1]:6379", nil, ""},
 		{"tcp", ":6379", nil, ""},
 		{"tcp", "localhost:redis", nil, ""},
+		{"tcp", "localhost:99999", nil, `New("tcp", "localhost:99999"): port 99999 is out of range`},
+		{"tcp", "localhost:65535", nil, ""},
 		{"unix", "/run/app.sock", nil, ""},
 		{"unix", "@abstract", nil, ""},
 		{"ip4:icmp", "127.0.0.1", nil, ""},
@@ -212,4 +241,18 @@ func TestWithDialerAloneLogsThatItDoesNotSpread(t *testing.T) {
 			assert.Equal(t, tc.want, logs.count(slog.LevelInfo, line))
 		})
 	}
+}
+
+// TestNilContextIsAnError: a Get or DialContext given a nil context
+// returns an error that says what to pass, rather than panicking on it.
+func TestNilContextIsAnError(t *testing.T) {
+	srv := startServer(t)
+	p := newPool(t, srv.Addr())
+	//lint:ignore SA1012 the nil context is the point
+	_, err := p.Get(nil)
+	require.ErrorContains(t, err, "nil context: pass context.Background()")
+	//lint:ignore SA1012 the nil context is the point
+	_, err = p.DialContext(nil, "tcp", srv.Addr())
+	require.ErrorContains(t, err, "nil context")
+	assert.Zero(t, p.Stats().OpenConns)
 }
