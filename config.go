@@ -54,6 +54,7 @@ type config struct {
 	ejection        ejectionConfig // WithOutlierEjection; zero: off
 	logger          *slog.Logger
 	name            string // "" until set: New names the pool "network address"
+	nameDefault     bool   // name is the default, claimed unique among live pools (names.go)
 	maxWaiters      int    // 0: no limit
 	useTimeMetrics  bool
 	leakThreshold   time.Duration // 0: no leak detection
@@ -130,7 +131,7 @@ func newConfig(network, address string, opts []Option) (config, error) {
 	}
 	c.applyAdaptive()
 	if c.name == "" {
-		c.name = network + " " + address
+		c.name, c.nameDefault = network+" "+address, true
 	}
 	if network == "" {
 		c.invalid("New: empty network")
@@ -156,6 +157,9 @@ func newConfig(network, address string, opts []Option) (config, error) {
 	c.validate()
 	c.connectingWanted = c.maxConnecting
 	c.maxConnecting = min(c.maxConnecting, c.maxConns)
+	if c.nameDefault && len(c.invalidOptions) == 0 {
+		c.name = claimName(c.name) // unique among live pools (names.go)
+	}
 	return c, errors.Join(c.invalidOptions...)
 }
 

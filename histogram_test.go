@@ -59,7 +59,7 @@ func TestStatsHistogramsAgreeWithCounters(t *testing.T) {
 		} else {
 			assert.Zero(t, st.UseTime.Count())
 		}
-		assert.Contains(t, st.String(), "tcp "+srv.Addr()+": open ")
+		assert.Contains(t, st.String(), st.Name+": open ")
 		assert.Contains(t, st.String(), "; wait n=")
 	}
 }

@@ -256,3 +256,33 @@ func TestNilContextIsAnError(t *testing.T) {
 	require.ErrorContains(t, err, "nil context")
 	assert.Zero(t, p.Stats().OpenConns)
 }
+
+// TestDefaultNamesAreUniqueAmongLivePools: a second live pool of one
+// address takes the default name with " #2" after it, a Group's pool of
+// that address " #3"; a closed pool gives its name back; names given with
+// WithName are kept as given.
+func TestDefaultNamesAreUniqueAmongLivePools(t *testing.T) {
+	srv := startServer(t)
+	name := "tcp " + srv.Addr()
+	a := newPool(t, srv.Addr())
+	b := newPool(t, srv.Addr())
+	assert.Equal(t, name, a.Stats().Name)
+	assert.Equal(t, name+" #2", b.Stats().Name)
+	g, err := connpool.NewGroup()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close() })
+	c, err := g.Get(context.Background(), "tcp", srv.Addr())
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	for _, s := range g.Stats() {
+		assert.Equal(t, name+" #3", s.Name)
+	}
+
+	require.NoError(t, a.Close())
+	again := newPool(t, srv.Addr())
+	assert.Equal(t, name, again.Stats().Name, "a closed pool gave its name back")
+
+	x := newPool(t, srv.Addr(), connpool.WithName("cache"))
+	y := newPool(t, srv.Addr(), connpool.WithName("cache"))
+	assert.Equal(t, x.Stats().Name, y.Stats().Name, "a name the user gave is kept")
+}

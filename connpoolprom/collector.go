@@ -58,10 +58,12 @@ func NewCollector(pools ...*connpool.Pool) prometheus.Collector {
 // the registry in advance (client_golang calls it unchecked): it
 // registers beside any other collector, and the registry cannot check
 // its series at registration. Register one collector per group in a
-// registry, and name the pools of two groups that dial the same address
-// apart (connpool.WithName among each group's options): a second
-// collector of a group, or two pools of one name, network and address,
-// would send the same series twice, which fails the scrape.
+// registry, and if you name two groups that dial the same address
+// (connpool.WithName among each group's options), name them apart: a
+// second collector of a group, or two pools of one name, network and
+// address, would send the same series twice, which fails the scrape.
+// Pools left with the default names are apart already: among live pools,
+// a default name is unique ([connpool.WithName]).
 func NewGroupCollector(g *connpool.Group) prometheus.Collector {
 	return &groupCollector{g: g}
 }

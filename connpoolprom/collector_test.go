@@ -416,43 +416,61 @@ func TestScrapeOfAHostName(t *testing.T) {
 // register in one registry and gather together (issue 21): every
 // collector described the same Descs, so a service that registered two
 // pools' collectors, or a pool's and a group's, got "duplicate metrics
-// collector registration attempted", a panic with MustRegister.
+// collector registration attempted", a panic with MustRegister. Two
+// components of a service may also leave their pools, and a group's, the
+// default names, all of one address: they gather apart too. Regression:
+// with the default names, the standalone pools' and the group's pool's
+// series were the same, and every Gather failed.
 func TestCollectorsShareARegistry(t *testing.T) {
-	srv := startServer(t)
-	a := newPool(t, srv.Addr(), connpool.WithName("orders"))
-	b := newPool(t, srv.Addr(), connpool.WithName("sessions"))
-	use(t, a)
-	use(t, b)
-	g, err := connpool.NewGroup(connpool.WithName("api"), connpool.WithMaxConns(2))
-	require.NoError(t, err)
-	t.Cleanup(func() { g.Close() })
-	require.NoError(t, exercise(g, "tcp", srv.Addr()))
+	for _, tc := range []struct {
+		name       string
+		a, b       []connpool.Option
+		g          []connpool.GroupOption
+		wantGroups int // the group's pools
+	}{
+		{"named", []connpool.Option{connpool.WithName("orders")}, []connpool.Option{connpool.WithName("sessions")},
+			[]connpool.GroupOption{connpool.WithName("api"), connpool.WithMaxConns(2)}, 1},
+		{"default names", nil, nil, []connpool.GroupOption{connpool.WithMaxConns(2)}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t)
+			a := newPool(t, srv.Addr(), tc.a...)
+			b := newPool(t, srv.Addr(), tc.b...)
+			use(t, a)
+			use(t, b)
+			g, err := connpool.NewGroup(tc.g...)
+			require.NoError(t, err)
+			t.Cleanup(func() { g.Close() })
+			require.NoError(t, exercise(g, "tcp", srv.Addr()))
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(connpoolprom.NewCollector(a))
-	reg.MustRegister(connpoolprom.NewCollector(b))
-	reg.MustRegister(connpoolprom.NewGroupCollector(g))
-	quiesce(t, a)
-	quiesce(t, b)
-	stats := g.Stats()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	require.Equal(t, stats, g.Stats(), "the group is quiet while scraped")
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(connpoolprom.NewCollector(a))
+			reg.MustRegister(connpoolprom.NewCollector(b))
+			reg.MustRegister(connpoolprom.NewGroupCollector(g))
+			quiesce(t, a)
+			quiesce(t, b)
+			stats := g.Stats()
+			require.Len(t, stats, tc.wantGroups)
+			mfs, err := reg.Gather()
+			require.NoError(t, err)
+			require.Equal(t, stats, g.Stats(), "the group is quiet while scraped")
 
-	expected := want(connpool.Addr{Network: "tcp", Address: srv.Addr()}, a.Stats())
-	maps.Copy(expected, want(connpool.Addr{Network: "tcp", Address: srv.Addr()}, b.Stats()))
-	for addr, s := range stats {
-		maps.Copy(expected, want(addr, s))
-	}
-	assertSamplesMatch(t, expected, samples(t, mfs)) // samples fails on a duplicate series
+			expected := want(connpool.Addr{Network: "tcp", Address: srv.Addr()}, a.Stats())
+			maps.Copy(expected, want(connpool.Addr{Network: "tcp", Address: srv.Addr()}, b.Stats()))
+			for addr, s := range stats {
+				maps.Copy(expected, want(addr, s))
+			}
+			assertSamplesMatch(t, expected, samples(t, mfs)) // samples fails on a duplicate series
 
-	problems, err := testutil.GatherAndLint(reg)
-	require.NoError(t, err)
-	assert.Empty(t, problems)
-	for _, c := range []prometheus.Collector{connpoolprom.NewCollector(a, b), connpoolprom.NewGroupCollector(g)} {
-		problems, err := testutil.CollectAndLint(c)
-		require.NoError(t, err)
-		assert.Empty(t, problems)
+			problems, err := testutil.GatherAndLint(reg)
+			require.NoError(t, err)
+			assert.Empty(t, problems)
+			for _, c := range []prometheus.Collector{connpoolprom.NewCollector(a, b), connpoolprom.NewGroupCollector(g)} {
+				problems, err := testutil.CollectAndLint(c)
+				require.NoError(t, err)
+				assert.Empty(t, problems)
+			}
+		})
 	}
 }
 
