@@ -77,7 +77,15 @@ func TestAdaptiveRejectsDialContext(t *testing.T) {
 	c, err := p.DialContext(context.Background(), "tcp", srv.Addr())
 	assert.Nil(t, c)
 	assert.ErrorIs(t, err, connpool.ErrAdaptiveDialContext)
+	assert.ErrorContains(t, err, "use Get and Put", "the error says what to do")
 	assert.Zero(t, p.Stats().Dials, "nothing dialed for it")
+
+	g, err := connpool.NewGroup(connpool.WithAdaptiveMaxConns(1, 4))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close() })
+	_, err = g.DialContext(context.Background(), "tcp", srv.Addr())
+	assert.ErrorIs(t, err, connpool.ErrAdaptiveDialContext)
+	assert.ErrorContains(t, err, "in a Group, one without it among NewGroup's options")
 }
 
 // TestSetMaxConnsOnAdaptivePool pins what SetMaxConns does there: within
