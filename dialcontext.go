@@ -37,7 +37,12 @@ import (
 // http.Transport) keeps the conns it dialed, idle ones included, until it
 // closes them: size it within the pool's cap (see docs/clients.md). When
 // it dials while clients hold every conn of the pool, its dial waits at
-// the cap as a Get does; if its ctx ends first, DialContext returns an
+// the cap as a Get does, for at most the dial timeout ([WithDialTimeout],
+// 5s by default), as a [net.Dialer]'s Timeout bounds its dial: a client
+// whose dials' contexts never end (net/http's Transport detaches a dial
+// from the request that started it, and keeps it going after the request
+// was served by another conn) leaves no dial waiting past it. If the wait
+// ends first, DialContext returns an
 // error that wraps both ctx's error and [ErrClientPoolOverCap] and names
 // the settings to change (a conn being dialed counts as a client's). If
 // it had waited 100ms or more, the pool also warns, once per streak,
@@ -68,6 +73,13 @@ func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Co
 	}
 	if err := p.groupFailFast(); err != nil {
 		return nil, asDialOpError(network, address, p.refuse(err))
+	}
+	if d := p.cfg.dialTimeout; d > 0 && ctx != nil {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > d {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
 	}
 	c, err := p.get(ctx, connDestroyOnClose)
 	if err != nil {

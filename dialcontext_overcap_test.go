@@ -2,8 +2,12 @@ package connpool_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -357,4 +361,49 @@ func TestDialContextErrorsAreDialErrors(t *testing.T) {
 	_, err = p.DialContext(context.Background(), "tcp", srv.Addr())
 	require.ErrorAs(t, err, &op)
 	assert.ErrorIs(t, err, connpool.ErrClosed)
+}
+
+// TestTransportDialsDoNotWaitForever runs an http.Transport over a pool
+// with the Transport's own way of dialing: each request that finds no idle
+// conn starts a dial with a context that never ends, which goes on after
+// another conn served the request. With MaxIdleConnsPerHost above the
+// pool's cap the Transport keeps every conn idle, so those dials can only
+// wait. They wait for at most the dial timeout, and a second client then
+// gets a clear error at once rather than waiting out its own timeout.
+// Regression: the dials waited forever (1,276 queued after a run), and a
+// second Transport's requests hung until their client timed them out.
+func TestTransportDialsDoNotWaitForever(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	const dialTimeout = 500 * time.Millisecond
+	p := newPool(t, addr, connpool.WithMaxConns(4), connpool.WithDialTimeout(dialTimeout))
+	hoarder := &http.Transport{DialContext: p.DialContext, MaxIdleConnsPerHost: 100}
+	t.Cleanup(hoarder.CloseIdleConnections)
+	client := &http.Client{Transport: hoarder, Timeout: waitFor}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 20 {
+				resp, err := client.Get(srv.URL)
+				if err != nil {
+					continue // a request whose own dial gave up first, while the 4 conns were busy
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool { return p.Stats().Waiting == 0 }, 10*dialTimeout+waitFor, tick,
+		"the Transport's dials left waiting: %v", p.Stats())
+
+	other := &http.Transport{DialContext: p.DialContext}
+	t.Cleanup(other.CloseIdleConnections)
+	start := time.Now()
+	_, err := (&http.Client{Transport: other, Timeout: waitFor}).Get(srv.URL)
+	require.ErrorIs(t, err, connpool.ErrClientPoolOverCap, "the hoarder holds every conn: a clear error")
+	assert.Less(t, time.Since(start), waitFor, "before the client's own timeout")
 }

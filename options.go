@@ -247,8 +247,9 @@ func WithRebalanceRate(n int) Option {
 
 // WithDialTimeout bounds each dial, including a TLS handshake the dialer
 // does. The bound is the dial's own: it neither shortens nor extends the
-// wait of the Get that asked for the conn. If d is 0, a dial ends only when
-// it fails or the pool closes. The default is 5s.
+// wait of the Get that asked for the conn. A client's dial through
+// [Pool.DialContext] waits at the cap for at most d too. If d is 0, a dial
+// ends only when it fails or the pool closes. The default is 5s.
 func WithDialTimeout(d time.Duration) Option {
 	return poolOption(func(c *config) { c.dialTimeout = d })
 }
