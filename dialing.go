@@ -103,7 +103,7 @@ func (p *Pool) startDialLocked(e *waitq.Elem[waiter], kind dialKind) {
 // dialOp is one dial the pool started.
 type dialOp struct {
 	id   uint64              // the conn's id
-	gen  uint64              // the pool's Reset generation when it started
+	gen  uint64              // the pool's Reset generation when it started, then when its connect began (dial)
 	e    *waitq.Elem[waiter] // the waiter it is for, or nil; see forWaiterLocked (dial sets it nil once the record serves a later Get)
 	use  uint64              // e's use when the dial started
 	kind dialKind            // whom it is for
@@ -134,7 +134,6 @@ func (p *Pool) dial(d dialOp) {
 	defer p.wg.Done()
 	addressed := d.ep != nil || p.awaitEndpoint(&d)
 	if p.hooks.DialStarted != nil {
-		d.gen = p.createdGen(d.gen)
 		emit(p, p.hooks.DialStarted, DialStartedEvent{Pool: p.name, ConnID: d.id, Address: d.addr(p)})
 	}
 	var nc net.Conn
@@ -146,6 +145,13 @@ func (p *Pool) dial(d dialOp) {
 		limited = err != nil // the pool closed while waiting for the group's cap: no slot held
 	}
 	if !limited {
+		// The conn is of the generation its connect begins in: a Reset
+		// before it, since the dial's start (a wait for the first resolve
+		// or the group's cap), does not retire it. Read after DialStarted
+		// (CMAP's ConnectionCreated), so that no conn whose DialStarted
+		// comes after a PoolReset is retired by that Reset: the Reset
+		// moved the generation before it emitted its event.
+		d.gen = p.gen.Load()
 		start := clock.Ticks()
 		nc, err = p.dialConn(d.ctx, d.ep.Addr)
 		took = clock.Since(start)

@@ -94,22 +94,6 @@ func (p *Pool) emitReset(gen uint64) {
 	}
 }
 
-// createdGen returns the generation of a dial started in gen whose
-// DialStarted event, CMAP's ConnectionCreated, is about to be emitted: a
-// Reset whose PoolReset event was emitted meanwhile does not retire it,
-// so that no conn created after a PoolReset is closed by that Reset. The
-// dial may have waited for the first resolve, or its goroutine to run,
-// since it took gen under mu.
-func (p *Pool) createdGen(gen uint64) uint64 {
-	if p.hooks.PoolReset == nil {
-		return gen
-	}
-	o := &p.events
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return max(gen, o.resetGen)
-}
-
 // emitConnClosed emits closed conn pc's event, or holds it while the
 // Reset that retired pc has not emitted its own (emitReset).
 func (p *Pool) emitConnClosed(pc *poolConn, reason CloseReason) {

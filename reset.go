@@ -2,8 +2,10 @@ package connpool
 
 // Reset retires every conn opened before it: idle ones are closed now,
 // borrowed ones and those under a background check are closed when they
-// come back, dials in flight are closed as they finish, and none of them
-// is handed out again. Waiting Gets keep waiting and are served by new
+// come back, dials already connecting are closed as they finish, and none
+// of them is handed out again; a dial that had yet to connect (waiting for
+// a slot under a group's cap, say) connects after the Reset, and its conn
+// is kept. Waiting Gets keep waiting and are served by new
 // dials. Use it after a failover, a network change, or rotated
 // credentials (with a dialer that reads the new ones). The conns it
 // retires count in Stats.ResetClosed; the pool emits a PoolReset event
