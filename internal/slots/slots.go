@@ -30,6 +30,9 @@ type Waiter struct {
 // Granted returns a channel closed when w is granted a slot.
 func (w *Waiter) Granted() <-chan struct{} { return w.granted }
 
+// At returns the stamp w joined with.
+func (w *Waiter) At() int64 { return w.at }
+
 // New returns Slots of size n.
 func New(n int) *Slots { return &Slots{max: n} }
 
@@ -115,6 +118,14 @@ func (s *Slots) Used() (used, size int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.used, s.max
+}
+
+// Free reports whether a newcomer would get a slot now: fewer than the
+// size are used and nobody waits.
+func (s *Slots) Free() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used < s.max && s.waiters.Len() == 0
 }
 
 // Waiting returns how many wait for a slot now and the stamp the oldest

@@ -88,6 +88,32 @@ func TestLeave(t *testing.T) {
 	assert.Zero(t, used)
 }
 
+// TestFree: a slot is free for a newcomer only below the size with
+// nobody waiting.
+func TestFree(t *testing.T) {
+	s := New(1)
+	assert.True(t, s.Free())
+	require.True(t, s.TryAcquire())
+	assert.False(t, s.Free(), "at the size")
+	s.Resize(2)
+	assert.True(t, s.Free(), "below a raised size")
+	require.True(t, s.TryAcquire())
+	w := s.Join(7)
+	assert.Equal(t, int64(7), w.At())
+	s.Resize(3)
+	<-w.Granted()
+	s.Resize(4)
+	assert.True(t, s.Free())
+	w = s.Join(0)
+	<-w.Granted()
+	assert.False(t, s.Free(), "at the size again")
+	s.Resize(3)
+	s.Release()
+	assert.False(t, s.Free(), "after a shrink, until enough are released")
+	s.Release()
+	assert.True(t, s.Free())
+}
+
 func TestFirstComeFirstServed(t *testing.T) {
 	s := New(1)
 	require.True(t, s.TryAcquire())
