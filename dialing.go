@@ -140,7 +140,8 @@ func (p *Pool) dial(d dialOp) {
 	var took time.Duration // the dialer's own time, without the wait for a group slot
 	var err error
 	limited := !addressed // the pool closed before the first resolve answered: no slot held
-	if addressed && p.cfg.limit != nil {
+	warmSlot := d.kind == dialWarm && p.cfg.limit != nil // taken by warm (warmSlotLocked)
+	if addressed && p.cfg.limit != nil && !warmSlot {
 		err = p.acquireGroupSlot(d.ep)
 		limited = err != nil // the pool closed while waiting for the group's cap: no slot held
 	}
@@ -178,7 +179,7 @@ func (p *Pool) dial(d dialOp) {
 	} else {
 		d.e = nil // from here on, under this hold of mu, d.e is its waiter's record
 	}
-	streak := p.dialOverLocked(&d, pc, limited)
+	streak := p.dialOverLocked(&d, pc, limited && !warmSlot)
 	switch {
 	case limited, err != nil && p.closed.Load():
 		// Failed because the pool closed: no backoff, no waiter to fail.

@@ -32,6 +32,12 @@ type Addr struct {
 // frees a slot: a raised cap, a conn closed, an idle conn evicted.
 // [Group.GroupStats] reports the cap and the dials waiting at it.
 //
+// Warming ([WithMinIdle]) takes only free slots: it neither waits at the
+// cap nor evicts another pool's idle conn. When the pools' MinIdle add up
+// to more than the cap, the pools warm until the cap is reached, and the
+// ones left below their MinIdle stay there until a slot frees (a conn
+// closes, or the cap is raised); a Get still makes room as above.
+//
 // A conn handed out by DialContext holds its slot until its client closes
 // it, so a Transport that keeps idle keep-alive conns holds slots the
 // group cannot take back by itself: register it, or the group can wait at
@@ -243,6 +249,9 @@ func (g *Group) SetGroupMaxConns(n int) error {
 		return invalidSet("SetGroupMaxConns(%d): must be at least 1", n)
 	}
 	g.total.sem.Resize(n)
+	if g.total.sem.Free() {
+		g.total.wakeHungry() // the pools below their MinIdle warm into the room
+	}
 	for {
 		used, size := g.total.sem.Used()
 		if used <= size || !g.evictIdle(nil) {

@@ -6,6 +6,7 @@ package connpool
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 // groupLimit is the group's cap as the pools see it: a permit per open
 // conn, taken before a dial and given back when the conn closes. Dials
 // that find the cap reached queue for a permit in one queue across the
-// pools, first come first served (wait).
+// pools, first come first served (wait); warming never queues
+// (takeWarmSlot).
 type groupLimit struct {
 	g   *Group
 	sem *slots.Slots // resized by SetGroupMaxConns
@@ -29,6 +31,15 @@ type groupLimit struct {
 	// total time queued, for GroupStats.
 	waits  atomic.Int64
 	waited atomic.Int64
+
+	// hungryMu guards hungry: the pools that found no free slot to warm
+	// into (takeWarmSlot), woken to warm again when a slot is free for a
+	// newcomer (wakeHungry). numHungry is its size, which release reads
+	// without the lock. hungryMu is taken under a Pool's mu, and no other
+	// lock is taken under it.
+	hungryMu  sync.Mutex
+	hungry    map[*Pool]struct{}
+	numHungry atomic.Int32
 }
 
 // size returns the cap.
@@ -136,7 +147,68 @@ func (l *groupLimit) evictFor(p *Pool) bool {
 	return l.g.evictIdle(p)
 }
 
-func (l *groupLimit) release() { l.sem.Release() }
+// release gives back a permit; when it is free for a newcomer, the
+// pools waiting to warm are woken.
+func (l *groupLimit) release() {
+	l.sem.Release()
+	if l.numHungry.Load() > 0 && l.sem.Free() {
+		l.wakeHungry()
+	}
+}
+
+// takeWarmSlot takes a free permit for a warm dial of p (MinIdle).
+// Warming never queues at the cap nor evicts another pool's idle conn for
+// it: a warm dial that evicted woke the warming of the pool it took from,
+// whose own warm dial evicted in turn, without end. So when no permit is
+// free, p is noted hungry and woken when one is (release, resized), and
+// takeWarmSlot reports false. p's mu must be held.
+func (l *groupLimit) takeWarmSlot(p *Pool) bool {
+	if l.tryAcquire() {
+		return true
+	}
+	l.hungryMu.Lock()
+	if _, ok := l.hungry[p]; !ok {
+		if l.hungry == nil {
+			l.hungry = make(map[*Pool]struct{})
+		}
+		l.hungry[p] = struct{}{}
+		l.numHungry.Add(1)
+	}
+	l.hungryMu.Unlock()
+	// A permit released before p was noted woke nobody: try once more.
+	if !l.tryAcquire() {
+		return false
+	}
+	l.forget(p)
+	return true
+}
+
+// wakeHungry wakes the maintainer of every pool noted hungry, to warm
+// into the permits free now, and forgets them: those that find none free
+// are noted again.
+func (l *groupLimit) wakeHungry() {
+	l.hungryMu.Lock()
+	pools := make([]*Pool, 0, len(l.hungry))
+	for p := range l.hungry {
+		pools = append(pools, p)
+	}
+	clear(l.hungry)
+	l.numHungry.Store(0)
+	l.hungryMu.Unlock()
+	for _, p := range pools {
+		p.wakeMaintainer()
+	}
+}
+
+// forget takes p off the hungry pools, when it got a permit or closed.
+func (l *groupLimit) forget(p *Pool) {
+	l.hungryMu.Lock()
+	if _, ok := l.hungry[p]; ok {
+		delete(l.hungry, p)
+		l.numHungry.Add(-1)
+	}
+	l.hungryMu.Unlock()
+}
 
 // warnStuck logs, once per streak, that a dial of p has waited at the cap
 // for warnAfter with no idle conn to evict and no client to ask: the
@@ -202,6 +274,13 @@ func (p *Pool) acquireGroupSlot(ep *endpoint) error {
 	ep.GroupWaiting--
 	p.mu.Unlock()
 	return err
+}
+
+// warmSlotLocked takes a free slot under the group's cap for a warm dial,
+// if the pool is in a group with a cap, and reports whether it may dial
+// (takeWarmSlot). mu must be held.
+func (p *Pool) warmSlotLocked() bool {
+	return p.cfg.limit == nil || p.cfg.limit.takeWarmSlot(p)
 }
 
 // releaseGroupSlot gives back the slot of a conn that closed or a dial

@@ -339,3 +339,68 @@ func TestGroupHostNameDialingCountsOnlyDialsInFlight(t *testing.T) {
 	cancel()
 	assert.ErrorIs(t, <-got, context.Canceled)
 }
+
+// groupTotals adds up the stats of a group's pools.
+func groupTotals(g *connpool.Group) (s connpool.Stats) {
+	for _, st := range g.Stats() {
+		s.OpenConns += st.OpenConns
+		s.Idle += st.Idle
+		s.Dialing += st.Dialing
+		s.Waiting += st.Waiting
+		s.Dials += st.Dials
+		s.DialErrors += st.DialErrors
+		s.IdleClosed += st.IdleClosed
+	}
+	return s
+}
+
+// TestGroupMinIdleSettlesUnderTheCap pins warming under a group's cap
+// below what the pools' MinIdle add up to: four hosts wanting two idle
+// conns each under a cap of 6. A warming dial used to evict another
+// pool's idle conn, whose pool warmed again in turn, and so on, with no
+// Get anywhere: 40 such hosts under a cap of 64 made 13,850 dials in 2s.
+// Warming takes only a free slot, so the group fills its cap and stays
+// there.
+func TestGroupMinIdleSettlesUnderTheCap(t *testing.T) {
+	g := newGroup(t, connpool.WithGroupMaxConns(6), connpool.WithMinIdle(2))
+	for range 4 {
+		c, err := g.Get(context.Background(), "tcp", startServer(t).Addr())
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+	}
+	require.Eventually(t, func() bool {
+		st, gs := groupTotals(g), g.GroupStats()
+		return st.Idle == 6 && st.OpenConns == 6 && st.Dialing == 0 && gs.Waiting == 0
+	}, waitFor, tick, "the pools warm up to the group's cap: %+v", g.GroupStats())
+	settled := groupTotals(g)
+	assert.Never(t, func() bool {
+		st := groupTotals(g)
+		return st.Dials != settled.Dials || st.IdleClosed != settled.IdleClosed
+	}, 500*time.Millisecond, 5*time.Millisecond, "warming dialed and evicted with no Get")
+	after := groupTotals(g)
+	assert.Equal(t, settled.Dials, after.Dials, "dials")
+	assert.Equal(t, settled.IdleClosed, after.IdleClosed, "idle conns evicted")
+}
+
+// TestGroupMinIdleWarmsWhenTheCapRises: a pool left below its MinIdle at
+// the group's cap warms once a raised cap frees a slot.
+func TestGroupMinIdleWarmsWhenTheCapRises(t *testing.T) {
+	g := newGroup(t, connpool.WithGroupMaxConns(1), connpool.WithMinIdle(1), connpool.WithMaxConns(1))
+	held, err := g.Get(context.Background(), "tcp", startServer(t).Addr())
+	require.NoError(t, err)
+	defer held.Close()
+	cold := startServer(t).Addr()
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	go func() {
+		_, err := g.Get(ctx, "tcp", cold)
+		got <- err
+	}()
+	require.Eventually(t, func() bool { return g.GroupStats().Waiting == 1 }, waitFor, tick)
+	cancel()
+	require.ErrorIs(t, <-got, context.Canceled)
+	require.NoError(t, g.SetGroupMaxConns(2))
+	assert.Eventually(t, func() bool {
+		return g.Stats()[connpool.Addr{Network: "tcp", Address: cold}].Idle == 1
+	}, waitFor, tick, "the pool below its MinIdle did not warm into the raised cap: %+v", g.GroupStats())
+}

@@ -74,6 +74,9 @@ func (g *Group) sweep() {
 			g.mu.Unlock()
 			for _, p := range unused {
 				_ = p.Close()
+				if g.total != nil {
+					g.total.forget(p)
+				}
 			}
 		}
 	}

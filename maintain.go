@@ -226,8 +226,9 @@ func (p *Pool) sweepDead() {
 }
 
 // warm starts dials until idle conns, conns under check and warming dials
-// add up to MinIdle, as the cap and the dial limit allow; queued waiters
-// come first. During a dial backoff it returns when the backoff ends, so
+// add up to MinIdle, as the cap, the dial limit and a group's free slots
+// allow (warmSlotLocked: at a group's cap it waits to be woken); queued
+// waiters come first. During a dial backoff it returns when the backoff ends, so
 // the maintainer retries then; otherwise it returns 0.
 func (p *Pool) warm() (retryAt int64) {
 	p.mu.Lock()
@@ -245,7 +246,7 @@ func (p *Pool) warm() (retryAt int64) {
 	if now := p.now(); p.backingOffLocked(now) {
 		return p.backoffUntil
 	}
-	for ; need > 0 && p.canDialLocked(); need-- {
+	for ; need > 0 && p.canDialLocked() && p.warmSlotLocked(); need-- {
 		p.startDialLocked(nil, dialWarm)
 	}
 	return 0

@@ -107,7 +107,10 @@ func WithMaxConns(n int) Option {
 
 // WithMinIdle keeps n idle conns ready, dialed in the background ahead of
 // demand and refilled as soon as the count drops. n must be between 0 and
-// MaxIdle. The default is 0: no warming.
+// MaxIdle. The default is 0: no warming. In a [Group] with a cap
+// ([WithGroupMaxConns]), warming takes only slots that are free: at the
+// cap the pool stays below n, without evicting another pool's conns,
+// until a slot frees.
 func WithMinIdle(n int) Option { return poolOption(func(c *config) { c.minIdle = n }) }
 
 // WithMaxIdle caps the idle conns the pool keeps; a conn returned when n
