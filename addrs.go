@@ -37,6 +37,9 @@ func (p *Pool) awaitEndpoint(d *dialOp) bool {
 	}
 	p.mu.Lock()
 	d.ep = p.pickLocked()
+	if d.ep != nil && d.slot != nil { // waiting at the group's cap: not in flight to it
+		d.ep.GroupWaiting++
+	}
 	p.mu.Unlock()
 	return d.ep != nil
 }

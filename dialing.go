@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/connpool/connpool/internal/clock"
+	"github.com/connpool/connpool/internal/slots"
 	"github.com/connpool/connpool/internal/sockcheck"
 	"github.com/connpool/connpool/internal/waitq"
 )
@@ -87,7 +88,10 @@ const (
 )
 
 // startDialLocked takes a permit and a dial slot and dials in the
-// background, on behalf of waiter e if it is not nil, or for warming.
+// background, on behalf of waiter e if it is not nil, or for warming. A
+// dial under a group's cap takes its slot, or its place in the group's
+// queue, here (joinGroupLocked); a warm dial has taken its slot already
+// (warmSlotLocked).
 func (p *Pool) startDialLocked(e *waitq.Elem[waiter], kind dialKind) {
 	p.reserveLocked(kind)
 	p.nextID++
@@ -96,6 +100,7 @@ func (p *Pool) startDialLocked(e *waitq.Elem[waiter], kind dialKind) {
 		e.Value.dialing = true
 		d.ctx, d.use = e.Value.ctx, e.Value.use
 	}
+	p.joinGroupLocked(&d)
 	p.wg.Add(1)
 	go p.dial(d)
 }
@@ -109,6 +114,11 @@ type dialOp struct {
 	kind dialKind            // whom it is for
 	ctx  context.Context     // whose values the dialer sees
 	ep   *endpoint           // the address it dials; nil until the first resolve answers (awaitEndpoint)
+	// slot is its place in the queue of the group's cap while it waits
+	// for a slot there (joinGroupLocked, acquireGroupSlot); nil once it
+	// holds one, or left, or when the pool has no group cap. Only the
+	// dial's goroutine changes it after the start, under mu.
+	slot *slots.Waiter
 }
 
 // addr returns the address d dials, as its events report it.
@@ -139,13 +149,22 @@ func (p *Pool) dial(d dialOp) {
 	var nc net.Conn
 	var took time.Duration // the dialer's own time, without the wait for a group slot
 	var err error
-	limited := !addressed // the pool closed before the first resolve answered: no slot held
-	warmSlot := d.kind == dialWarm && p.cfg.limit != nil // taken by warm (warmSlotLocked)
-	if addressed && p.cfg.limit != nil && !warmSlot {
-		err = p.acquireGroupSlot(d.ep)
-		limited = err != nil // the pool closed while waiting for the group's cap: no slot held
+	// skipped: the dial ends without dialing, because the pool closed
+	// before the first resolve answered or while it waited at the group's
+	// cap. held: it holds its slot under the group's cap, if the pool has
+	// one.
+	skipped, held := false, p.cfg.limit != nil
+	if !addressed {
+		err = fmt.Errorf("connpool: dial %s %s: %w", p.network, p.address, ErrClosed)
+		skipped = true
+		if d.slot != nil {
+			p.cfg.limit.leave(d.slot)
+			held = false
+		}
+	} else if err = p.acquireGroupSlot(&d); err != nil {
+		skipped, held = true, false
 	}
-	if !limited {
+	if !skipped {
 		// The conn is of the generation its connect begins in: a Reset
 		// before it, since the dial's start (a wait for the first resolve
 		// or the group's cap), does not retire it. Read after DialStarted
@@ -159,8 +178,6 @@ func (p *Pool) dial(d dialOp) {
 		if err == nil {
 			p.dialTime.observe(took)
 		}
-	} else {
-		err = fmt.Errorf("connpool: dial %s %s: %w", p.network, p.address, ErrClosed)
 	}
 	if p.hooks.DialDone != nil {
 		emit(p, p.hooks.DialDone, DialDoneEvent{Pool: p.name, ConnID: d.id, Address: d.addr(p), Duration: took, Err: err})
@@ -179,9 +196,12 @@ func (p *Pool) dial(d dialOp) {
 	} else {
 		d.e = nil // from here on, under this hold of mu, d.e is its waiter's record
 	}
-	streak := p.dialOverLocked(&d, pc, limited && !warmSlot)
+	if d.slot != nil { // it got no slot under the group's cap
+		p.slotWaitOverLocked(&d)
+	}
+	streak := p.dialOverLocked(&d, pc, !held)
 	switch {
-	case limited, err != nil && p.closed.Load():
+	case skipped, err != nil && p.closed.Load():
 		// Failed because the pool closed: no backoff, no waiter to fail.
 		p.dialErrors++
 		p.mu.Unlock()

@@ -6,6 +6,7 @@ package connpool
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,13 +63,30 @@ func (l *groupLimit) tryAcquire() bool {
 	if !l.sem.TryAcquire() {
 		return false
 	}
-	if l.g.warned.Load() {
-		l.g.warned.Store(false) // a slot at once: the streak is over
-	}
+	l.gotSlotAtOnce()
 	return true
 }
 
-// wait queues a dial of p for a permit and waits its turn. While it
+// gotSlotAtOnce ends the streak of waiting the group warns about.
+func (l *groupLimit) gotSlotAtOnce() {
+	if l.g.warned.Load() {
+		l.g.warned.Store(false) // a slot at once: the streak is over
+	}
+}
+
+// join takes a permit for a dial if one is free and no dial waits, and
+// returns nil; otherwise it queues the dial and returns its place, which
+// wait then waits on.
+func (l *groupLimit) join() *slots.Waiter {
+	w := l.sem.Join(int64(time.Since(l.g.epoch)))
+	if granted(w) {
+		l.gotSlotAtOnce()
+		return nil
+	}
+	return w
+}
+
+// wait waits for the permit that dial d of p queued for (join). While it
 // waits, it makes room, in this order: the oldest idle conn of another
 // pool, the closers' idle conns; otherwise a conn closes by itself. The
 // permit any of these frees goes to the first dial queued, which may be
@@ -78,12 +96,11 @@ func (l *groupLimit) tryAcquire() bool {
 // left keeps its place too, as before: its turn dials a conn for its
 // pool's next Get or idle stack, which the dials behind it may evict. It
 // fails only when ctx ends.
-func (l *groupLimit) wait(ctx context.Context, p *Pool) error {
-	start := time.Now()
-	w := l.sem.Join(int64(start.Sub(l.g.epoch)))
+func (l *groupLimit) wait(ctx context.Context, p *Pool, d *dialOp) error {
+	w := d.slot
 	defer func() {
 		l.waits.Add(1)
-		l.waited.Add(int64(time.Since(start)))
+		l.waited.Add(int64(time.Since(l.g.epoch)) - w.At())
 	}()
 	var retryAt *time.Timer
 	defer func() {
@@ -99,13 +116,13 @@ func (l *groupLimit) wait(ctx context.Context, p *Pool) error {
 			continue
 		}
 		// Only for a Get that waits: a dial nobody waits for any more (its
-		// Get left, or it warms) takes no conn from the clients.
+		// Get left) takes no conn from the clients.
 		retry := evictRetry
 		if p.queued.Load() > 0 && !granted(w) {
 			if asked, again := l.g.askClosers(); asked {
 				retry = again
 			} else {
-				l.warnStuck(p, time.Since(start))
+				l.warnStuck(p, time.Since(l.g.epoch)-time.Duration(w.At()))
 			}
 		}
 		if retryAt == nil {
@@ -123,6 +140,14 @@ func (l *groupLimit) wait(ctx context.Context, p *Pool) error {
 			}
 			return ctx.Err()
 		}
+	}
+}
+
+// leave takes w out of the queue; a permit granted to it meanwhile is
+// given back.
+func (l *groupLimit) leave(w *slots.Waiter) {
+	if !l.sem.Leave(w) {
+		l.release()
 	}
 }
 
@@ -253,27 +278,24 @@ func (g *Group) askClosers() (registered bool, again time.Duration) {
 // The pool side of a group: its slot under the cap, and its idle conns
 // as the group's eviction sees them.
 
-// acquireGroupSlot takes a slot under the group's cap for a dial to ep,
-// when the pool belongs to a group that has one. It waits for as long as
-// the pool is open: waiting for the cap is not a dial failure. It takes
-// mu, when the dial has to wait, to keep numGroupWaiting and
-// ep.GroupWaiting: a dial waiting for its slot is not in flight
-// (Stats.Dialing, AddressStats.Dialing).
-func (p *Pool) acquireGroupSlot(ep *endpoint) error {
-	l := p.cfg.limit
-	if l == nil || l.tryAcquire() {
-		return nil
+// joinGroupLocked takes a slot under the group's cap for dial d as it
+// starts, when the pool is in a group with a cap: at once if one is free
+// and no dial waits, else a place in the group's queue (d.slot), which
+// acquireGroupSlot waits on. A warm dial took its slot already
+// (warmSlotLocked). Until it holds its slot, d is not in flight: it
+// counts in numGroupWaiting and its address's GroupWaiting, raised here
+// under the same hold of mu as numDialing, so that Stats.Dialing and
+// AddressStats.Dialing never count it. mu must be held.
+func (p *Pool) joinGroupLocked(d *dialOp) {
+	if p.cfg.limit == nil || d.kind == dialWarm {
+		return
 	}
-	p.mu.Lock()
-	p.numGroupWaiting++
-	ep.GroupWaiting++
-	p.mu.Unlock()
-	err := l.wait(p.ctx, p)
-	p.mu.Lock()
-	p.numGroupWaiting--
-	ep.GroupWaiting--
-	p.mu.Unlock()
-	return err
+	if d.slot = p.cfg.limit.join(); d.slot != nil {
+		p.numGroupWaiting++
+		if d.ep != nil {
+			d.ep.GroupWaiting++
+		}
+	}
 }
 
 // warmSlotLocked takes a free slot under the group's cap for a warm dial,
@@ -281,6 +303,39 @@ func (p *Pool) acquireGroupSlot(ep *endpoint) error {
 // (takeWarmSlot). mu must be held.
 func (p *Pool) warmSlotLocked() bool {
 	return p.cfg.limit == nil || p.cfg.limit.takeWarmSlot(p)
+}
+
+// acquireGroupSlot waits for the slot under the group's cap that dial d
+// queued for when it started (joinGroupLocked), if it did not get one at
+// once. It waits for as long as the pool is open; waiting for the cap is
+// not a dial failure. With a slot, d counts as in flight from here.
+// Without, it returns the dial's error: its pool closed; d then still
+// counts as waiting until the dial's end takes it off numDialing in the
+// same hold of mu (dial), so that it never counts as in flight.
+func (p *Pool) acquireGroupSlot(d *dialOp) error {
+	if d.slot == nil {
+		return nil
+	}
+	err := p.cfg.limit.wait(p.ctx, p, d)
+	if err == nil {
+		p.mu.Lock()
+		p.slotWaitOverLocked(d)
+		p.mu.Unlock()
+		return nil
+	}
+	return fmt.Errorf("connpool: dial %s %s: %w", p.network, p.address, ErrClosed)
+}
+
+// slotWaitOverLocked ends d's wait for a group slot in numGroupWaiting
+// and its address's GroupWaiting: it holds its slot, or it ends without
+// one (dial, in the hold of mu that ends its reservation). mu must be
+// held.
+func (p *Pool) slotWaitOverLocked(d *dialOp) {
+	p.numGroupWaiting--
+	if d.ep != nil {
+		d.ep.GroupWaiting--
+	}
+	d.slot = nil
 }
 
 // releaseGroupSlot gives back the slot of a conn that closed or a dial

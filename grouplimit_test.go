@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -332,6 +334,9 @@ func TestGroupHostNameDialingCountsOnlyDialsInFlight(t *testing.T) {
 		got <- err
 	}()
 	require.Eventually(t, func() bool { return g.GroupStats().Waiting == 1 }, waitFor, tick)
+	require.Eventually(t, func() bool { // the dial waits at the cap from its start, before the first resolve answers
+		return len(g.Stats()[connpool.Addr{Network: "tcp", Address: addr}].Addresses) == 1
+	}, waitFor, tick)
 	st := g.Stats()[connpool.Addr{Network: "tcp", Address: addr}]
 	assert.Zero(t, st.Dialing)
 	require.Len(t, st.Addresses, 1)
@@ -403,4 +408,82 @@ func TestGroupMinIdleWarmsWhenTheCapRises(t *testing.T) {
 	assert.Eventually(t, func() bool {
 		return g.Stats()[connpool.Addr{Network: "tcp", Address: cold}].Idle == 1
 	}, waitFor, tick, "the pool below its MinIdle did not warm into the raised cap: %+v", g.GroupStats())
+}
+
+// TestGroupDialingNeverCountsDialsWithoutASlot pins Stats.Dialing and
+// AddressStats.Dialing against dials waiting at the group's cap: a dial
+// counts as in flight only once it holds its slot. A dial used to count
+// from its start until it found the cap reached, so that with the cap's
+// only slot held, Dialing summed over the pools read non-zero in 3 of 5
+// runs. Each dial's DialStarted hook reads the stats in that window, and
+// a reader samples them throughout; neither may see a dial in flight.
+func TestGroupDialingNeverCountsDialsWithoutASlot(t *testing.T) {
+	srv := startServer(t)
+	_, port, err := net.SplitHostPort(srv.Addr())
+	require.NoError(t, err)
+	resolver := connpool.ResolverFunc(func(context.Context, string, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	})
+	var g *connpool.Group // set before the first Get, which starts the first dial
+	var seen, samples atomic.Int64
+	inFlight := func() int {
+		n := 0
+		for _, st := range g.Stats() {
+			n += st.Dialing
+			for _, a := range st.Addresses {
+				n += a.Dialing
+			}
+		}
+		return n
+	}
+	record := func() {
+		samples.Add(1)
+		if n := inFlight(); n > 0 {
+			seen.Add(int64(n))
+		}
+	}
+	g = newGroup(t, connpool.WithGroupMaxConns(1), connpool.WithResolver(resolver),
+		connpool.WithHooks(connpool.Hooks{DialStarted: func(connpool.DialStartedEvent) {
+			if g.GroupStats().OpenConns == 1 { // the held conn's own dial is in flight
+				record()
+			}
+		}}))
+	held, err := g.Get(context.Background(), "tcp", net.JoinHostPort("held.test", port))
+	require.NoError(t, err)
+	defer held.Close()
+	seen.Store(0)
+	samples.Store(0)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				record()
+			}
+		}
+	}()
+	const gets = 20
+	errs := make(chan error, gets)
+	for i := range gets {
+		go func() {
+			_, err := g.Get(ctx, "tcp", net.JoinHostPort(fmt.Sprintf("waiting%d.test", i), port))
+			errs <- err
+		}()
+	}
+	require.Eventually(t, func() bool { return g.GroupStats().Waiting == gets }, waitFor, tick)
+	cancel()
+	for range gets {
+		assert.ErrorIs(t, <-errs, context.Canceled)
+	}
+	close(stop)
+	<-sampled
+	t.Logf("%d samples", samples.Load())
+	assert.Zero(t, seen.Load(), "dials counted in flight with the group's only slot held")
 }

@@ -158,11 +158,11 @@ func (p *Pool) connClosedLocked(pc *poolConn, reason CloseReason) {
 // dialOverLocked ends dial d's reservation in the ledger and its count
 // on its address: with pc, the dial made it, and the address's streak of
 // failed dials ends (dialOverLocked returns how long it was); without,
-// the permit and the dial's group slot, which it held unless limited, are
+// the permit and the dial's group slot, which it held unless noSlot, are
 // freed. mu must be held.
-func (p *Pool) dialOverLocked(d *dialOp, pc *poolConn, limited bool) (streak int) {
+func (p *Pool) dialOverLocked(d *dialOp, pc *poolConn, noSlot bool) (streak int) {
 	p.dialEndedLocked(pc, d.kind)
-	if pc == nil && !limited && p.cfg.limit != nil {
+	if pc == nil && !noSlot && p.cfg.limit != nil {
 		p.releaseGroupSlot()
 	}
 	if d.ep != nil {

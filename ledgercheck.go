@@ -33,6 +33,10 @@ func (p *Pool) checkInvariants() error {
 		fail("negative count: dialing %d (warming %d), lent %d, checking %d, closing %d",
 			p.numDialing, p.numWarming, lent, p.numChecking, p.numClosing)
 	}
+	if p.numGroupWaiting < 0 || p.numGroupWaiting > p.numDialing-p.numWarming {
+		fail("%d dials waiting at the group's cap, of %d dialing (%d warming, which never wait)",
+			p.numGroupWaiting, p.numDialing, p.numWarming)
+	}
 	if p.numOpen > p.cfg.maxConns && (!p.overCap.Load() || p.numOpen > p.overCapLimit) {
 		fail("open %d exceeds MaxConns %d (over the cap since it was lowered: %v, at most %d)",
 			p.numOpen, p.cfg.maxConns, p.overCap.Load(), p.overCapLimit)
@@ -98,8 +102,10 @@ func (p *Pool) checkEndpointsIdleLocked(fail func(format string, args ...any)) {
 		}
 		seen[ep] = &counts{}
 		dialing += ep.Dialing
-		if ep.Open < 0 || ep.Dialing < 0 || ep.Leaving < 0 || ep.Leaving > ep.Open {
-			fail("address %s: open %d, dialing %d, leaving %d", ep.Addr, ep.Open, ep.Dialing, ep.Leaving)
+		if ep.Open < 0 || ep.Dialing < 0 || ep.Leaving < 0 || ep.Leaving > ep.Open ||
+			ep.GroupWaiting < 0 || ep.GroupWaiting > ep.Dialing {
+			fail("address %s: open %d, dialing %d (%d waiting at the group's cap), leaving %d",
+				ep.Addr, ep.Open, ep.Dialing, ep.GroupWaiting, ep.Leaving)
 		}
 	}
 	if dialing > p.numDialing {
