@@ -151,8 +151,8 @@ func (p *Pool) dial(d dialOp) {
 	var err error
 	// skipped: the dial ends without dialing, because the pool closed
 	// before the first resolve answered or while it waited at the group's
-	// cap. held: it holds its slot under the group's cap, if the pool has
-	// one.
+	// cap, or because no Get needed it any more there. held: it holds its
+	// slot under the group's cap, if the pool has one.
 	skipped, held := false, p.cfg.limit != nil
 	if !addressed {
 		err = fmt.Errorf("connpool: dial %s %s: %w", p.network, p.address, ErrClosed)
@@ -202,8 +202,11 @@ func (p *Pool) dial(d dialOp) {
 	streak := p.dialOverLocked(&d, pc, !held)
 	switch {
 	case skipped, err != nil && p.closed.Load():
-		// Failed because the pool closed: no backoff, no waiter to fail.
+		// Failed because the pool closed, or not needed: no backoff, no
+		// waiter to fail. A Get that queued meanwhile without a dial
+		// (its pool at its cap) gets one now.
 		p.dialErrors++
+		p.slotFreedLocked()
 		p.mu.Unlock()
 	case err != nil:
 		p.dialFailed(err, d)

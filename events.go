@@ -257,9 +257,11 @@ const (
 	closeRejected
 	numCloseReasons
 
-	// CloseDialFailed: the dial for it failed, so it never opened. Only
-	// its [ConnClosedEvent] carries it (CMAP closes a conn that fails to
-	// establish); no Stats close counter counts it, Stats.DialErrors does.
+	// CloseDialFailed: the dial for it failed, so it never opened: the
+	// dialer failed, [Pool.Close] cut it short, or it waited at a
+	// [Group]'s cap until no Get needed it. Only its [ConnClosedEvent]
+	// carries it (CMAP closes a conn that fails to establish); no Stats
+	// close counter counts it, Stats.DialErrors does.
 	CloseDialFailed = numCloseReasons
 )
 

@@ -29,7 +29,9 @@ type Addr struct {
 // the clients registered with [Group.CloseIdleWith] to close the conns
 // they keep idle; otherwise it waits for a conn to close. Dials waiting at
 // the cap are served first come, first served across the pools, whatever
-// frees a slot: a raised cap, a conn closed, an idle conn evicted.
+// frees a slot: a raised cap, a conn closed, an idle conn evicted. A dial
+// waits only while a Get needs it: when its Get gives up and no other Get
+// of its pool waits without a dial, it leaves the queue.
 // [Group.GroupStats] reports the cap and the dials waiting at it.
 //
 // Warming ([WithMinIdle]) takes only free slots: it neither waits at the
@@ -296,8 +298,8 @@ type GroupStats struct {
 	// ([Group.CloseIdleWith]).
 	OldestWait time.Duration
 	// WaitCount counts the dials that waited for a slot and are done
-	// waiting (served, or left with their pool), and WaitDuration is the
-	// total time they waited.
+	// waiting (served, or left: their pool closed, or no Get needed them
+	// any more), and WaitDuration is the total time they waited.
 	WaitCount    int64
 	WaitDuration time.Duration
 }

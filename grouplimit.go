@@ -6,6 +6,7 @@ package connpool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -86,16 +87,24 @@ func (l *groupLimit) join() *slots.Waiter {
 	return w
 }
 
+// errDialNotNeeded ends a dial that left the group's queue because no
+// Get needed it any more (Pool.keepWaitingForSlot).
+var errDialNotNeeded = errors.New("not needed: the Get it was for left while it waited at the group's cap")
+
 // wait waits for the permit that dial d of p queued for (join). While it
 // waits, it makes room, in this order: the oldest idle conn of another
 // pool, the closers' idle conns; otherwise a conn closes by itself. The
 // permit any of these frees goes to the first dial queued, which may be
 // another: this one keeps its place, so that the group serves its dials
 // in the order they came, across its pools, whatever frees the permit (a
-// raised cap, a conn closed, an idle conn evicted). A dial whose Get has
-// left keeps its place too, as before: its turn dials a conn for its
-// pool's next Get or idle stack, which the dials behind it may evict. It
-// fails only when ctx ends.
+// raised cap, a conn closed, an idle conn evicted).
+//
+// A dial waits only while a Get needs it: when the Get it was for has
+// left (gave up, or was served another conn) and no other Get of p waits
+// without a dial of its own, it leaves the queue (p.keepWaitingForSlot)
+// and wait returns errDialNotNeeded. It asks again whenever a Get of p
+// leaves the queue, and at each retry. Otherwise it fails only when ctx
+// ends.
 func (l *groupLimit) wait(ctx context.Context, p *Pool, d *dialOp) error {
 	w := d.slot
 	defer func() {
@@ -108,32 +117,41 @@ func (l *groupLimit) wait(ctx context.Context, p *Pool, d *dialOp) error {
 			retryAt.Stop()
 		}
 	}()
-	for {
+	for getLeftOnly := false; ; {
 		if granted(w) {
 			return nil
 		}
-		if l.evictFor(p) {
-			continue
+		wanted, getLeft := p.keepWaitingForSlot(d)
+		if !wanted {
+			return errDialNotNeeded
 		}
-		// Only for a Get that waits: a dial nobody waits for any more (its
-		// Get left) takes no conn from the clients.
-		retry := evictRetry
-		if p.queued.Load() > 0 && !granted(w) {
-			if asked, again := l.g.askClosers(); asked {
-				retry = again
+		if !getLeftOnly { // woken by a Get that left, it only asks, and waits out its retry
+			if l.evictFor(p) {
+				continue
+			}
+			// Only for a Get that waits: a dial nobody waits for any
+			// more takes no conn from the clients.
+			retry := evictRetry
+			if p.queued.Load() > 0 && !granted(w) {
+				if asked, again := l.g.askClosers(); asked {
+					retry = again
+				} else {
+					l.warnStuck(p, time.Since(l.g.epoch)-time.Duration(w.At()))
+				}
+			}
+			if retryAt == nil {
+				retryAt = time.NewTimer(retry)
 			} else {
-				l.warnStuck(p, time.Since(l.g.epoch)-time.Duration(w.At()))
+				retryAt.Reset(retry)
 			}
 		}
-		if retryAt == nil {
-			retryAt = time.NewTimer(retry)
-		} else {
-			retryAt.Reset(retry)
-		}
+		getLeftOnly = false
 		select {
 		case <-w.Granted():
 			return nil
 		case <-retryAt.C:
+		case <-getLeft:
+			getLeftOnly = true
 		case <-ctx.Done():
 			if !l.sem.Leave(w) {
 				return nil // granted as ctx ended: the dial goes on, and finds its pool closed
@@ -307,11 +325,12 @@ func (p *Pool) warmSlotLocked() bool {
 
 // acquireGroupSlot waits for the slot under the group's cap that dial d
 // queued for when it started (joinGroupLocked), if it did not get one at
-// once. It waits for as long as the pool is open; waiting for the cap is
-// not a dial failure. With a slot, d counts as in flight from here.
-// Without, it returns the dial's error: its pool closed; d then still
-// counts as waiting until the dial's end takes it off numDialing in the
-// same hold of mu (dial), so that it never counts as in flight.
+// once. It waits for as long as the pool is open and a Get needs the
+// dial; waiting for the cap is not a dial failure. With a slot, d counts
+// as in flight from here. Without, it returns the dial's error: its pool
+// closed, or no Get needed it any more; d then still counts as waiting,
+// until the dial's end takes it off numDialing in the same hold of mu
+// (dial), so that it never counts as in flight.
 func (p *Pool) acquireGroupSlot(d *dialOp) error {
 	if d.slot == nil {
 		return nil
@@ -323,7 +342,10 @@ func (p *Pool) acquireGroupSlot(d *dialOp) error {
 		p.mu.Unlock()
 		return nil
 	}
-	return fmt.Errorf("connpool: dial %s %s: %w", p.network, p.address, ErrClosed)
+	if !errors.Is(err, errDialNotNeeded) {
+		err = ErrClosed // the pool closed while the dial waited
+	}
+	return fmt.Errorf("connpool: dial %s %s: %w", p.network, p.address, err)
 }
 
 // slotWaitOverLocked ends d's wait for a group slot in numGroupWaiting
@@ -336,6 +358,38 @@ func (p *Pool) slotWaitOverLocked(d *dialOp) {
 		d.ep.GroupWaiting--
 	}
 	d.slot = nil
+}
+
+// keepWaitingForSlot reports whether dial d, waiting at the group's cap,
+// is still needed: the pool is closing (wait's ctx ends it), the Get it
+// was started for still waits, or another Get of the pool waits without
+// a dial of its own, which d's conn will serve (dialed offers it to the
+// first waiter). If not, d leaves the group's queue there, under mu, so
+// that no Get that queues meanwhile counts on it; a slot granted to it at
+// that instant is given back. While d waits, it also returns a channel
+// closed when a Get of the pool leaves the queue (getLeftLocked), for d
+// to ask again.
+func (p *Pool) keepWaitingForSlot(d *dialOp) (wanted bool, getLeft <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() || d.forWaiterLocked() && d.e.Queued() || p.hasWaiterWithoutDialLocked() {
+		if p.getLeft == nil {
+			p.getLeft = make(chan struct{})
+		}
+		return true, p.getLeft
+	}
+	p.cfg.limit.leave(d.slot)
+	return false, nil
+}
+
+// getLeftLocked wakes the dials waiting at the group's cap, when a Get
+// leaves the queue (gave up, or was served), to ask whether they are
+// still needed (keepWaitingForSlot). mu must be held.
+func (p *Pool) getLeftLocked() {
+	if p.getLeft != nil {
+		close(p.getLeft)
+		p.getLeft = nil
+	}
 }
 
 // releaseGroupSlot gives back the slot of a conn that closed or a dial

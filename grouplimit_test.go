@@ -410,6 +410,125 @@ func TestGroupMinIdleWarmsWhenTheCapRises(t *testing.T) {
 	}, waitFor, tick, "the pool below its MinIdle did not warm into the raised cap: %+v", g.GroupStats())
 }
 
+// dialEvents counts a group's dial events.
+type dialEvents struct {
+	started, done, failed, dialFailedClosed atomic.Int64
+}
+
+func (e *dialEvents) hooks() connpool.Hooks {
+	return connpool.Hooks{
+		DialStarted: func(connpool.DialStartedEvent) { e.started.Add(1) },
+		DialDone: func(ev connpool.DialDoneEvent) {
+			e.done.Add(1)
+			if ev.Err != nil {
+				e.failed.Add(1)
+			}
+		},
+		ConnClosed: func(ev connpool.ConnClosedEvent) {
+			if ev.Reason == connpool.CloseDialFailed {
+				e.dialFailedClosed.Add(1)
+			}
+		},
+	}
+}
+
+// TestGroupDialOfAGetThatLeftLeavesTheQueue pins what becomes of a dial
+// waiting at the group's cap once the Get it was for gives up: it leaves
+// the group's queue. It used to keep its place: with its own pool's conns
+// holding the cap, nothing could evict for it, and three such dials sat
+// in GroupStats.Waiting with no Get anywhere, kept their pool busy for
+// the sweeper, and later dialed conns nobody asked for, ahead of the
+// Gets behind them. Its end is a dial that was not needed: it closes
+// with CloseDialFailed and counts in Stats.DialErrors, as one that Close
+// cut short, but not against its address or a Get.
+func TestGroupDialOfAGetThatLeftLeavesTheQueue(t *testing.T) {
+	var events dialEvents
+	g := newGroup(t, connpool.WithGroupMaxConns(2), connpool.WithHooks(events.hooks()))
+	x, y := startServer(t).Addr(), startServer(t).Addr()
+	keyX := connpool.Addr{Network: "tcp", Address: x}
+	var held []*connpool.Conn
+	for range 2 {
+		c, err := g.Get(context.Background(), "tcp", x)
+		require.NoError(t, err)
+		held = append(held, c)
+	}
+	for n := 1; n <= 3; n++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		got := make(chan error, 1)
+		go func() {
+			_, err := g.Get(ctx, "tcp", x)
+			got <- err
+		}()
+		require.Eventually(t, func() bool { return g.Stats()[keyX].Waiting == 1 }, waitFor, tick, "Get %d did not queue", n)
+		cancel()
+		require.ErrorIs(t, <-got, context.Canceled)
+	}
+	require.Eventually(t, func() bool { return g.GroupStats().Waiting == 0 }, waitFor, tick,
+		"dials of Gets that left still wait at the group's cap: %+v", g.GroupStats())
+	require.Eventually(t, func() bool { return events.dialFailedClosed.Load() == 3 }, waitFor, tick)
+	st := g.Stats()[keyX]
+	assert.Zero(t, st.Dialing)
+	assert.Equal(t, 2, st.OpenConns, "the pool keeps only the conns its Gets took")
+	assert.Equal(t, int64(2), st.Dials)
+	assert.Equal(t, int64(3), st.DialErrors, "an unneeded dial ends like one Close cut short")
+	assert.Zero(t, st.GetDialErrors, "no Get failed for it")
+	assert.Equal(t, int64(5), events.started.Load())
+	assert.Equal(t, int64(5), events.done.Load(), "a DialDone for every DialStarted")
+	assert.Equal(t, int64(3), events.failed.Load())
+	checkBooks(t, st)
+
+	for _, c := range held {
+		require.NoError(t, c.Close())
+	}
+	// Nothing owes x a dial: y's Get evicts one of x's idle conns at once,
+	// with no dial of x served before it, and x dials nothing.
+	c, err := g.Get(context.Background(), "tcp", y)
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	st = g.Stats()[keyX]
+	assert.Equal(t, int64(2), st.Dials, "x dialed a conn nobody asked for")
+	assert.Equal(t, int64(1), st.IdleClosed, "one of x's idle conns evicted for y")
+	c, err = g.Get(context.Background(), "tcp", x)
+	require.NoError(t, err, "x serves from its idle conn, with no backoff after the unneeded dials")
+	require.NoError(t, c.Close())
+}
+
+// TestGroupDialOfAGetThatLeftStaysForTheNextGet: a dial whose Get left
+// keeps its place at the group's cap while another Get of its pool waits
+// with no dial of its own (at the pool's MaxConns), and serves that Get
+// ahead of the dials that queued after it.
+func TestGroupDialOfAGetThatLeftStaysForTheNextGet(t *testing.T) {
+	g := newGroup(t, connpool.WithGroupMaxConns(1), connpool.WithMaxConns(1))
+	held, err := g.Get(context.Background(), "tcp", startServer(t).Addr())
+	require.NoError(t, err)
+	t.Cleanup(func() { held.Close() })
+	x := startServer(t).Addr()
+	keyX := connpool.Addr{Network: "tcp", Address: x}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := g.Get(ctx, "tcp", x)
+		first <- err
+	}()
+	require.Eventually(t, func() bool { return g.GroupStats().Waiting == 1 }, waitFor, tick)
+	served := make(chan servedCall, 2)
+	queueAtGroupCap(t, g, 2, false, served) // another pool's dial, behind x's
+	second := make(chan servedCall, 1)
+	go func() {
+		c, err := g.Get(context.Background(), "tcp", x) // at x's MaxConns: no dial of its own
+		second <- servedCall{n: 3, err: err, release: func(bool) error { return c.Close() }}
+	}()
+	require.Eventually(t, func() bool { return g.Stats()[keyX].Waiting == 2 }, waitFor, tick)
+	cancel()
+	require.ErrorIs(t, <-first, context.Canceled)
+	held.MarkUnusable()
+	require.NoError(t, held.Close()) // one slot frees
+	s := nextServed(t, second)
+	assert.Equal(t, 1, g.GroupStats().Waiting, "the other pool's dial still waits, behind x's")
+	require.NoError(t, s.release(false))
+	assert.Equal(t, int64(1), g.Stats()[keyX].Dials)
+}
+
 // TestGroupDialingNeverCountsDialsWithoutASlot pins Stats.Dialing and
 // AddressStats.Dialing against dials waiting at the group's cap: a dial
 // counts as in flight only once it holds its slot. A dial used to count

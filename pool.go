@@ -78,8 +78,15 @@ type Pool struct {
 	numChecking int
 	numClosing  int
 	// numGroupWaiting counts the dials of numDialing waiting for a slot
-	// under the group's cap (grouplimit.go): not in flight yet.
+	// under the group's cap (grouplimit.go): not in flight yet. A dial
+	// counts in it from its start (joinGroupLocked) until it holds its
+	// slot or leaves the group's queue (slotWaitOverLocked).
 	numGroupWaiting int
+	// getLeft is closed, and set to nil, when a Get leaves the queue
+	// (dequeueLocked, popWaiterLocked), to wake the dials waiting at the
+	// group's cap that asked for it (keepWaitingForSlot): a dial no Get
+	// needs leaves the group's queue. nil while none asked.
+	getLeft chan struct{}
 
 	all map[*poolConn]struct{} // every open conn
 	// overCapLimit is, while overCap is set, the most conns that may be

@@ -48,7 +48,7 @@ type Stats struct {
 	AdaptiveBaseline         time.Duration
 
 	Dials      int64 // conns dialed successfully
-	DialErrors int64 // dials that failed, including those cut short by Close
+	DialErrors int64 // dials that failed, including those cut short by Close and those a Group's cap held until no Get needed them
 
 	Hits         int64         // successful Gets served an existing conn, idle or handed off
 	Misses       int64         // successful Gets served a freshly dialed conn

@@ -120,6 +120,7 @@ func (p *Pool) dequeueLocked(e *waitq.Elem[waiter]) bool {
 		return false
 	}
 	p.queued.Add(-1)
+	p.getLeftLocked()
 	return true
 }
 
@@ -128,6 +129,7 @@ func (p *Pool) popWaiterLocked() *waitq.Elem[waiter] {
 	e := p.waiters.PopFront()
 	if e != nil {
 		p.queued.Add(-1)
+		p.getLeftLocked()
 	}
 	return e
 }
@@ -172,6 +174,18 @@ func (p *Pool) waitersWithoutDialLocked() int {
 		}
 	}
 	return n
+}
+
+// hasWaiterWithoutDialLocked reports whether a queued waiter has no dial
+// in flight for it. It looks from the back: dials start for the oldest
+// waiters first (dispatchLocked).
+func (p *Pool) hasWaiterWithoutDialLocked() bool {
+	for e := p.waiters.Back(); e != nil; e = e.Prev() {
+		if !e.Value.dialing {
+			return true
+		}
+	}
+	return false
 }
 
 // leave takes waiter e, whose ctx ended, out of the queue. If it was
