@@ -283,9 +283,9 @@ type GroupStats struct {
 	// (WithGroupMaxConns, SetGroupMaxConns), 0 when the group has none.
 	MaxConns int
 	// OpenConns is the conns open across the pools now, each dial in
-	// flight or waiting to take its slot included. With a cap, it is the
-	// slots held; it may exceed MaxConns after the cap was lowered, until
-	// enough conns have closed.
+	// flight included, the dials waiting for a slot not (they are in
+	// Waiting). With a cap, it is the slots held; it may exceed MaxConns
+	// after the cap was lowered, until enough conns have closed.
 	OpenConns int
 	// Waiting is the dials waiting for a slot under the cap now, across
 	// the pools, served first come, first served, whichever pool they are
