@@ -89,7 +89,7 @@ func (l *groupLimit) join() *slots.Waiter {
 
 // errDialNotNeeded ends a dial that left the group's queue because no
 // Get needed it any more (Pool.keepWaitingForSlot).
-var errDialNotNeeded = errors.New("not needed: the Get it was for left while it waited at the group's cap")
+var errDialNotNeeded = errors.New("not needed: no Get waited for it any more while it waited at the group's cap")
 
 // wait waits for the permit that dial d of p queued for (join). While it
 // waits, it makes room, in this order: the oldest idle conn of another
