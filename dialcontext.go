@@ -69,7 +69,8 @@ func (p *Pool) DialContext(ctx context.Context, network, address string) (net.Co
 			ErrWrongAddress, p.network, p.address, network, address))
 	}
 	if p.adaptive != nil {
-		return nil, p.refuse(fmt.Errorf("%w; give a client its conns from a pool without WithAdaptiveMaxConns (in a Group, one without it among NewGroup's options), or use Get and Put", ErrAdaptiveDialContext))
+		return nil, p.refuse(fmt.Errorf("%w; give a client its conns from a pool without WithAdaptiveMaxConns "+
+			"(in a Group, one without it among NewGroup's options), or use Get and Put", ErrAdaptiveDialContext))
 	}
 	if err := p.groupFailFast(); err != nil {
 		return nil, asDialOpError(network, address, p.refuse(err))

@@ -80,9 +80,10 @@ func (c ejectionConfig) on() bool { return c.set }
 // never ejects it, and a resolve that leaves more addresses ejected than
 // MaxEjectionPercent allows (only ejected ones, say) readmits at once
 // those whose ejection ends first. While every address not ejected fails
-// its dials, the pool backs off as [WithDialBackoff] says. Stats.Addresses shows each address's Ejected and
-// Ejections, Stats.Ejections the total, and [Hooks].AddressEjected each
-// ejection and readmission.
+// its dials, the pool backs off as [WithDialBackoff] says.
+// Stats.Addresses shows each address's Ejected and Ejections,
+// Stats.Ejections the total, and [Hooks].AddressEjected each ejection and
+// readmission.
 func WithOutlierEjection(o OutlierEjection) Option {
 	return poolOption(func(c *config) {
 		switch {

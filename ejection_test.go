@@ -571,7 +571,8 @@ func TestEjectionEventComesBeforeTheClosesItCauses(t *testing.T) {
 			}
 		},
 	}
-	pool := ejectingPool(t, b, connpool.OutlierEjection{Consecutive: 1, FailureRate: -1, BaseEjectionTime: time.Minute}, ahead.Chain(recorder))
+	pool := ejectingPool(t, b, connpool.OutlierEjection{Consecutive: 1, FailureRate: -1, BaseEjectionTime: time.Minute},
+		ahead.Chain(recorder))
 	round(t, pool, 3) // an idle conn at each address
 	require.Empty(t, ejectedAddrs(pool))
 	round(t, pool, 6)

@@ -51,12 +51,13 @@ func (p *Pool) emitReady() {
 // eventOrder keeps the events whose order spans goroutines in step:
 // the GetIDs, the PoolReset event before the ConnClosed events of the
 // conns its Reset retires, and an AddressEjected event before those of
-// the conns its ejection closes (held the same way). A Reset moves the generation under mu and
-// emits its event after; meanwhile another goroutine may already close a
-// conn the Reset retired (a Put, a dial's end, a waiter's accept). Such a
-// ConnClosed event is held here, not emitted, until the Reset has emitted
-// its own, and then emitted by the Reset's goroutine; nobody waits, so a
-// hook that calls Put or Reset from any hook cannot deadlock.
+// the conns its ejection closes (held the same way). A Reset moves the
+// generation under mu and emits its event after; meanwhile another
+// goroutine may already close a conn the Reset retired (a Put, a dial's
+// end, a waiter's accept). Such a ConnClosed event is held here, not
+// emitted, until the Reset has emitted its own, and then emitted by the
+// Reset's goroutine; nobody waits, so a hook that calls Put or Reset from
+// any hook cannot deadlock.
 type eventOrder struct {
 	getIDs atomic.Uint64 // the GetID of the last Get started, when a Get hook is set
 

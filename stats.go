@@ -337,7 +337,7 @@ func (p *Pool) addressStatsIdleLocked() []AddressStats {
 // counters that are not zero, and the histograms' quantiles.
 func (s Stats) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: open %d/%d (in use %d, idle %d, dialing %d), waiting %d",
+	fmt.Fprintf(&b, "%s: open %d/%d (in use %d, idle %d), dialing %d, waiting %d",
 		s.Name, s.OpenConns, s.MaxConns, s.InUse, s.Idle, s.Dialing, s.Waiting)
 	if s.Waiting > 0 {
 		fmt.Fprintf(&b, " (oldest %v)", s.OldestWait.Round(time.Microsecond))

@@ -3,6 +3,7 @@ package connpool_test
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -268,4 +269,13 @@ func TestEveryGetIsCounted(t *testing.T) {
 	t.Log(s)
 	assert.Equal(t, calls.Load(), gets(s), "hits, misses and failures add up to the calls")
 	assert.Positive(t, s.ClosedPoolGets)
+}
+
+// TestStatsStringKeepsDialsOutOfOpen: String's gauges add up as Stats's
+// do: OpenConns is InUse + Idle + Closing, and dials in flight are not in
+// it. Regression: "open 1/8 (in use 0, idle 1, dialing 2)" read as if the
+// two dials were among the open conns.
+func TestStatsStringKeepsDialsOutOfOpen(t *testing.T) {
+	s := connpool.Stats{Name: "orders-db", OpenConns: 1, MaxConns: 8, Idle: 1, Dialing: 2}
+	assert.True(t, strings.HasPrefix(s.String(), "orders-db: open 1/8 (in use 0, idle 1), dialing 2, waiting 0;"), s.String())
 }
