@@ -40,12 +40,12 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 
 // awaitClosed waits for the pool's goroutines to end, reports the
 // ejections the maintainer had not (readmit), which lets the ConnClosed
-// events held for them go, gives the pool's name back for a new pool
-// (names.go), and emits the PoolClosed event.
+// events held for them go, gives a Group's pool's default name back for
+// a new pool (names.go), and emits the PoolClosed event.
 func (p *Pool) awaitClosed() {
 	p.wg.Wait()
 	p.readmit(p.now())
-	if p.cfg.nameDefault {
+	if p.cfg.nameDefault && p.cfg.inGroup {
 		releaseName(p.name)
 	}
 	p.emitPool(p.hooks.PoolClosed)

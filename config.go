@@ -54,7 +54,8 @@ type config struct {
 	ejection        ejectionConfig // WithOutlierEjection; zero: off
 	logger          *slog.Logger
 	name            string // "" until set: New names the pool "network address"
-	nameDefault     bool   // name is the default, claimed unique among live pools (names.go)
+	nameDefault     bool   // name is the default, claimed unique (names.go)
+	inGroup         bool   // a Group's pool, which gives its default name back when it closes (names.go)
 	maxWaiters      int    // 0: no limit
 	useTimeMetrics  bool
 	leakThreshold   time.Duration // 0: no leak detection

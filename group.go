@@ -162,6 +162,7 @@ func (g *Group) pool(network, address string) (*Pool, error) {
 // group's options gave, if any, else as New would.
 func nameInGroup(address string) Option {
 	return poolOption(func(c *config) {
+		c.inGroup = true
 		if c.name != "" {
 			c.name += " " + address
 		}

@@ -5,16 +5,20 @@ import (
 	"sync"
 )
 
-// Default pool names are unique among the pools alive in the process:
-// the exporters label every series with the name, and two live pools of
-// one name, two components' pools of one address or a pool and a Group's
-// pool of it, would report the same series twice (a Prometheus scrape
-// then fails whole) or as one (OpenTelemetry sums them). A pool that
-// takes the default name, "network address", gets it with " #2" after it,
-// or " #3"..., while a live pool has it; Close gives the name back. A
-// name given with WithName is the user's, kept as given.
+// Default pool names are unique in the process: the exporters label
+// every series with the name, and two pools of one name, two components'
+// pools of one address or a pool and a Group's pool of it, would report
+// the same series twice (a Prometheus scrape then fails whole) or as one
+// (OpenTelemetry sums them). A pool that takes the default name, "network
+// address", gets it with " #2" after it, or " #3"..., while another pool
+// has it. A pool keeps its name after Close, as a collector may still
+// report it (connpoolprom reports a closed pool's final counters); only a
+// Group's pool gives its name back when the group closes it, as the
+// group's collector stops reporting it then, so that a pool the group
+// opens again for the address keeps the name. A name given with WithName
+// is the user's, kept as given.
 
-// liveNames holds the names of the pools alive in the process.
+// liveNames holds the default names taken.
 var liveNames = struct {
 	sync.Mutex
 	taken map[string]struct{}

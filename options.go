@@ -326,11 +326,12 @@ func WithLogger(l *slog.Logger) Option {
 // WithName names the pool in its log lines, events, Stats and metrics,
 // such as "orders-db primary". The default is the network and address,
 // "tcp 10.0.0.7:5432"; in a [Group], each pool is named by its address,
-// after the name if one is given. The default names are unique among the
-// pools alive in the process, as the exporters need names to be: a second
-// live pool of one address, or a Group's pool of an address that a pool
-// of its own also dials, gets " #2" after it, or " #3"... Give pools of
-// one address names of your own to tell them apart in the metrics.
+// after the name if one is given. The default names are unique in the
+// process, as the exporters need names to be: a second pool of one
+// address (even once the first is closed, as a collector may still report
+// it), or a Group's pool of an address that a pool of its own also dials,
+// gets " #2" after it, or " #3"... Give pools of one address names of
+// your own to tell them apart in the metrics.
 func WithName(name string) Option {
 	return poolOption(func(c *config) {
 		if name == "" {

@@ -257,11 +257,12 @@ func TestNilContextIsAnError(t *testing.T) {
 	assert.Zero(t, p.Stats().OpenConns)
 }
 
-// TestDefaultNamesAreUniqueAmongLivePools: a second live pool of one
-// address takes the default name with " #2" after it, a Group's pool of
-// that address " #3"; a closed pool gives its name back; names given with
-// WithName are kept as given.
-func TestDefaultNamesAreUniqueAmongLivePools(t *testing.T) {
+// TestDefaultNamesAreUnique: a second pool of one address takes the
+// default name with " #2" after it, a Group's pool of that address " #3";
+// a closed pool keeps its name, as a collector may still report it, but a
+// Group's pool gives its name back, for the group's next pool of the
+// address; names given with WithName are kept as given.
+func TestDefaultNamesAreUnique(t *testing.T) {
 	srv := startServer(t)
 	name := "tcp " + srv.Addr()
 	a := newPool(t, srv.Addr())
@@ -280,7 +281,17 @@ func TestDefaultNamesAreUniqueAmongLivePools(t *testing.T) {
 
 	require.NoError(t, a.Close())
 	again := newPool(t, srv.Addr())
-	assert.Equal(t, name, again.Stats().Name, "a closed pool gave its name back")
+	assert.Equal(t, name+" #4", again.Stats().Name, "a closed pool keeps its name")
+	require.NoError(t, g.Close())
+	g2, err := connpool.NewGroup()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g2.Close() })
+	c, err = g2.Get(context.Background(), "tcp", srv.Addr())
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	for _, s := range g2.Stats() {
+		assert.Equal(t, name+" #3", s.Name, "a Group's closed pool gave its name back")
+	}
 
 	x := newPool(t, srv.Addr(), connpool.WithName("cache"))
 	y := newPool(t, srv.Addr(), connpool.WithName("cache"))

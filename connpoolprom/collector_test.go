@@ -534,3 +534,34 @@ func TestFailedGetsAreScraped(t *testing.T) {
 	assert.Equal(t, 20.0, all, "the results add up to the Gets")
 	assert.Positive(t, got[key("connpool_dial_errors_total", "pool", "outage", "network", "tcp", "address", addr)])
 }
+
+// TestClosedPoolBesideItsSuccessor: a collector still reports a closed
+// pool's final counters, so a pool opened after it for the same address,
+// by the user or by a Group, takes another default name, and the registry
+// gathers both. Regression: the closed pool gave its name back, the
+// group's new pool took it, and every Gather failed (promhttp answered
+// 500); a second collector of a replacement pool failed to register.
+func TestClosedPoolBesideItsSuccessor(t *testing.T) {
+	srv := startServer(t)
+	old := newPool(t, srv.Addr())
+	use(t, old)
+	g, err := connpool.NewGroup()
+	require.NoError(t, err)
+	t.Cleanup(func() { g.Close() })
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(connpoolprom.NewCollector(old), connpoolprom.NewGroupCollector(g))
+	require.NoError(t, old.Close())
+
+	replacement := newPool(t, srv.Addr())
+	use(t, replacement)
+	require.NoError(t, reg.Register(connpoolprom.NewCollector(replacement)))
+	c, err := g.Get(context.Background(), "tcp", srv.Addr())
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	samples(t, mfs) // fails on a duplicate series
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
