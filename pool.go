@@ -127,6 +127,9 @@ type Pool struct {
 	// those its waiter did not keep: rejected by its checks, or the
 	// waiter had left. Stats' Hits counts the difference.
 	handoffs int64
+	// hitsSeen is the Hits the last Stats reported, the least the next
+	// may report: Hits never goes back (Stats).
+	hitsSeen int64
 
 	// Distributions and counters updated without a lock.
 	waitTime, dialTime, useTime histogram

@@ -50,7 +50,7 @@ type Stats struct {
 	Dials      int64 // conns dialed successfully
 	DialErrors int64 // dials that failed, including those cut short by Close and those a Group's cap held until no Get needed them
 
-	Hits         int64         // successful Gets served an existing conn, idle or handed off
+	Hits         int64         // successful Gets served an existing conn, idle or handed off; a Get still checking its conn out may count a moment early, as Hits never goes back
 	Misses       int64         // successful Gets served a freshly dialed conn
 	WaitCount    int64         // Gets that queued because the cap or the dial limit was reached
 	WaitDuration time.Duration // total time those Gets spent queued
@@ -223,6 +223,12 @@ func (p *Pool) Stats() Stats {
 	p.idleMu.Lock()
 	defer p.idleMu.Unlock()
 	c := &p.closes
+	// Hits counts a conn as it is taken, and takes it back if the Get's
+	// checkout then refuses it (closeRejected, handoffsLost): a snapshot
+	// in between counts it early. hitsSeen keeps what an earlier snapshot
+	// said, so that the counter never goes back (a Prometheus rate reads a
+	// drop as a reset).
+	p.hitsSeen = max(p.hitsSeen, p.idlePops-c[closeRejected]+p.handoffs-p.handoffsLost.Load())
 	var baseline time.Duration
 	if p.adaptive != nil {
 		baseline = time.Duration(p.adaptive.baseline.Load())
@@ -242,7 +248,7 @@ func (p *Pool) Stats() Stats {
 		Dials:      p.dials,
 		DialErrors: p.dialErrors,
 
-		Hits:           p.idlePops - c[closeRejected] + p.handoffs - p.handoffsLost.Load(),
+		Hits:           p.hitsSeen,
 		Misses:         p.misses.Load(),
 		WaitCount:      p.waitCount,
 		WaitDuration:   time.Duration(p.waitTime.sum.Load()),
