@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -161,6 +162,17 @@ func Join(ctx context.Context, rdb redis.Scripter, name string, budget int, targ
 	if name == "" {
 		cfg.bad("Join name is empty")
 	}
+	for i, t := range targets {
+		switch {
+		case t == nil || !t.valid():
+			cfg.bad("Join target %d is nil: give PoolTarget(pool) or GroupTarget(group)", i)
+		case slices.Index(targets[:i], t) >= 0:
+			cfg.bad("Join target %d steers the pool or group of target %d again: give each once", i, slices.Index(targets[:i], t))
+		}
+	}
+	if cfg.floor > budget {
+		cfg.bad("WithFloor(%d) is above the budget %d: the member could never be granted its floor", cfg.floor, budget)
+	}
 	if err := cfg.finish(len(targets)); err != nil {
 		return nil, err
 	}
@@ -268,14 +280,23 @@ func (m *Member) renew(ctx context.Context) error {
 // and seq pairs) whose connections were found closed, and applies its
 // answer.
 func (m *Member) renewOnce(ctx context.Context, gone []any) (reply, error) {
+	opens := make([]int, len(m.targets))
 	var used int
-	for _, t := range m.targets {
-		used += t.load().open
+	for i, t := range m.targets {
+		opens[i] = t.load().open
+		used += opens[i]
 	}
 	m.capMu.Lock()
 	held, budget := 0, m.budget
 	if m.gen > 0 && !m.lastSend.IsZero() {
-		held = m.capSum
+		// What the member may use: each target's cap, or its open conns
+		// where they are over it (a cap just lowered below its borrowed
+		// conns). The sum of the caps alone and the sum of the opens alone
+		// can both be less, when one target is over its cap and another
+		// has room under its own.
+		for i, c := range m.caps {
+			held += max(c, opens[i])
+		}
 	}
 	m.seq++
 	seq := m.seq

@@ -94,3 +94,76 @@ func TestGroupTarget(t *testing.T) {
 	_, peak, _ := srv.snapshot()
 	assert.LessOrEqual(t, peak, 4)
 }
+
+// TestMemberCountsConnsOverACap: a member of two pools, one holding
+// borrowed conns above its lowered cap and the other with room under its
+// own, may use the sum of each pool's larger of the two, and the ledger
+// counts that much for it: the server never sees more than B. Regression:
+// the member reported the sum of its caps and the sum of its open conns
+// apart, the ledger counted the larger, and one Get on the pool with room
+// took the server to 7 of 6.
+func TestMemberCountsConnsOverACap(t *testing.T) {
+	r := startRedis(t)
+	srv := startCountServer(t)
+	rdb := r.client(t)
+	const b = 6
+	mk := func(gate *connpoolfleet.Gate, id string) *connpool.Pool {
+		p, err := connpool.New("tcp", srv.addr(), connpool.WithDialer(gate.Dialer(helloDial(id))),
+			connpool.WithDialBackoff(5*time.Millisecond, 20*time.Millisecond))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = p.Close() })
+		return p
+	}
+	xGate, yGate := connpoolfleet.NewGate(), connpoolfleet.NewGate()
+	roomy, crowded, other := mk(xGate, "roomy"), mk(xGate, "crowded"), mk(yGate, "other")
+	x, err := connpoolfleet.Join(context.Background(), rdb, "over", b,
+		[]connpoolfleet.Target{connpoolfleet.PoolTarget(roomy), connpoolfleet.PoolTarget(crowded)},
+		connpoolfleet.WithTTL(600*time.Millisecond), connpoolfleet.WithGate(xGate))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = x.Leave(context.Background()) })
+	y, err := connpoolfleet.Join(context.Background(), rdb, "over", b,
+		[]connpoolfleet.Target{connpoolfleet.PoolTarget(other)},
+		connpoolfleet.WithTTL(600*time.Millisecond), connpoolfleet.WithGate(yGate))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = y.Leave(context.Background()) })
+
+	// The crowded pool borrows every conn it may, and keeps them.
+	kept := make(chan *connpool.Conn, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		close(kept)
+		for c := range kept {
+			_ = c.Close()
+		}
+	})
+	for range 10 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				gctx, gcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+				c, err := crowded.Get(gctx)
+				gcancel()
+				if err == nil {
+					kept <- c
+					return
+				}
+			}
+		})
+	}
+	eventually(t, func() bool { return crowded.Stats().InUse >= 4 }, "the crowded pool did not grow")
+	hold(t, 10, other.Get) // the other member gets busy: the crowded pool's cap comes down below its borrowed conns
+	eventually(t, func() bool { return x.Stats().Target <= b/2 && crowded.Stats().MaxConns < crowded.Stats().InUse },
+		"the crowded pool's cap did not come down")
+	renews := y.Stats().Renews
+	eventually(t, func() bool { return y.Stats().Renews >= renews+5 }, "the other member did not renew")
+	mayUse := func(p *connpool.Pool) int { s := p.Stats(); return max(s.MaxConns, s.OpenConns+s.Dialing) }
+	assert.LessOrEqual(t, y.Stats().Grant+mayUse(roomy)+mayUse(crowded), b,
+		"the other member's grant and what this one may use exceed B: x %+v, y %+v", x.Stats(), y.Stats())
+	c, err := roomy.Get(context.Background()) // the room under the roomy pool's cap
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	assert.Never(t, func() bool { _, peak, _ := srv.snapshot(); return peak > b }, 2*time.Second, 10*time.Millisecond,
+		"the server saw more than B: x %+v, y %+v", x.Stats(), y.Stats())
+}
