@@ -21,6 +21,7 @@ type fakeTarget struct {
 
 func (t *fakeTarget) setCap(n int) error { t.cap.Store(int64(n)); return nil }
 func (t *fakeTarget) reset()             {}
+func (t *fakeTarget) valid() bool        { return true }
 func (t *fakeTarget) load() load {
 	o, u, w := t.f(int(t.cap.Load()))
 	return load{open: o, inUse: u, waiting: w}

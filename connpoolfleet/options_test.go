@@ -33,6 +33,13 @@ func TestJoinValidates(t *testing.T) {
 		{"smoothing zero", 10, one, []connpoolfleet.Option{connpoolfleet.WithSmoothing(0)}, "WithSmoothing(0)"},
 		{"negative damping", 10, one, []connpoolfleet.Option{connpoolfleet.WithDamping(-1)}, "WithDamping(-1)"},
 		{"empty id", 10, one, []connpoolfleet.Option{connpoolfleet.WithID("")}, "WithID"},
+		// Regressions: a nil target panicked in Join; a floor above B and a
+		// target given twice were accepted.
+		{"nil target", 10, []connpoolfleet.Target{nil}, nil, "Join target 0 is nil"},
+		{"nil pool", 10, []connpoolfleet.Target{connpoolfleet.PoolTarget(nil)}, nil, "Join target 0 is nil"},
+		{"nil group", 10, []connpoolfleet.Target{connpoolfleet.GroupTarget(nil)}, nil, "Join target 0 is nil"},
+		{"target twice", 10, []connpoolfleet.Target{one[0], one[0]}, nil, "Join target 1 steers the pool or group of target 0 again"},
+		{"floor above budget", 2, one, []connpoolfleet.Option{connpoolfleet.WithFloor(5)}, "WithFloor(5) is above the budget 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := connpoolfleet.Join(context.Background(), nil, "budget", tc.budget, tc.targets, tc.opts...)

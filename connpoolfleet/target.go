@@ -10,6 +10,7 @@ type Target interface {
 	setCap(n int) error
 	load() load
 	reset()
+	valid() bool // it steers a pool or a group, not nil
 }
 
 // load is a target's numbers at one instant.
@@ -25,6 +26,7 @@ func PoolTarget(p *connpool.Pool) Target { return poolTarget{p} }
 type poolTarget struct{ p *connpool.Pool }
 
 func (t poolTarget) setCap(n int) error { return t.p.SetMaxConns(n) }
+func (t poolTarget) valid() bool        { return t.p != nil }
 func (t poolTarget) reset()             { _ = t.p.Reset() }
 func (t poolTarget) load() load {
 	s := t.p.Stats()
@@ -38,6 +40,7 @@ func GroupTarget(g *connpool.Group) Target { return groupTarget{g} }
 type groupTarget struct{ g *connpool.Group }
 
 func (t groupTarget) setCap(n int) error { return t.g.SetGroupMaxConns(n) }
+func (t groupTarget) valid() bool        { return t.g != nil }
 func (t groupTarget) reset() {
 	// A Group has no Reset; its conns close as the cap asks.
 }
