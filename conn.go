@@ -117,6 +117,12 @@ const (
 	connDeadlineSet                       // the holder set a deadline
 	connDestroyOnClose                    // handed out by DialContext: Close destroys
 	connExposed                           // Unwrap or SyscallConn let the inner conn out
+
+	// ioUnit counts, in the upper half of the word, the holder's Reads and
+	// Writes running (enter): a return that finds one running closes the
+	// socket, which ends it, rather than hand the socket on.
+	ioUnit    uint32 = 1 << 16
+	ioRunning        = ^(ioUnit - 1) // the bits that count them
 )
 
 // Conn is a borrowed connection. It implements [net.Conn]; Close returns
@@ -143,27 +149,49 @@ func (c *Conn) errReturned(op string) error {
 // live reports whether c may still touch its socket.
 func (c *Conn) live() bool { return c != nil && c.pc != nil && c.state.Load()&connReturned == 0 }
 
+// enter counts an I/O call of the holder on c and reports whether it may
+// touch the socket; exit ends it. The count and the returned bit share
+// one word, so either the call sees c returned and fails, or the return
+// sees the call running and closes the socket (brokenReason): a holder
+// that closes its Conn to end its own blocked Read, as one does a
+// net.Conn, never leaves that Read running on the next borrower's socket
+// (TestCloseEndsTheHoldersBlockedRead).
+func (c *Conn) enter() bool {
+	if c == nil || c.pc == nil {
+		return false
+	}
+	if c.state.Add(ioUnit)&connReturned != 0 {
+		c.exit()
+		return false
+	}
+	return true
+}
+
+func (c *Conn) exit() { c.state.Add(^(ioUnit - 1)) } // minus ioUnit
+
 // Read reads from the connection. An error, io.EOF included, poisons c.
 func (c *Conn) Read(b []byte) (int, error) {
-	if !c.live() {
+	if !c.enter() {
 		return 0, c.errReturned("read")
 	}
 	n, err := c.pc.nc.Read(b)
 	if err != nil {
 		c.state.Or(connPoisoned)
 	}
+	c.exit()
 	return n, err
 }
 
 // Write writes to the connection. An error poisons c.
 func (c *Conn) Write(b []byte) (int, error) {
-	if !c.live() {
+	if !c.enter() {
 		return 0, c.errReturned("write")
 	}
 	n, err := c.pc.nc.Write(b)
 	if err != nil {
 		c.state.Or(connPoisoned)
 	}
+	c.exit()
 	return n, err
 }
 
@@ -172,13 +200,14 @@ func (c *Conn) Write(b []byte) (int, error) {
 // splice for a *net.TCPConn, instead of a copy through a buffer. An
 // error, on either side, poisons c: the peer may have part of the data.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	if !c.live() {
+	if !c.enter() {
 		return 0, c.errReturned("readfrom")
 	}
 	n, err := io.Copy(c.pc.nc, r)
 	if err != nil {
 		c.state.Or(connPoisoned)
 	}
+	c.exit()
 	return n, err
 }
 
@@ -187,11 +216,12 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 // WriteTo (splice for a *net.TCPConn). It reads to the end of the
 // stream, so it always poisons c: a drained conn cannot be reused.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
-	if !c.live() {
+	if !c.enter() {
 		return 0, c.errReturned("writeto")
 	}
 	n, err := io.Copy(w, c.pc.nc)
 	c.state.Or(connPoisoned)
+	c.exit()
 	return n, err
 }
 

@@ -103,7 +103,9 @@ func (p *Pool) brokenReason(pc *poolConn, state uint32) CloseReason {
 	switch {
 	case state&connDestroyOnClose != 0:
 		return CloseReleased
-	case state&(connPoisoned|connUnusable) != 0:
+	case state&(connPoisoned|connUnusable|ioRunning) != 0:
+		// Broken, or the holder's own Read or Write still runs on it: it
+		// ends when the socket closes.
 		return CloseBroken
 	case state&(connDeadlineSet|connExposed) != 0 && pc.nc.SetDeadline(time.Time{}) != nil:
 		// Clearing the holder's deadlines failed, or found the inner conn
