@@ -13,6 +13,7 @@ import (
 
 	"github.com/connpool/connpool/internal/clock"
 	"github.com/connpool/connpool/internal/fakeconn"
+	"github.com/connpool/connpool/internal/lagctx"
 )
 
 // gatedDialer dials in-memory conns; while closed is set, dials wait for
@@ -214,26 +215,6 @@ func TestOverloadShedsOldWaitersAndKeepsPromises(t *testing.T) {
 	mu.Unlock()
 }
 
-// endedCtx is a context whose Err says its deadline passed once end is
-// called, while its Done channel closes only at wake: the instant, which
-// a real context's waiter also lives through, between a deadline passing
-// and the waiter running to leave the queue.
-type endedCtx struct {
-	context.Context
-	ended atomic.Bool
-	done  chan struct{}
-}
-
-func (c *endedCtx) end()                  { c.ended.Store(true) }
-func (c *endedCtx) wake()                 { close(c.done) }
-func (c *endedCtx) Done() <-chan struct{} { return c.done }
-func (c *endedCtx) Err() error {
-	if c.ended.Load() {
-		return context.DeadlineExceeded
-	}
-	return nil
-}
-
 // TestShedSparesAWaiterPastItsDeadline: while the queue sheds, a waiter
 // whose deadline has passed is not shed: it leaves with its deadline's
 // error, as any Get that times out, and counts as a timeout. Regression:
@@ -245,7 +226,7 @@ func TestShedSparesAWaiterPastItsDeadline(t *testing.T) {
 		WithMaxConns(1))
 	held, err := p.Get(context.Background())
 	require.NoError(t, err)
-	ctx := &endedCtx{Context: context.Background(), done: make(chan struct{})}
+	ctx := lagctx.New(context.Background(), context.DeadlineExceeded) // its deadline passes while it waits
 	late := make(chan error, 1)
 	go func() {
 		_, err := p.Get(ctx)
@@ -261,10 +242,10 @@ func TestShedSparesAWaiterPastItsDeadline(t *testing.T) {
 	require.Eventually(t, func() bool { return p.Stats().Waiting == 2 }, 5*time.Second, time.Millisecond)
 	forceOverload(p)
 
-	ctx.end()
+	ctx.End()
 	require.NoError(t, held.Close()) // to the newest; the older would be shed
 	require.NoError(t, (<-newer).Close())
-	ctx.wake()
+	ctx.Wake()
 	err = <-late
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.NotErrorIs(t, err, ErrShed)

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connpool/connpool"
+	"github.com/connpool/connpool/internal/lagctx"
 )
 
 // TestMaxWaitersRefusesTheNextWaiter: with MaxWaiters Gets queued, Get
@@ -278,24 +279,6 @@ func TestPutRunsTheServedWaiterFirst(t *testing.T) {
 	assert.GreaterOrEqual(t, first, rounds*9/10, "of %d Puts that handed off, %d returned after the served Get", rounds, first)
 }
 
-// cancelledCtx is a context whose Err says it was cancelled once cancel
-// is called, while its Done channel closes only at wake: the instant,
-// which a real context's waiter also lives through, between a cancel and
-// the waiter running.
-type cancelledCtx struct {
-	context.Context
-	cancelled atomic.Bool
-	done      chan struct{}
-}
-
-func (c *cancelledCtx) Done() <-chan struct{} { return c.done }
-func (c *cancelledCtx) Err() error {
-	if c.cancelled.Load() {
-		return context.Canceled
-	}
-	return nil
-}
-
 // TestGetWhoseContextEndedTakesNoConn: a queued Get whose ctx is
 // cancelled just before a conn comes back fails with its ctx's error,
 // and the conn goes to the idle stack, never to that Get. Regression:
@@ -306,7 +289,7 @@ func TestGetWhoseContextEndedTakesNoConn(t *testing.T) {
 	srv := startServer(t)
 	p := newPool(t, srv.Addr(), connpool.WithMaxConns(1))
 	held := getConn(t, p)
-	ctx := &cancelledCtx{Context: context.Background(), done: make(chan struct{})}
+	ctx := lagctx.New(context.Background(), context.Canceled) // cancelled just before the conn comes back
 	got := make(chan error, 1)
 	go func() {
 		c, err := p.Get(ctx)
@@ -316,10 +299,10 @@ func TestGetWhoseContextEndedTakesNoConn(t *testing.T) {
 		got <- err
 	}()
 	require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, waitFor, tick)
-	ctx.cancelled.Store(true)
+	ctx.End()
 	require.NoError(t, held.Close())
 	require.ErrorIs(t, <-got, context.Canceled, "a Get returned a conn after its ctx ended")
-	close(ctx.done)
+	ctx.Wake()
 	s := p.Stats()
 	assert.Equal(t, 1, s.Idle, "the conn went back")
 	assert.Equal(t, int64(1), s.Timeouts, "the Get counts as one whose ctx ended")
