@@ -333,7 +333,7 @@ func thousands(v float64) string {
 var verdictLegend = []string{
 	"best fixed: the fixed pool size with the most replies within the deadline in that phase, the size you would pick knowing the load in advance.",
 	"goodput vs best: the adaptive cap's replies within the deadline as a share of the best fixed size's (>=95%: whether it reached 95%).",
-	"p99 vs best: the adaptive cap's 99th-percentile latency, arrival to reply, over the best fixed size's (<=1.1x: whether it stayed within 10%).",
+	"p99 vs best: the adaptive cap's 99th-percentile latency, arrival to reply, over the best fixed size's (<=1.2x: whether it stayed within 20%, issue 21's bar).",
 	"adaptive cap (median): the median of the adaptive cap over the second half of the phase, once it had time to settle.",
 	"server C: how many requests the server serves at once in that phase, the size beyond which requests only queue at the server (within 25%: whether the adaptive cap's median came that close).",
 }
