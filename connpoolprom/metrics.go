@@ -87,7 +87,7 @@ var families = [numFamilies]family{
 	fDials: {"connpool_dials_total",
 		"Conns dialed successfully.", nil},
 	fDialErrors: {"connpool_dial_errors_total",
-		"Dials that failed, including those cut short by Close.", nil},
+		"Dials that failed, including those cut short by Close and those a group's cap held until no Get needed them.", nil},
 	fDialSeconds: {"connpool_dial_seconds",
 		"How long successful dials took.", nil},
 	fUseSeconds: {"connpool_use_seconds",
