@@ -272,7 +272,8 @@ func TestResolveFailureKeepsLastGoodSet(t *testing.T) {
 
 	r.set(b.ips[1])
 	require.Eventually(t, func() bool { return len(p.Stats().Addresses) == 1 }, waitFor, tick)
-	assert.Equal(t, 1, logs.count(slog.LevelInfo, "connpool: resolve recovered"))
+	// The resolve logs after it released mu, which Stats waits for.
+	require.Eventually(t, func() bool { return logs.count(slog.LevelInfo, "connpool: resolve recovered") == 1 }, waitFor, tick)
 	r.fail(errors.New("SERVFAIL again"))
 	require.Eventually(t, func() bool { return logs.count(slog.LevelWarn, "connpool: resolve failed") == 2 }, waitFor, tick)
 }
