@@ -129,10 +129,11 @@ const (
 // it to the pool, like [Pool.Put].
 //
 // A Conn is safe for concurrent use as a net.Conn is (a Read and a Write at
-// once), but it must not be used during or after its return: once
-// returned, its methods fail with [net.ErrClosed] and never touch the
-// socket, which another borrower may hold by then (LocalAddr and
-// RemoteAddr still answer: they read addresses kept since the dial). A Read or Write that
+// once). Once returned, its methods fail with [net.ErrClosed] and never
+// touch the socket, which another borrower may hold by then (LocalAddr and
+// RemoteAddr still answer: they read addresses kept since the dial). A
+// Close while a Read or Write of its own still runs ends that call, as a
+// net.Conn's does: the socket is closed, not kept. A Read or Write that
 // fails (including a deadline timeout) poisons the Conn: its return closes
 // the socket instead of keeping it. Deadlines the holder set are cleared
 // before the next borrower gets the socket.
