@@ -144,17 +144,25 @@ func round(t *testing.T, pool *connpool.Pool, n int) []string {
 		addrs = append(addrs, c.RemoteAddr().String())
 	}
 	for _, c := range conns {
-		const msg = "ping"
-		_ = c.SetDeadline(time.Now().Add(waitFor))
-		if _, err := c.Write([]byte(msg)); err == nil {
-			buf := make([]byte, len(msg))
-			if _, err := io.ReadFull(c, buf); err == nil && string(buf) != msg {
-				c.MarkUnusable()
-			}
-		}
-		require.NoError(t, c.Close())
+		ping(t, c)
 	}
 	return addrs
+}
+
+// ping sends one request over c and returns it: a reply that is not the
+// request marks c unusable, and a failed read or write is the pool's to
+// see.
+func ping(t *testing.T, c *connpool.Conn) {
+	t.Helper()
+	const msg = "ping"
+	_ = c.SetDeadline(time.Now().Add(waitFor))
+	if _, err := c.Write([]byte(msg)); err == nil {
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err == nil && string(buf) != msg {
+			c.MarkUnusable()
+		}
+	}
+	require.NoError(t, c.Close())
 }
 
 // ejectedAddrs returns the addresses Stats shows ejected.
@@ -353,15 +361,7 @@ func TestTwoAddressesEjectedOneAfterTheOther(t *testing.T) {
 		require.NoError(t, c.Close())
 	}
 	for _, c := range use {
-		const msg = "ping"
-		_ = c.SetDeadline(time.Now().Add(waitFor))
-		if _, err := c.Write([]byte(msg)); err == nil {
-			buf := make([]byte, len(msg))
-			if _, err := io.ReadFull(c, buf); err == nil && string(buf) != msg {
-				c.MarkUnusable()
-			}
-		}
-		require.NoError(t, c.Close())
+		ping(t, c)
 		require.NoError(t, pool.CheckInvariants())
 	}
 	require.Len(t, ejectedAddrs(pool), 2)
