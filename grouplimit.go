@@ -311,7 +311,7 @@ func (p *Pool) slotWaitOverLocked(d *dialOp) {
 func (p *Pool) keepWaitingForSlot(d *dialOp) (wanted bool, getLeft <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed.Load() || d.forWaiterLocked() && d.e.Queued() || p.hasWaiterWithoutDialLocked() {
+	if p.closed.Load() || d.forWaiterLocked() && d.e.Queued() || p.waitersWithoutDialLocked() > 0 {
 		if p.getLeft == nil {
 			p.getLeft = make(chan struct{})
 		}

@@ -176,18 +176,6 @@ func (p *Pool) waitersWithoutDialLocked() int {
 	return n
 }
 
-// hasWaiterWithoutDialLocked reports whether a queued waiter has no dial
-// in flight for it. It looks from the back: dials start for the oldest
-// waiters first (dispatchLocked).
-func (p *Pool) hasWaiterWithoutDialLocked() bool {
-	for e := p.waiters.Back(); e != nil; e = e.Prev() {
-		if !e.Value.dialing {
-			return true
-		}
-	}
-	return false
-}
-
 // leave takes waiter e, whose ctx ended, out of the queue. If it was
 // served at that instant, the delivery is in its channel or on its way
 // (send runs after its sender releases mu): leave waits for it, and the
